@@ -1,0 +1,128 @@
+"""The CRM connector protocol, its capability flags, and the entry-point registry.
+
+A connector is a class registered under the entry-point group ``syncd.connectors``; the
+``[crm] connector = "name"`` key picks it. The core builds it as::
+
+    connector = cls(options, context)
+
+where ``options`` is an instance of ``cls.Options`` (a pydantic model validating
+``[crm.options]``; unknown keys are errors) and ``context`` a :class:`ConnectorContext`.
+Connectors never build their own HTTP clients: they call ``context.remote(...)`` which returns
+a :class:`syncd.http.RemoteSystem` wired to the shared rate limiter, daily budget, API journal
+and retry policy, with ``context.transport`` injected (tests pass an ``httpx.MockTransport``).
+
+Semantics every connector must keep (the conformance suite in :mod:`syncd.testing` checks them):
+
+* ``changed_contacts(after, limit)`` returns the contacts whose (server ``updated_at``, id) is
+  strictly after ``after``, ascending by (updated_at, id), at most ``limit`` per page; walking
+  pages until ``more`` is False returns every change exactly once, even across equal
+  timestamps at page boundaries. ``Page.next`` resumes the walk after a restart.
+* ``upsert_contacts`` and ``log_calls`` return one :class:`WriteResult` per input, in order; a
+  failing record never sinks the others. ``log_calls`` is idempotent by ``Call.session_id``:
+  logging the same call twice leaves one activity in the CRM.
+* Errors of the remote as a whole (auth, permission, throttling, outage) are raised as the
+  taxonomy in :mod:`syncd.errors`, with messages that name the operation and hold no secret.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
+
+import httpx
+from pydantic import BaseModel
+
+from .errors import ConfigError
+from .http import RemoteSystem
+from .model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
+
+__all__ = [
+    "Capabilities",
+    "ConnectorContext",
+    "CrmConnector",
+    "ENTRY_POINT_GROUP",
+    "available_connectors",
+    "load_connector",
+]
+
+ENTRY_POINT_GROUP = "syncd.connectors"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a connector can do. The daemon checks these at ``syncd check`` against the config."""
+
+    contacts_read: bool = True
+    contacts_write: bool = True
+    contacts_create: bool = True
+    calls_write: bool = False
+    do_not_call: bool = False        # the CRM has a place for a do-not-call flag
+    read_batch_size: int = 100       # page size for changed_contacts
+    write_batch_size: int = 50       # contacts per upsert_contacts call
+    calls_batch_size: int = 50       # calls per log_calls call
+    notes: tuple[str, ...] = ()      # caveats shown by `syncd check` (e.g. cost per poll)
+
+
+@dataclass
+class ConnectorContext:
+    """What the core gives a connector."""
+
+    remote: Callable[..., RemoteSystem]   # remote(base_url=..., secrets=[...], **overrides)
+    state_dir: Path                        # private 0700 directory (e.g. rotated OAuth tokens)
+    field_names: tuple[str, ...] = ()      # CRM-side field names the config maps
+    do_not_call_field: str | None = None   # CRM-side field of the do-not-call flag, if any
+    transport: httpx.BaseTransport | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class CrmConnector(Protocol):
+    """The protocol a CRM connector implements (structural: no base class needed)."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[BaseModel]]
+    capabilities: Capabilities
+
+    def health_check(self) -> None:
+        """The cheapest authenticated call; raises a taxonomy error (401/403 explained)."""
+
+    def changed_contacts(self, after: Cursor, limit: int) -> Page:
+        """One page of contacts changed strictly after ``after`` (see module docstring)."""
+
+    def fetch_contacts(self, ids: list[str]) -> list[Contact]:
+        """The contacts with these ids; missing ids are simply absent from the result."""
+
+    def find_by_phone(self, phone_e164: str) -> list[Contact]:
+        """Contacts with exactly this number after normalisation (verify substring matches)."""
+
+    def upsert_contacts(self, writes: list[ContactWrite]) -> list[WriteResult]:
+        """Create (id None) or update contacts; one result per write, in order."""
+
+    def log_calls(self, calls: list[Call]) -> list[WriteResult]:
+        """Log calls as CRM activities, once per ``session_id``; result key = session_id."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_connectors() -> list[str]:
+    """Names of the installed connectors, sorted."""
+    return sorted(_entry_points())
+
+
+def load_connector(name: str) -> type:
+    """The connector class registered as ``name``; ConfigError listing the installed ones."""
+    eps = _entry_points()
+    if name not in eps:
+        installed = ", ".join(sorted(eps)) or "none"
+        close = difflib.get_close_matches(name, list(eps), n=1)
+        hint = f' (did you mean "{close[0]}"?)' if close else ""
+        raise ConfigError(f'crm.connector: unknown connector "{name}"{hint}; installed: {installed}')
+    return eps[name].load()

@@ -1,0 +1,371 @@
+"""The shared HTTP layer every remote system goes through.
+
+One :class:`RemoteSystem` per remote (``okitoki``, ``crm``) owns an ``httpx.Client`` with
+timeouts, limits and a User-Agent, and wraps every request with, in order:
+
+1. the daily :class:`RequestBudget` (fails fast with ``BudgetExhausted`` when spent),
+2. the process-wide :class:`RateLimiter` of that system (requests per minute, small burst,
+   and a "blocked until" set by any ``Retry-After`` the remote sent, so every job waits),
+3. retries with exponential backoff and jitter (tenacity) for transient failures and
+   throttling; ``Retry-After`` (seconds or an HTTP date) is honoured up to a cap,
+4. the request journal hook (time, system, operation, status, duration, attempt),
+5. mapping of the response to the taxonomy in :mod:`syncd.errors`, with secrets redacted.
+
+Connectors receive a ``RemoteSystem`` (or build one with :func:`remote_system`) and may pass
+``transport=`` (an ``httpx.MockTransport`` in unit tests, nothing for real loopback tests).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Callable, Protocol
+
+import httpx
+import tenacity
+
+from . import __version__
+from .errors import (
+    AuthenticationError,
+    BudgetExhausted,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PermissionDenied,
+    RemoteError,
+    RetriableRemoteError,
+    Throttled,
+    TransientError,
+)
+from .redact import redact, register_secret
+
+__all__ = [
+    "USER_AGENT",
+    "RetryPolicy",
+    "RateLimiter",
+    "RequestBudget",
+    "MemoryBudget",
+    "JournalEntry",
+    "RemoteSystem",
+    "parse_retry_after",
+    "error_for_status",
+    "limiter_for",
+]
+
+USER_AGENT = f"syncd/{__version__} (+https://github.com/syncd/syncd)"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to retry. Durations in seconds."""
+
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_retry_after: float = 300.0  # a Retry-After longer than this is capped to it
+    jitter: float = 0.5
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> timedelta | None:
+    """``Retry-After`` as delta-seconds or an HTTP date → a non-negative timedelta."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return timedelta(seconds=max(0.0, float(value)))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return max(timedelta(0), when - now)
+
+
+class RateLimiter:
+    """Token bucket: ``per_minute`` requests a minute with a burst of ``burst``; thread-safe.
+
+    ``block_for`` (after a 429) makes every caller wait until the remote allows requests again.
+    """
+
+    def __init__(self, per_minute: float | None, burst: int = 5, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.per_minute = per_minute
+        self.burst = max(1, burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tokens = float(self.burst)
+        self._stamp = clock()
+        self._blocked_until = 0.0
+
+    def block_for(self, seconds: float) -> None:
+        with self._lock:
+            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+
+    def acquire(self) -> float:
+        """Wait until a request may go out; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                delay = self._blocked_until - now
+                if delay <= 0 and self.per_minute:
+                    rate = self.per_minute / 60.0
+                    self._tokens = min(self.burst, self._tokens + (now - self._stamp) * rate)
+                    self._stamp = now
+                    if self._tokens >= 1:
+                        self._tokens -= 1
+                        return waited
+                    delay = (1 - self._tokens) / rate
+                elif delay <= 0:
+                    return waited
+            self._sleep(delay)
+            waited += delay
+
+
+_limiters: dict[str, RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def limiter_for(system: str, per_minute: float | None, burst: int = 5) -> RateLimiter:
+    """The process-wide limiter of ``system`` (created on first use, rate updated after)."""
+    with _limiters_lock:
+        limiter = _limiters.get(system)
+        if limiter is None:
+            limiter = _limiters[system] = RateLimiter(per_minute, burst)
+        else:
+            limiter.per_minute, limiter.burst = per_minute, max(1, burst)
+        return limiter
+
+
+class RequestBudget(Protocol):
+    """A daily request budget per system. The daemon's implementation persists it."""
+
+    def spend(self, system: str, n: int = 1) -> None:
+        """Count ``n`` requests; raise ``BudgetExhausted`` if that would pass the limit."""
+
+    def remaining(self, system: str) -> int | None:
+        """Requests left today, or None when unlimited."""
+
+
+class MemoryBudget:
+    """An in-memory :class:`RequestBudget` (per UTC day); for tests and one-shot commands."""
+
+    def __init__(self, limits: dict[str, int | None], *, today: Callable[[], date] = lambda: datetime.now(UTC).date()) -> None:
+        self.limits = dict(limits)
+        self._today = today
+        self._used: dict[tuple[str, date], int] = {}
+        self._lock = threading.Lock()
+
+    def spend(self, system: str, n: int = 1) -> None:
+        limit = self.limits.get(system)
+        with self._lock:
+            key = (system, self._today())
+            used = self._used.get(key, 0)
+            if limit is not None and used + n > limit:
+                raise BudgetExhausted(f"daily request budget of {limit} is spent", system=system)
+            self._used[key] = used + n
+
+    def remaining(self, system: str) -> int | None:
+        limit = self.limits.get(system)
+        if limit is None:
+            return None
+        return max(0, limit - self._used.get((system, self._today()), 0))
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    at: datetime
+    system: str
+    operation: str
+    method: str
+    status: int | None  # None: no response (timeout, connection error)
+    duration_ms: int
+    attempt: int
+    error: str | None = None
+
+
+Journal = Callable[[JournalEntry], None]
+# Sees every response before the status mapping; raises a taxonomy error or returns None.
+ResponseCheck = Callable[[httpx.Response, str], None]
+
+_STATUS_ERRORS: dict[int, type[RemoteError]] = {
+    401: AuthenticationError,
+    403: PermissionDenied,
+    404: NotFound,
+    405: MethodNotAllowed,
+}
+
+
+def error_for_status(response: httpx.Response, *, system: str, operation: str,
+                     message: str | None = None,
+                     field_errors: dict[str, list[str]] | None = None,
+                     hints: dict[int, str] | None = None) -> RemoteError | None:
+    """The taxonomy error for a non-2xx response (None for 2xx). The message is redacted."""
+    status = response.status_code
+    if status < 400:
+        return None
+    text = redact(message or _short_body(response))
+    hint = (hints or {}).get(status)
+    kw: dict[str, Any] = dict(system=system, operation=operation, status=status, hint=hint,
+                              field_errors=field_errors)
+    if status == 429:
+        return Throttled(text, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kw)
+    if status >= 500:
+        return TransientError(text, **kw)
+    cls = _STATUS_ERRORS.get(status, InvalidRequest)
+    return cls(text, **kw)
+
+
+def _short_body(response: httpx.Response) -> str:
+    try:
+        body = response.text
+    except Exception:  # undecodable bytes
+        body = ""
+    body = " ".join(body.split())
+    if body.lower().startswith(("<!doctype", "<html")):
+        return f"HTML error page ({response.reason_phrase or 'no reason'})"
+    return body[:300] or (response.reason_phrase or "empty body")
+
+
+def _default_check(response: httpx.Response, operation: str) -> None:
+    return None
+
+
+@dataclass
+class RemoteSystem:
+    """Every request to one remote system goes through here. Thread-safe."""
+
+    system: str
+    base_url: str
+    secrets: list[str] = field(default_factory=list)
+    timeout: float = 15.0
+    connect_timeout: float = 5.0
+    requests_per_minute: float | None = None
+    burst: int = 5
+    budget: RequestBudget | None = None
+    journal: Journal | None = None
+    retry: RetryPolicy = RetryPolicy()
+    transport: httpx.BaseTransport | None = None
+    check: ResponseCheck = _default_check  # raise a taxonomy error for 200-with-error bodies
+    hints: dict[int, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    sleep: Callable[[float], None] = time.sleep
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    limiter: RateLimiter | None = None
+    max_connections: int = 10
+
+    def __post_init__(self) -> None:
+        for secret in self.secrets:
+            register_secret(secret)
+        if self.limiter is None:
+            self.limiter = limiter_for(self.system, self.requests_per_minute, self.burst)
+        self.client = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
+            limits=httpx.Limits(max_connections=self.max_connections,
+                                max_keepalive_connections=self.max_connections),
+            headers={"User-Agent": USER_AGENT, **self.headers},
+            transport=self.transport,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> "RemoteSystem":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the one entry point -------------------------------------------------------------
+    def request(self, method: str, path: str, *, operation: str, retry: RetryPolicy | None = None,
+                **kwargs: Any) -> httpx.Response:
+        """Send one logical request (retried as the policy says); return a 2xx response.
+
+        Raises the taxonomy errors of :mod:`syncd.errors`; messages never contain secrets.
+        ``kwargs`` go to ``httpx.Client.request`` (params, data, json, headers, ...).
+        """
+        policy = retry or self.retry
+        attempt_no = 0
+
+        def attempt() -> httpx.Response:
+            nonlocal attempt_no
+            attempt_no += 1
+            return self._send_once(method, path, operation, attempt_no, kwargs)
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(max(1, policy.attempts)),
+            retry=tenacity.retry_if_exception_type(RetriableRemoteError),
+            wait=self._wait_strategy(policy),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        return retrying(attempt)
+
+    def _wait_strategy(self, policy: RetryPolicy) -> Callable[[tenacity.RetryCallState], float]:
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, Throttled) and exc.retry_after is not None:
+                # The limiter was blocked for this long already; waiting here too keeps this
+                # caller from racing ahead of the block on another thread's clock.
+                return min(exc.retry_after.total_seconds(), policy.max_retry_after)
+            backoff = min(policy.max_delay, policy.base_delay * 2 ** (state.attempt_number - 1))
+            return backoff + random.uniform(0, policy.jitter * backoff)
+        return wait
+
+    def _send_once(self, method: str, path: str, operation: str, attempt: int,
+                   kwargs: dict[str, Any]) -> httpx.Response:
+        if self.budget is not None:
+            self.budget.spend(self.system)
+        assert self.limiter is not None
+        self.limiter.acquire()
+        started = time.monotonic()
+        status: int | None = None
+        error: RemoteError | None = None
+        try:
+            try:
+                response = self.client.request(method, path, **kwargs)
+            except httpx.TimeoutException as exc:
+                error = TransientError(f"timed out ({type(exc).__name__})", system=self.system,
+                                       operation=operation)
+                raise error from None
+            except httpx.TransportError as exc:
+                error = TransientError(f"connection failed: {redact(str(exc)) or type(exc).__name__}",
+                                       system=self.system, operation=operation)
+                raise error from None
+            status = response.status_code
+            # The system's own check sees every response first: it knows its error bodies
+            # (field errors, 200 with an error key, 503 that really means throttling).
+            try:
+                self.check(response, operation)
+            except RemoteError as exc:
+                error = exc
+            if error is None:
+                error = error_for_status(response, system=self.system, operation=operation,
+                                         hints=self.hints)
+            if isinstance(error, Throttled) and error.retry_after is not None:
+                self.limiter.block_for(min(error.retry_after.total_seconds(),
+                                           self.retry.max_retry_after))
+            if error is not None:
+                raise error
+            return response
+        finally:
+            if self.journal is not None:
+                self.journal(JournalEntry(
+                    at=self.now(), system=self.system, operation=operation, method=method,
+                    status=status, duration_ms=int((time.monotonic() - started) * 1000),
+                    attempt=attempt, error=redact(str(error)) if error else None,
+                ))
