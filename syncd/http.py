@@ -212,8 +212,12 @@ _STATUS_ERRORS: dict[int, type[RemoteError]] = {
 def error_for_status(response: httpx.Response, *, system: str, operation: str,
                      message: str | None = None,
                      field_errors: dict[str, list[str]] | None = None,
-                     hints: dict[int, str] | None = None) -> RemoteError | None:
-    """The taxonomy error for a non-2xx response (None for 2xx). The message is redacted."""
+                     hints: dict[int, str] | None = None,
+                     now: datetime | None = None) -> RemoteError | None:
+    """The taxonomy error for a non-2xx response (None for 2xx). The message is redacted.
+
+    ``now`` is the clock an HTTP-date ``Retry-After`` is measured against (default: now).
+    """
     status = response.status_code
     if status < 400:
         return None
@@ -222,7 +226,8 @@ def error_for_status(response: httpx.Response, *, system: str, operation: str,
     kw: dict[str, Any] = dict(system=system, operation=operation, status=status, hint=hint,
                               field_errors=field_errors)
     if status == 429:
-        return Throttled(text, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kw)
+        return Throttled(text, retry_after=parse_retry_after(response.headers.get("Retry-After"), now=now),
+                         **kw)
     if status >= 500:
         return TransientError(text, **kw)
     cls = _STATUS_ERRORS.get(status, InvalidRequest)
@@ -304,7 +309,7 @@ class RemoteSystem:
         def attempt() -> httpx.Response:
             nonlocal attempt_no
             attempt_no += 1
-            return self._send_once(method, path, operation, attempt_no, kwargs)
+            return self._send_once(method, path, operation, attempt_no, kwargs, policy)
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max(1, policy.attempts)),
@@ -327,7 +332,7 @@ class RemoteSystem:
         return wait
 
     def _send_once(self, method: str, path: str, operation: str, attempt: int,
-                   kwargs: dict[str, Any]) -> httpx.Response:
+                   kwargs: dict[str, Any], policy: RetryPolicy) -> httpx.Response:
         if self.budget is not None:
             self.budget.spend(self.system)
         assert self.limiter is not None
@@ -355,10 +360,10 @@ class RemoteSystem:
                 error = exc
             if error is None:
                 error = error_for_status(response, system=self.system, operation=operation,
-                                         hints=self.hints)
+                                         hints=self.hints, now=self.now())
             if isinstance(error, Throttled) and error.retry_after is not None:
                 self.limiter.block_for(min(error.retry_after.total_seconds(),
-                                           self.retry.max_retry_after))
+                                           policy.max_retry_after))
             if error is not None:
                 raise error
             return response
