@@ -1,0 +1,317 @@
+"""The Oki-Toki API client: one method per operation of the endpoint table, typed results.
+
+Every request goes through one :class:`syncd.http.RemoteSystem` (rate limiter, daily budget,
+retries honouring ``Retry-After``, request journal, redaction). The API token travels as the
+variable ``api_token`` (query string for GET, form body for POST, or inside ``json_request``)
+and is registered as a secret, so it never shows in logs, errors or the journal.
+
+Thread-safe: the client keeps no mutable state; many jobs may share one instance.
+Idempotency: reads and ``list_*`` are safe to repeat; ``create_task``, ``add_tasks`` and
+``upsert_contact`` without ``contact_id`` create a new record each time they succeed, so the
+caller (the outbox) looks up before repeating one whose outcome was ambiguous.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Literal
+
+import structlog
+
+from ..errors import ConfigError, InvalidRecord, TransientError
+from ..http import MemoryBudget, RemoteSystem, RetryPolicy
+from ..model import Call, Contact, ContactWrite, TaskSpec
+from ..redact import register_secret
+from .dates import account_zone, to_okitoki
+from .endpoints import Endpoint, Form, resolve_endpoints
+from .parse import HINTS, body_of, make_check
+from .records import (
+    Dialer,
+    call_from_raw,
+    contact_from_raw,
+    contact_payload,
+    dialers_from_raw,
+    task_payload,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ..config import OkitokiConfig
+    from ..http import Journal, RequestBudget
+
+__all__ = ["OkitokiClient"]
+
+log = structlog.get_logger("syncd.okitoki")
+
+
+def _plain(value: Any) -> Any:
+    """One variable in the ordinary (non-json_request) form."""
+    if isinstance(value, bool):
+        return 1 if value else 0
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        if any(isinstance(v, (dict, list)) for v in value):
+            return json.dumps(list(value), ensure_ascii=False)
+        return ",".join(str(v) for v in value)
+    return value
+
+
+_ID_VARIABLES = ("dialer_id", "contact_id", "list_id", "task_id", "session_id", "user_id")
+
+
+def _json_ids(variables: dict[str, Any]) -> dict[str, Any]:
+    """Ids are strings inside syncd; Oki-Toki's are integers, so JSON carries them as numbers."""
+    out = dict(variables)
+    for key in _ID_VARIABLES:
+        value = out.get(key)
+        if isinstance(value, str) and value.isdigit():
+            out[key] = int(value)
+    return out
+
+
+def _ceil_second(moment: datetime) -> datetime:
+    return moment if not moment.microsecond else moment + timedelta(microseconds=10**6 - moment.microsecond)
+
+
+class OkitokiClient:
+    """Talks to one Oki-Toki account. Build it with :meth:`from_config` in the daemon.
+
+    ``timezone`` is the account's IANA zone (Oki-Toki dates carry no offset); ``endpoints``
+    overrides paths (operation → path, see :mod:`.endpoints`); ``form`` says how variables
+    travel unless the endpoint table pins it. The client installs its response check on
+    ``remote``. ``api_token`` defaults to the first of ``remote.secrets``.
+    """
+
+    def __init__(self, remote: RemoteSystem, *, timezone: str,
+                 endpoints: dict[str, str] | None = None, form: Form = "plain",
+                 api_token: str | None = None) -> None:
+        if form not in ("plain", "json_request"):
+            raise ValueError(f'form must be "plain" or "json_request", not {form!r}')
+        token = api_token if api_token is not None else next(iter(remote.secrets), None)
+        if not token:
+            raise ConfigError("okitoki.api_token: no API token given")
+        register_secret(token)
+        self.remote = remote
+        self.zone = account_zone(timezone)
+        self.endpoints: dict[str, Endpoint] = resolve_endpoints(endpoints)
+        self.form: Form = form
+        self._token = token
+        remote.check = make_check(remote.system, remote.now)
+        remote.hints = {**HINTS, **remote.hints}
+
+    @classmethod
+    def from_config(cls, cfg: "OkitokiConfig", *, budget: "RequestBudget | None" = None,
+                    journal: "Journal | None" = None,
+                    transport: "httpx.BaseTransport | None" = None,
+                    retry: RetryPolicy | None = None, form: Form = "plain") -> "OkitokiClient":
+        """A client for ``[okitoki]``. Without ``budget``, an in-memory one with the configured
+        daily limit (the daemon passes its persistent budget)."""
+        token = cfg.api_token
+        if not token and cfg.api_token_file:
+            try:
+                token = Path(cfg.api_token_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"okitoki.api_token_file: cannot read it ({exc.strerror})") from None
+        if not token:
+            raise ConfigError("okitoki.api_token: set api_token or api_token_file")
+        remote = RemoteSystem(
+            system="okitoki", base_url=cfg.url.rstrip("/"), secrets=[token],
+            timeout=cfg.timeout.total_seconds(), requests_per_minute=cfg.requests_per_minute,
+            budget=budget if budget is not None else MemoryBudget({"okitoki": cfg.daily_request_budget}),
+            journal=journal, retry=retry or RetryPolicy(), transport=transport,
+        )
+        return cls(remote, timezone=cfg.timezone, endpoints=dict(cfg.endpoints), form=form,
+                   api_token=token)
+
+    def close(self) -> None:
+        self.remote.close()
+
+    def __enter__(self) -> "OkitokiClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the one place a request is built -------------------------------------------------
+    def _call(self, operation: str, variables: dict[str, Any]) -> Any:
+        endpoint = self.endpoints[operation]
+        variables = {k: v for k, v in variables.items() if v is not None}
+        form = endpoint.form or self.form
+        if form == "json_request":
+            payload = {"json_request": json.dumps({**_json_ids(variables), "api_token": self._token},
+                                                  ensure_ascii=False, default=str)}
+        else:
+            payload = {k: _plain(v) for k, v in variables.items()}
+            payload["api_token"] = self._token
+        where = {"params": payload} if endpoint.method == "GET" else {"data": payload}
+        log.debug("okitoki.request", operation=operation, method=endpoint.method,
+                  path=endpoint.path, form=form)
+        response = self.remote.request(endpoint.method, endpoint.path, operation=operation, **where)
+        return body_of(response)
+
+    def _field(self, body: Any, operation: str, key: str) -> Any:
+        if not isinstance(body, dict) or body.get(key) is None:
+            raise TransientError(f'malformed response: no "{key}" in the answer',
+                                 system=self.remote.system, operation=operation, status=200)
+        return body[key]
+
+    def _count(self, body: Any, operation: str, key: str) -> int:
+        value = self._field(body, operation, key)
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise TransientError(f'malformed response: "{key}" is not a number',
+                                 system=self.remote.system, operation=operation, status=200) from None
+
+    def _pages(self, operation: str, variables: dict[str, Any], key: str,
+               per_page: int) -> Iterator[dict[str, Any]]:
+        limit = self.endpoints[operation].max_items or per_page
+        if not 1 <= per_page <= limit:
+            raise ValueError(f"{operation}: per_page must be 1..{limit}, got {per_page}")
+        page = 1
+        while True:
+            body = self._call(operation, {**variables, "page": page, "per_page": per_page})
+            items = self._field(body, operation, key)
+            if not isinstance(items, list):
+                raise TransientError(f'malformed response: "{key}" is not a list',
+                                     system=self.remote.system, operation=operation, status=200)
+            yield from (item for item in items if isinstance(item, dict))
+            try:
+                pages = int(body.get("pages") or page)
+            except (TypeError, ValueError):
+                pages = page
+            if page >= pages or not items:
+                return
+            page += 1
+            del body, items  # keep one page in memory, not two
+
+    # -- operations ------------------------------------------------------------------------
+    def health_check(self) -> None:
+        """The cheapest authenticated call (``dialers/stat``); raises 401/403 with hints."""
+        self._call("dialers", {})
+
+    def create_task(self, spec: TaskSpec) -> str:
+        """Add one task (1-5 phones) to a dialer; returns its task id. Not idempotent."""
+        payload = task_payload(spec, self.zone)
+        return str(self._field(self._call("create_task", payload), "create_task", "task_id"))
+
+    def add_tasks(self, dialer_id: str, specs: list[TaskSpec]) -> list[str]:
+        """Add up to 1000 tasks to one dialer in one request; task ids in input order.
+
+        Every spec is checked (phones, priority) before anything is sent: InvalidRecord for
+        the first bad one. ValueError for more than 1000 specs or a spec of another dialer.
+        """
+        if not specs:
+            return []
+        limit = self.endpoints["add_tasks"].max_items or 1000
+        if len(specs) > limit:
+            raise ValueError(f"add_tasks takes at most {limit} tasks per request, got {len(specs)}")
+        tasks = []
+        for spec in specs:
+            if str(spec.dialer_id) != str(dialer_id):
+                raise ValueError(f"add_tasks for dialer {dialer_id} got a task for dialer {spec.dialer_id}")
+            task = task_payload(spec, self.zone)
+            del task["dialer_id"]
+            tasks.append(task)
+        body = self._call("add_tasks", {"dialer_id": dialer_id, "tasks": tasks})
+        ids = self._field(body, "add_tasks", "task_ids")
+        if not isinstance(ids, list) or len(ids) != len(specs):
+            raise TransientError(f"malformed response: {len(specs)} tasks sent, task_ids does not "
+                                 "list one id each", system=self.remote.system,
+                                 operation="add_tasks", status=200)
+        return [str(i) for i in ids]
+
+    def remove_task(self, dialer_id: str, *, task_id: str | None = None,
+                    phones: list[str] | tuple[str, ...] | None = None) -> int:
+        """Remove a dialer's task by id, or its tasks for these phones; returns how many.
+        Idempotent: removing what is gone returns 0."""
+        if task_id is None and not phones:
+            raise ValueError("remove_task needs task_id or phones")
+        body = self._call("remove_task", {"dialer_id": dialer_id, "task_id": task_id,
+                                          "phones": list(phones) if phones else None})
+        return self._count(body, "remove_task", "deleted")
+
+    def dialers(self) -> dict[str, Dialer]:
+        """Every dialer the token can see, by id (string), with its operators."""
+        body = self._call("dialers", {})
+        if isinstance(body, dict) and isinstance(body.get("dialers"), (dict, list)):
+            body = body["dialers"]
+        return dialers_from_raw(body)
+
+    def list_add(self, list_id: str, values: list[str]) -> int:
+        """Add values (e.g. phone numbers) to a list; returns how many were new. Idempotent."""
+        if not values:
+            return 0
+        body = self._call("list_add", {"list_id": list_id, "values": list(values)})
+        return self._count(body, "list_add", "added")
+
+    def list_check(self, list_id: str, value: str) -> bool:
+        """Whether ``value`` is in the list."""
+        body = self._call("list_check", {"list_id": list_id, "value": value})
+        return bool(self._field(body, "list_check", "exists"))
+
+    def list_remove(self, list_id: str, values: list[str]) -> int:
+        """Remove values from a list; returns how many were there. Idempotent."""
+        if not values:
+            return 0
+        body = self._call("list_remove", {"list_id": list_id, "values": list(values)})
+        return self._count(body, "list_remove", "removed")
+
+    def upsert_contact(self, write: ContactWrite) -> str:
+        """Create (``write.id`` None) or update a contact in Oki-Toki's CRM; returns its id.
+
+        ``write.fields`` uses Oki-Toki names: ``name``, ``email``, ``tags``, ``details.<key>``
+        (sent together as the ``details`` object). A create is not idempotent.
+        """
+        body = self._call("upsert_contact", contact_payload(write))
+        return str(self._field(body, "upsert_contact", "contact_id"))
+
+    def export_contacts(self, updated_from: datetime, updated_to: datetime | None = None,
+                        per_page: int = 1000) -> Iterator[Contact]:
+        """Contacts changed in [updated_from, updated_to], lazily, one page in memory.
+
+        Bounds are tz-aware, sent in the account zone to whole seconds (the lower one rounded
+        down, the upper one up: windows only ever grow). ``updated_at`` comes back UTC.
+        Entries that cannot be read are logged (``okitoki.record_skipped``) and skipped.
+        """
+        variables = {"updated_from": to_okitoki(updated_from, self.zone),
+                     "updated_to": to_okitoki(_ceil_second(updated_to), self.zone) if updated_to else None}
+        for raw in self._pages("export_contacts", variables, "contacts", per_page):
+            try:
+                yield contact_from_raw(raw, self.zone)
+            except (KeyError, ValueError) as exc:
+                log.warning("okitoki.record_skipped", operation="export_contacts",
+                            record_id=str(raw.get("id")), reason=str(exc))
+
+    def call_log(self, date_from: datetime, date_to: datetime,
+                 per_page: int = 1000) -> Iterator[Call]:
+        """Calls in [date_from, date_to], lazily, one page in memory. Times UTC, durations s.
+
+        Calls appear some time after hangup and may change shortly after: callers read
+        overlapping windows and de-duplicate by ``session_id``. Unreadable entries are logged
+        (``okitoki.record_skipped``) and skipped.
+        """
+        variables = {"date_from": to_okitoki(date_from, self.zone),
+                     "date_to": to_okitoki(_ceil_second(date_to), self.zone)}
+        for raw in self._pages("call_log", variables, "calls", per_page):
+            try:
+                yield call_from_raw(raw, self.zone)
+            except InvalidRecord as exc:
+                log.warning("okitoki.record_skipped", operation="call_log",
+                            record_id=exc.record_id, reason=exc.reason)
+
+    def call_data(self, session_id: str) -> dict[str, Any]:
+        """The data stored with a call (the call as Oki-Toki returns it)."""
+        body = self._call("call_data", {"session_id": session_id})
+        if not isinstance(body, dict):
+            raise TransientError("malformed response: expected an object",
+                                 system=self.remote.system, operation="call_data", status=200)
+        return body
+
+    def add_call_data(self, session_id: str, data: dict[str, Any]) -> None:
+        """Attach ``data`` (a JSON object) to a call. Repeating it writes the same data again."""
+        self._call("add_call_data", {"session_id": session_id, "data": data})
