@@ -1,0 +1,96 @@
+"""Phone numbers: E.164 normalisation and the time zone of a number.
+
+Both sides store numbers however people typed them (``"+38 (067) 123-45-67"``,
+``"0671234567"``, ``"48 601 234 567"``, ``"+52 1 55 1234 5678"``). Matching and dialer tasks
+need one canonical form: E.164 (``"+380671234567"``). Parsing is done by ``phonenumbers``
+(Google's libphonenumber metadata), with the configured default region for numbers written
+without a country code.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Iterable
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat
+from phonenumbers import timezone as pn_timezone
+
+from .errors import InvalidRecord
+
+__all__ = ["normalize", "normalize_many", "timezone_for", "is_valid"]
+
+_UNKNOWN_ZONE = "Etc/Unknown"
+
+
+@lru_cache(maxsize=65536)
+def _parse(raw: str, region: str) -> str:
+    text = raw.strip()
+    if not text:
+        raise InvalidRecord("empty phone number")
+    candidates = [text]
+    digits = "".join(ch for ch in text if ch.isdigit())
+    # "48 601 234 567" / "380671234567": an international number written without the "+".
+    if not text.startswith(("+", "0")) and len(digits) >= 11:
+        candidates.append("+" + digits)
+    # Mexico dropped the mobile "1" after +52 in 2019; old records still carry it.
+    if digits.startswith("521") and len(digits) == 13 and text.lstrip().startswith(("+", "00", "52")):
+        candidates.append("+52" + digits[3:])
+    last_error = "not a phone number"
+    for candidate in candidates:
+        try:
+            number = phonenumbers.parse(candidate, region)
+        except NumberParseException as exc:
+            last_error = str(exc.args[0]) if exc.args else "not a phone number"
+            continue
+        if phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+        last_error = "not a valid number for its country"
+    raise InvalidRecord(f"phone {raw!r}: {last_error} (default region {region})")
+
+
+def normalize(raw: str, default_region: str = "UA") -> str:
+    """``raw`` as E.164 (``"+380671234567"``); raises :class:`InvalidRecord` with the reason.
+
+    Numbers without a country code are read in ``default_region`` (ISO 3166 code, e.g. "UA").
+    Pure and cached: safe to call for every record of a large sync.
+    """
+    if not isinstance(raw, str):
+        raise InvalidRecord(f"phone {raw!r}: not a string")
+    return _parse(raw, (default_region or "ZZ").upper())
+
+
+def is_valid(raw: str, default_region: str = "UA") -> bool:
+    try:
+        normalize(raw, default_region)
+    except InvalidRecord:
+        return False
+    return True
+
+
+def normalize_many(raws: Iterable[str], default_region: str = "UA") -> tuple[tuple[str, ...], list[str]]:
+    """Normalise several numbers: (unique E.164 numbers in input order, reasons for the invalid)."""
+    seen: dict[str, None] = {}
+    problems: list[str] = []
+    for raw in raws:
+        try:
+            seen.setdefault(normalize(raw, default_region), None)
+        except InvalidRecord as exc:
+            problems.append(exc.reason)
+    return tuple(seen), problems
+
+
+@lru_cache(maxsize=65536)
+def timezone_for(e164: str) -> str | None:
+    """The IANA time zone of an E.164 number, for a dialer task's ``region``; None if unknown.
+
+    When the number's prefix spans several zones (large countries), the alphabetically first
+    zone is returned, so the answer is deterministic; callers that need better precision
+    should send no region (the dialer then uses its own schedule).
+    """
+    try:
+        number = phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return None
+    zones = [z for z in pn_timezone.time_zones_for_number(number) if z != _UNKNOWN_ZONE]
+    return sorted(zones)[0] if zones else None

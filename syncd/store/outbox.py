@@ -1,0 +1,102 @@
+"""Outbox rows in SQL: insert once per idempotency key, claim by lane, settle.
+
+Claiming is one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING`` statement. On
+PostgreSQL the inner select takes ``FOR UPDATE SKIP LOCKED`` so instances never claim the same
+row; on SQLite the statement runs inside a ``BEGIN IMMEDIATE`` transaction (single writer).
+A claim lasts until ``claimed_until``; an expired claim (its holder died) is claimable again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .database import Store
+from .tables import Outbox
+
+__all__ = ["PENDING", "CLAIMED", "DONE", "DEAD", "insert_ignore", "enqueue", "claim",
+           "mark_done", "mark_retry", "mark_dead", "release"]
+
+PENDING, CLAIMED, DONE, DEAD = "pending", "claimed", "done", "dead"
+OUTBOX = Outbox.__table__
+
+
+def insert_ignore(conn: Connection, table: Any, rows: Sequence[dict], keys: Sequence[str]) -> int:
+    """INSERT rows, skipping those that collide on the unique ``keys``; returns rows inserted."""
+    if not rows:
+        return 0
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    result = conn.execute(stmt, list(rows))
+    return max(result.rowcount or 0, 0)
+
+
+def enqueue(conn: Connection, ops: Iterable[dict], *, now: datetime) -> int:
+    """Insert outbox rows (dicts with lane, target, operation, link_id, payload, idem_key).
+
+    A key already present is ignored: enqueueing is idempotent.
+    """
+    rows = [{"status": PENDING, "attempts": 0, "next_attempt_at": now, "created_at": now,
+             "updated_at": now, "link_id": None, **op} for op in ops]
+    return insert_ignore(conn, OUTBOX, rows, ["idem_key"])
+
+
+def _claimable(now: datetime, lanes: Sequence[int]):
+    c = OUTBOX.c
+    return and_(c.lane.in_(list(lanes)), or_(
+        and_(c.status == PENDING, c.next_attempt_at <= now),
+        and_(c.status == CLAIMED, c.claimed_until < now),
+    ))
+
+
+def claim(store: Store, *, lanes: Sequence[int], limit: int, holder: str, now: datetime,
+          hold: timedelta = timedelta(minutes=5)) -> list[Any]:
+    """Claim up to ``limit`` due rows of ``lanes``, best lane first, oldest first."""
+    c = OUTBOX.c
+    inner = (select(c.id).where(_claimable(now, lanes))
+             .order_by(c.lane, c.next_attempt_at, c.id).limit(limit))
+    if store.is_postgres:
+        inner = inner.with_for_update(skip_locked=True)
+    stmt = (update(OUTBOX).where(c.id.in_(inner.scalar_subquery()))
+            .values(status=CLAIMED, claimed_by=holder, claimed_until=now + hold, updated_at=now)
+            .returning(*OUTBOX.c))
+    with store.begin() as conn:
+        rows = list(conn.execute(stmt))
+    rows.sort(key=lambda r: (r.lane, r.id))
+    return rows
+
+
+def mark_done(conn: Connection, ids: Sequence[int], *, now: datetime) -> None:
+    if ids:
+        conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(list(ids)))
+                     .values(status=DONE, claimed_by=None, claimed_until=None, updated_at=now,
+                             last_error=None))
+
+
+def mark_retry(conn: Connection, op_id: int, *, error: str, at: datetime, now: datetime,
+               count_attempt: bool = True) -> None:
+    values: dict[str, Any] = dict(status=PENDING, claimed_by=None, claimed_until=None,
+                                  next_attempt_at=at, last_error=error[:2000], updated_at=now)
+    if count_attempt:
+        values["attempts"] = OUTBOX.c.attempts + 1
+    conn.execute(update(OUTBOX).where(OUTBOX.c.id == op_id).values(**values))
+
+
+def mark_dead(conn: Connection, op_id: int, *, reason: str, now: datetime) -> None:
+    conn.execute(update(OUTBOX).where(OUTBOX.c.id == op_id)
+                 .values(status=DEAD, claimed_by=None, claimed_until=None,
+                         attempts=OUTBOX.c.attempts + 1, last_error=reason[:2000], updated_at=now))
+
+
+def release(store: Store, ids: Sequence[int], *, holder: str, now: datetime) -> None:
+    """Give claimed rows back untouched (shutdown mid-batch)."""
+    if not ids:
+        return
+    with store.begin() as conn:
+        conn.execute(update(OUTBOX).where(and_(OUTBOX.c.id.in_(list(ids)),
+                                               OUTBOX.c.status == CLAIMED,
+                                               OUTBOX.c.claimed_by == holder))
+                     .values(status=PENDING, claimed_by=None, claimed_until=None, updated_at=now))

@@ -1,0 +1,216 @@
+"""The tables of the state database (SQLModel). Changing them needs an alembic migration.
+
+Times are aware UTC (stored naive UTC). JSON columns hold canonical values (field → value).
+Every query the engine runs in its hot paths has an index here; nothing scans ``link``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from .types import BigId, JSONValue, UTCDateTime
+
+__all__ = [
+    "metadata", "Link", "LinkPhone", "Base", "Dirty", "CursorRow", "Outbox", "Conflict",
+    "CallRow", "TaskRow", "Run", "ApiCall", "BudgetRow", "Lease", "MergeCandidate",
+]
+
+metadata = SQLModel.metadata
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _json(default: Any = None) -> Any:
+    return Field(default=default, sa_column=Column(JSONValue, nullable=True))
+
+
+class Link(SQLModel, table=True):
+    """One contact known on either side: crm id ⇄ okitoki id. Each side id links at most once."""
+
+    __tablename__ = "link"
+    __table_args__ = (
+        UniqueConstraint("entity", "crm_id", name="uq_link_crm"),
+        UniqueConstraint("entity", "okitoki_id", name="uq_link_okitoki"),
+    )
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    entity: str = Field(default="contact", max_length=32)
+    crm_id: str | None = Field(default=None, max_length=128)
+    okitoki_id: str | None = Field(default=None, max_length=128)
+    tombstone: bool = False
+    created_at: datetime | None = _ts()
+
+
+class LinkPhone(SQLModel, table=True):
+    """The E.164 numbers each side holds for a link (the index phone matching uses)."""
+
+    __tablename__ = "link_phone"
+    phone: str = Field(primary_key=True, max_length=32)
+    link_id: int = Field(sa_type=BigId, primary_key=True, index=True)
+    side: str = Field(primary_key=True, max_length=8)
+
+
+class Base(SQLModel, table=True):
+    """Per link: the last agreed canonical values, and the last values seen on each side."""
+
+    __tablename__ = "base"
+    link_id: int = Field(sa_type=BigId, primary_key=True)
+    agreed: dict | None = _json()
+    crm: dict | None = _json()
+    okitoki: dict | None = _json()
+    crm_updated_at: datetime | None = _ts()
+    okitoki_updated_at: datetime | None = _ts()
+
+
+class Dirty(SQLModel, table=True):
+    """Links with a new observation the merge has not looked at yet (``seq`` guards races)."""
+
+    __tablename__ = "dirty"
+    link_id: int = Field(sa_type=BigId, primary_key=True)
+    seq: int = 0
+
+
+class CursorRow(SQLModel, table=True):
+    """Where a stream's walk stands: server time ``value``, tie-break id, ids at the boundary."""
+
+    __tablename__ = "cursor"
+    stream: str = Field(primary_key=True, max_length=64)
+    value: datetime | None = _ts()
+    last_id: str | None = Field(default=None, max_length=128)
+    boundary_ids: list | None = _json()
+    updated_at: datetime | None = _ts()
+
+
+class Outbox(SQLModel, table=True):
+    """One outbound operation. ``idem_key`` is stable across retries and unique."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_claim", "status", "lane", "next_attempt_at"),
+        Index("ix_outbox_link", "link_id", "status"),
+    )
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    lane: int = 0
+    target: str = Field(max_length=16)
+    operation: str = Field(max_length=32)
+    link_id: int | None = Field(default=None, sa_type=BigId)
+    payload: dict | None = _json()
+    idem_key: str = Field(max_length=200, unique=True)
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts()
+    claimed_by: str | None = Field(default=None, max_length=128)
+    claimed_until: datetime | None = _ts()
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime | None = _ts()
+    updated_at: datetime | None = _ts()
+
+
+class Conflict(SQLModel, table=True):
+    """A field changed on both sides since the base: what each side had, the rule, the winner."""
+
+    __tablename__ = "conflict"
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    link_id: int = Field(sa_type=BigId, index=True)
+    field: str = Field(max_length=128)
+    base: Any = _json()
+    crm_value: Any = _json()
+    okitoki_value: Any = _json()
+    rule: str = Field(max_length=16)
+    winner: str = Field(max_length=16)       # crm | okitoki | held
+    at: datetime | None = _ts()
+    resolved: bool = Field(default=False, index=True)
+
+
+class CallRow(SQLModel, table=True):
+    """One Oki-Toki call (``session_id``) and what became of it in the CRM."""
+
+    __tablename__ = "call"
+    session_id: str = Field(primary_key=True, max_length=64)
+    link_id: int | None = Field(default=None, sa_type=BigId)
+    phone: str | None = Field(default=None, max_length=32)
+    started_at: datetime | None = _ts()
+    outcome: str | None = Field(default=None, max_length=16)
+    crm_activity_id: str | None = Field(default=None, max_length=128)
+    state: str = Field(default="pending", max_length=16)  # pending | logged | skipped | dead
+    created_at: datetime | None = _ts()
+
+
+class TaskRow(SQLModel, table=True):
+    """The dialer task of a link in one dialer (one row per pair; ``generation`` counts re-creates)."""
+
+    __tablename__ = "task"
+    __table_args__ = (UniqueConstraint("link_id", "dialer_id", name="uq_task_link_dialer"),)
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    link_id: int = Field(sa_type=BigId)
+    dialer_id: str = Field(max_length=32)
+    rule: str = Field(max_length=128)
+    task_id: str | None = Field(default=None, max_length=64)
+    phones: list | None = _json()
+    state: str = Field(default="creating", max_length=16)  # creating | active | removing | removed
+    generation: int = 1
+    updated_at: datetime | None = _ts()
+
+
+class Run(SQLModel, table=True):
+    """One job run: counts, errors, duration."""
+
+    __tablename__ = "run"
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    job: str = Field(max_length=64, index=True)
+    instance: str | None = Field(default=None, max_length=128)
+    started_at: datetime | None = _ts(index=True)
+    duration_ms: int = 0
+    counts: dict | None = _json()
+    errors: list | None = _json()
+
+
+class ApiCall(SQLModel, table=True):
+    """The API journal: every request attempt to a remote (never a token, never a body)."""
+
+    __tablename__ = "api_call"
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    at: datetime | None = _ts(index=True)
+    system: str = Field(max_length=16)
+    operation: str = Field(max_length=64)
+    method: str = Field(max_length=8)
+    status: int | None = None
+    duration_ms: int = 0
+    attempt: int = 1
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class BudgetRow(SQLModel, table=True):
+    """Requests spent per system per UTC day (the persistent daily budget)."""
+
+    __tablename__ = "budget"
+    system: str = Field(primary_key=True, max_length=16)
+    day: str = Field(primary_key=True, max_length=10)   # YYYY-MM-DD, UTC
+    used: int = 0
+
+
+class Lease(SQLModel, table=True):
+    """Leadership of a stream among several instances; expires unless renewed."""
+
+    __tablename__ = "lease"
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=128)
+    expires_at: datetime | None = _ts()
+
+
+class MergeCandidate(SQLModel, table=True):
+    """A record whose number matches several contacts on the other side: not linked, reported."""
+
+    __tablename__ = "merge_candidate"
+    __table_args__ = (UniqueConstraint("side", "record_id", name="uq_merge_candidate"),)
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    side: str = Field(max_length=8)
+    record_id: str = Field(max_length=128)
+    phone: str | None = Field(default=None, max_length=32)
+    candidates: list | None = _json()
+    at: datetime | None = _ts()
