@@ -9,11 +9,20 @@ Durations are strings at the edge (``"30s"``, ``"10m"``, ``"3d"``) and ``timedel
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
 import re
+import stat
+import tomllib
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal, Mapping, Union, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+
+from .errors import ConfigError
+from .redact import register_secret
 
 __all__ = [
     "Config",
@@ -26,7 +35,13 @@ __all__ = [
     "CallsConfig",
     "DoNotCallConfig",
     "parse_duration",
+    "load_config",
+    "validate_config_dict",
+    "format_validation_errors",
+    "DEFAULT_CONFIG_PATH",
 ]
+
+DEFAULT_CONFIG_PATH = "/etc/syncd/config.toml"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -40,7 +55,8 @@ def parse_duration(value: Any) -> timedelta:
         m = _DURATION.match(value)
         if m:
             return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-    raise ValueError(f"{value!r} is not a duration (use e.g. \"30s\", \"10m\", \"3d\")")
+    shown = f'"{value}"' if isinstance(value, str) else repr(value)
+    raise ValueError(f'{shown} is not a duration (use e.g. "30s", "10m", "3d")')
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -135,3 +151,250 @@ class Config(_Strict):
     dialer: list[DialerRule] = Field(default_factory=list)
     calls: CallsConfig = CallsConfig()
     do_not_call: DoNotCallConfig = DoNotCallConfig()
+
+
+# --- loading ------------------------------------------------------------------------------
+
+Warn = Callable[[str], None]
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SECRET_KEY = re.compile(r"(?i)(^|_)(token|secret|password|passwd|key|apikey)$")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _default_warn(line: str) -> None:
+    import structlog
+
+    structlog.get_logger("syncd.config").warning("config_warning", problem=line)
+
+
+def load_config(path: str | os.PathLike[str] = DEFAULT_CONFIG_PATH, *,
+                environ: Mapping[str, str] | None = None, on_warning: Warn | None = None) -> Config:
+    """Read, resolve and validate a TOML configuration file.
+
+    Raises :class:`ConfigError` carrying every problem found (one line each, naming the key
+    path). Warnings (e.g. a literal secret in a file group/others can read) go to
+    ``on_warning`` as ``"<file>: <key>: ..."`` lines (default: a structlog warning).
+    Every secret found is registered with :func:`syncd.redact.register_secret`.
+    """
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration file: {exc.strerror or exc}",
+                          source=source) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=source) from None
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError:
+        mode = None
+    return validate_config_dict(data, source, environ=environ, on_warning=on_warning,
+                                base_dir=Path(path).resolve().parent, file_mode=mode)
+
+
+def validate_config_dict(data: Mapping[str, Any], source: str = "config.toml", *,
+                         environ: Mapping[str, str] | None = None, on_warning: Warn | None = None,
+                         base_dir: Path | None = None, file_mode: int | None = None) -> Config:
+    """Validate an already parsed configuration (``source`` names it in messages).
+
+    Same rules as :func:`load_config`: ``${ENV}`` substitution, ``*_file`` secrets (paths
+    relative to ``base_dir``), model validation, cross-field and connector checks.
+    """
+    from . import config_checks
+
+    env = os.environ if environ is None else environ
+    warn = on_warning or _default_warn
+    problems: list[str] = []
+    warnings: list[str] = []
+    literal: list[str] = []
+    data = _substitute(dict(data), (), env, problems, literal)
+    _resolve_okitoki_secrets(data, base_dir, problems)
+    problems += format_validation_errors(_validate(Config, data), Config)
+    sections = config_checks.partial_sections(data)
+    problems += config_checks.cross_field_problems(sections)
+    connector_problems, connector_warnings = config_checks.connector_problems(
+        data, sections, lambda p: _read_secret_file(p, base_dir))
+    problems += connector_problems
+    warnings += connector_warnings
+    if file_mode is not None and file_mode & (stat.S_IRGRP | stat.S_IROTH):
+        for key in literal:
+            warnings.append(f"{key}: a literal secret in a file readable by group/others "
+                            f"(mode {stat.S_IMODE(file_mode):04o}); use ${{ENV}} or a *_file "
+                            f"reference, or chmod 600 the file")
+    _register_secrets(data)
+    if problems:
+        raise ConfigError(problems, source=source)
+    for line in warnings:
+        warn(f"{source}: {line}")
+    return Config.model_validate(data)
+
+
+def _validate(model: Any, data: Any) -> list[dict[str, Any]]:
+    try:
+        TypeAdapter(model).validate_python(data)
+    except ValidationError as exc:
+        return exc.errors()
+    return []
+
+
+def key_path(loc: tuple[Any, ...] | list[Any], prefix: str = "") -> str:
+    """``("dialer", 1, "ttl")`` → ``dialer[1].ttl`` (indexes count from 0)."""
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            text = str(part) if _BARE_KEY.match(str(part)) else json.dumps(str(part))
+            out += f".{text}" if out else text
+    return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value) if isinstance(value, (bool, int, float)) or value is None else repr(value)
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin is Union or type(tp).__name__ == "UnionType":
+            tp = next(a for a in get_args(tp) if a is not type(None))
+        else:
+            return tp
+
+
+def model_at(root: type[BaseModel], loc: tuple[Any, ...] | list[Any]) -> type[BaseModel] | None:
+    """The pydantic model found by walking ``loc`` down from ``root`` (None if not a model)."""
+    tp: Any = root
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(str(part))
+            if field is None:
+                return None
+            tp = field.annotation
+        elif get_origin(tp) is list and isinstance(part, int):
+            tp = get_args(tp)[0]
+        elif get_origin(tp) is dict:
+            tp = get_args(tp)[1]
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def unknown_key_message(key: str, name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        return f'{key}: unknown key (did you mean "{close[0]}"?)'
+    return f"{key}: unknown key; known keys here: {', '.join(known) or 'none'}"
+
+
+def format_validation_errors(errors: list[dict[str, Any]], root: type[BaseModel],
+                             prefix: str = "") -> list[str]:
+    """pydantic errors → one line each, ``<key path>: <what is wrong>``; never shows secrets."""
+    lines: list[str] = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        key = key_path(loc, prefix)
+        kind, msg = err["type"], err["msg"]
+        last = str(loc[-1]) if loc else ""
+        if kind == "extra_forbidden":
+            parent = model_at(root, loc[:-1])
+            lines.append(unknown_key_message(key, last, list(parent.model_fields) if parent else []))
+        elif kind == "missing":
+            lines.append(f"{key}: is required")
+        elif kind == "list_type" and loc == ("dialer",):
+            lines.append("dialer: write each rule as an [[dialer]] table (an array of tables)")
+        elif kind == "value_error":
+            lines.append(f"{key}: {msg.removeprefix('Value error, ')}")
+        else:
+            msg = msg.replace("Input should be", "should be")
+            shown = "" if _SECRET_KEY.search(last) else f" (got {_show(err.get('input'))})"
+            lines.append(f"{key}: {msg}{shown}")
+    return lines
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+def _substitute(value: Any, loc: tuple[Any, ...], env: Mapping[str, str], problems: list[str],
+                literal: list[str]) -> Any:
+    """Replace ``${NAME}`` in every string; note literal secrets (by key path)."""
+    if isinstance(value, dict):
+        return {k: _substitute(v, loc + (k,), env, problems, literal) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, loc + (i,), env, problems, literal) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+    last = str(loc[-1]) if loc else ""
+    refs = _ENV_REF.findall(value)
+    if not refs and value and _SECRET_KEY.search(last):
+        literal.append(key_path(loc))
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in env:
+            problems.append(f"{key_path(loc)}: environment variable {name} is not set")
+            return ""
+        return env[name]
+
+    return _ENV_REF.sub(sub, value)
+
+
+def _read_secret_file(path: str, base_dir: Path | None) -> str:
+    """The stripped content of a secret file; OSError/ValueError with a readable reason."""
+    p = Path(path)
+    if not p.is_absolute() and base_dir is not None:
+        p = base_dir / p
+    text = p.read_text(encoding="utf-8").strip()
+    if not text:
+        raise ValueError(f'"{p}" is empty')
+    return text
+
+
+def _resolve_okitoki_secrets(data: dict[str, Any], base_dir: Path | None,
+                             problems: list[str]) -> None:
+    section = data.get("okitoki")
+    if not isinstance(section, dict):
+        return
+    for name, required in (("api_token", True), ("webhook_token", False)):
+        file_key = f"{name}_file"
+        has_value, has_file = section.get(name) is not None, section.get(file_key) is not None
+        if has_value and has_file:
+            problems.append(f"okitoki.{name}: set exactly one of okitoki.{name} and "
+                            f"okitoki.{file_key}")
+        elif required and not has_value and not has_file:
+            problems.append(f"okitoki.{name}: is required (or okitoki.{file_key})")
+        elif has_file and isinstance(section[file_key], str):
+            try:
+                section[name] = _read_secret_file(section[file_key], base_dir)
+            except OSError as exc:
+                problems.append(f'okitoki.{file_key}: cannot read "{section[file_key]}": '
+                                f"{exc.strerror or exc}")
+            except ValueError as exc:
+                problems.append(f"okitoki.{file_key}: {exc}")
+
+
+def _register_secrets(value: Any, last: str = "") -> None:
+    """Register secret-named values and passwords inside URLs, everywhere in the config."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _register_secrets(v, str(k))
+    elif isinstance(value, list):
+        for v in value:
+            _register_secrets(v, last)
+    elif isinstance(value, str):
+        if _SECRET_KEY.search(last) and not last.endswith("_file"):
+            register_secret(value)
+        m = re.match(r"^[a-z][a-z0-9+.-]*://[^/:@]*:([^@/]+)@", value, re.IGNORECASE)
+        if m:
+            register_secret(m.group(1))

@@ -1,0 +1,275 @@
+"""Checks of a configuration that span several keys, or need the installed connector.
+
+Each check returns problem lines ``<key path>: <what is wrong>`` (the loader prefixes the
+file name). Checks run on whatever sections validated on their own, so one broken section
+does not hide the problems of the others: every problem is reported at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from .config import (
+    CallsConfig,
+    Config,
+    ContactsConfig,
+    CrmConfig,
+    DaemonConfig,
+    DialerRule,
+    DoNotCallConfig,
+    OkitokiConfig,
+    format_validation_errors,
+    unknown_key_message,
+)
+from .errors import ConfigError
+
+__all__ = ["Sections", "partial_sections", "cross_field_problems", "connector_problems",
+           "capability_problems", "OUTCOMES"]
+
+OUTCOMES = ("answered", "no_answer", "busy", "failed")
+# Durations that may be zero; every other duration must be positive.
+_ZERO_OK = {"jitter", "settle_delay", "overlap"}
+_SECRET_KEY = re.compile(r"(?i)(^|_)(token|secret|password|passwd|key|apikey)$")
+
+
+@dataclass
+class Sections:
+    """The sections that are valid on their own (None: that section has problems)."""
+
+    daemon: DaemonConfig | None = None
+    okitoki: OkitokiConfig | None = None
+    crm: CrmConfig | None = None
+    contacts: ContactsConfig | None = None
+    dialer: list[tuple[int, DialerRule]] = field(default_factory=list)
+    calls: CallsConfig | None = None
+    do_not_call: DoNotCallConfig | None = None
+
+
+def _try(model: type[BaseModel], value: Any) -> Any:
+    try:
+        return TypeAdapter(model).validate_python(value if value is not None else {})
+    except ValidationError:
+        return None
+
+
+def partial_sections(data: Mapping[str, Any]) -> Sections:
+    s = Sections()
+    for name in ("daemon", "okitoki", "crm", "contacts", "calls", "do_not_call"):
+        setattr(s, name, _try(Config.model_fields[name].annotation, data.get(name)))
+    rules = data.get("dialer")
+    if isinstance(rules, list):
+        s.dialer = [(i, r) for i, r in enumerate(_try(DialerRule, x) for x in rules) if r]
+    return s
+
+
+def _did_you_mean(word: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _durations(prefix: str, model: BaseModel | None) -> list[str]:
+    if model is None:
+        return []
+    return [f"{prefix}.{name}: must be longer than zero"
+            for name, value in model.__dict__.items()
+            if isinstance(value, timedelta) and value <= timedelta(0) and name not in _ZERO_OK]
+
+
+def cross_field_problems(s: Sections) -> list[str]:
+    """Problems that involve several keys, or values pydantic cannot judge alone."""
+    p: list[str] = []
+    for name in ("daemon", "okitoki", "crm", "calls"):
+        p += _durations(name, getattr(s, name))
+    for i, rule in s.dialer:
+        p += _durations(f"dialer[{i}]", rule)
+    if s.daemon:
+        p += _daemon(s.daemon)
+    if s.okitoki:
+        p += _okitoki(s.okitoki)
+    if s.contacts:
+        p += _contacts(s.contacts, s.calls)
+    p += _dialers(s)
+    if s.calls:
+        p += _calls(s.calls, s.contacts)
+    if s.do_not_call:
+        dnc = s.do_not_call
+        if dnc.crm_field and dnc.list_id is None:
+            p.append("do_not_call.list_id: is required when do_not_call.crm_field is set "
+                     "(the Oki-Toki list that do-not-call numbers go to)")
+        if dnc.list_id is not None and not dnc.crm_field:
+            p.append("do_not_call.crm_field: is required when do_not_call.list_id is set "
+                     "(the CRM field that flags do-not-call)")
+        if dnc.list_id is not None and dnc.list_id <= 0:
+            p.append(f"do_not_call.list_id: must be a positive list id (got {dnc.list_id})")
+    return p
+
+
+def _daemon(d: DaemonConfig) -> list[str]:
+    p: list[str] = []
+    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", d.state_url):
+        p.append(f'daemon.state_url: "{_no_password(d.state_url)}" is not a SQLite or '
+                 f"PostgreSQL URL (e.g. sqlite:////var/lib/syncd/state.db)")
+    if d.http_listen is not None:
+        host, _, port = d.http_listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            p.append(f'daemon.http_listen: "{d.http_listen}" is not HOST:PORT '
+                     f'(e.g. "127.0.0.1:9410")')
+    return p
+
+
+def _no_password(url: str) -> str:
+    return re.sub(r"(://[^/:@]*:)[^@/]+@", r"\1***@", url)
+
+
+def _okitoki(o: OkitokiConfig) -> list[str]:
+    p: list[str] = []
+    parts = urlsplit(o.url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        p.append(f'okitoki.url: "{o.url}" is not an http(s) URL '
+                 f'(e.g. "https://acme.oki-toki.net")')
+    try:
+        zoneinfo.ZoneInfo(o.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        p.append(f'okitoki.timezone: "{o.timezone}" is not an IANA time zone '
+                 f'(e.g. "Europe/Kyiv")')
+    try:
+        from .okitoki.endpoints import validate_overrides
+    except ImportError:
+        validate_overrides = None
+    if validate_overrides is not None:
+        p += validate_overrides(o.endpoints)
+    return p
+
+
+def _contacts(c: ContactsConfig, calls: CallsConfig | None) -> list[str]:
+    import phonenumbers
+
+    p: list[str] = []
+    if c.default_region not in phonenumbers.SUPPORTED_REGIONS:
+        p.append(f'contacts.default_region: "{c.default_region}" is not a region code '
+                 f'(two capital letters such as "UA", "PL", "MX")')
+    for name, fm in c.fields.items():
+        if fm.crm is None and fm.okitoki is None:
+            p.append(f"contacts.fields.{name}: needs crm = ... and/or okitoki = ...")
+        if fm.conflict == "forward" and not (calls and calls.status_order):
+            p.append(f'contacts.fields.{name}.conflict: "forward" needs calls.status_order')
+    return p
+
+
+def _dialers(s: Sections) -> list[str]:
+    p: list[str] = []
+    seen: dict[str, int] = {}
+    known = list(s.contacts.fields) if s.contacts else None
+    for i, rule in s.dialer:
+        if rule.name in seen:
+            p.append(f'dialer[{i}].name: "{rule.name}" is already the name of dialer[{seen[rule.name]}]')
+        seen.setdefault(rule.name, i)
+        if rule.dialer_id <= 0:
+            p.append(f"dialer[{i}].dialer_id: must be a positive dialer id (got {rule.dialer_id})")
+        for key in rule.when if known is not None else ():
+            if key not in known:
+                p.append(f'dialer[{i}].when.{key}: "{key}" is not a field of [contacts.fields]'
+                         f"{_did_you_mean(key, known)}")
+    return p
+
+
+def _calls(c: CallsConfig, contacts: ContactsConfig | None) -> list[str]:
+    p: list[str] = []
+    for outcome, status in c.outcome_status.items():
+        if outcome not in OUTCOMES:
+            p.append(f'calls.outcome_status.{outcome}: unknown call outcome'
+                     f"{_did_you_mean(outcome, list(OUTCOMES))}; outcomes: {', '.join(OUTCOMES)}")
+        if c.status_order and status not in c.status_order:
+            p.append(f'calls.outcome_status.{outcome}: "{status}" is not in calls.status_order')
+    if len(set(c.status_order)) != len(c.status_order):
+        p.append("calls.status_order: a status appears more than once")
+    if c.outcome_status and contacts is not None and c.status_field not in contacts.fields:
+        p.append(f'calls.status_field: "{c.status_field}" is not a field of [contacts.fields]'
+                 f"{_did_you_mean(c.status_field, list(contacts.fields))}")
+    return p
+
+
+def connector_problems(data: Mapping[str, Any], s: Sections,
+                       read_file: Callable[[str], str]) -> tuple[list[str], list[str]]:
+    """Problems (and warnings) about ``[crm]``: the connector, its options, its capabilities.
+
+    Resolves ``X_file`` keys of ``crm.options`` into ``X`` in place when the connector's
+    ``Options`` model has a field ``X`` but none named ``X_file``.
+    """
+    if s.crm is None:
+        return [], []
+    from .connector import load_connector
+
+    try:
+        cls = load_connector(s.crm.connector)
+    except ConfigError as exc:
+        return list(exc.problems), []
+    except Exception as exc:  # noqa: BLE001 - a broken plug-in is a configuration problem
+        return [f'crm.connector: connector "{s.crm.connector}" is installed but cannot be '
+                f"loaded: {type(exc).__name__}: {exc}"], []
+    problems: list[str] = []
+    options_model = getattr(cls, "Options", None)
+    options = data["crm"].get("options", {}) if isinstance(data.get("crm"), dict) else {}
+    if options_model is not None and isinstance(options, dict):
+        fields = options_model.model_fields
+        for key in [k for k in options if k.endswith("_file")]:
+            target = key.removesuffix("_file")
+            if target in fields and key not in fields and isinstance(options[key], str):
+                try:
+                    options[target] = read_file(options.pop(key))
+                except OSError as exc:
+                    problems.append(f"crm.options.{key}: cannot read: {exc.strerror or exc}")
+                except ValueError as exc:
+                    problems.append(f"crm.options.{key}: {exc}")
+        try:
+            options_model.model_validate(options)
+        except ValidationError as exc:
+            problems += format_validation_errors(exc.errors(), options_model, "crm.options")
+    errors, warnings = capability_problems(data, s, cls)
+    return problems + errors, warnings
+
+
+def capability_problems(data: Mapping[str, Any], s: Sections, cls: type) -> tuple[list[str], list[str]]:
+    """What the configuration needs but the connector cannot do.
+
+    A need the file states explicitly is a problem; one that only comes from a default is a
+    warning (the flow is then skipped).
+    """
+    caps = getattr(cls, "capabilities", None)
+    if caps is None:
+        return [], []
+    name = s.crm.connector if s.crm else "?"
+    errors: list[str] = []
+    warnings: list[str] = []
+
+    def need(ok: bool, key: str, explicit: bool, what: str, fix: str) -> None:
+        if ok:
+            return
+        line = f'{key}: the "{name}" connector cannot {what}; {fix}'
+        (errors if explicit else warnings).append(line)
+
+    calls_raw = data.get("calls") if isinstance(data.get("calls"), dict) else {}
+    if s.calls and s.calls.to_crm:
+        need(caps.calls_write, "calls.to_crm", "to_crm" in calls_raw, "write calls",
+             "set calls.to_crm = false")
+    if s.do_not_call and s.do_not_call.crm_field:
+        need(caps.do_not_call, "do_not_call.crm_field", True, "read a do-not-call flag",
+             "remove [do_not_call] or use a connector that supports it")
+    if s.contacts:
+        need(caps.contacts_create or not s.contacts.create_in_crm, "contacts.create_in_crm",
+             True, "create contacts", "set contacts.create_in_crm = false")
+        writes = [n for n, f in s.contacts.fields.items() if f.sync in ("both", "to_crm") and f.crm]
+        if writes and not caps.contacts_write:
+            errors.append(f'contacts.fields.{writes[0]}.sync: the "{name}" connector cannot '
+                          f'write contacts; use sync = "to_okitoki"')
+    for note in getattr(caps, "notes", ()):
+        warnings.append(f"crm.connector: {note}")
+    return errors, warnings

@@ -1,0 +1,311 @@
+"""``syncd run``: the scheduler loop, signals, systemd notify and watchdog, clean shutdown.
+
+The daemon owns no sync logic. It runs the syncer's jobs on APScheduler (3.x) interval
+triggers with jitter, ``max_instances=1`` and ``coalesce=True`` (a poll never overlaps itself):
+
+==========================  ==========================  ===============================
+job                         syncer method               interval
+==========================  ==========================  ===============================
+``pull:crm:contacts``       ``pull_crm_contacts()``     ``crm.poll_interval``
+``pull:okitoki:contacts``   ``pull_okitoki_contacts()`` ``okitoki.poll_interval``
+``pull:okitoki:calls``      ``pull_okitoki_calls()``    ``okitoki.poll_interval``
+``push``                    ``push(stop)``              ``daemon.push_interval``
+``housekeeping``            ``housekeeping()``          ``daemon.housekeeping_interval``
+==========================  ==========================  ===============================
+
+Each method returns a run report (``.job``, ``.counts``, ``.errors``). A job that raises is
+logged (redacted) and the daemon goes on; a fatal remote error (401/403/...) is logged loudly
+every time it happens. SIGTERM/SIGINT: stop taking work, set the stop event ``push`` watches,
+wait for in-flight jobs up to ``daemon.shutdown_timeout``, ``syncer.close()``, exit 0.
+
+"Progress" (for ``WATCHDOG=1`` and ``/healthz``) is a job that finished, or that failed only
+because a remote is slow or out of budget (restarting would not help). A job that hangs or
+fails with a fatal or unexpected error is not progress, so systemd's watchdog restarts a
+daemon that is stuck.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Callable
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from .config import Config
+from .errors import BudgetExhausted, ConfigError, FatalRemoteError, RetriableRemoteError
+from .notify import Notifier, watchdog_interval
+from .redact import redact
+
+__all__ = ["Daemon", "Progress", "JOBS"]
+
+log = structlog.get_logger("syncd.daemon")
+JOBS = ("pull:crm:contacts", "pull:okitoki:contacts", "pull:okitoki:calls", "push", "housekeeping")
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Progress:
+    """What the jobs did so far; thread-safe. Times come from the daemon's clock (UTC)."""
+
+    started: datetime
+    last_progress: datetime | None = None
+    runs: int = 0
+    failures: int = 0
+    last_job: str = ""
+    last_error: str = ""
+    fatal: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, job: str, at: datetime, *, progressed: bool, error: str = "",
+               fatal: bool = False) -> None:
+        with self._lock:
+            self.runs += 1
+            self.last_job = job
+            if progressed:
+                self.last_progress = at
+            if error:
+                self.failures += 1
+                self.last_error = error
+            self.fatal = error if fatal else ("" if progressed else self.fatal)
+
+    def healthy(self, now: datetime, within: timedelta) -> bool:
+        """True if a job progressed within ``within`` (or the daemon started that recently)."""
+        with self._lock:
+            return now - (self.last_progress or self.started) <= within
+
+    def summary(self, now: datetime) -> str:
+        """One line for ``STATUS=`` and logs."""
+        with self._lock:
+            ago = (f"{int((now - self.last_progress).total_seconds())}s ago"
+                   if self.last_progress else "not yet")
+            text = f"{self.runs} job runs, {self.failures} failed; last progress {ago}"
+            if self.fatal:
+                text += f"; ACTION NEEDED: {self.fatal}"
+            return text[:200]
+
+
+class Daemon:
+    """Run ``syncer``'s jobs until SIGTERM/SIGINT or :meth:`stop`; see the module docstring.
+
+    ``notifier`` defaults to a :class:`Notifier` on ``$NOTIFY_SOCKET``; ``clock`` returns an
+    aware UTC datetime (tests inject one). ``web`` (``True`` by default) starts the HTTP
+    listener when ``daemon.http_listen`` is set.
+    """
+
+    def __init__(self, syncer: Any, config: Config, *, notifier: Notifier | None = None,
+                 clock: Clock | None = None, web: bool = True, tick: float = 1.0) -> None:
+        self.syncer = syncer
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.clock = clock or _utcnow
+        self.progress = Progress(started=self.clock())
+        self.stop_event = threading.Event()
+        self.unfinished_jobs = 0
+        self._web_enabled = web
+        self._tick = tick
+        self.status_every = 5.0            # seconds between STATUS= updates at most
+        self._inflight = 0
+        self._inflight_cond = threading.Condition()
+        self._scheduler: BackgroundScheduler | None = None
+        self.metrics: Any = None
+        self.web: Any = None               # the WebServer while it runs (tests read .port)
+        self._watchdog = watchdog_interval()
+
+    # -- public -------------------------------------------------------------------------
+    def intervals(self) -> dict[str, timedelta]:
+        d, c = self.config.daemon, self.config
+        return {"pull:crm:contacts": c.crm.poll_interval,
+                "pull:okitoki:contacts": c.okitoki.poll_interval,
+                "pull:okitoki:calls": c.okitoki.poll_interval,
+                "push": d.push_interval,
+                "housekeeping": d.housekeeping_interval}
+
+    def health_window(self) -> timedelta:
+        """How long without progress still counts as healthy (``/healthz``)."""
+        if self._watchdog is not None:
+            return self._watchdog / 2
+        return max(2 * max(self.intervals().values()), timedelta(seconds=60))
+
+    def stop(self) -> None:
+        """Ask the daemon to stop (what SIGTERM does)."""
+        self.stop_event.set()
+
+    def hint_call(self, session_id: str) -> None:
+        """A call event arrived: tell the syncer and pull calls now instead of at the next poll."""
+        hint = getattr(self.syncer, "hint_call", None)
+        if hint is not None:
+            hint(session_id)
+        if self._scheduler is not None and not self.stop_event.is_set():
+            try:
+                self._scheduler.modify_job("pull:okitoki:calls", next_run_time=_utcnow())
+            except Exception:  # noqa: BLE001 - the job may be gone during shutdown
+                pass
+
+    def run(self) -> int:
+        """Run until stopped; 0 on a clean stop, 78 on a configuration error, 1 on startup failure."""
+        restore = self._install_signals()
+        server = None
+        try:
+            code = self._startup()
+            if code:
+                return code
+            try:
+                server = self._start_web()
+            except OSError as exc:
+                log.error("http_listen_failed", error=str(exc))
+                return 1
+            self._start_scheduler()
+            self.notifier.ready(f"running; {self.progress.summary(self.clock())}")
+            log.info("daemon_ready", jobs=list(JOBS),
+                     watchdog_s=self._watchdog.total_seconds() if self._watchdog else None)
+            self._loop()
+            self._shutdown()
+            return 0
+        finally:
+            if server is not None:
+                server.stop()
+            restore()
+            self.notifier.close()
+
+    # -- internals ----------------------------------------------------------------------
+    def _startup(self) -> int:
+        startup = getattr(self.syncer, "startup", None)
+        try:
+            if startup is not None:
+                startup()
+        except ConfigError as exc:
+            log.error("startup_failed", error=str(exc))
+            return 78
+        except Exception as exc:  # noqa: BLE001 - reported, then exit non-zero
+            log.error("startup_failed", error=redact(f"{type(exc).__name__}: {exc}"))
+            self.notifier.status(redact(f"startup failed: {exc}"))
+            return 1
+        return 0
+
+    def _start_web(self) -> Any:
+        if not (self._web_enabled and self.config.daemon.http_listen):
+            return None
+        from .web import Metrics, WebServer
+
+        self.metrics = Metrics(self.syncer)
+        server = WebServer(self, self.config.daemon.http_listen, self.metrics)
+        server.start()
+        self.web = server
+        return server
+
+    def _start_scheduler(self) -> None:
+        jitter = self.config.daemon.jitter.total_seconds()
+        sched = BackgroundScheduler(timezone=UTC, job_defaults={
+            "max_instances": 1, "coalesce": True, "misfire_grace_time": None})
+        methods: dict[str, Callable[[], Any]] = {
+            "pull:crm:contacts": self.syncer.pull_crm_contacts,
+            "pull:okitoki:contacts": self.syncer.pull_okitoki_contacts,
+            "pull:okitoki:calls": self.syncer.pull_okitoki_calls,
+            "push": lambda: self.syncer.push(self.stop_event),
+            "housekeeping": self.syncer.housekeeping,
+        }
+        for name, interval in self.intervals().items():
+            sched.add_job(self._run_job, IntervalTrigger(seconds=interval.total_seconds(),
+                                                         jitter=jitter or None),
+                          args=(name, methods[name]), id=name, name=name,
+                          next_run_time=_utcnow())
+        sched.start()
+        self._scheduler = sched
+
+    def _run_job(self, name: str, method: Callable[[], Any]) -> None:
+        if self.stop_event.is_set():
+            return
+        with self._inflight_cond:
+            self._inflight += 1
+        run_id = uuid.uuid4().hex[:12]
+        structlog.contextvars.bind_contextvars(run_id=run_id, job=name)
+        started = time.monotonic()
+        ok, fatal, error = True, False, ""
+        try:
+            report = method()
+            counts = dict(getattr(report, "counts", {}) or {})
+            errors = list(getattr(report, "errors", []) or [])
+            log.info("job_finished", counts=counts, errors=len(errors),
+                     duration_ms=int((time.monotonic() - started) * 1000))
+            for line in errors[:5]:
+                log.warning("job_error", error=str(line))
+            if self.metrics is not None:
+                self.metrics.observe_run(name, "ok", len(errors))
+        except FatalRemoteError as exc:
+            ok, fatal, error = False, True, redact(str(exc))
+            log.error("ACTION_NEEDED", error=error, error_type=type(exc).__name__,
+                      hint="fix the token, its rights or the URL; the job retries each interval")
+        except (RetriableRemoteError, BudgetExhausted) as exc:
+            error = redact(str(exc))
+            log.warning("job_deferred", error=error, error_type=type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the daemon
+            ok, error = False, redact(f"{type(exc).__name__}: {exc}")
+            log.exception("job_failed", error=error)
+        finally:
+            structlog.contextvars.unbind_contextvars("run_id", "job")
+            with self._inflight_cond:
+                self._inflight -= 1
+                self._inflight_cond.notify_all()
+        self.progress.record(name, self.clock(), progressed=ok, error=error, fatal=fatal)
+        if error and self.metrics is not None:
+            self.metrics.observe_run(name, "fatal" if fatal else "failed" if not ok else "deferred", 1)
+
+    def _loop(self) -> None:
+        last_status, last_sent = "", 0.0
+        while not self.stop_event.wait(self._tick):
+            now = self.clock()
+            if self._watchdog is not None and self.progress.healthy(now, self._watchdog / 2):
+                self.notifier.watchdog()
+            status = self.progress.summary(now)
+            if status != last_status and time.monotonic() - last_sent >= self.status_every:
+                self.notifier.status(status)
+                last_status, last_sent = status, time.monotonic()
+
+    def _shutdown(self) -> None:
+        timeout = self.config.daemon.shutdown_timeout.total_seconds()
+        self.notifier.stopping("stopping: finishing in-flight jobs")
+        log.info("daemon_stopping", shutdown_timeout_s=timeout)
+        if self._scheduler is not None:
+            self._scheduler.pause()
+        deadline = time.monotonic() + timeout
+        with self._inflight_cond:
+            while self._inflight and (left := deadline - time.monotonic()) > 0:
+                self._inflight_cond.wait(left)
+            self.unfinished_jobs = self._inflight
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        if self.unfinished_jobs:
+            log.warning("shutdown_timeout_reached", unfinished_jobs=self.unfinished_jobs)
+        try:
+            self.syncer.close()
+        except Exception as exc:  # noqa: BLE001
+            log.error("close_failed", error=redact(str(exc)))
+        log.info("daemon_stopped", summary=self.progress.summary(self.clock()))
+
+    def _install_signals(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def handler(signum: int, _frame: Any) -> None:
+            log.info("signal_received", signal=signal.Signals(signum).name)
+            self.stop_event.set()
+
+        for sig in previous:
+            signal.signal(sig, handler)
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+        return restore

@@ -1,0 +1,202 @@
+"""The optional HTTP listener (``daemon.http_listen``): health, metrics, Oki-Toki events.
+
+* ``GET /healthz`` → 200 while jobs make progress (see :mod:`syncd.daemon`), 503 otherwise;
+  the body is a one-line JSON summary.
+* ``GET /metrics`` → Prometheus text: job runs by result, errors, outbox depth by lane, API
+  requests by system (``syncd_api_requests_total`` from :meth:`Metrics.observe_api`, a
+  journal hook for :class:`syncd.http.RemoteSystem`).
+* ``/events/okitoki`` → the receiver for Oki-Toki event webhooks. Accepts GET query
+  parameters, form POST and JSON bodies; the shared ``okitoki.webhook_token`` must come as
+  ``token`` (parameter or body field) or an ``Authorization: Bearer`` header, else 401.
+  A call event (``event`` starting with ``call``, or any event with a ``session_id``) only
+  *hints* the daemon to fetch that call through the API now; nothing in it is trusted.
+  Parameter template to paste into Oki-Toki's event integration:
+  ``event=call_finished&session_id={session_id}&phone={ani}&token=<webhook_token>``.
+
+Served by uvicorn in a background thread; no signal handlers of its own.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+import structlog
+import uvicorn
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+__all__ = ["Metrics", "build_app", "WebServer"]
+
+log = structlog.get_logger("syncd.web")
+disable_created_metrics()  # the *_created series only add noise to a daemon's few counters
+
+
+class Metrics:
+    """Prometheus metrics of one daemon (its own registry, so tests can build several).
+
+    Gauges read at scrape time from optional syncer methods: ``outbox_depth() -> {lane: n}``
+    and ``api_requests_today() -> {system: n}``.
+    """
+
+    def __init__(self, syncer: Any = None) -> None:
+        self.syncer = syncer
+        self.registry = CollectorRegistry()
+        self.runs = Counter("syncd_job_runs", "Job runs by result (ok, deferred, failed, fatal)",
+                            ["job", "result"], registry=self.registry)
+        self.errors = Counter("syncd_job_errors", "Record-level errors reported by jobs",
+                              ["job"], registry=self.registry)
+        self.api = Counter("syncd_api_requests", "HTTP requests sent to remote systems",
+                           ["system", "status"], registry=self.registry)
+        self.events = Counter("syncd_webhook_events", "Oki-Toki webhook events received",
+                              ["result"], registry=self.registry)
+        self.registry.register(_SyncerCollector(self))
+
+    def observe_run(self, job: str, result: str, errors: int = 0) -> None:
+        self.runs.labels(job=job, result=result).inc()
+        if errors:
+            self.errors.labels(job=job).inc(errors)
+
+    def observe_api(self, entry: Any) -> None:
+        """Journal hook: count one :class:`syncd.http.JournalEntry`."""
+        status = str(entry.status) if entry.status is not None else "none"
+        self.api.labels(system=entry.system, status=status).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _SyncerCollector:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        syncer = self.metrics.syncer
+        for method, name, label, text in (
+            ("outbox_depth", "syncd_outbox_depth", "lane", "Pending outbox rows by lane"),
+            ("api_requests_today", "syncd_api_requests_today", "system",
+             "Requests spent today (UTC) per remote system"),
+        ):
+            fn = getattr(syncer, method, None)
+            if fn is None:
+                continue
+            try:
+                values = fn()
+            except Exception:  # noqa: BLE001 - a scrape must not fail the daemon
+                continue
+            family = GaugeMetricFamily(name, text, labels=[label])
+            for key, value in sorted(values.items()):
+                family.add_metric([str(key)], float(value))
+            yield family
+
+
+async def _params(request: Request) -> dict[str, Any]:
+    params: dict[str, Any] = dict(request.query_params)
+    if request.method == "POST":
+        body = await request.body()
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "application/json" or (not ctype and body.strip().startswith(b"{")):
+            data = json.loads(body or b"{}")
+            if isinstance(data, dict) and isinstance(data.get("json_request"), str):
+                data = {**data, **json.loads(data["json_request"])}
+            if not isinstance(data, dict):
+                raise ValueError("the JSON body is not an object")
+            params.update(data)
+        elif body:
+            params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    return params
+
+
+def build_app(daemon: Any, metrics: Metrics) -> Starlette:
+    """The ASGI app; ``daemon`` provides progress, clock, health_window(), hint_call(), config."""
+    expected = daemon.config.okitoki.webhook_token
+
+    async def healthz(_request: Request) -> JSONResponse:
+        now = daemon.clock()
+        ok = daemon.progress.healthy(now, daemon.health_window())
+        return JSONResponse({"status": "ok" if ok else "stalled",
+                             "summary": daemon.progress.summary(now)}, status_code=200 if ok else 503)
+
+    async def metrics_endpoint(_request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def events(request: Request) -> JSONResponse:
+        if not expected:
+            return JSONResponse({"error": "the event receiver is off: set okitoki.webhook_token"},
+                                status_code=404)
+        try:
+            params = await _params(request)
+        except (ValueError, UnicodeDecodeError):
+            metrics.events.labels(result="malformed").inc()
+            return JSONResponse({"error": "malformed body"}, status_code=400)
+        auth = request.headers.get("authorization", "")
+        given = str(params.get("token") or auth.removeprefix("Bearer ").strip() or "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            metrics.events.labels(result="unauthorized").inc()
+            log.warning("webhook_unauthorized", client=request.client.host if request.client else None)
+            return JSONResponse({"error": "wrong or missing token"}, status_code=401)
+        event = str(params.get("event") or "")
+        session_id = str(params.get("session_id") or "").strip()
+        if not session_id:
+            metrics.events.labels(result="ignored").inc()
+            return JSONResponse({"accepted": False, "reason": "no session_id"}, status_code=202)
+        if not session_id.isdigit():
+            metrics.events.labels(result="malformed").inc()
+            return JSONResponse({"error": "session_id must be an integer"}, status_code=400)
+        metrics.events.labels(result="hint").inc()
+        log.info("webhook_call_event", oki_event=event or None, session_id=session_id)
+        daemon.hint_call(session_id)
+        return JSONResponse({"accepted": True, "session_id": session_id}, status_code=202)
+
+    return Starlette(routes=[
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/events/okitoki", events, methods=["GET", "POST"]),
+    ])
+
+
+class WebServer:
+    """uvicorn serving :func:`build_app` on ``listen`` (``HOST:PORT``; port 0 picks one)."""
+
+    def __init__(self, daemon: Any, listen: str, metrics: Metrics) -> None:
+        host, _, port = listen.rpartition(":")
+        self.config = uvicorn.Config(build_app(daemon, metrics), host=host.strip("[]"),
+                                     port=int(port), log_config=None, lifespan="off",
+                                     access_log=False)
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self.server.run, name="syncd-web", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.server.servers[0].sockets[0].getsockname()[1]
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise OSError(f"the HTTP listener could not start on "
+                              f"{self.config.host}:{self.config.port}")
+            time.sleep(0.02)
+        log.info("http_listening", host=self.config.host, port=self.port)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
