@@ -1,5 +1,287 @@
-"""The ``syncd`` console script (placeholder until the CLI lands)."""
+"""The ``syncd`` console script.
+
+Exit codes: 0 success; 1 a runtime failure (a job or an online check failed, a remote
+refused); 2 wrong command-line usage; 78 (EX_CONFIG) the configuration is invalid or the
+state database needs ``syncd migrate`` — systemd's ``RestartPreventExitStatus=78`` keeps the
+unit from restart-looping on either. Every line printed passes through
+:func:`syncd.redact.redact`, so no secret reaches a terminal or a pipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import threading
+from typing import Any, Callable
+
+from . import __version__
+from .config import DEFAULT_CONFIG_PATH, Config, load_config
+from .errors import EX_CONFIG, ConfigError, RemoteError
+from .cli_output import explain_remote_error, jsonable, render
+from .redact import redact
+
+__all__ = ["main", "build_parser"]
+
+ONCE_JOBS = ("pull_crm_contacts", "pull_okitoki_contacts", "pull_okitoki_calls", "push")
+
+
+def _out(text: str = "") -> None:
+    print(redact(text), flush=True)
+
+
+def _err(text: str) -> None:
+    print(redact(text), file=sys.stderr, flush=True)
+
+
+def _emit(data: Any, as_json: bool) -> None:
+    if as_json:
+        _out(json.dumps(jsonable(data), indent=2, ensure_ascii=False))
+    else:
+        _out(render(jsonable(data)))
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config, on_warning=lambda line: _err(f"warning: {line}"))
+
+
+def _engine(name: str) -> Callable[..., Any]:
+    """An engine entry point, looked up lazily (``syncd.engine.status`` then ``syncd.engine``)."""
+    for module in ("syncd.engine.status", "syncd.engine"):
+        try:
+            fn = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            fn = None
+        if fn is not None:
+            return fn
+    raise RuntimeError(f"this build of syncd has no engine function {name}()")
+
+
+def _store(config: Config) -> Any:
+    from .store import open_store
+
+    return open_store(config.daemon.state_url)
+
+
+def _configure_logs(config: Config | None, *, quiet: bool = False) -> None:
+    from .logs import configure_logging
+
+    if config is None:
+        configure_logging("auto", "warning")
+    else:
+        level = "warning" if quiet else config.daemon.log_level
+        configure_logging(config.daemon.log_format, level)
+
+
+# -- commands -----------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _configure_logs(config)
+    from .daemon import Daemon
+    from .store import check_schema
+
+    check_schema(config.daemon.state_url)
+    syncer = _engine("build_syncer")(config)
+    daemon = Daemon(syncer, config)
+    code = daemon.run()
+    if daemon.unfinished_jobs:
+        # A job ignored the stop event past shutdown_timeout: everything it did is in
+        # committed transactions or will be redone, so leave without waiting for it.
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _configure_logs(config, quiet=args.json)
+    from .store import check_schema
+
+    check_schema(config.daemon.state_url)
+    kwargs = {"dry_run": True} if args.dry_run else {}
+    syncer = _engine("build_syncer")(config, **kwargs)
+    stop = threading.Event()
+    reports: list[Any] = []
+    failed = False
+    try:
+        for name in ONCE_JOBS:
+            method = getattr(syncer, name)
+            try:
+                reports.append(method(stop) if name == "push" else method())
+            except RemoteError as exc:
+                failed = True
+                reports.append({"job": name, "failed": explain_remote_error(exc)})
+    finally:
+        syncer.close()
+    _emit({"dry_run": args.dry_run, "reports": reports}, args.json)
+    return 1 if failed else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    from .connector import load_connector
+
+    cls = load_connector(config.crm.connector)
+    lines = [f"{args.config}: configuration is valid",
+             f"  Oki-Toki: {config.okitoki.url} (time zone {config.okitoki.timezone})",
+             f"  CRM: {config.crm.connector} connector",
+             f"  fields mapped: {', '.join(config.contacts.fields) or 'none'}",
+             f"  dialer rules: {', '.join(r.name for r in config.dialer) or 'none'}",
+             f"  calls to the CRM: {'yes' if config.calls.to_crm and cls.capabilities.calls_write else 'no'}",
+             f"  do-not-call: {'list ' + str(config.do_not_call.list_id) if config.do_not_call.list_id else 'off'}"]
+    for line in lines:
+        _out(line)
+    if not args.online:
+        return 0
+    _configure_logs(None)
+    syncer = _engine("build_syncer")(config)
+    ok = True
+    try:
+        for label, side in (("Oki-Toki", getattr(syncer, "okitoki", None)),
+                            (f"CRM ({config.crm.connector})", getattr(syncer, "crm", None))):
+            try:
+                side.health_check()
+                _out(f"{label}: OK (authenticated)")
+            except RemoteError as exc:
+                ok = False
+                _err(f"{label}: FAILED: {explain_remote_error(exc)}")
+    finally:
+        syncer.close()
+    return 0 if ok else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _load(args)
+    store = _store(config)
+    _emit(_engine("status_report")(store), args.json)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    config = _load(args)
+    from .store import migrate
+
+    revision = migrate(config.daemon.state_url)
+    _out(f"state database is at schema revision {revision}")
+    return 0
+
+
+def cmd_conflicts(args: argparse.Namespace) -> int:
+    config = _load(args)
+    rows = _engine("list_conflicts")(_store(config))
+    if not rows and not args.json:
+        _out("no conflicts")
+        return 0
+    _emit(rows, args.json)
+    return 0
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    config = _load(args)
+    store = _store(config)
+    if args.action == "list":
+        rows = _engine("list_dead_letters")(store)
+        if not rows and not args.json:
+            _out("no dead letters")
+        else:
+            _emit(rows, args.json)
+        return 0
+    if not args.ids and not args.all:
+        _err(f"syncd dead-letters {args.action}: name the ids, or pass --all")
+        return 2
+    ids = None if args.all else args.ids
+    n = _engine(f"{args.action}_dead_letters")(store, ids)
+    verb = "queued again" if args.action == "retry" else "dropped"
+    _out(f"{n if n is not None else 'the'} dead letters {verb}")
+    return 0
+
+
+def cmd_resync(args: argparse.Namespace) -> int:
+    config = _load(args)
+    result = _engine("resync")(_store(config))
+    _out("cursors reset: the next cycles re-read both sides (nothing is written twice)")
+    if result:
+        _emit(result, False)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return importlib.import_module("syncd.demo").main(args)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    return importlib.import_module("syncd.okitoki.sandbox.cli").run(args)
+
+
+# -- parser -------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", default=argparse.SUPPRESS, metavar="PATH",
+                        help=f"configuration file (default {DEFAULT_CONFIG_PATH})")
+    parser = argparse.ArgumentParser(prog="syncd", description="Keeps an Oki-Toki call center "
+                                     "and a CRM in agreement.")
+    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG_PATH, metavar="PATH",
+                        help=f"configuration file (default {DEFAULT_CONFIG_PATH})")
+    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=text, description=text)
+        p.set_defaults(func=fn)
+        return p
+
+    add("run", cmd_run, "run the daemon until SIGTERM/SIGINT")
+    p = add("once", cmd_once, "run one full cycle, then exit")
+    p.add_argument("--dry-run", action="store_true", help="plan without writing; print the plan")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = add("check", cmd_check, "validate the configuration")
+    p.add_argument("--online", action="store_true",
+                   help="also make one cheap authenticated call to each system")
+    p = add("status", cmd_status, "cursors, lag, outbox, dead letters, conflicts, API use")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add("migrate", cmd_migrate, "create or upgrade the state database schema")
+    p = add("conflicts", cmd_conflicts, "list the conflict journal")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = add("dead-letters", cmd_dead_letters, "list, retry or drop quarantined operations")
+    p.add_argument("action", choices=["list", "retry", "drop"])
+    p.add_argument("ids", nargs="*", help="dead letter ids (retry/drop)")
+    p.add_argument("--all", action="store_true", help="retry/drop every dead letter")
+    p.add_argument("--json", action="store_true", help="machine-readable output (list)")
+    add("resync", cmd_resync, "re-read both sides from the beginning (links are kept)")
+    p = add("demo", cmd_demo, "run the embedded demo (sandbox + SQLite CRM); needs no config")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p = add("sandbox", cmd_sandbox, "run the local Oki-Toki emulator")
+    try:
+        importlib.import_module("syncd.okitoki.sandbox.cli").add_arguments(p)
+    except ImportError:
+        pass
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    raise SystemExit("syncd: CLI not built yet")
+    """Entry point of the ``syncd`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            _err(line)
+        n = len(exc.problems)
+        _err(f"syncd: {n} configuration problem{'s' if n != 1 else ''}; nothing was done")
+        return EX_CONFIG
+    except RemoteError as exc:
+        _err(f"syncd: {explain_remote_error(exc)}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback with secrets
+        _err(f"syncd {args.command}: {type(exc).__name__}: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
