@@ -1,0 +1,264 @@
+"""The shared HTTP layer (syncd.http.RemoteSystem) over real loopback HTTP: retries, Retry-After,
+the rate limiter, the daily budget, the request journal and redaction."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+
+from syncd import __version__
+from syncd.errors import (
+    AuthenticationError,
+    BudgetExhausted,
+    Throttled,
+    TransientError,
+)
+from syncd.http import (
+    JournalEntry,
+    MemoryBudget,
+    RateLimiter,
+    RemoteSystem,
+    RetryPolicy,
+    parse_retry_after,
+)
+from syncd.redact import forget_secrets
+
+try:
+    from okitoki.scripted import Answer, FakeClock, ScriptedServer
+except ImportError:  # tests/ became a package
+    from tests.okitoki.scripted import Answer, FakeClock, ScriptedServer  # type: ignore[no-redef]
+
+SECRET = "sk-live-91b2c3d4e5f6"
+OK = Answer(200, {"result": "success"})
+
+
+def too_many(retry_after: str) -> Answer:
+    return Answer(429, {"message": "slow down"}, {"Retry-After": retry_after})
+
+
+@pytest.fixture(autouse=True)
+def _fresh_secrets():
+    yield
+    forget_secrets()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def server(clock):
+    with ScriptedServer(clock=clock.monotonic) as s:
+        yield s
+
+
+def remote(url: str, clock: FakeClock | None = None, **kw) -> RemoteSystem:
+    """A RemoteSystem on one fake time line (sleep, clock, now and limiter share it)."""
+    kw.setdefault("retry", RetryPolicy(attempts=4, base_delay=1.0, max_delay=8.0, jitter=0.0))
+    if clock is not None:
+        kw.setdefault("limiter", RateLimiter(None, clock=clock.monotonic, sleep=clock.sleep))
+        kw.update(sleep=clock.sleep, now=clock.now)
+    else:
+        kw.setdefault("limiter", RateLimiter(None))
+    return RemoteSystem(system="test", base_url=url, secrets=[SECRET], **kw)
+
+
+# -- Retry-After ----------------------------------------------------------------------------
+
+def test_retry_after_in_seconds_holds_the_next_request_back_that_long(server, clock) -> None:
+    server.answer(too_many("7"), OK)
+    response = remote(server.url, clock).request("GET", "/x", operation="read")
+    assert response.status_code == 200
+    first, second = server.arrivals
+    assert second.at - first.at >= 7
+    assert clock.sleeps == [7.0]
+
+
+def test_retry_after_as_an_http_date_holds_the_next_request_back_until_then(server, clock) -> None:
+    allowed_at: list[float] = []
+
+    def until_later(arrival) -> Answer:
+        allowed_at.append(clock.t + 12)
+        return too_many(format_datetime(clock.now() + timedelta(seconds=12), usegmt=True))
+
+    server.answer(until_later, OK)
+    remote(server.url, clock).request("GET", "/x", operation="read")
+    assert server.arrivals[1].at >= allowed_at[0]
+    assert sum(clock.sleeps) == pytest.approx(12)
+
+
+def test_a_retry_after_beyond_the_cap_is_capped(server, clock) -> None:
+    server.answer(too_many("100000"), OK)
+    policy = RetryPolicy(attempts=2, max_retry_after=20)
+    remote(server.url, clock, retry=policy).request("GET", "/x", operation="read")
+    assert clock.sleeps == [20.0]
+
+
+def test_a_throttled_job_makes_every_job_of_that_system_wait(server, clock) -> None:
+    limiter = RateLimiter(None, clock=clock.monotonic, sleep=clock.sleep)
+    job_a = remote(server.url, clock, limiter=limiter, retry=RetryPolicy(attempts=1))
+    job_b = remote(server.url, clock, limiter=limiter)
+    server.answer(too_many("10"), OK)
+    with pytest.raises(Throttled) as info:
+        job_a.request("GET", "/a", operation="a")
+    assert info.value.retry_after == timedelta(seconds=10)
+    job_b.request("GET", "/b", operation="b")
+    assert server.arrivals[1].at - server.arrivals[0].at >= 10
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("120", timedelta(seconds=120)),
+    ("0", timedelta(0)),
+    ("Wed, 15 Nov 2023 12:00:30 GMT", timedelta(seconds=30)),
+    ("Wed, 15 Nov 2023 11:00:00 GMT", timedelta(0)),     # in the past: go now
+    ("soon", None), ("", None), (None, None),
+])
+def test_parse_retry_after_reads_both_forms(value, expected) -> None:
+    now = datetime(2023, 11, 15, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after(value, now=now) == expected
+
+
+# -- retries --------------------------------------------------------------------------------
+
+def test_transient_failures_are_retried_with_growing_backoff_and_journaled(server, clock) -> None:
+    journal: list[JournalEntry] = []
+    server.answer(Answer(503, "busy"), Answer(502, "<html>bad gateway</html>"), OK)
+    remote(server.url, clock, journal=journal.append).request("POST", "/w", operation="write")
+    assert [e.attempt for e in journal] == [1, 2, 3]
+    assert [e.status for e in journal] == [503, 502, 200]
+    assert {e.operation for e in journal} == {"write"} and {e.system for e in journal} == {"test"}
+    assert journal[0].error is not None and journal[2].error is None
+    assert clock.sleeps == [1.0, 2.0]                   # base 1s, doubling, no jitter here
+
+
+def test_a_fatal_error_is_raised_at_once_without_retrying(server, clock) -> None:
+    server.answer(Answer(401, {"message": "bad token"}))
+    with pytest.raises(AuthenticationError, match=r"test read \(HTTP 401\)"):
+        remote(server.url, clock).request("GET", "/x", operation="read")
+    assert len(server.arrivals) == 1 and clock.sleeps == []
+
+
+def test_the_last_retriable_error_is_raised_when_attempts_run_out(server, clock) -> None:
+    server.default = Answer(500, "down")
+    with pytest.raises(TransientError, match=r"HTTP 500"):
+        remote(server.url, clock).request("GET", "/x", operation="read")
+    assert len(server.arrivals) == 4
+
+
+def test_a_connectors_own_throttling_signal_is_retried_like_a_429(server, clock) -> None:
+    def check(response: httpx.Response, operation: str) -> None:
+        if response.status_code == 503 and b"QUERY_LIMIT_EXCEEDED" in response.content:
+            raise Throttled("query limit exceeded", system="test", operation=operation,
+                            status=503, retry_after=timedelta(seconds=2))
+
+    server.answer(Answer(503, {"error": "QUERY_LIMIT_EXCEEDED"}), OK)
+    remote(server.url, clock, check=check).request("GET", "/x", operation="read")
+    assert server.arrivals[1].at - server.arrivals[0].at >= 2
+
+
+def test_a_timeout_is_transient_and_retried() -> None:
+    with ScriptedServer() as slow:
+        slow.answer(Answer(200, {}, delay=0.5), OK)
+        r = remote(slow.url, timeout=0.15, retry=RetryPolicy(attempts=2, base_delay=0.01, jitter=0))
+        assert r.request("GET", "/x", operation="read").status_code == 200
+        assert len(slow.arrivals) == 2
+
+
+def test_a_refused_connection_is_transient_and_names_no_secret() -> None:
+    with ScriptedServer() as gone:
+        url = gone.url
+    r = remote(url, retry=RetryPolicy(attempts=2, base_delay=0.01, jitter=0))
+    journal: list[JournalEntry] = []
+    r.journal = journal.append
+    with pytest.raises(TransientError, match="connection failed") as info:
+        r.request("GET", "/x", operation="read", params={"api_token": SECRET})
+    assert SECRET not in str(info.value)
+    assert [e.status for e in journal] == [None, None] and all(SECRET not in e.error for e in journal)
+
+
+# -- rate limiter ---------------------------------------------------------------------------
+
+def assert_within_rate(stamps: list[float], per_minute: float, burst: int, slack: float = 0.0) -> None:
+    """No span of the timeline holds more requests than the bucket allows: burst + rate·span."""
+    rate = per_minute / 60
+    stamps = sorted(stamps)
+    for i in range(len(stamps)):
+        for j in range(i + 1, len(stamps)):
+            allowed = burst + rate * (stamps[j] - stamps[i] + slack)
+            assert j - i + 1 <= allowed + 1e-9, (i, j, stamps[i], stamps[j])
+
+
+def test_the_limiter_never_lets_more_than_its_rate_through(clock) -> None:
+    limiter = RateLimiter(60, burst=5, clock=clock.monotonic, sleep=clock.sleep)
+    stamps = []
+    for n in range(150):
+        if n % 40 == 0:
+            clock.sleep(17)         # idle spells refill the burst, never beyond it
+        limiter.acquire()
+        stamps.append(clock.t)
+    assert_within_rate(stamps, 60, 5)
+    assert stamps[-1] - stamps[0] >= (150 - 5 * 4) - 1   # it did have to wait
+
+
+def test_jobs_on_several_threads_share_one_rate_over_real_http() -> None:
+    per_minute, burst = 1200, 2                             # 20 requests a second
+    with ScriptedServer() as srv:
+        r = remote(srv.url, limiter=RateLimiter(per_minute, burst=burst))
+
+        def job() -> None:
+            for _ in range(6):
+                r.request("GET", "/x", operation="read")
+
+        threads = [threading.Thread(target=job) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stamps = [a.at for a in srv.arrivals]
+    assert len(stamps) == 24
+    # Arrival times include network jitter, so allow a few milliseconds of slack.
+    assert_within_rate(stamps, per_minute, burst, slack=0.01)
+
+
+# -- budget ---------------------------------------------------------------------------------
+
+def test_a_spent_budget_fails_fast_without_sending_or_waiting(server, clock) -> None:
+    budget = MemoryBudget({"test": 2})
+    r = remote(server.url, clock, budget=budget)
+    r.request("GET", "/x", operation="read")
+    r.request("GET", "/x", operation="read")
+    r.limiter.block_for(3600)          # even a blocked limiter must not make it wait
+    with pytest.raises(BudgetExhausted, match="daily request budget of 2 is spent"):
+        r.request("GET", "/x", operation="read")
+    assert len(server.arrivals) == 2 and clock.sleeps == []
+    assert budget.remaining("test") == 0
+
+
+def test_every_retry_attempt_is_paid_from_the_budget(server, clock) -> None:
+    budget = MemoryBudget({"test": 10})
+    server.answer(Answer(500, "x"), OK)
+    remote(server.url, clock, budget=budget).request("GET", "/x", operation="read")
+    assert budget.remaining("test") == 8
+
+
+# -- identity and redaction -----------------------------------------------------------------
+
+def test_requests_name_syncd_and_its_version(server) -> None:
+    remote(server.url).request("GET", "/x", operation="read")
+    assert f"syncd/{__version__}" in server.arrivals[0].headers["User-Agent"]
+
+
+def test_a_secret_echoed_by_the_server_is_masked_in_errors_and_the_journal(server, clock) -> None:
+    journal: list[JournalEntry] = []
+    server.default = Answer(500, f"upstream said: token={SECRET} Bearer {SECRET}")
+    with pytest.raises(TransientError) as info:
+        remote(server.url, clock, journal=journal.append).request(
+            "GET", "/x", operation="read", headers={"Authorization": f"Bearer {SECRET}"})
+    assert SECRET not in str(info.value) and "***" in str(info.value)
+    assert journal and all(SECRET not in (e.error or "") for e in journal)
