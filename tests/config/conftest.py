@@ -1,0 +1,13 @@
+import pytest
+
+from cfgkit import ENV, patch_connectors
+from syncd.redact import forget_secrets
+
+
+@pytest.fixture(autouse=True)
+def _fakes(monkeypatch):
+    patch_connectors(monkeypatch)
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    yield
+    forget_secrets()
