@@ -29,23 +29,31 @@ MAX_TASK_PHONES = 5
 
 @dataclass(frozen=True)
 class Operator:
-    """An agent assigned to a dialer, as ``dialers/stat`` reports it."""
+    """An agent assigned to a dialer, as ``dialers/stat`` reports it.
+
+    ``status`` is Oki-Toki's status code (``status_id``, e.g. ``offline``); ``status_text``
+    its English label (``status_eng``).
+    """
 
     id: str
     name: str
-    status_id: str | None = None
-    status: str | None = None        # status_eng, e.g. "offline"
+    status: str | None = None
+    status_text: str | None = None
     skill: int | None = None
 
 
 @dataclass(frozen=True)
 class Dialer:
-    """One dialer from ``dialers/stat``: ``status`` e.g. ``no_phones``; ``state`` e.g. ``enabled``."""
+    """One dialer from ``dialers/stat``.
+
+    ``status`` is the status code (``status_id``, e.g. ``no_phones``: waiting for tasks),
+    ``status_text`` its English label, ``state`` e.g. ``enabled``.
+    """
 
     id: str
     name: str
-    status_id: str | None = None
-    status: str | None = None        # status_eng
+    status: str | None = None
+    status_text: str | None = None
     state: str | None = None
     operators: tuple[Operator, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -71,13 +79,13 @@ def dialers_from_raw(body: Any) -> dict[str, Dialer]:
             continue
         operators = tuple(
             Operator(id=str(o.get("id")), name=str(o.get("name") or ""),
-                     status_id=_str_or_none(o.get("status_id")),
-                     status=_str_or_none(o.get("status_eng") or o.get("status")),
+                     status=_str_or_none(o.get("status_id")),
+                     status_text=_str_or_none(o.get("status_eng")),
                      skill=_int_or_none(o.get("skill")))
             for o in raw.get("operators") or [] if isinstance(o, dict))
         dialer = Dialer(id=str(raw["id"]), name=str(raw.get("name") or ""),
-                        status_id=_str_or_none(raw.get("status_id")),
-                        status=_str_or_none(raw.get("status_eng") or raw.get("status")),
+                        status=_str_or_none(raw.get("status_id")),
+                        status_text=_str_or_none(raw.get("status_eng")),
                         state=_str_or_none(raw.get("state")), operators=operators, raw=raw)
         result[dialer.id] = dialer
     return result
