@@ -14,7 +14,8 @@ answer                                 error
 422 and other 4xx                      InvalidRequest with the body's field errors
 429                                    Throttled with ``Retry-After`` (seconds or HTTP date)
 5xx                                    TransientError
-200 with ``error`` / result "error"    the class of the code inside, else InvalidRequest
+200 with ``error`` / result "error"    the class of the code inside; InvalidRequest if it
+                                       lists field errors; else TransientError
 2xx non-JSON, HTML, truncated JSON     TransientError ("malformed response")
 =====================================  ===================================================
 
@@ -159,7 +160,9 @@ def make_check(system: str = SYSTEM, now: Callable[[], datetime] | None = None,
             raise TransientError(f"malformed response: {problem}", system=system,
                                  operation=operation, status=status)
         if isinstance(body, dict) and (body.get("result") == "error" or body.get("error")):
-            code = _embedded_code(body) or 422
+            # The code inside decides; field errors mean the request itself was refused;
+            # without either, treat it like a 5xx (Oki-Toki's "try again later").
+            code = _embedded_code(body) or (422 if _field_errors(body) else 500)
             message = f"error in a {status} answer: {_message(body) or 'no message'}"
             raise _error(code, status, operation, message, body=body, response=response,
                          now=clock(), system=system)
