@@ -64,7 +64,7 @@ class Progress:
     failures: int = 0
     last_job: str = ""
     last_error: str = ""
-    fatal: str = ""
+    fatal: dict[str, str] = field(default_factory=dict)   # job → its standing fatal error
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, job: str, at: datetime, *, progressed: bool, error: str = "",
@@ -77,7 +77,10 @@ class Progress:
             if error:
                 self.failures += 1
                 self.last_error = error
-            self.fatal = error if fatal else ("" if progressed else self.fatal)
+            if fatal:
+                self.fatal[job] = error
+            elif progressed:
+                self.fatal.pop(job, None)
 
     def healthy(self, now: datetime, within: timedelta) -> bool:
         """True if a job progressed within ``within`` (or the daemon started that recently)."""
@@ -91,7 +94,8 @@ class Progress:
                    if self.last_progress else "not yet")
             text = f"{self.runs} job runs, {self.failures} failed; last progress {ago}"
             if self.fatal:
-                text += f"; ACTION NEEDED: {self.fatal}"
+                job, error = sorted(self.fatal.items())[0]
+                text += f"; ACTION NEEDED ({job}): {error}"
             return text[:200]
 
 
