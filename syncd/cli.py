@@ -48,8 +48,8 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _engine(name: str) -> Callable[..., Any]:
-    """An engine entry point, looked up lazily (``syncd.engine.status`` then ``syncd.engine``)."""
-    for module in ("syncd.engine.status", "syncd.engine"):
+    """An engine entry point, looked up lazily (``syncd.engine``, then ``syncd.engine.status``)."""
+    for module in ("syncd.engine", "syncd.engine.status"):
         try:
             fn = getattr(importlib.import_module(module), name, None)
         except ImportError:
