@@ -68,6 +68,10 @@ class RetryPolicy:
     max_delay: float = 30.0
     max_retry_after: float = 300.0  # a Retry-After longer than this is capped to it
     jitter: float = 0.5
+    # False for requests that are not idempotent (creates): retry only failures that prove
+    # the request was not performed (429, no connection); a timeout, 5xx or garbled answer
+    # is raised at once, so the caller can look the record up before sending it again.
+    retry_ambiguous: bool = True
 
 
 NO_RETRY = RetryPolicy(attempts=1)
@@ -245,6 +249,16 @@ def _short_body(response: httpx.Response) -> str:
     return body[:300] or (response.reason_phrase or "empty body")
 
 
+def _worth_retrying(exc: BaseException, policy: RetryPolicy) -> bool:
+    """Retriable errors are retried; with ``retry_ambiguous=False`` only those that prove the
+    request was not performed (throttling, or no connection was ever made)."""
+    if not isinstance(exc, RetriableRemoteError):
+        return False
+    if policy.retry_ambiguous or isinstance(exc, Throttled):
+        return True
+    return getattr(exc, "request_sent", True) is False
+
+
 def _default_check(response: httpx.Response, operation: str) -> None:
     return None
 
@@ -313,7 +327,7 @@ class RemoteSystem:
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max(1, policy.attempts)),
-            retry=tenacity.retry_if_exception_type(RetriableRemoteError),
+            retry=tenacity.retry_if_exception(lambda exc: _worth_retrying(exc, policy)),
             wait=self._wait_strategy(policy),
             sleep=self.sleep,
             reraise=True,
@@ -346,10 +360,12 @@ class RemoteSystem:
             except httpx.TimeoutException as exc:
                 error = TransientError(f"timed out ({type(exc).__name__})", system=self.system,
                                        operation=operation)
+                error.request_sent = not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
                 raise error from None
             except httpx.TransportError as exc:
                 error = TransientError(f"connection failed: {redact(str(exc)) or type(exc).__name__}",
                                        system=self.system, operation=operation)
+                error.request_sent = not isinstance(exc, httpx.ConnectError)
                 raise error from None
             status = response.status_code
             # The system's own check sees every response first: it knows its error bodies
