@@ -262,3 +262,33 @@ def test_a_secret_echoed_by_the_server_is_masked_in_errors_and_the_journal(serve
             "GET", "/x", operation="read", headers={"Authorization": f"Bearer {SECRET}"})
     assert SECRET not in str(info.value) and "***" in str(info.value)
     assert journal and all(SECRET not in (e.error or "") for e in journal)
+
+
+# -- requests that must not be repeated blindly ---------------------------------------------
+
+CREATE = RetryPolicy(attempts=4, base_delay=1.0, jitter=0.0, retry_ambiguous=False)
+
+
+@pytest.mark.parametrize("failure", [Answer(500, "oops"), Answer(200, {}, delay=0.5)])
+def test_an_ambiguous_failure_of_a_create_is_raised_at_once(failure) -> None:
+    with ScriptedServer() as srv:
+        srv.answer(failure, OK)
+        with pytest.raises(TransientError):
+            remote(srv.url, retry=CREATE, timeout=0.2).request("POST", "/create", operation="create")
+        assert len(srv.arrivals) == 1
+
+
+def test_a_throttled_create_is_retried_because_it_was_not_performed(server, clock) -> None:
+    server.answer(too_many("2"), OK)
+    remote(server.url, clock, retry=CREATE).request("POST", "/create", operation="create")
+    assert len(server.arrivals) == 2
+
+
+def test_a_create_that_never_connected_is_retried() -> None:
+    with ScriptedServer() as gone:
+        url = gone.url
+    journal: list[JournalEntry] = []
+    with pytest.raises(TransientError, match="connection failed"):
+        remote(url, retry=RetryPolicy(attempts=3, base_delay=0.01, jitter=0, retry_ambiguous=False),
+               journal=journal.append).request("POST", "/create", operation="create")
+    assert [e.attempt for e in journal] == [1, 2, 3]
