@@ -104,6 +104,8 @@ def ensure_postgres() -> None:
 
 
 def _environment(workdir: Path, dbname: str) -> dict[str, str]:
+    """Environment of every django-admin/gunicorn run; run them with ``cwd=workdir`` too
+    (crm.settings writes server.log and security_audit.log into the working directory)."""
     (workdir / "syncd_bottlecrm_settings.py").write_text(SETTINGS)
     return {
         **os.environ,
@@ -133,8 +135,8 @@ def _ensure_template(venv: Path) -> None:
         workdir = Path(tempfile.mkdtemp(prefix="syncd-bottlecrm-migrate-"))
         try:
             done = subprocess.run([str(venv / "bin" / "django-admin"), "migrate", "--noinput"],
-                                  env=_environment(workdir, TEMPLATE_DB), capture_output=True,
-                                  text=True)
+                                  env=_environment(workdir, TEMPLATE_DB), cwd=workdir,
+                                  capture_output=True, text=True)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         if done.returncode != 0:
@@ -173,7 +175,7 @@ def run_bottlecrm(workdir: Path | None = None) -> Iterator[BottleCrmServer]:
         env = _environment(workdir, dbname)
         done = subprocess.run([str(venv / "bin" / "django-admin"), "shell", "-c",
                                BOOTSTRAP.format(password=secrets.token_urlsafe(16))],
-                              env=env, capture_output=True, text=True)
+                              env=env, cwd=workdir, capture_output=True, text=True)
         values = dict(line.split("=", 1) for line in done.stdout.splitlines()
                       if line.startswith("SYNCD_"))
         if done.returncode != 0 or "SYNCD_TOKEN" not in values:
@@ -185,7 +187,8 @@ def run_bottlecrm(workdir: Path | None = None) -> Iterator[BottleCrmServer]:
             proc = subprocess.Popen(
                 [str(venv / "bin" / "gunicorn"), "crm.wsgi:application", "--bind",
                  f"127.0.0.1:{port}", "--workers", "1", "--threads", "8", "--timeout", "60"],
-                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
         try:
             server = BottleCrmServer(f"http://127.0.0.1:{port}", values["SYNCD_TOKEN"],
                                      values.get("SYNCD_ORG", ""), dbname, workdir)

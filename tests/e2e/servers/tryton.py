@@ -90,7 +90,7 @@ def _template(venv: Path) -> Path:
         _run([str(venv / "bin" / "trytond-admin"), "-c", str(conf), "-d", DATABASE, "--all",
               "-u", "party", "--activate-dependencies", "--email", "admin@example.com"],
              "trytond-admin (initialise the template database)",
-             env={**os.environ, "TRYTONPASSFILE": str(passfile)})
+             env={**os.environ, "TRYTONPASSFILE": str(passfile)}, cwd=template_dir)
         ready.touch()
         return template_dir / f"{DATABASE}.sqlite"
 
@@ -115,7 +115,7 @@ def run_tryton(workdir: Path | None = None) -> Iterator[TrytonServer]:
         script = workdir / "make_key.py"
         script.write_text(_MAKE_KEY)
         done = _run([str(venv / "bin" / "trytond-console"), "-c", str(conf), "-d", DATABASE,
-                     "-f", str(script)], "trytond-console (create the REST key)")
+                     "-f", str(script)], "trytond-console (create the REST key)", cwd=workdir)
         key = next((line.split("=", 1)[1] for line in done.stdout.splitlines()
                     if line.startswith("SYNCD_KEY=")), None)
         if not key:
@@ -123,7 +123,8 @@ def run_tryton(workdir: Path | None = None) -> Iterator[TrytonServer]:
         log = workdir / "trytond.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen([str(venv / "bin" / "trytond"), "-c", str(conf)],
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                    stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
+                                    start_new_session=True)
         try:
             server = TrytonServer(f"http://127.0.0.1:{port}", DATABASE, key, workdir)
             _wait_ready(server, proc, log)
