@@ -99,12 +99,12 @@ class CallLogger:
     # -- native ------------------------------------------------------------------------------
     def _telephony(self, pending: list[tuple[int, Call]], results: dict[str, WriteResult]
                    ) -> list[tuple[int, Call]]:
-        registered = self.rest.batch(
+        registered = self.rest.batch([
             (f"r{i}", "telephony.externalcall.register", {
                 "USER_ID": self._user(c), "PHONE_NUMBER": c.phone, "CALL_START_DATE": bx_time(c.started_at),
                 "TYPE": 2 if c.direction is CallDirection.INBOUND else 1, "CRM_CREATE": 0, "SHOW": 0,
                 **({"CRM_ENTITY_TYPE": "CONTACT", "CRM_ENTITY_ID": c.contact_id} if c.contact_id else {}),
-            }) for i, c in pending)
+            }) for i, c in pending], idempotent=False)
         fallback: list[tuple[int, Call]] = []
         live: list[tuple[int, Call, str]] = []
         for i, c in pending:
@@ -122,12 +122,12 @@ class CallLogger:
                 results[c.session_id] = WriteResult(c.session_id, False, error=str(err), retriable=err.retriable)
             else:
                 live.append((i, c, str(answer["CALL_ID"])))
-        finished = self.rest.batch(
+        finished = self.rest.batch([
             (f"f{i}", "telephony.externalcall.finish", {
                 "CALL_ID": call_id, "USER_ID": self._user(c), "DURATION": c.duration_s,
                 "STATUS_CODE": STATUS_CODE[c.outcome],
                 **({"FAILED_REASON": OUTCOME_TEXT[c.outcome]} if c.outcome is not CallOutcome.ANSWERED else {}),
-            }) for i, c, call_id in live)
+            }) for i, c, call_id in live], idempotent=False)
         followups: list[tuple[str, str, dict[str, Any]]] = []
         for i, c, call_id in live:
             answer = finished[f"f{i}"]
@@ -167,7 +167,7 @@ class CallLogger:
                 "RESPONSIBLE_ID": self._user(c), "DESCRIPTION": _description(c),
                 "COMMUNICATIONS": [{"VALUE": c.phone, "ENTITY_ID": c.contact_id, "ENTITY_TYPE_ID": 3}],
             }}))
-        added = self.rest.batch(commands)
+        added = self.rest.batch(commands, idempotent=False)
         for i, c in pending:
             answer = added.get(f"c{i}")
             if answer is None:

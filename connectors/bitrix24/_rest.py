@@ -15,7 +15,7 @@ Every method is called as ``POST <method>.json`` with a JSON body. Errors arrive
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Callable, Iterable
 from urllib.parse import urlencode
@@ -136,14 +136,21 @@ class Bitrix24Rest:
         self.remote = remote
         self.oauth = oauth
 
-    def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One method; returns the whole answer (``result``, ``next``, ``total``, ``time``)."""
+    def call(self, method: str, params: dict[str, Any] | None = None, *,
+             idempotent: bool = True) -> dict[str, Any]:
+        """One method; returns the whole answer (``result``, ``next``, ``total``, ``time``).
+
+        ``idempotent=False`` (creates): an ambiguous failure (timeout, 5xx) is raised at once
+        instead of being retried, so the caller can look the record up first.
+        """
         params = dict(params or {})
         operation = f"bitrix24 {method}"
+        retry = None if idempotent else replace(self.remote.retry, retry_ambiguous=False)
 
         def send(token: str | None) -> httpx.Response:
             body = {**params, "auth": token} if token else params
-            return self.remote.request("POST", f"{method}.json", operation=operation, json=body)
+            return self.remote.request("POST", f"{method}.json", operation=operation, json=body,
+                                       retry=retry)
 
         response = self.oauth.call(send) if self.oauth else send(None)
         try:
@@ -154,8 +161,8 @@ class Bitrix24Rest:
             raise InvalidRequest("the answer has no result", system="crm", operation=operation)
         return answer
 
-    def batch(self, commands: Iterable[tuple[str, str, dict[str, Any]]]
-              ) -> dict[str, Any | CommandError]:
+    def batch(self, commands: Iterable[tuple[str, str, dict[str, Any]]], *,
+              idempotent: bool = True) -> dict[str, Any | CommandError]:
         """Run ``(name, method, params)`` commands, 50 per ``batch`` request with ``halt=0``.
 
         Returns name → result, or a :class:`CommandError` for commands that failed alone.
@@ -166,7 +173,7 @@ class Bitrix24Rest:
         for i in range(0, len(commands), BATCH_LIMIT):
             chunk = commands[i:i + BATCH_LIMIT]
             cmd = {name: f"{method}?{php_query(params)}" for name, method, params in chunk}
-            answer = self.call("batch", {"halt": 0, "cmd": cmd})["result"]
+            answer = self.call("batch", {"halt": 0, "cmd": cmd}, idempotent=idempotent)["result"]
             results = answer.get("result") or {}
             errors = answer.get("result_error") or {}
             for name, _, _ in chunk:

@@ -245,7 +245,8 @@ class Bitrix24Connector:
                 commands.append((f"w{i}", "crm.contact.update", {"id": int(w.id), "fields": fields}))
             else:
                 results[i] = WriteResult(w.key, True, str(w.id))
-        for name, answer in self.rest.batch(commands).items():
+        creates = any(method == "crm.contact.add" for _, method, _ in commands)
+        for name, answer in self.rest.batch(commands, idempotent=not creates).items():
             i = int(name[1:])
             w = writes[i]
             if isinstance(answer, CommandError):
