@@ -1,0 +1,367 @@
+"""Pipedrive connector: persons through API v2, calls through v1 call logs.
+
+Vendor behaviour this module is built around (https://developers.pipedrive.com/docs/api/v1):
+
+* Changed persons come from ``GET /api/v2/persons?updated_since=…&sort_by=update_time&
+  sort_direction=asc`` with opaque cursor paging (``additional_data.next_cursor`` null at the
+  end). ``update_time`` has one-second resolution, ``updated_since`` is inclusive, and persons
+  that tie on it come back in no promised order: a page is cut only where every person of the
+  boundary second has been seen, then ordered by (update_time, id) here.
+* Writes are per person (``POST /api/v2/persons``, ``PATCH /api/v2/persons/{id}``); ``phones``
+  replaces the whole list, so numbers are sent once each (first one primary), never appended.
+  A create whose answer was lost is looked up (by phone) before it is sent again.
+* Call logs (``POST /v1/callLogs``) have no idempotency key: the note carries
+  ``[oki-toki session=<id>]`` and an intent ledger under ``state_dir`` makes an unconfirmed
+  attempt be looked up in ``GET /v1/callLogs`` before another create.
+* Limits: a daily token budget per company (every request costs tokens; a call-log add 10)
+  and a burst limit per 2 s; both answer 429. An exhausted daily budget is BudgetExhausted
+  (retrying today is pointless); a burst 429 is Throttled with the reset it announces.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import httpx
+import structlog
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from syncd.connector import Capabilities, ConnectorContext
+from syncd.errors import (AuthenticationError, BudgetExhausted, InvalidRecord, InvalidRequest,
+                          NotFound, Throttled, TransientError)
+from syncd.http import error_for_status
+from syncd.model import Call, CallDirection, CallOutcome, Contact, ContactWrite, Cursor, Page, WriteResult
+from syncd.phones import normalize
+
+from ._oauth import OAuthSession, TokenPair, TokenStore, bearer, token_pair_from_response
+from ._once import IntentLedger, send_once
+
+__all__ = ["PipedriveConnector", "PipedriveOptions"]
+
+log = structlog.get_logger()
+TOP_LEVEL = {"name", "first_name", "last_name", "owner_id", "org_id", "visible_to", "label_ids"}
+OUTCOME = {CallOutcome.ANSWERED: "connected", CallOutcome.NO_ANSWER: "no_answer",
+           CallOutcome.BUSY: "busy", CallOutcome.FAILED: "no_answer"}
+PAGE = 500   # persons per list request: a list request costs the same tokens at any size
+
+
+class PipedriveOptions(BaseModel):
+    """``[crm.options]`` of the pipedrive connector (``api_token_file`` works for ``api_token``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = "https://api.pipedrive.com"   # with OAuth: the company domain (api_domain)
+    api_token: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    refresh_token: str | None = None          # seed; the rotating pair lives in state_dir
+    oauth_url: str = "https://oauth.pipedrive.com"
+    do_not_call_value: str = "yes"            # value of the do-not-call custom field when set
+    phone_label: str = "work"
+    user_id: int | None = None                # Pipedrive user owning logged calls (default: token's)
+    call_lookup_pages: int = 20               # pages of 50 call logs searched after a lost answer
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> "PipedriveOptions":
+        oauth = (self.client_id, self.client_secret, self.refresh_token)
+        if bool(self.api_token) == all(oauth) or (any(oauth) and not all(oauth)):
+            raise ValueError("set either api_token or all of client_id, client_secret and "
+                             "refresh_token (OAuth)")
+        return self
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _pd_time(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def check_response(response: httpx.Response, operation: str) -> None:
+    """Map Pipedrive's ``{"success": false, "error": ...}`` bodies to the taxonomy."""
+    try:
+        body = response.json() if response.content else {}
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    kw = dict(system="crm", operation=operation, status=response.status_code)
+    if response.status_code < 400:
+        if body.get("success") is False:
+            raise InvalidRequest(str(body.get("error") or "success: false")[:300], **kw)
+        return
+    message = str(body.get("error") or body.get("message") or "")[:300] or None
+    if response.status_code == 429:
+        if any(w in (message or "").lower() for w in ("budget", "daily")):
+            raise BudgetExhausted(f"Pipedrive daily token budget is spent ({message})", **kw)
+        wait = response.headers.get("Retry-After") or response.headers.get("x-ratelimit-reset") or "2"
+        raise Throttled(f"Pipedrive rate limit: {message}",
+                        retry_after=timedelta(seconds=float(wait)), **kw)
+    if operation == "oauth refresh" and response.status_code in (400, 401):
+        raise AuthenticationError(f"OAuth refresh refused: {message}", **kw,
+                                  hint="re-authorise the app and configure its new refresh token")
+    error = error_for_status(response, system="crm", operation=operation, message=message)
+    if error is not None:
+        raise error
+
+
+class PipedriveConnector:
+    """Pipedrive (persons v2, call logs v1). See the module docstring for its quirks."""
+
+    name: ClassVar[str] = "pipedrive"
+    Options: ClassVar[type[BaseModel]] = PipedriveOptions
+    default_requests_per_minute: ClassVar[int] = 300   # search: 10 per 2 s; Essential: 20 per 2 s
+    default_daily_request_budget: ClassVar[int] = 1_500  # ≈ 30,000 base tokens / ~20 per request
+
+    def __init__(self, options: PipedriveOptions, context: ConnectorContext) -> None:
+        self.options, self.context = options, context
+        self.dnc = context.do_not_call_field
+        self.region = str(context.extra.get("default_region", "UA"))
+        secrets = [s for s in (options.api_token, options.client_secret, options.refresh_token) if s]
+        self.remote = context.remote(
+            base_url=options.url.rstrip("/"), secrets=secrets, check=check_response,
+            headers={"x-api-token": options.api_token} if options.api_token else {},
+            requests_per_minute=self.default_requests_per_minute, burst=10)
+        self.oauth: OAuthSession | None = None
+        if options.refresh_token:
+            self.oauth = OAuthSession(TokenStore.in_state_dir(context.state_dir, "pipedrive"),
+                                      seed_refresh_token=options.refresh_token, refresh=self._refresh)
+        self.calls_ledger = IntentLedger.in_state_dir(context.state_dir, "pipedrive-calls")
+        self.creates_ledger = IntentLedger.in_state_dir(context.state_dir, "pipedrive-creates")
+        self.capabilities = Capabilities(
+            calls_write=True, do_not_call=self.dnc is not None, read_batch_size=100,
+            write_batch_size=50, calls_batch_size=50,
+            notes=("every request spends the company's daily token budget (list 10-20, write 5-10, "
+                   "call-log add 10): set crm.daily_request_budget to your plan's share",
+                   "recordings are linked in the call note, not uploaded"))
+
+    # -- plumbing ------------------------------------------------------------------------
+    def _refresh(self, refresh_token: str) -> TokenPair:
+        response = self.remote.request(
+            "POST", self.options.oauth_url.rstrip("/") + "/oauth/token", operation="oauth refresh",
+            auth=(self.options.client_id or "", self.options.client_secret or ""),
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token})
+        return token_pair_from_response(response.json())
+
+    def _call(self, method: str, path: str, operation: str, *, once: bool = False,
+              **kwargs: Any) -> httpx.Response:
+        send = send_once if once else type(self.remote).request
+
+        def with_token(token: str | None) -> httpx.Response:
+            headers = bearer(token) if token else {}
+            return send(self.remote, method, path, operation=operation, headers=headers, **kwargs)
+        return self.oauth.call(with_token) if self.oauth else with_token(None)
+
+    def _contact(self, p: dict[str, Any]) -> Contact:
+        custom = p.get("custom_fields") or {}
+        fields: dict[str, Any] = {}
+        for name in self.context.field_names:
+            if name == "email":
+                emails = p.get("emails") or []
+                primary = next((e for e in emails if e.get("primary")), emails[0] if emails else None)
+                fields[name] = primary.get("value") if primary else None
+            else:
+                fields[name] = p[name] if name in p else custom.get(name)
+        if self.dnc:
+            value = p[self.dnc] if self.dnc in p else custom.get(self.dnc)
+            fields[self.dnc] = value is not None and str(value) == self.options.do_not_call_value
+        phones = tuple(ph["value"] for ph in sorted(p.get("phones") or [], key=lambda x: not x.get("primary"))
+                       if ph.get("value"))
+        return Contact(id=str(p["id"]), fields=fields, phones=phones,
+                       updated_at=_parse_time(p["update_time"]) if p.get("update_time") else None)
+
+    def _list(self, params: dict[str, Any], operation: str) -> tuple[list[dict[str, Any]], str | None]:
+        body = self._call("GET", "/api/v2/persons", operation, params=params).json()
+        return body.get("data") or [], (body.get("additional_data") or {}).get("next_cursor")
+
+    # -- protocol ------------------------------------------------------------------------
+    def health_check(self) -> None:
+        self._call("GET", "/v1/users/me", "health check")
+
+    def changed_contacts(self, after: Cursor, limit: int) -> Page:
+        """Persons changed strictly after ``after`` in (update_time, id) order; see module doc."""
+        def key(c: Contact) -> tuple[datetime, int]:
+            return (c.updated_at or datetime.min.replace(tzinfo=UTC), int(c.id))
+        floor = (after.updated_at, int(after.last_id or 0)) if after.updated_at else None
+        params: dict[str, Any] = {"sort_by": "update_time", "sort_direction": "asc", "limit": PAGE}
+        if after.updated_at:
+            params["updated_since"] = after.updated_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        kept: list[Contact] = []
+        exhausted = False
+        while True:
+            rows, cursor = self._list(params, "list changed persons")
+            batch = [self._contact(p) for p in rows]
+            kept = sorted(kept + [c for c in batch if floor is None or key(c) > floor], key=key)[:limit + 1]
+            if not cursor:
+                exhausted = True
+                break
+            last_seen = batch[-1].updated_at if batch else None
+            # Everyone up to the limit-th kept person's second has been seen: the cut is exact.
+            if len(kept) >= limit and last_seen is not None and kept[limit - 1].updated_at < last_seen:
+                break
+            params["cursor"] = cursor
+        page = kept[:limit]
+        nxt = Cursor(page[-1].updated_at, page[-1].id) if page else after
+        return Page(page, nxt, more=not exhausted or len(kept) > limit)
+
+    def fetch_contacts(self, ids: list[str]) -> list[Contact]:
+        out: list[Contact] = []
+        wanted = [i for i in ids if i.isdigit()]
+        for i in range(0, len(wanted), 100):
+            rows, _ = self._list({"ids": ",".join(wanted[i:i + 100]), "limit": 100}, "read persons")
+            out += [self._contact(p) for p in rows]
+        return out
+
+    def find_by_phone(self, phone_e164: str) -> list[Contact]:
+        """Persons holding exactly this number (search by its last 9 digits, then verified)."""
+        term = "".join(ch for ch in phone_e164 if ch.isdigit())[-9:]
+        body = self._call("GET", "/api/v2/persons/search", "search persons by phone",
+                          params={"term": term, "fields": "phone", "limit": 100}).json()
+        ids = [str(i["item"]["id"]) for i in (body.get("data") or {}).get("items", [])]
+        return [c for c in self.fetch_contacts(ids) if phone_e164 in {self._normal(p) for p in c.phones}]
+
+    def _normal(self, phone: str) -> str | None:
+        try:
+            return normalize(phone, self.region)
+        except InvalidRecord:
+            return None
+
+    # -- contact writes ------------------------------------------------------------------
+    def _body(self, w: ContactWrite) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        custom: dict[str, Any] = {}
+        for name, value in w.fields.items():
+            if name == self.dnc:
+                value = self.options.do_not_call_value if value else None
+            if name == "email":
+                body["emails"] = [{"value": value, "primary": True, "label": "work"}] if value else []
+            elif name in TOP_LEVEL:
+                body[name] = value
+            else:
+                custom[name] = value
+        if custom:
+            body["custom_fields"] = custom
+        if w.phones is not None:
+            unique: dict[str, str] = {}
+            for phone in w.phones:
+                unique.setdefault(self._normal(phone) or phone.strip(), phone)
+            body["phones"] = [{"value": p, "primary": i == 0, "label": self.options.phone_label}
+                              for i, p in enumerate(unique.values())]
+        return body
+
+    def upsert_contacts(self, writes: list[ContactWrite]) -> list[WriteResult]:
+        """One request per person (Pipedrive has no batch write); results in input order."""
+        return [self._upsert(w) for w in writes]
+
+    def _upsert(self, w: ContactWrite) -> WriteResult:
+        body = self._body(w)
+        target = w.id
+        if target is None:
+            intent = self.creates_ledger.get(w.key)
+            if intent and intent.remote_id:
+                target = intent.remote_id
+            elif intent:
+                target = self._made_by_lost_attempt(w, intent.sent_at)
+        try:
+            if target is not None:
+                response = self._call("PATCH", f"/api/v2/persons/{target}", "update person", json=body)
+            else:
+                body.setdefault("name", self._name_for(w))
+                self.creates_ledger.sending(w.key)
+                response = self._call("POST", "/api/v2/persons", "create person", once=True, json=body)
+        except (InvalidRequest, NotFound) as exc:
+            if w.id is None and target is None:
+                self.creates_ledger.forget(w.key)
+            return WriteResult(w.key, False, w.id, error=exc.message, retriable=False)
+        except TransientError as exc:
+            return WriteResult(w.key, False, w.id, retriable=True,
+                               error=f"outcome unknown ({exc.message}); will look it up first")
+        pid = str(response.json()["data"]["id"])
+        if w.id is None:
+            self.creates_ledger.confirmed(w.key, pid)
+        return WriteResult(w.key, True, pid)
+
+    def _made_by_lost_attempt(self, w: ContactWrite, sent_at: datetime) -> str | None:
+        """The person an unconfirmed create made, found by its phones (None: not made)."""
+        for phone in w.phones or ():
+            normal = self._normal(phone)
+            for contact in self.find_by_phone(normal) if normal else []:
+                log.info("pipedrive.create_recovered", key=w.key, person=contact.id)
+                return contact.id
+        return None
+
+    @staticmethod
+    def _name_for(w: ContactWrite) -> str:
+        parts = [str(w.fields[k]) for k in ("first_name", "last_name") if w.fields.get(k)]
+        return " ".join(parts) or (w.phones[0] if w.phones else "") or "Unknown (Oki-Toki)"
+
+    # -- calls ---------------------------------------------------------------------------
+    def log_calls(self, calls: list[Call]) -> list[WriteResult]:
+        """One call log per ``session_id`` (exactly once, even after a lost answer)."""
+        unsure = {c.session_id for c in calls
+                  if (i := self.calls_ledger.get(c.session_id)) is not None and i.remote_id is None}
+        found = self._find_call_logs(unsure) if unsure else {}
+        results = []
+        for call in calls:
+            intent = self.calls_ledger.get(call.session_id)
+            if intent and intent.remote_id:
+                results.append(WriteResult(call.session_id, True, intent.remote_id))
+            elif call.session_id in found:
+                self.calls_ledger.confirmed(call.session_id, found[call.session_id])
+                results.append(WriteResult(call.session_id, True, found[call.session_id]))
+            else:
+                results.append(self._add_call(call))
+        return results
+
+    def _find_call_logs(self, session_ids: set[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for page in range(self.options.call_lookup_pages):
+            body = self._call("GET", "/v1/callLogs", "list call logs",
+                              params={"start": page * 50, "limit": 50}).json()
+            for entry in body.get("data") or []:
+                for sid in session_ids:
+                    if _marker(sid) in (entry.get("note") or ""):
+                        found[sid] = str(entry["id"])
+            more = ((body.get("additional_data") or {}).get("pagination") or {}).get("more_items_in_collection")
+            if not more or len(found) == len(session_ids):
+                break
+        return found
+
+    def _add_call(self, call: Call) -> WriteResult:
+        end = call.started_at + timedelta(seconds=call.duration_s)
+        note = (f"Oki-Toki {call.direction.value} call, {call.outcome.value}, talk {call.talk_s} s"
+                + (f", agent {call.agent}" if call.agent else "")
+                + (f', <a href="{call.recording_url}">recording</a>' if call.recording_url else "")
+                + f" {_marker(call.session_id)}")
+        body: dict[str, Any] = {
+            "outcome": OUTCOME[call.outcome], "to_phone_number": call.phone,
+            "start_time": _pd_time(call.started_at), "end_time": _pd_time(end),
+            "duration": str(call.duration_s), "subject": f"Oki-Toki call {call.session_id}", "note": note}
+        if call.direction == CallDirection.INBOUND:
+            body["from_phone_number"] = call.phone
+        if call.contact_id:
+            body["person_id"] = int(call.contact_id)
+        if self.options.user_id is not None:
+            body["user_id"] = self.options.user_id
+        self.calls_ledger.sending(call.session_id)
+        try:
+            response = self._call("POST", "/v1/callLogs", "log call", once=True, json=body)
+        except (InvalidRequest, NotFound) as exc:
+            self.calls_ledger.forget(call.session_id)
+            return WriteResult(call.session_id, False, error=exc.message, retriable=False)
+        except TransientError as exc:
+            return WriteResult(call.session_id, False, retriable=True,
+                               error=f"outcome unknown ({exc.message}); will look it up first")
+        remote_id = str(response.json()["data"]["id"])
+        self.calls_ledger.confirmed(call.session_id, remote_id)
+        return WriteResult(call.session_id, True, remote_id)
+
+    def close(self) -> None:
+        self.remote.close()
+        self.calls_ledger.close()
+        self.creates_ledger.close()
+
+
+def _marker(session_id: str) -> str:
+    return f"[oki-toki session={session_id}]"

@@ -1,0 +1,307 @@
+"""A fake Pipedrive (persons API v2, call logs v1) on loopback, with its paging and limits.
+
+Only the endpoints the connector uses, shaped as documented:
+
+* persons v2  https://developers.pipedrive.com/docs/api/v1/Persons#getPersons (v2 section):
+  ``GET /api/v2/persons`` with ``updated_since`` (RFC 3339, inclusive), ``sort_by=update_time``,
+  ``sort_direction``, ``limit`` ≤ 500, ``ids``, opaque ``cursor`` and
+  ``additional_data.next_cursor`` (null at the end); ``update_time`` has one-second resolution
+  and records that tie on it come back in no promised order. ``POST /api/v2/persons``,
+  ``PATCH /api/v2/persons/{id}`` (``phones`` replaces the whole list), ``GET
+  /api/v2/persons/search`` (``term``, ``fields=phone``);
+* call logs  https://developers.pipedrive.com/docs/api/v1/CallLogs (``POST /v1/callLogs``,
+  ``GET /v1/callLogs`` newest first, ``start``/``limit`` paging);
+* limits  https://pipedrive.readme.io/docs/core-api-concepts-rate-limiting: a daily token
+  budget (each request costs tokens; the costs here are illustrative, 10 per call-log add) and
+  a burst limit per 2-second window, both answered with 429 and ``x-ratelimit-*`` headers;
+* OAuth refresh  https://pipedrive.readme.io/docs/marketplace-oauth-authorization (rotating
+  refresh tokens, HTTP Basic client credentials).
+
+Start it with ``with running_pipedrive() as fake: fake.url``; the attributes and methods of
+:class:`FakePipedrive` are the admin handle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import itertools
+import json
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, Iterator
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.fakes._server import serve
+
+__all__ = ["FakePipedrive", "running_pipedrive", "API_TOKEN", "COSTS"]
+
+API_TOKEN = "0123456789abcdef0123456789abcdef01234567"
+OUTCOMES = {"connected", "no_answer", "left_message", "left_voicemail", "wrong_number", "busy"}
+COSTS = {("GET", "/api/v2/persons"): 10, ("GET", "/api/v2/persons/search"): 20,
+         ("POST", "/api/v2/persons"): 5, ("PATCH", "/api/v2/persons/"): 5,
+         ("POST", "/v1/callLogs"): 10, ("GET", "/v1/callLogs"): 20, ("GET", "/v1/users/me"): 2}
+PERSON_FIELDS = {"name", "first_name", "last_name", "owner_id", "org_id", "emails", "phones",
+                 "visible_to", "label_ids", "custom_fields"}
+
+
+def _rfc3339(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _fail(status: int, error: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body = {"success": False, "error": error, "error_info": "Please check developers.pipedrive.com "
+            "for more information about Pipedrive API.", "data": None, "additional_data": None, **extra}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class FakePipedrive:
+    """State and admin handle of one fake Pipedrive company."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.tokens = {API_TOKEN}
+        self.persons: dict[int, dict[str, Any]] = {}
+        self.call_logs: list[dict[str, Any]] = []
+        self._ids = itertools.count(1)
+        self.clock: int | None = None          # frozen update_time (unix seconds) for writes
+        self.daily_budget: int | None = None   # tokens per day
+        self.tokens_used = 0
+        self.burst_limit: int | None = None    # requests per 2 s window
+        self._window: list[float] = []
+        self.requests: list[tuple[str, str, Any]] = []
+        self.faults: list[dict[str, Any]] = []
+        self.client_id, self.client_secret = "pd-client-1234", "pd-client-secret-5678"
+        self.refresh_tokens: set[str] = set()
+        self.refresh_count = 0
+
+    # -- admin ---------------------------------------------------------------------------
+    def now(self) -> int:
+        return self.clock if self.clock is not None else int(time.time())
+
+    def add_person(self, name: str, phones: list[str] = (), updated_at: datetime | None = None,
+                   **fields: Any) -> str:
+        with self.lock:
+            ts = int(updated_at.timestamp()) if updated_at else self.now()
+            pid = next(self._ids)
+            self.persons[pid] = {"id": pid, "name": name, "add_time": ts, "update_time": ts,
+                                 "phones": [{"value": p, "primary": i == 0, "label": "work"}
+                                            for i, p in enumerate(phones)],
+                                 "emails": [], "custom_fields": {}, **fields}
+            return str(pid)
+
+    def edit_person(self, id: str, updated_at: datetime | None = None, **fields: Any) -> None:
+        with self.lock:
+            person = self.persons[int(id)]
+            person.update(fields)
+            person["update_time"] = int(updated_at.timestamp()) if updated_at else self.now()
+
+    def fail_next(self, path: str, status: int, body: dict | None = None,
+                  headers: dict[str, str] | None = None, *, after_processing_delay: float = 0.0) -> None:
+        """The next request to ``path`` (exact) gets this answer; with a delay, it is processed
+        first and the answer held back (the client times out: an ambiguous outcome)."""
+        with self.lock:
+            self.faults.append(dict(path=path, status=status, body=body, headers=headers,
+                                    delay=after_processing_delay))
+
+    def grant_refresh_token(self, token: str) -> None:
+        with self.lock:
+            self.refresh_tokens.add(token)
+
+    def logs_for_session(self, session_id: str) -> list[dict[str, Any]]:
+        marker = f"session={session_id}]"
+        return [c for c in self.call_logs if marker in (c.get("note") or "")]
+
+    # -- HTTP ----------------------------------------------------------------------------
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{path:path}", self._endpoint,
+                                       methods=["GET", "POST", "PATCH", "DELETE"])])
+
+    async def _endpoint(self, request: Request) -> Response:
+        raw = await request.body()
+        ctype = request.headers.get("content-type", "")
+        body = json.loads(raw) if raw and ctype.startswith("application/json") else raw.decode()
+        path = "/" + request.path_params["path"]
+        with self.lock:
+            self.requests.append((request.method, path, body))
+            fault = next((f for f in self.faults if f["path"] == path), None)
+            if fault is not None:
+                self.faults.remove(fault)
+                if not fault["delay"]:
+                    return JSONResponse(fault["body"] or {}, status_code=fault["status"],
+                                        headers=fault["headers"])
+            response = self._handle(request, path, body)
+        if fault is not None:
+            await asyncio.sleep(fault["delay"])
+        return response
+
+    def _handle(self, request: Request, path: str, body: Any) -> Response:
+        if path == "/oauth/token":
+            return self._token(request, body)
+        token = request.headers.get("x-api-token") or request.query_params.get("api_token")
+        auth = request.headers.get("authorization", "")
+        if not (token in self.tokens or (auth.startswith("Bearer ") and auth[7:] in self.tokens)):
+            return _fail(401, "unauthorized access", errorCode=401)
+        limited = self._limit(request.method, path)
+        if limited is not None:
+            return limited
+        q = request.query_params
+        if (request.method, path) == ("GET", "/v1/users/me"):
+            return JSONResponse({"success": True, "data": {"id": 1, "name": "Admin"}})
+        if (request.method, path) == ("GET", "/api/v2/persons"):
+            return self._list(q)
+        if (request.method, path) == ("GET", "/api/v2/persons/search"):
+            return self._search(q)
+        if (request.method, path) == ("POST", "/api/v2/persons"):
+            return self._write(None, body)
+        if request.method == "PATCH" and path.startswith("/api/v2/persons/"):
+            return self._write(path.rsplit("/", 1)[1], body)
+        if (request.method, path) == ("POST", "/v1/callLogs"):
+            return self._add_call(body)
+        if (request.method, path) == ("GET", "/v1/callLogs"):
+            start, limit = int(q.get("start", 0)), min(int(q.get("limit", 20)), 50)
+            newest = list(reversed(self.call_logs))
+            return JSONResponse({"success": True, "data": newest[start:start + limit] or None,
+                                 "additional_data": {"pagination": {
+                                     "start": start, "limit": limit,
+                                     "more_items_in_collection": start + limit < len(newest)}}})
+        return _fail(404, f"Unknown method {request.method} {path}")
+
+    def _limit(self, method: str, path: str) -> Response | None:
+        now = time.monotonic()
+        self._window = [t for t in self._window if now - t < 2]
+        cost = COSTS.get((method, path)) or COSTS.get((method, path.rsplit("/", 1)[0] + "/"), 10)
+        headers = {"x-ratelimit-reset": "2"}
+        if self.burst_limit is not None:
+            headers |= {"x-ratelimit-limit": str(self.burst_limit),
+                        "x-ratelimit-remaining": str(max(0, self.burst_limit - len(self._window) - 1))}
+            if len(self._window) >= self.burst_limit:
+                return _fail(429, "Request over limit", {**headers, "Retry-After": "2"}, errorCode=429)
+        if self.daily_budget is not None:
+            left = self.daily_budget - self.tokens_used
+            headers["x-daily-token-budget-left"] = str(max(0, left - cost))
+            if cost > left:
+                return _fail(429, "Daily token budget exceeded", headers, errorCode=429)
+        self._window.append(now)
+        self.tokens_used += cost
+        return None
+
+    # -- persons -------------------------------------------------------------------------
+    def _view(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {**p, "add_time": _rfc3339(p["add_time"]), "update_time": _rfc3339(p["update_time"])}
+
+    def _list(self, q: Any) -> Response:
+        limit = int(q.get("limit", 100))
+        if limit > 500:
+            return _fail(400, "Validation failed: limit: Must be less than or equal to 500",
+                         code="ERR_SCHEMA_VALIDATION_FAILED")
+        rows = list(self.persons.values())
+        if q.get("ids"):
+            wanted = {int(x) for x in q["ids"].split(",")}
+            rows = [p for p in rows if p["id"] in wanted]
+        if q.get("updated_since"):
+            since = int(datetime.fromisoformat(q["updated_since"].replace("Z", "+00:00")).timestamp())
+            rows = [p for p in rows if p["update_time"] >= since]
+        sort_by = q.get("sort_by", "id")
+        # Ties of the sort key come back in no promised order (a stable scramble here).
+        rows.sort(key=lambda p: hashlib.md5(str(p["id"]).encode()).hexdigest())
+        rows.sort(key=lambda p: p[sort_by], reverse=q.get("sort_direction") == "desc")
+        start = int(base64.urlsafe_b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
+        page = rows[start:start + limit]
+        nxt = (base64.urlsafe_b64encode(str(start + limit).encode()).decode()
+               if start + limit < len(rows) else None)
+        return JSONResponse({"success": True, "data": [self._view(p) for p in page],
+                             "additional_data": {"next_cursor": nxt}})
+
+    def _search(self, q: Any) -> Response:
+        term = "".join(ch for ch in q.get("term", "") if ch.isdigit())
+        if len(term) < 2:
+            return _fail(400, "term must be at least 2 characters long")
+        items = [{"result_score": 1.0, "item": {"id": p["id"], "type": "person", "name": p["name"],
+                                                "phones": [x["value"] for x in p["phones"]]}}
+                 for p in self.persons.values()
+                 if any(term in "".join(ch for ch in x["value"] if ch.isdigit()) for x in p["phones"])]
+        return JSONResponse({"success": True, "data": {"items": items},
+                             "additional_data": {"next_cursor": None}})
+
+    def _write(self, pid: str | None, body: dict[str, Any]) -> Response:
+        unknown = set(body) - PERSON_FIELDS
+        if unknown:
+            return _fail(400, f"Validation failed: {sorted(unknown)[0]}: Parameter is not allowed",
+                         code="ERR_SCHEMA_VALIDATION_FAILED")
+        if pid is None and not body.get("name"):
+            return _fail(400, "Validation failed: name: Name is required",
+                         code="ERR_SCHEMA_VALIDATION_FAILED")
+        for phone in body.get("phones") or []:
+            if not isinstance(phone, dict) or not str(phone.get("value", "")).strip():
+                return _fail(400, "Validation failed: phones: Invalid phone value",
+                             code="ERR_SCHEMA_VALIDATION_FAILED")
+        if pid is None:
+            person = {"id": next(self._ids), "add_time": self.now(), "phones": [], "emails": [],
+                      "custom_fields": {}}
+            self.persons[person["id"]] = person
+        elif not pid.isdigit() or int(pid) not in self.persons:
+            return _fail(404, "Person not found")
+        else:
+            person = self.persons[int(pid)]
+        custom = body.pop("custom_fields", None) or {}
+        person.update(body)
+        person["custom_fields"] = {**person.get("custom_fields", {}), **custom}
+        person["update_time"] = self.now()
+        return JSONResponse({"success": True, "data": self._view(person)},
+                            status_code=201 if pid is None else 200)
+
+    # -- calls ---------------------------------------------------------------------------
+    def _add_call(self, body: dict[str, Any]) -> Response:
+        for required in ("outcome", "to_phone_number", "start_time", "end_time"):
+            if not body.get(required):
+                return _fail(400, f"{required} is required")
+        if body["outcome"] not in OUTCOMES:
+            return _fail(400, f"outcome must be one of {sorted(OUTCOMES)}")
+        for key in ("start_time", "end_time"):
+            try:
+                datetime.strptime(body[key], "%Y-%m-%d %H:%M:%S")
+            except (TypeError, ValueError):
+                return _fail(400, f"{key} must be in UTC, format YYYY-MM-DD HH:MM:SS")
+        if body.get("person_id") is not None and int(body["person_id"]) not in self.persons:
+            return _fail(404, "Person not found")
+        log = {"id": uuid.uuid4().hex[:24], "activity_id": len(self.call_logs) + 1, **body}
+        self.call_logs.append(log)
+        return JSONResponse({"success": True, "data": log})
+
+    def _token(self, request: Request, body: str) -> Response:
+        basic = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if request.headers.get("authorization") != f"Basic {basic}":
+            return JSONResponse({"success": False, "message": "Invalid client credentials",
+                                 "error": "unauthorized"}, status_code=401)
+        form = {k: v[0] for k, v in parse_qs(body).items()}
+        token = form.get("refresh_token")
+        if form.get("grant_type") != "refresh_token" or token not in self.refresh_tokens:
+            return JSONResponse({"success": False, "message": "Invalid grant: refresh token is "
+                                 "invalid", "error": "invalid_grant"}, status_code=400)
+        self.refresh_tokens.discard(token)
+        self.refresh_count += 1
+        access, refresh = f"pd-access-{uuid.uuid4().hex}", f"pd-refresh-{uuid.uuid4().hex}"
+        self.tokens.add(access)
+        self.refresh_tokens.add(refresh)
+        return JSONResponse({"access_token": access, "token_type": "Bearer", "refresh_token": refresh,
+                             "scope": "base,contacts:full", "expires_in": 3599,
+                             "api_domain": getattr(self, "url", "")})
+
+
+@contextmanager
+def running_pipedrive(fake: FakePipedrive | None = None) -> Iterator[FakePipedrive]:
+    """Start a fake Pipedrive on 127.0.0.1; ``fake.url`` is its base URL."""
+    fake = fake or FakePipedrive()
+    with serve(fake.app()) as server:
+        fake.url = server.url
+        yield fake
