@@ -20,6 +20,7 @@ contact's phone/email/name and its ``source_ref`` (``syncd:<key>``) before creat
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -155,6 +156,9 @@ class BottleCrmConnector:
         self.remote: RemoteSystem = context.remote(
             base_url=f"{options.url.rstrip('/')}/api/", secrets=[token],
             headers={"Authorization": f"Bearer {token}"}, check=check_response, hints=_HINTS)
+        # Creates are not idempotent: retry only failures proving nothing was created; the
+        # lookup before the next attempt (by key / session id) covers the ambiguous ones.
+        self.once = replace(self.remote.retry, retry_ambiguous=False)
         self.fields = tuple(dict.fromkeys([*context.field_names,
                                            *([context.do_not_call_field] if context.do_not_call_field else [])]))
         self.creates = CreateJournal(Path(context.state_dir) / "bottlecrm-creates.sqlite3")
@@ -246,7 +250,7 @@ class BottleCrmConnector:
                     body = {**body, "source_ref": KEY_PREFIX + write.key}
                     try:
                         reply = self.remote.request("POST", "contacts/", json=body,
-                                                    operation="create contact").json()
+                                                    operation="create contact", retry=self.once).json()
                     except InvalidRequest:
                         self.creates.forget(write.key)
                         raise
@@ -329,7 +333,7 @@ class BottleCrmConnector:
             return WriteResult(call.session_id, True, logged[call.session_id])
         try:
             row = self.remote.request("POST", "interactions/", json=interaction(contact_id, call),
-                                      operation="log call").json()
+                                      operation="log call", retry=self.once).json()
         except (InvalidRequest, NotFound) as exc:
             return WriteResult(call.session_id, False, None, str(exc))
         except RetriableRemoteError as exc:

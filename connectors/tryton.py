@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -136,8 +137,13 @@ class TrytonConnector:
         key = options.key()
         self.remote: RemoteSystem = context.remote(
             base_url=f"{options.url.rstrip('/')}/{options.database}/rest/model/",
-            secrets=[key], headers={"Authorization": f"Bearer {key}"},
+            secrets=[key], headers={"Authorization": f"Bearer {key}",
+                                    # archived parties too (reported as deleted)
+                                    "X-Tryton-Context": _b64({"active_test": False})},
             check=check_response, hints=_HINTS)
+        # Creates are not idempotent: retry only failures proving nothing was created; the
+        # lookup before the next attempt (by key / session id) covers the ambiguous ones.
+        self.once = replace(self.remote.retry, retry_ambiguous=False)
         self.party_fields = tuple(f for f in context.field_names if f not in _SPECIAL)
         self.capabilities = Capabilities(
             contacts_read=True, contacts_write=True, contacts_create=True, calls_write=True,
@@ -174,7 +180,7 @@ class TrytonConnector:
             id=str(row["id"]), fields=fields,
             phones=tuple(m["value"] for m in mechanisms if m.get("type") in PHONE_TYPES),
             updated_at=from_tryton_datetime(row.get("write_date") or row.get("create_date")),
-            deleted=row.get("active") is False)
+            deleted=row.get("active") in (False, 0))
 
     def health_check(self) -> None:
         """One search of size 1 on party.party (401/403 explained by the error's hint)."""
@@ -182,8 +188,7 @@ class TrytonConnector:
 
     def changed_contacts(self, after: Cursor, limit: int) -> Page:
         """Parties with (write_date or create_date, id) strictly after ``after``, ascending."""
-        every = ["active", "in", [True, False]]  # archived parties too (as deleted)
-        stamped: list = [["write_date", "!=", None], every]
+        stamped: list = [["write_date", "!=", None]]
         if after.updated_at is not None:
             t, last = to_tryton_datetime(after.updated_at), int(after.last_id or 0)
             stamped.append(["OR", [["write_date", ">", t]],
@@ -192,7 +197,7 @@ class TrytonConnector:
                             order=[["write_date", "ASC"], ["id", "ASC"]], size=limit + 1,
                             operation="changed contacts")
         if self._has_legacy_nulls():
-            legacy: list = [["write_date", "=", None], every]
+            legacy: list = [["write_date", "=", None]]
             if after.updated_at is not None:
                 legacy.append(["OR", [["create_date", ">", t]],
                                [["create_date", "=", t], ["id", ">", last]]])
@@ -209,8 +214,7 @@ class TrytonConnector:
 
     def _has_legacy_nulls(self) -> bool:
         if self._legacy_nulls is None:
-            rows = self._search("party.party", [["write_date", "=", None],
-                                                ["active", "in", [True, False]]],
+            rows = self._search("party.party", [["write_date", "=", None]],
                                 fields=["id"], size=1, operation="probe parties without write_date")
             self._legacy_nulls = bool(rows)
         return self._legacy_nulls
@@ -219,7 +223,7 @@ class TrytonConnector:
         wanted = [int(i) for i in ids if str(i).isdigit()]
         if not wanted:
             return []
-        rows = self._search("party.party", [["id", "in", wanted], ["active", "in", [True, False]]],
+        rows = self._search("party.party", [["id", "in", wanted]],
                             fields=self._read_fields(), operation="fetch contacts")
         return [self._contact(r) for r in rows]
 
@@ -263,7 +267,7 @@ class TrytonConnector:
                     body["identifiers"] = [["create", [{"type": None,
                                                          "code": KEY_PREFIX + write.key}]]]
                     row = self.remote.request("POST", "party.party", json=body,
-                                              operation="create contact").json()
+                                              operation="create contact", retry=self.once).json()
                     results.append(WriteResult(write.key, True, str(row["id"])))
                 else:
                     body = self._values(write, current.get(party_id, []))
@@ -292,7 +296,7 @@ class TrytonConnector:
     def _mechanisms(self, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
         if not ids:
             return {}
-        rows = self._search("party.party", [["id", "in", ids], ["active", "in", [True, False]]],
+        rows = self._search("party.party", [["id", "in", ids]],
                             fields=["contact_mechanisms.type", "contact_mechanisms.value"],
                             operation="read contact mechanisms")
         return {r["id"]: r.get("contact_mechanisms") or [] for r in rows}
@@ -330,7 +334,7 @@ class TrytonConnector:
                         raise InvalidRecord(f"{len(found)} parties have this phone number",
                                             record_id=call.session_id)
                     party = found[0].id
-                row = self.remote.request("POST", "ir.note", operation="log call", json={
+                row = self.remote.request("POST", "ir.note", operation="log call", retry=self.once, json={
                     "resource": f"party.party,{int(party)}", "message": call_note(call)}).json()
                 logged[call.session_id] = str(row["id"])
                 results.append(WriteResult(call.session_id, True, str(row["id"])))
