@@ -222,8 +222,9 @@ def test_jobs_on_several_threads_share_one_rate_over_real_http() -> None:
             t.join()
         stamps = [a.at for a in srv.arrivals]
     assert len(stamps) == 24
-    # Arrival times include network jitter, so allow a few milliseconds of slack.
-    assert_within_rate(stamps, per_minute, burst, slack=0.01)
+    # Arrival times include scheduling jitter on a busy machine: 50 ms of slack (one request
+    # at this rate). An unlimited client would send all 24 within a few milliseconds.
+    assert_within_rate(stamps, per_minute, burst, slack=0.05)
 
 
 # -- budget ---------------------------------------------------------------------------------

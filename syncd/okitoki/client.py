@@ -6,14 +6,17 @@ variable ``api_token`` (query string for GET, form body for POST, or inside ``js
 and is registered as a secret, so it never shows in logs, errors or the journal.
 
 Thread-safe: the client keeps no mutable state; many jobs may share one instance.
-Idempotency: reads and ``list_*`` are safe to repeat; ``create_task``, ``add_tasks`` and
-``upsert_contact`` without ``contact_id`` create a new record each time they succeed, so the
-caller (the outbox) looks up before repeating one whose outcome was ambiguous.
+Idempotency: reads, updates and ``list_*`` are safe to repeat and are retried on any transient
+failure. ``create_task``, ``add_tasks`` and ``upsert_contact`` without ``contact_id`` create a
+new record each time they succeed, so they are retried only when the failure proves nothing
+was done (429, no connection); after a timeout, 5xx or garbled answer they raise
+``TransientError`` at once and the caller (the outbox) looks up before sending again.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal
@@ -137,8 +140,10 @@ class OkitokiClient:
         self.close()
 
     # -- the one place a request is built -------------------------------------------------
-    def _call(self, operation: str, variables: dict[str, Any]) -> Any:
+    def _call(self, operation: str, variables: dict[str, Any], *, idempotent: bool | None = None) -> Any:
         endpoint = self.endpoints[operation]
+        if idempotent is None:
+            idempotent = endpoint.idempotent
         variables = {k: v for k, v in variables.items() if v is not None}
         form = endpoint.form or self.form
         if form == "json_request":
@@ -150,7 +155,9 @@ class OkitokiClient:
         where = {"params": payload} if endpoint.method == "GET" else {"data": payload}
         log.debug("okitoki.request", operation=operation, method=endpoint.method,
                   path=endpoint.path, form=form)
-        response = self.remote.request(endpoint.method, endpoint.path, operation=operation, **where)
+        retry = None if idempotent else replace(self.remote.retry, retry_ambiguous=False)
+        response = self.remote.request(endpoint.method, endpoint.path, operation=operation,
+                                       retry=retry, **where)
         return body_of(response)
 
     def _field(self, body: Any, operation: str, key: str) -> Any:
@@ -267,7 +274,7 @@ class OkitokiClient:
         ``write.fields`` uses Oki-Toki names: ``name``, ``email``, ``tags``, ``details.<key>``
         (sent together as the ``details`` object). A create is not idempotent.
         """
-        body = self._call("upsert_contact", contact_payload(write))
+        body = self._call("upsert_contact", contact_payload(write), idempotent=write.id is not None)
         return str(self._field(body, "upsert_contact", "contact_id"))
 
     def export_contacts(self, updated_from: datetime, updated_to: datetime | None = None,

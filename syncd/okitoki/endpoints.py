@@ -45,6 +45,9 @@ class Endpoint:
     confirmed: bool = False         # True: documented by Oki-Toki; False: provisional (P)
     form: Form | None = None        # None: the client's form setting
     max_items: int | None = None    # largest batch one request may carry
+    # False: repeating a request that may have been performed makes a second record, so a
+    # timeout / 5xx / garbled answer is not retried blindly (the outbox looks up first).
+    idempotent: bool = True
 
 
 def _ep(operation: str, method: Literal["GET", "POST"], path: str, **kw: object) -> Endpoint:
@@ -53,14 +56,15 @@ def _ep(operation: str, method: Literal["GET", "POST"], path: str, **kw: object)
 
 # The profile table of okitoki-api.md, one row per operation.
 ENDPOINTS: dict[str, Endpoint] = {e.operation: e for e in (
-    _ep("create_task", "POST", "/api/v1/dialers/create_task", confirmed=True, max_items=5),
-    _ep("add_tasks", "POST", "/api/v1/imports/tasks/add", max_items=1000),
+    _ep("create_task", "POST", "/api/v1/dialers/create_task", confirmed=True, max_items=5,
+        idempotent=False),
+    _ep("add_tasks", "POST", "/api/v1/imports/tasks/add", max_items=1000, idempotent=False),
     _ep("remove_task", "POST", "/api/v1/dialers/delete_task"),
     _ep("dialers", "GET", "/api/v1/dialers/stat", confirmed=True),
     _ep("list_add", "POST", "/api/v1/lists/add", confirmed=True),
     _ep("list_check", "GET", "/api/v1/lists/check"),
     _ep("list_remove", "POST", "/api/v1/lists/remove"),
-    _ep("upsert_contact", "POST", "/api/v1/contacts/add-update"),
+    _ep("upsert_contact", "POST", "/api/v1/contacts/add-update", idempotent=False),  # creates
     _ep("export_contacts", "GET", "/api/v1/contacts/export", paged=True, max_items=1000),
     _ep("call_log", "GET", "/api/v1/calls/log", paged=True, max_items=1000),
     _ep("call_data", "GET", "/api/v1/calls/data"),

@@ -17,6 +17,7 @@ answer                                 error
 200 with ``error`` / result "error"    the class of the code inside; InvalidRequest if it
                                        lists field errors; else TransientError
 2xx non-JSON, HTML, truncated JSON     TransientError ("malformed response")
+3xx (a redirect)                       NotFound (wrong scheme or host in ``[okitoki] url``)
 =====================================  ===================================================
 
 Messages name the operation and the HTTP status and are passed through
@@ -149,6 +150,11 @@ def make_check(system: str = SYSTEM, now: Callable[[], datetime] | None = None,
 
     def check(response: httpx.Response, operation: str) -> None:
         status = response.status_code
+        if 300 <= status < 400:
+            # Oki-Toki does not redirect API calls: a redirect means a wrong host or scheme.
+            where = redact(response.headers.get("Location", "elsewhere"))
+            raise NotFound(f"redirected to {where}", system=system, operation=operation,
+                           status=status, hint="check [okitoki] url (scheme and host of the account)")
         body, problem = _decode(response)
         if status >= 400:
             message = _message(body) or (

@@ -125,3 +125,35 @@ def test_a_contact_field_oki_toki_does_not_have_is_an_invalid_record(scripted) -
     with pytest.raises(InvalidRecord, match='no field "status"'):
         make_client(scripted.url).upsert_contact(ContactWrite(key="k1", id=None, fields={"status": "new"}))
     assert scripted.arrivals == []
+
+
+def test_a_redirect_means_a_wrong_base_url(scripted) -> None:
+    scripted.default = Answer(301, b"", {"Location": "https://acme.oki-toki.net/api/v1/dialers/stat"})
+    with pytest.raises(NotFound, match=r"HTTP 301\): redirected to https://acme.*check \[okitoki\] url"):
+        make_client(scripted.url, attempts=3).dialers()
+    assert len(scripted.arrivals) == 1
+
+
+@pytest.mark.parametrize("answer", [Answer(502, HTML, {"Content-Type": "text/html"}),
+                                    Answer(200, '{"result": "success", "task_id": 1')])
+def test_a_create_whose_outcome_is_unknown_is_not_sent_twice(scripted, answer) -> None:
+    scripted.default = answer
+    client = make_client(scripted.url, attempts=4)
+    with pytest.raises(TransientError):
+        client.create_task(TaskSpec(dialer_id="1", phones=("+380501112233",)))
+    with pytest.raises(TransientError):
+        client.add_tasks("1", [TaskSpec(dialer_id="1", phones=("+380501112233",))])
+    from syncd.model import ContactWrite
+    with pytest.raises(TransientError):
+        client.upsert_contact(ContactWrite(key="k", id=None, fields={"name": "Ann"}))
+    assert len(scripted.arrivals) == 3                  # one each, no blind retry
+    with pytest.raises(TransientError):                 # an update is safe to repeat
+        client.upsert_contact(ContactWrite(key="k", id="5", fields={"name": "Ann"}))
+    assert len(scripted.arrivals) == 3 + 4
+
+
+def test_a_throttled_create_is_retried_after_the_delay(scripted) -> None:
+    scripted.answer(Answer(429, {"message": "slow"}, {"Retry-After": "0"}),
+                    Answer(200, {"result": "success", "task_id": 31}))
+    client = make_client(scripted.url, attempts=3)
+    assert client.create_task(TaskSpec(dialer_id="1", phones=("+380501112233",))) == "31"

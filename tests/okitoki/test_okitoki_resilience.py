@@ -90,8 +90,9 @@ def test_the_rate_limiter_keeps_every_thread_within_its_rate(okitoki_sandbox) ->
     rate = per_minute / 60
     for i in range(len(arrivals)):
         for j in range(i + 1, len(arrivals)):
-            # burst + rate·span, with 10 ms for network jitter between limiter and server
-            assert j - i + 1 <= burst + rate * (arrivals[j] - arrivals[i] + 0.01) + 1e-9
+            # burst + rate·span, with 50 ms (one request) for scheduling jitter between the
+            # limiter and the server on a busy machine
+            assert j - i + 1 <= burst + rate * (arrivals[j] - arrivals[i] + 0.05) + 1e-9
 
 
 def test_a_spent_budget_stops_requests_before_they_cost_money(okitoki_sandbox) -> None:
