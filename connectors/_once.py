@@ -11,7 +11,7 @@ Two pieces, used together by a connector's ``log_calls``:
   nothing and makes no duplicate.
 * :func:`send_once`: sends one create request with *no blind retry* of ambiguous failures
   (timeouts, 5xx, dropped connections: the remote may have acted), while throttling answers
-  (429: the remote did nothing) are waited out and retried.
+  (429: the remote did nothing) are waited out and retried (``RetryPolicy.retry_ambiguous``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from typing import Any, Callable
 
 import httpx
 
-from syncd.errors import Throttled
 from syncd.http import RemoteSystem
 
 __all__ = ["IntentLedger", "Intent", "send_once"]
@@ -103,20 +102,12 @@ class IntentLedger:
 
 
 def send_once(remote: RemoteSystem, method: str, path: str, *, operation: str,
-              throttle_attempts: int = 5, **kwargs: Any) -> httpx.Response:
+              **kwargs: Any) -> httpx.Response:
     """One create request that is never blindly repeated after an ambiguous failure.
 
-    A ``TransientError`` (timeout, 5xx, connection lost) is raised at once: the caller keeps
-    its intent open and looks the record up before trying again. ``Throttled`` is retried up
-    to ``throttle_attempts`` times (the shared limiter already waits out any Retry-After).
+    A ``TransientError`` that may have reached the remote (timeout, 5xx, garbled answer) is
+    raised at once: the caller keeps its intent open and looks the record up before trying
+    again. Throttling and refused connections (the remote did nothing) are retried as usual.
     """
-    single = dataclasses.replace(remote.retry, attempts=1)
-    for attempt in range(1, throttle_attempts + 1):
-        try:
-            return remote.request(method, path, operation=operation, retry=single, **kwargs)
-        except Throttled as exc:
-            if attempt == throttle_attempts:
-                raise
-            if exc.retry_after is None:
-                remote.sleep(min(30.0, 0.5 * 2 ** attempt))
-    raise AssertionError("unreachable")
+    policy = dataclasses.replace(remote.retry, retry_ambiguous=False)
+    return remote.request(method, path, operation=operation, retry=policy, **kwargs)

@@ -225,3 +225,14 @@ def test_no_secret_in_logs_or_errors(fake, tmp_path):
             connect(fake, tmp_path, api_token=bad).health_check()
     text = repr(logs) + str(err.value) + repr(ok.context.extra["journal"])
     assert API_TOKEN not in text and bad not in text
+
+
+def test_throttled_call_log_add_is_retried_but_a_5xx_is_not(fake, pipedrive):
+    fake.fail_next("/v1/callLogs", 429, {"success": False, "error": "Request over limit"},
+                   {"Retry-After": "1"})
+    assert pipedrive.log_calls([call(session="1")])[0].ok
+    fake.fail_next("/v1/callLogs", 502, {"success": False, "error": "Bad gateway"})
+    [unsure] = pipedrive.log_calls([call(session="2")])
+    assert not unsure.ok and unsure.retriable
+    posts = [r for r in fake.requests if r[:2] == ("POST", "/v1/callLogs")]
+    assert len(posts) == 3 and len(fake.call_logs) == 1
