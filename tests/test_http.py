@@ -4,7 +4,6 @@ the rate limiter, the daily budget, the request journal and redaction."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
