@@ -93,3 +93,53 @@ class SqlCrm:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Write a configuration dict (tables, arrays of tables, scalars, lists, inline dicts) as TOML.
+
+    Enough for syncd's own configuration files; not a general TOML writer.
+    """
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{_key(k)} = {scalar(x)}" for k, x in v.items()) + " }"
+        raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+    def table(prefix: str, body: dict[str, Any], out: list[str], header: str) -> None:
+        plain = {k: v for k, v in body.items() if not isinstance(v, dict) or _inline(k, prefix)}
+        nested = {k: v for k, v in body.items() if k not in plain}
+        if header:
+            out.append(header)
+        out.extend(f"{_key(k)} = {scalar(v)}" for k, v in plain.items())
+        out.append("")
+        for k, v in nested.items():
+            name = f"{prefix}.{_key(k)}" if prefix else _key(k)
+            table(name, v, out, f"[{name}]")
+
+    out: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for item in value:
+                table(key, item, out, f"[[{key}]]")
+        elif isinstance(value, dict):
+            table(key, value, out, f"[{key}]")
+        else:
+            out.insert(0, f"{_key(key)} = {scalar(value)}")
+    return "\n".join(out)
+
+
+def _inline(key: str, prefix: str) -> bool:
+    # [contacts.fields] entries and [[dialer]].when read best as inline tables
+    return prefix.endswith("fields") or key == "when"
+
+
+def _key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else '"' + k + '"'
