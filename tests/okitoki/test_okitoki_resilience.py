@@ -107,13 +107,14 @@ def test_a_spent_budget_stops_requests_before_they_cost_money(okitoki_sandbox) -
     assert okitoki_sandbox.requests()["total"] == 3
 
 
-def test_the_token_never_reaches_logs_errors_or_the_journal(okitoki_sandbox) -> None:
+@pytest.mark.parametrize("form", ["plain", "json_request"])
+def test_the_token_never_reaches_logs_errors_or_the_journal(okitoki_sandbox, form) -> None:
     journal: list[JournalEntry] = []
     errors: list[str] = []
     inject(okitoki_sandbox, {"kind": "html", "rate": 1, "count": 1},
            {"kind": "truncated_json", "rate": 1, "count": 1})
     with structlog.testing.capture_logs() as logs:
-        client = make_client(okitoki_sandbox.url, attempts=3, journal=journal.append)
+        client = make_client(okitoki_sandbox.url, attempts=3, journal=journal.append, form=form)
         client.dialers()
         for bad in (TaskSpec(dialer_id="999", phones=("+380501112233",)),
                     TaskSpec(dialer_id="101", phones=("+380501112233",), priority=9)):
