@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 from typing import Iterator
 
@@ -35,6 +36,8 @@ class Store:
 
     url: str
     engine: Engine
+    _dry: Any = field(default=None, init=False, repr=False)
+    _dry_tx: Any = field(default=None, init=False, repr=False)
 
     @property
     def dialect(self) -> str:
@@ -46,11 +49,30 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        """One transaction (committed on success, rolled back on error)."""
+        """One transaction (committed on success, rolled back on error).
+
+        In a dry run every transaction is a savepoint of one outer transaction that is rolled
+        back at :meth:`end_dry_run`: the engine runs for real and the database is unchanged.
+        """
+        if self._dry is not None:
+            with self._dry.begin_nested():
+                yield self._dry
+            return
         with self.engine.begin() as conn:
             yield conn
 
+    def start_dry_run(self) -> None:
+        self._dry = self.engine.connect()
+        self._dry_tx = self._dry.begin()
+
+    def end_dry_run(self) -> None:
+        if self._dry is not None:
+            self._dry_tx.rollback()
+            self._dry.close()
+            self._dry = self._dry_tx = None
+
     def close(self) -> None:
+        self.end_dry_run()
         self.engine.dispose()
 
 

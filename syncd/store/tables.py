@@ -43,6 +43,7 @@ class Link(SQLModel, table=True):
     crm_id: str | None = Field(default=None, max_length=128)
     okitoki_id: str | None = Field(default=None, max_length=128)
     tombstone: bool = False
+    hold: str | None = Field(default=None, max_length=32)   # "merge-candidate": never create across
     created_at: datetime | None = _ts()
 
 

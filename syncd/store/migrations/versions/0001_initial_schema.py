@@ -101,6 +101,7 @@ def upgrade() -> None:
     sa.Column('crm_id', sa.String(length=128), nullable=True),
     sa.Column('okitoki_id', sa.String(length=128), nullable=True),
     sa.Column('tombstone', sa.Boolean(), nullable=False),
+    sa.Column('hold', sa.String(length=32), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('entity', 'crm_id', name='uq_link_crm'),

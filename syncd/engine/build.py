@@ -1,0 +1,99 @@
+"""Wiring a :class:`Syncer` from a configuration: store, budget, journal, both sides."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from ..config import Config
+from ..connector import ConnectorContext, load_connector
+from ..errors import ConfigError
+from ..http import RemoteSystem
+from ..store import StoreBudget, StoreJournal, open_store, sqlite_path
+from .context import Context
+from .mapping import Mapping
+from .syncer import Syncer
+
+__all__ = ["build_syncer", "connector_options"]
+
+
+def connector_options(cls: type, options: dict[str, Any]) -> Any:
+    """``[crm.options]`` validated by the connector's own model; ConfigError with key paths."""
+    try:
+        return cls.Options.model_validate(options)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            path = ".".join(str(p) for p in err["loc"])
+            problems.append(f"crm.options.{path}: {err['msg']}")
+        raise ConfigError(problems) from None
+
+
+def _state_dir(config: Config, state_dir: str | Path | None) -> Path:
+    if state_dir is not None:
+        path = Path(state_dir)
+    else:
+        db = sqlite_path(config.daemon.state_url)
+        path = (db.parent if db is not None else Path(os.environ.get("STATE_DIRECTORY", "."))) / "crm"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport: Any = None,
+                 state_dir: str | Path | None = None, instance_id: str | None = None,
+                 clock: Callable[[], datetime] | None = None, dry_run: bool = False,
+                 crm: Any = None, okitoki: Any = None) -> Syncer:
+    """Open the state database (it must be migrated) and build both sides around it.
+
+    Requests of both sides go through the persistent daily budget and the API journal of the
+    state database. ``crm``/``okitoki`` replace the built sides (tests). ``dry_run``: every
+    job plans against real data but writes nothing (see :meth:`Syncer.cycle`).
+    """
+    store = open_store(config.daemon.state_url)
+    kwargs = {"clock": clock} if clock is not None else {}
+    budget = StoreBudget(store, {"okitoki": config.okitoki.daily_request_budget,
+                                 "crm": config.crm.daily_request_budget}, **kwargs)
+    journal = StoreJournal(store)
+    closers: list[Callable[[], None]] = []
+    try:
+        if okitoki is None:
+            from ..okitoki.client import OkitokiClient
+            okitoki = OkitokiClient.from_config(config.okitoki, budget=budget, journal=journal,
+                                                transport=okitoki_transport)
+            closers.append(okitoki.close)
+        if crm is None:
+            cls = load_connector(config.crm.connector)
+            options = connector_options(cls, config.crm.options)
+
+            def remote(**kw: Any) -> RemoteSystem:
+                params: dict[str, Any] = dict(system="crm", timeout=config.crm.timeout.total_seconds(),
+                                              requests_per_minute=config.crm.requests_per_minute,
+                                              budget=budget, journal=journal, transport=crm_transport)
+                params.update(kw)
+                return RemoteSystem(**params)
+
+            mapping = Mapping(config)
+            cctx = ConnectorContext(remote=remote, state_dir=_state_dir(config, state_dir),
+                                    field_names=mapping.crm_field_names(),
+                                    do_not_call_field=config.do_not_call.crm_field,
+                                    transport=crm_transport)
+            crm = cls(options, cctx)
+            closers.append(crm.close)
+    except BaseException:
+        for close in closers:
+            close()
+        store.close()
+        raise
+    ctx = Context(config=config, store=store, crm=crm, okitoki=okitoki, budget=budget,
+                  instance_id=instance_id or config.daemon.instance_id
+                  or f"{socket.gethostname()}:{os.getpid()}", **kwargs)
+    syncer = Syncer(ctx, closers=tuple(closers))
+    if dry_run:
+        store.start_dry_run()
+        ctx.dry_run = True
+    return syncer

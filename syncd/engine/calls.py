@@ -1,0 +1,130 @@
+"""Calls: Oki-Toki's call log → one CRM activity per ``session_id``, and outcome → status.
+
+The log is read in windows ``[cursor - overlap, now - settle_delay]``: a call is only taken
+once it has settled, and overlapping windows catch calls that appear late. A call is recorded
+(``call`` table, unique ``session_id``) in the same transaction that queues its outbox rows and
+advances the cursor, so a call is never queued twice and never skipped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, select
+
+from ..errors import InvalidRecord
+from ..model import Call
+from ..phones import normalize
+from ..store.outbox import enqueue, insert_ignore
+from ..store.tables import CallRow
+from . import cursors
+from .context import LINK, PHONE, Context, chunks, jsonable
+from .ingest import quarantine
+from .outbox import Lane
+
+__all__ = ["pull_calls", "STREAM", "call_payload", "call_from_payload"]
+
+CALL = CallRow.__table__
+STREAM = "okitoki:calls"
+INITIAL_LOOKBACK = timedelta(days=1)
+
+
+def call_payload(call: Call) -> dict[str, Any]:
+    return jsonable(asdict(call))
+
+
+def call_from_payload(data: dict[str, Any]) -> Call:
+    data = dict(data)
+    data["started_at"] = datetime.fromisoformat(data["started_at"]) if isinstance(data["started_at"], str) else data["started_at"]
+    return Call(**data)
+
+
+def pull_calls(ctx: Context, *, hinted: bool = False) -> Counter:
+    """Read the settled part of the call log since the cursor; queue new calls and statuses.
+
+    ``hinted`` (a webhook said a call ended): read up to now, but advance the cursor only to
+    the settled point, so a call that changes after hangup is still read again.
+    """
+    cfg = ctx.config.calls
+    counts: Counter = Counter()
+    now = ctx.now()
+    with ctx.store.begin() as conn:
+        cur = cursors.load(conn, STREAM)
+    start = cursors.window_start(cur, cfg.overlap, initial=now - INITIAL_LOOKBACK)
+    settled = now - cfg.settle_delay
+    end = now if hinted else settled
+    if end <= start:
+        return counts
+    calls = list(ctx.okitoki.call_log(start, end))
+    counts["read"] = len(calls)
+    batches = list(chunks(calls, ctx.batch_size)) or [[]]
+    for i, batch in enumerate(batches):
+        with ctx.store.begin() as conn:
+            counts += _record_calls(ctx, conn, batch)
+            if i == len(batches) - 1:
+                if settled > start:
+                    cursors.advance(conn, cursors.StreamCursor(STREAM, settled), now=ctx.now())
+    return counts
+
+
+def _record_calls(ctx: Context, conn: Any, calls: list[Call]) -> Counter:
+    cfg, now = ctx.config.calls, ctx.now()
+    counts: Counter = Counter()
+    if not calls:
+        return counts
+    known = {r[0] for r in conn.execute(select(CALL.c.session_id).where(
+        CALL.c.session_id.in_([c.session_id for c in calls])))}
+    fresh: dict[str, tuple[Call, str | None]] = {}
+    for call in calls:
+        if call.session_id in known or call.session_id in fresh:
+            continue
+        try:
+            phone = normalize(call.phone, ctx.config.contacts.default_region)
+        except InvalidRecord as exc:
+            phone = None
+            if cfg.to_crm:
+                counts["quarantined"] += 1
+                quarantine(conn, side="okitoki", record_id=f"call:{call.session_id}",
+                           reason=f"call {call.session_id}: {exc.reason}",
+                           payload=call_payload(call), now=now)
+            insert_ignore(conn, CALL, [{"session_id": call.session_id, "phone": None,
+                                        "started_at": call.started_at, "outcome": str(call.outcome),
+                                        "state": "dead", "created_at": now}], ["session_id"])
+            continue
+        fresh[call.session_id] = (call, phone)
+    if not fresh:
+        return counts
+    phones = sorted({p for _, p in fresh.values() if p})
+    owner: dict[str, int] = {}
+    for phone, lid in conn.execute(
+            select(PHONE.c.phone, LINK.c.id).join(LINK, LINK.c.id == PHONE.c.link_id)
+            .where(and_(PHONE.c.phone.in_(phones), LINK.c.crm_id.is_not(None),
+                        LINK.c.tombstone.is_(False))).order_by(LINK.c.id)):
+        owner.setdefault(phone, lid)   # several contacts share a number: the oldest link
+    rows, ops = [], []
+    for sid, (call, phone) in fresh.items():
+        lid = owner.get(phone) if phone else None
+        state = "pending"
+        if not cfg.to_crm:
+            state = "skipped"
+        elif lid is None and cfg.unknown_numbers == "skip":
+            state = "skipped"
+            counts["unknown_number"] += 1
+        rows.append({"session_id": sid, "link_id": lid, "phone": phone, "started_at": call.started_at,
+                     "outcome": str(call.outcome), "state": state, "created_at": now})
+        if state != "pending":
+            continue
+        ops.append({"lane": int(Lane.CALLS), "target": "crm", "operation": "log_call", "link_id": lid,
+                    "payload": {"call": call_payload(call), "phone": phone}, "idem_key": f"call:{sid}"})
+        status = cfg.outcome_status.get(str(call.outcome))
+        if status:
+            ops.append({"lane": int(Lane.STATUSES), "target": "crm", "operation": "status",
+                        "link_id": lid, "payload": {"status": status, "session_id": sid, "phone": phone},
+                        "idem_key": f"status:{sid}"})
+        counts["queued_calls"] += 1
+    insert_ignore(conn, CALL, rows, ["session_id"])
+    enqueue(conn, ops, now=now)
+    return counts

@@ -1,0 +1,148 @@
+"""Writing calls and call outcomes to the CRM.
+
+Calls are logged in batches (``log_calls`` is idempotent by ``session_id`` in every
+connector, so a retry after an ambiguous outcome cannot make a second activity). A status
+from a call outcome only moves forward along ``[calls] status_order``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, select, update
+
+from ..errors import InvalidRecord, TransientError
+from ..model import ContactWrite
+from ..store.tables import CallRow
+from .calls import call_from_payload
+from .context import BASE, LINK, PHONE, Context, chunks, mark_dirty
+from .push import Done, Later
+
+__all__ = ["log_calls", "statuses", "is_forward"]
+
+CALL = CallRow.__table__
+WAIT = timedelta(seconds=10)
+
+
+def is_forward(current: Any, new: Any, order: list[str]) -> bool:
+    """Whether ``new`` is further than ``current`` along ``order`` (unknown current: yes)."""
+    if new not in order:
+        return False
+    return current not in order or order.index(new) > order.index(current)
+
+
+def _owner(ctx: Context, link_id: int | None, phone: str | None) -> tuple[int | None, str | None]:
+    with ctx.store.begin() as conn:
+        if link_id is not None:
+            row = conn.execute(select(LINK.c.id, LINK.c.crm_id).where(LINK.c.id == link_id)).first()
+            if row is not None and row.crm_id:
+                return row.id, row.crm_id
+        if phone:
+            row = conn.execute(select(LINK.c.id, LINK.c.crm_id).join(PHONE, PHONE.c.link_id == LINK.c.id)
+                               .where(and_(PHONE.c.phone == phone, LINK.c.crm_id.is_not(None)))
+                               .order_by(LINK.c.id).limit(1)).first()
+            if row is not None:
+                return row.id, row.crm_id
+    return None, None
+
+
+def _contact_for_unknown(ctx: Context, phone: str, key: str) -> str:
+    """``unknown_numbers = "create_contact"``: the CRM contact with this number, made if needed."""
+    found = ctx.crm.find_by_phone(phone)
+    if found:
+        return found[0].id
+    res = ctx.crm.upsert_contacts([ContactWrite(key=f"callcontact:{phone}", id=None, phones=(phone,))])[0]
+    if not res.ok:
+        raise (TransientError(res.error or "refused", system="crm", operation="upsert_contacts")
+               if res.retriable else InvalidRecord(f"CRM refused a contact for {phone}: {res.error}"))
+    return res.id
+
+
+def log_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
+    out: dict[int, Any] = {}
+    ready: list[tuple[Any, Any]] = []
+    for r in rows:
+        p = r.payload or {}
+        call = call_from_payload(p["call"])
+        lid, crm_id = _owner(ctx, r.link_id, p.get("phone"))
+        if crm_id is None:
+            if ctx.config.calls.unknown_numbers == "create_contact" and p.get("phone"):
+                try:
+                    crm_id = _contact_for_unknown(ctx, p["phone"], r.idem_key)
+                except Exception as exc:  # noqa: BLE001
+                    out[r.id] = exc
+                    continue
+            else:
+                out[r.id] = Later(ctx.now() + WAIT, "waiting for the CRM contact of this number")
+                continue
+        ready.append((r, replace(call, contact_id=crm_id)))
+    size = max(1, getattr(ctx.crm_capabilities, "calls_batch_size", 50) or 50)
+    for chunk in chunks(ready, size):
+        results = ctx.crm.log_calls([c for _, c in chunk])
+        by_key = {res.key: res for res in results}
+        for r, call in chunk:
+            res = by_key.get(call.session_id)
+            if res is None:
+                out[r.id] = TransientError("no result for this call", system="crm", operation="log_calls")
+            elif res.ok:
+                out[r.id] = Done(_call_effect(call.session_id, res.id))
+            elif res.retriable:
+                out[r.id] = TransientError(res.error or "refused", system="crm", operation="log_calls")
+            else:
+                out[r.id] = InvalidRecord(f"CRM refused call {call.session_id}: {res.error}")
+    return out
+
+
+def _call_effect(session_id: str, activity_id: str | None):
+    def effect(conn: Any) -> None:
+        conn.execute(update(CALL).where(CALL.c.session_id == session_id)
+                     .values(state="logged", crm_activity_id=activity_id))
+    return effect
+
+
+def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:
+    """Outcome → status, forward only; the CRM's own value (last seen) is what it moves from."""
+    out: dict[int, Any] = {}
+    order = ctx.mapping.status_order
+    field = ctx.mapping.status_field
+    spec = ctx.mapping.specs.get(field)
+    crm_name = spec.crm if spec is not None else None
+    writes: list[tuple[Any, int, str, ContactWrite]] = []
+    for r in rows:
+        p = r.payload or {}
+        lid, crm_id = _owner(ctx, r.link_id, p.get("phone"))
+        if crm_id is None or crm_name is None:
+            out[r.id] = Done(note="no CRM contact or no status field") if crm_name is None or \
+                r.attempts > 3 else Later(ctx.now() + WAIT, "waiting for the CRM contact")
+            continue
+        with ctx.store.begin() as conn:
+            base = conn.execute(select(BASE.c.crm).where(BASE.c.link_id == lid)).first()
+        current = ((base.crm if base is not None else None) or {}).get(field)
+        if not is_forward(current, p["status"], order):
+            out[r.id] = Done(note=f"status {current!r} is not behind {p['status']!r}")
+            continue
+        writes.append((r, lid, p["status"], ContactWrite(r.idem_key, crm_id, {crm_name: p["status"]})))
+    size = max(1, getattr(ctx.crm_capabilities, "write_batch_size", 50) or 50)
+    for chunk in chunks(writes, size):
+        results = ctx.crm.upsert_contacts([w for *_, w in chunk])
+        for (r, lid, status, _), res in zip(chunk, results):
+            if res.ok:
+                out[r.id] = Done(_status_effect(lid, field, status))
+            elif res.retriable:
+                out[r.id] = TransientError(res.error or "refused", system="crm", operation="upsert_contacts")
+            else:
+                out[r.id] = InvalidRecord(f"CRM refused status {status!r}: {res.error}")
+    return out
+
+
+def _status_effect(link_id: int, field: str, status: str):
+    def effect(conn: Any) -> None:
+        row = conn.execute(select(BASE.c.crm).where(BASE.c.link_id == link_id)).first()
+        if row is None:
+            return
+        conn.execute(update(BASE).where(BASE.c.link_id == link_id)
+                     .values(crm={**(row.crm or {}), field: status}))
+        mark_dirty(conn, [link_id])
+    return effect

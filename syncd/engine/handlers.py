@@ -1,0 +1,294 @@
+"""What each outbox operation does remotely, and the effect it records when it succeeded.
+
+Handlers get a group of claimed rows of one (target, operation) and return, per row id,
+:class:`~syncd.engine.push.Done` (with an effect run in the settling transaction),
+:class:`~syncd.engine.push.Later`, or the exception that row failed with.
+Batch endpoints are used wherever the remote has them (tasks per dialer, list values,
+CRM upserts and call logs), because Oki-Toki requests cost money.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, select, update
+
+from ..errors import InvalidRecord, InvalidRequest
+from ..model import ContactWrite, TaskSpec
+from ..store.tables import CallRow, TaskRow
+from .calls import call_from_payload
+from .context import BASE, LINK, PHONE, Context, chunks, mark_dirty
+from .mapping import PHONES
+from .push import Done, Later
+
+__all__ = ["HANDLERS"]
+
+TASK, CALL = TaskRow.__table__, CallRow.__table__
+WAIT = timedelta(seconds=5)
+
+
+def _links(ctx: Context, ids: list[int]) -> dict[int, Any]:
+    with ctx.store.begin() as conn:
+        return {r.id: r for r in conn.execute(select(LINK).where(LINK.c.id.in_(ids)))}
+
+
+def _bases(ctx: Context, ids: list[int]) -> dict[int, Any]:
+    with ctx.store.begin() as conn:
+        return {r.link_id: r for r in conn.execute(select(BASE).where(BASE.c.link_id.in_(ids)))}
+
+
+def _seen_effect(link_id: int, side: str, values: dict, *, new_id: str | None = None,
+                 agree: bool = False):
+    """Record that ``side`` now holds ``values`` (and its new id), then queue a merge."""
+    def effect(conn: Any) -> None:
+        if new_id is not None:
+            col = LINK.c.crm_id if side == "crm" else LINK.c.okitoki_id
+            conn.execute(update(LINK).where(and_(LINK.c.id == link_id, col.is_(None)))
+                         .values({col.key: new_id}))
+        row = conn.execute(select(BASE).where(BASE.c.link_id == link_id)).first()
+        if row is None:
+            return
+        seen = {**(getattr(row, side) or {}), **values}
+        upd: dict[str, Any] = {side: seen}
+        if agree:
+            upd["agreed"] = {**(row.agreed or {}), **values}
+        conn.execute(update(BASE).where(BASE.c.link_id == link_id).values(**upd))
+        if PHONES in values:
+            from ..store.outbox import insert_ignore
+            insert_ignore(conn, PHONE, [{"phone": p, "link_id": link_id, "side": side}
+                                        for p in set(values[PHONES] or [])], ["phone", "link_id", "side"])
+        mark_dirty(conn, [link_id])
+    return effect
+
+
+# -- contacts ---------------------------------------------------------------------------------
+
+def _create_values(ctx: Context, row: Any, base: Any, target: str) -> dict:
+    from .reconcile import _side_values
+    agreed = {k: v for k, v in ((base.agreed if base is not None else None) or {}).items()
+              if not k.startswith("_")}
+    return _side_values(ctx, agreed, target) or dict((row.payload or {}).get("values") or {})
+
+
+def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
+    out: dict[int, Any] = {}
+    links = _links(ctx, [r.link_id for r in rows])
+    bases = _bases(ctx, [r.link_id for r in rows])
+    for r in rows:
+        link = links.get(r.link_id)
+        if link is None:
+            out[r.id] = Done(note="link gone")
+            continue
+        try:
+            if r.operation == "contact_create":
+                if link.okitoki_id:
+                    out[r.id] = Done(note="already linked")
+                    continue
+                values = _create_values(ctx, r, bases.get(r.link_id), "okitoki")
+                found = _okitoki_lookup(ctx, r, values) if r.attempts else None
+                fields, phones = ctx.mapping.to_side("okitoki", values)
+                new_id = found or ctx.okitoki.upsert_contact(
+                    ContactWrite(key=r.idem_key, id=None, fields=fields, phones=phones))
+                out[r.id] = Done(_seen_effect(r.link_id, "okitoki", values, new_id=new_id))
+            else:
+                if not link.okitoki_id:
+                    out[r.id] = Later(ctx.now() + WAIT, "waiting for the Oki-Toki contact to exist")
+                    continue
+                values = dict((r.payload or {}).get("values") or {})
+                fields, phones = ctx.mapping.to_side("okitoki", values)
+                ctx.okitoki.upsert_contact(ContactWrite(key=r.idem_key, id=link.okitoki_id,
+                                                        fields=fields, phones=phones))
+                out[r.id] = Done(_seen_effect(r.link_id, "okitoki", values))
+        except (InvalidRecord, InvalidRequest) as exc:
+            out[r.id] = exc            # this record's problem: dead letter, the rest goes on
+        except Exception as exc:  # noqa: BLE001
+            out[r.id] = exc            # the system's problem: the rest of the group waits
+            break
+    return out
+
+
+def _okitoki_lookup(ctx: Context, row: Any, values: dict) -> str | None:
+    """After an ambiguous create (timeout after sending), find what the first try made."""
+    phones = set(values.get(PHONES) or [])
+    if not phones or row.created_at is None:
+        return None
+    for c in ctx.okitoki.export_contacts(row.created_at - timedelta(minutes=2)):
+        got = set()
+        for p in c.phones:
+            try:
+                from ..phones import normalize
+                got.add(normalize(p, ctx.config.contacts.default_region))
+            except InvalidRecord:
+                pass
+        if phones & got:
+            with ctx.store.begin() as conn:
+                taken = conn.execute(select(LINK.c.id).where(LINK.c.okitoki_id == c.id)).first()
+            if taken is None:
+                return c.id
+    return None
+
+
+def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
+    out: dict[int, Any] = {}
+    links = _links(ctx, [r.link_id for r in rows])
+    bases = _bases(ctx, [r.link_id for r in rows])
+    writes: list[tuple[Any, ContactWrite, dict, bool]] = []
+    for r in rows:
+        link = links.get(r.link_id)
+        if link is None:
+            out[r.id] = Done(note="link gone")
+            continue
+        if r.operation == "contact_create":
+            if link.crm_id:
+                out[r.id] = Done(note="already linked")
+                continue
+            values = _create_values(ctx, r, bases.get(r.link_id), "crm")
+            if r.attempts and values.get(PHONES):
+                found = [c for c in ctx.crm.find_by_phone(values[PHONES][0])]
+                if found:
+                    out[r.id] = Done(_seen_effect(r.link_id, "crm", values, new_id=found[0].id))
+                    continue
+            fields, phones = ctx.mapping.to_side("crm", values)
+            writes.append((r, ContactWrite(r.idem_key, None, fields, phones), values, True))
+        else:
+            if not link.crm_id:
+                out[r.id] = Later(ctx.now() + WAIT, "waiting for the CRM contact to exist")
+                continue
+            values = dict((r.payload or {}).get("values") or {})
+            fields, phones = ctx.mapping.to_side("crm", values)
+            writes.append((r, ContactWrite(r.idem_key, link.crm_id, fields, phones), values, False))
+    size = max(1, getattr(ctx.crm_capabilities, "write_batch_size", 50) or 50)
+    for chunk in chunks(writes, size):
+        results = ctx.crm.upsert_contacts([w for _, w, _, _ in chunk])
+        for (r, w, values, create), res in zip(chunk, results):
+            if res.ok:
+                out[r.id] = Done(_seen_effect(r.link_id, "crm", values,
+                                              new_id=res.id if create else None))
+            elif res.retriable:
+                out[r.id] = _retriable(res.error or "refused", "crm")
+            else:
+                out[r.id] = InvalidRecord(f"CRM refused the record: {res.error}", record_id=w.id)
+    return out
+
+
+def _retriable(message: str, system: str) -> Exception:
+    from ..errors import TransientError
+    return TransientError(message, system=system, operation="upsert_contacts")
+
+
+# -- dialer tasks -----------------------------------------------------------------------------
+
+def _task_effect(link_id: int, dialer: str, generation: int, task_id: str | None, state: str):
+    def effect(conn: Any) -> None:
+        cond = and_(TASK.c.link_id == link_id, TASK.c.dialer_id == dialer, TASK.c.generation == generation)
+        values: dict[str, Any] = {"task_id": task_id} if task_id is not None else {}
+        if state == "active":
+            conn.execute(update(TASK).where(and_(cond, TASK.c.state == "creating"))
+                         .values(state="active", **values))
+            if values:
+                conn.execute(update(TASK).where(cond).values(**values))
+        else:
+            conn.execute(update(TASK).where(cond).values(state=state, **values))
+    return effect
+
+
+def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
+    out: dict[int, Any] = {}
+    links = _links(ctx, [r.link_id for r in rows])
+    by_dialer: dict[str, list[tuple[Any, TaskSpec]]] = {}
+    for r in rows:
+        p = r.payload or {}
+        link = links.get(r.link_id)
+        if not p.get("phones"):
+            out[r.id] = InvalidRecord("no phone number for the task")
+            continue
+        spec = TaskSpec(dialer_id=str(p["dialer_id"]), phones=tuple(p["phones"][:5]),
+                        contact_id=link.okitoki_id if link is not None else None,
+                        priority=p.get("priority"), ttl_s=p.get("ttl_s"), region=p.get("region"))
+        by_dialer.setdefault(spec.dialer_id, []).append((r, spec))
+    for dialer, items in by_dialer.items():
+        for chunk in chunks(items, 1000):
+            try:
+                if len(chunk) == 1:
+                    ids = [ctx.okitoki.create_task(chunk[0][1])]
+                else:
+                    ids = ctx.okitoki.add_tasks(dialer, [s for _, s in chunk])
+            except InvalidRecord as exc:
+                if len(chunk) == 1:
+                    out[chunk[0][0].id] = exc
+                    continue
+                for r, spec in chunk:   # find the bad one(s): one request each
+                    try:
+                        tid = ctx.okitoki.create_task(spec)
+                        out[r.id] = Done(_task_effect(r.link_id, dialer, r.payload["generation"], tid, "active"))
+                    except Exception as one:  # noqa: BLE001
+                        out[r.id] = one
+                continue
+            for (r, _), tid in zip(chunk, ids):
+                out[r.id] = Done(_task_effect(r.link_id, dialer, r.payload["generation"], tid, "active"))
+    return out
+
+
+def remove_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
+    out: dict[int, Any] = {}
+    for r in rows:
+        p = r.payload or {}
+        with ctx.store.begin() as conn:
+            task = conn.execute(select(TASK).where(and_(
+                TASK.c.link_id == r.link_id, TASK.c.dialer_id == p["dialer_id"]))).first()
+        task_id = task.task_id if task is not None and task.generation == p.get("generation") else None
+        try:
+            if task_id is None and not p.get("phones"):
+                out[r.id] = Done(_task_effect(r.link_id, p["dialer_id"], p.get("generation", 0), None, "removed"))
+                continue
+            ctx.okitoki.remove_task(p["dialer_id"], task_id=task_id,
+                                    phones=None if task_id else p.get("phones"))
+            out[r.id] = Done(_task_effect(r.link_id, p["dialer_id"], p.get("generation", 0), None, "removed"))
+        except Exception as exc:  # noqa: BLE001
+            out[r.id] = exc
+    return out
+
+
+# -- do-not-call ------------------------------------------------------------------------------
+
+def dnc(ctx: Context, rows: list[Any]) -> dict[int, Any]:
+    by_list: dict[str, list[Any]] = {}
+    for r in rows:
+        by_list.setdefault(str((r.payload or {}).get("list_id")), []).append(r)
+    out: dict[int, Any] = {}
+    for list_id, group in by_list.items():
+        phones = sorted({p for r in group for p in (r.payload or {}).get("phones") or []})
+        call = ctx.okitoki.list_add if group[0].operation == "dnc_add" else ctx.okitoki.list_remove
+        try:
+            call(list_id, phones)
+            out.update({r.id: Done() for r in group})
+        except Exception as exc:  # noqa: BLE001
+            out.update({r.id: exc for r in group})
+    return out
+
+
+# -- calls and statuses -----------------------------------------------------------------------
+
+def log_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
+    from .callwrites import log_calls as impl
+    return impl(ctx, rows)
+
+
+def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:
+    from .callwrites import statuses as impl
+    return impl(ctx, rows)
+
+
+HANDLERS = {
+    ("okitoki", "contact_create"): okitoki_contacts,
+    ("okitoki", "contact_update"): okitoki_contacts,
+    ("crm", "contact_create"): crm_contacts,
+    ("crm", "contact_update"): crm_contacts,
+    ("okitoki", "add_task"): add_tasks,
+    ("okitoki", "remove_task"): remove_tasks,
+    ("okitoki", "dnc_add"): dnc,
+    ("okitoki", "dnc_remove"): dnc,
+    ("crm", "log_call"): log_calls,
+    ("crm", "status"): statuses,
+}

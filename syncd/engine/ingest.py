@@ -1,0 +1,133 @@
+"""Recording what a side holds: validate, match, store the side's values, queue the merge.
+
+Reading is idempotent: seeing the same record twice (overlapping windows, a re-read page after
+a crash) stores nothing new and queues nothing. A record that cannot be mapped is quarantined
+(a dead letter with the reason and the payload) and the rest of the page goes on (invariant 7).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, and_, delete, insert, select, update
+
+from ..errors import InvalidRecord
+from ..model import Contact
+from ..store.outbox import enqueue, insert_ignore
+from .context import BASE, OUTBOX, PHONE, Context, jsonable, mark_dirty, update_many
+from .mapping import PHONES, Observed, Side, same
+from .matching import match_records
+from .outbox import Lane
+
+__all__ = ["record_contacts", "quarantine"]
+
+log = structlog.get_logger()
+
+
+def _raw(contact: Any) -> dict[str, Any]:
+    try:
+        return jsonable({"id": contact.id, "fields": contact.fields, "phones": list(contact.phones),
+                         "updated_at": contact.updated_at, "deleted": contact.deleted})
+    except Exception:  # noqa: BLE001 - a record too broken to describe is still quarantined
+        return {"repr": repr(contact)[:2000]}
+
+
+def quarantine(conn: Connection, *, side: str, record_id: str | None, reason: str,
+               payload: dict[str, Any], now: datetime, stamp: str = "") -> None:
+    """A dead letter for a record read from ``side`` that could not be taken in."""
+    key = f"ingest:{side}:{record_id}:{stamp}"[:200]
+    enqueue(conn, [{"lane": int(Lane.CONTACTS), "target": side, "operation": "ingest",
+                    "payload": {"record": payload, "reason": reason}, "idem_key": key}], now=now)
+    conn.execute(update(OUTBOX).where(and_(OUTBOX.c.idem_key == key, OUTBOX.c.status == "pending"))
+                 .values(status="dead", last_error=reason[:2000], attempts=1))
+    log.warning("record_quarantined", side=side, record_id=record_id, reason=reason)
+
+
+def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[Contact]) -> Counter:
+    """Store one page of ``side``'s contacts in the open transaction ``conn``; returns counts."""
+    now = ctx.now()
+    counts: Counter = Counter(read=len(contacts))
+    observed: dict[str, Observed] = {}
+    for contact in contacts:
+        try:
+            obs = ctx.mapping.observe(side, contact)
+        except InvalidRecord as exc:
+            counts["quarantined"] += 1
+            stamp = contact.updated_at.isoformat() if isinstance(contact.updated_at, datetime) else ""
+            quarantine(conn, side=side, record_id=getattr(contact, "id", None) or None,
+                       reason=exc.reason, payload=_raw(contact), now=now, stamp=stamp)
+            continue
+        observed[obs.id] = obs  # a page may repeat a record: the last one wins
+    if not observed:
+        return counts
+    records = list(observed.values())
+    matches = match_records(conn, side, records, now=now)
+    link_ids = [m.link_id for m in matches.values()]
+    bases = {row.link_id: row for row in conn.execute(select(BASE).where(BASE.c.link_id.in_(link_ids)))}
+    ts_col = f"{side}_updated_at"
+    inserts, updates, changed_links, phone_links = [], [], [], []
+    for rec in records:
+        m = matches[rec.id]
+        values = dict(rec.values)
+        if rec.deleted:
+            values["__deleted"] = True
+        row = bases.get(m.link_id)
+        if row is None:
+            inserts.append({"link_id": m.link_id, side: values, ts_col: rec.updated_at,
+                            "agreed": None})
+            changed_links.append(m.link_id)
+            phone_links.append((m.link_id, values.get(PHONES) or []))
+            continue
+        seen, seen_ts = getattr(row, side), getattr(row, ts_col)
+        unchanged = seen is not None and all(same(k, seen.get(k), values.get(k))
+                                             for k in set(seen) | set(values))
+        if unchanged and not m.attached:
+            counts["unchanged"] += 1
+            continue
+        if seen_ts is not None and rec.updated_at is not None and rec.updated_at < seen_ts \
+                and not m.attached:
+            counts["stale"] += 1   # an older version than one already seen (overlap window)
+            continue
+        upd = {"link_id": m.link_id, side: values, ts_col: rec.updated_at}
+        if m.attached:
+            # First merge of two records: no common base yet (the "_" keys are bookkeeping).
+            upd["agreed"] = {k: v for k, v in (row.agreed or {}).items() if k.startswith("_")}
+        updates.append(upd)
+        changed_links.append(m.link_id)
+        if seen is None or not same(PHONES, seen.get(PHONES), values.get(PHONES)):
+            phone_links.append((m.link_id, values.get(PHONES) or []))
+    if inserts:
+        conn.execute(insert(BASE), [{"okitoki": None, "crm": None, "crm_updated_at": None,
+                                     "okitoki_updated_at": None, **r} for r in inserts])
+    plain = [u for u in updates if "agreed" not in u]
+    update_many(conn, BASE, "link_id", plain)
+    update_many(conn, BASE, "link_id", [u for u in updates if "agreed" in u])
+    if phone_links:
+        conn.execute(delete(PHONE).where(and_(PHONE.c.link_id.in_([l for l, _ in phone_links]),
+                                              PHONE.c.side == side)))
+        insert_ignore(conn, PHONE, [{"phone": p, "link_id": l, "side": side}
+                                    for l, ps in phone_links for p in set(ps)],
+                      ["phone", "link_id", "side"])
+    mark_dirty(conn, changed_links)
+    counts["changed"] += len(changed_links)
+    counts["linked"] += sum(1 for m in matches.values() if m.attached)
+    counts["new_links"] += sum(1 for m in matches.values() if m.created)
+    _resolve_old_quarantine(conn, side, [r.id for r in records], now)
+    return counts
+
+
+def _resolve_old_quarantine(conn: Connection, side: str, ids: list[str], now: datetime) -> None:
+    """A record that now reads fine no longer needs its old dead letters."""
+    any_dead = conn.execute(select(OUTBOX.c.id).where(and_(
+        OUTBOX.c.status == "dead", OUTBOX.c.operation == "ingest", OUTBOX.c.target == side)).limit(1)).first()
+    if any_dead is None:
+        return
+    for rid in ids:
+        conn.execute(update(OUTBOX).where(and_(
+            OUTBOX.c.status == "dead", OUTBOX.c.operation == "ingest",
+            OUTBOX.c.idem_key.like(f"ingest:{side}:{rid}:%")))
+            .values(status="done", last_error="resolved: the record was read fine later",
+                    updated_at=now))

@@ -1,0 +1,174 @@
+"""Draining the outbox: claim by lane, call the remote, settle each row with its effects.
+
+A row's effects (the new link id, the side's values we wrote, a task id, a call's activity
+id) commit in the same transaction that marks the row done, so a crash between the remote
+call and that commit leaves the row claimed; it becomes claimable when the claim expires and
+its handler looks the record up before creating it again (invariant 2).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+import structlog
+
+from ..errors import BudgetExhausted, FatalRemoteError
+from ..model import Change
+from ..redact import redact
+from ..store import outbox as sql
+from .context import Context
+from .outbox import LANE_SYSTEMS, LOW_BUDGET_SHARE, URGENT_LANES, Lane, classify
+
+__all__ = ["push", "Done", "Later", "paused_lanes"]
+
+log = structlog.get_logger()
+CLAIM_HOLD = timedelta(minutes=5)
+
+
+@dataclass
+class Done:
+    effect: Callable[[Any], None] | None = None   # runs in the settling transaction
+    note: str = ""
+
+
+@dataclass
+class Later:
+    """Not an error: the row waits (e.g. for its contact's link) and is tried again at ``at``."""
+
+    at: datetime
+    reason: str
+
+
+Handler = Callable[[Context, list[Any]], dict[int, Any]]
+
+
+def paused_lanes(ctx: Context) -> dict[Lane, str]:
+    """Lanes that must wait because a system's daily budget is nearly spent (invariant 6)."""
+    paused: dict[Lane, str] = {}
+    if ctx.budget is None:
+        return paused
+    limits = getattr(ctx.budget, "limits", {})
+    for system in ("okitoki", "crm"):
+        limit = limits.get(system)
+        left = ctx.budget.remaining(system)
+        if limit is None or left is None:
+            continue
+        low = left <= limit * LOW_BUDGET_SHARE
+        for lane in Lane:
+            if system in LANE_SYSTEMS[lane] and (left <= 0 or (low and lane not in URGENT_LANES)):
+                paused.setdefault(lane, f"{system} budget low: {left} of {limit} requests left today")
+    return paused
+
+
+def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100) -> tuple[Counter, list[str]]:
+    """Drain due outbox rows lane by lane until empty or ``stop`` is set; (counts, errors)."""
+    from .handlers import HANDLERS
+
+    stop = stop or threading.Event()
+    counts: Counter = Counter()
+    errors: list[str] = []
+    paused = paused_lanes(ctx)
+    for lane, why in paused.items():
+        counts[f"paused_{lane.name.lower()}"] = 1
+        log.warning("lane_paused", lane=lane.name.lower(), reason=why)
+    stopped_systems: set[str] = set()
+    fatal: FatalRemoteError | None = None
+    for lane in Lane:
+        if lane in paused or set(LANE_SYSTEMS[lane]) & stopped_systems:
+            continue
+        seen: set[int] = set()
+        while not stop.is_set():
+            rows = sql.claim(ctx.store, lanes=[lane], limit=batch, holder=ctx.instance_id,
+                             now=ctx.now(), hold=CLAIM_HOLD)
+            rows = [r for r in rows if r.id not in seen]
+            if not rows:
+                break
+            seen.update(r.id for r in rows)
+            groups: dict[tuple[str, str], list[Any]] = {}
+            for r in rows:
+                groups.setdefault((r.target, r.operation), []).append(r)
+            outcomes: dict[int, Any] = {}
+            for (target, operation), group in groups.items():
+                if stop.is_set() or target in stopped_systems:
+                    break
+                if ctx.dry_run:
+                    outcomes.update(_plan(ctx, group))
+                    continue
+                handler: Handler | None = HANDLERS.get((target, operation))
+                if handler is None:
+                    outcomes.update({r.id: ValueError(f"no handler for {target} {operation}") for r in group})
+                    continue
+                try:
+                    outcomes.update(handler(ctx, group))
+                except Exception as exc:  # noqa: BLE001 - the whole group failed the same way
+                    outcomes.update({r.id: exc for r in group})
+            stop_exc = _settle(ctx, rows, outcomes, counts, errors)
+            if stop_exc is not None:
+                stopped_systems.add(getattr(stop_exc, "system", "") or "okitoki")
+                if isinstance(stop_exc, FatalRemoteError):
+                    fatal = stop_exc
+                break
+    if fatal is not None:
+        raise fatal
+    return counts, errors
+
+
+def _plan(ctx: Context, group: list[Any]) -> dict[int, Any]:
+    for r in group:
+        payload = r.payload or {}
+        ctx.planned.append(Change(target=r.target, operation=r.operation,
+                                  record_id=str(r.link_id) if r.link_id is not None else None,
+                                  fields=dict(payload.get("values") or {k: v for k, v in payload.items()
+                                                                       if k != "call"}),
+                                  reason=f"outbox {Lane(r.lane).name.lower()} lane"))
+    return {r.id: Done(note="planned") for r in group}
+
+
+def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, Any], counts: Counter,
+            errors: list[str]) -> BaseException | None:
+    now = ctx.now()
+    stop_exc: BaseException | None = None
+    release: list[int] = []
+    with ctx.store.begin() as conn:
+        for r in rows:
+            out = outcomes.get(r.id)
+            if out is None:
+                release.append(r.id)
+                continue
+            if isinstance(out, Done):
+                if out.effect is not None:
+                    out.effect(conn)
+                sql.mark_done(conn, [r.id], now=now)
+                counts[f"{r.target}_{r.operation}"] += 1
+                continue
+            if isinstance(out, Later):
+                sql.mark_retry(conn, r.id, error=out.reason, at=out.at, now=now, count_attempt=False)
+                counts["waiting"] += 1
+                continue
+            verdict = classify(out, attempts=r.attempts, now=now, backoff=ctx.backoff)
+            reason = redact(verdict.reason)
+            if verdict.action == "stop":
+                release.append(r.id)
+                stop_exc = stop_exc or out
+                continue
+            if verdict.action == "dead":
+                sql.mark_dead(conn, r.id, reason=reason, now=now)
+                counts["dead"] += 1
+                log.warning("dead_letter", target=r.target, operation=r.operation, key=r.idem_key,
+                            reason=reason)
+            else:
+                sql.mark_retry(conn, r.id, error=reason, at=verdict.at, now=now,
+                               count_attempt=verdict.count_attempt)
+                counts["retry"] += 1
+            errors.append(f"{r.target} {r.operation} {r.idem_key}: {reason}")
+    if release:
+        sql.release(ctx.store, release, holder=ctx.instance_id, now=now)
+    if isinstance(stop_exc, BudgetExhausted):
+        counts["budget_exhausted"] += 1
+    if stop_exc is not None:
+        errors.append(redact(str(stop_exc)))
+    return stop_exc

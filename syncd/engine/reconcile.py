@@ -1,0 +1,236 @@
+"""The merge step: for every link with a new observation, decide what each side must get.
+
+Runs over the ``dirty`` queue in batches, one transaction per batch: three-way merge of the
+contact fields (writes become ``contacts`` outbox rows), the do-not-call list, and the dialer
+tasks the ``[[dialer]]`` rules want. A pending write to a side counts as that side's value, so
+a stale read of a record we are about to update is not mistaken for a change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, tuple_, update
+
+from ..store.outbox import enqueue
+from ..store.tables import Conflict, TaskRow
+from .context import BASE, DIRTY, LINK, OUTBOX, Context, update_many
+from .mapping import DNC, PHONES, is_empty
+from .merge import merge_fields
+from .outbox import Lane
+from .rules import task_payload, wanted_dialers
+
+__all__ = ["reconcile", "LISTED"]
+
+TASK, CONFLICT = TaskRow.__table__, Conflict.__table__
+LISTED = "_dnc_listed"    # agreed-values key: numbers this link put on the do-not-call list
+
+
+def _side_values(ctx: Context, values: dict[str, Any], side: str) -> dict[str, Any]:
+    """The agreed values that may be written to ``side`` (non-empty, mapped, allowed)."""
+    out = {}
+    for name, value in values.items():
+        spec = ctx.mapping.specs.get(name)
+        if spec is not None and spec.flows_to(side) and not is_empty(value):  # type: ignore[arg-type]
+            out[name] = value
+    return out
+
+
+class _Batch:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx, self.now = ctx, ctx.now()
+        self.ops: list[dict] = []
+        self.op_merges: list[dict] = []
+        self.base_updates: list[dict] = []
+        self.task_upserts: list[dict] = []
+        self.task_updates: list[dict] = []
+        self.cancel_ops: list[int] = []
+        self.conflicts: list[dict] = []
+        self.resolved: list[tuple[int, str]] = []
+        self.counts: Counter = Counter()
+
+    def op(self, lane: Lane, target: str, operation: str, link_id: int, payload: dict, key: str) -> None:
+        self.ops.append({"lane": int(lane), "target": target, "operation": operation,
+                         "link_id": link_id, "payload": payload, "idem_key": key})
+        self.counts[f"queued_{operation}"] += 1
+
+
+def reconcile(ctx: Context, *, max_batches: int | None = None) -> Counter:
+    """Merge every dirty link (or ``max_batches`` batches of them); returns counts."""
+    counts: Counter = Counter()
+    done = 0
+    while max_batches is None or done < max_batches:
+        with ctx.store.begin() as conn:
+            dirty = conn.execute(select(DIRTY.c.link_id, DIRTY.c.seq)
+                                 .order_by(DIRTY.c.link_id).limit(ctx.batch_size)).all()
+            if not dirty:
+                break
+            counts += _reconcile_batch(ctx, conn, dirty)
+        done += 1
+    return counts
+
+
+def _reconcile_batch(ctx: Context, conn: Any, dirty: list[Any]) -> Counter:
+    ids = [d.link_id for d in dirty]
+    b = _Batch(ctx)
+    links = {r.id: r for r in conn.execute(select(LINK).where(LINK.c.id.in_(ids)))}
+    q = select(BASE).where(BASE.c.link_id.in_(ids))
+    if ctx.store.is_postgres:
+        q = q.with_for_update()
+    bases = {r.link_id: r for r in conn.execute(q)}
+    pending: dict[tuple[int, str], list[Any]] = {}
+    for r in conn.execute(select(OUTBOX.c.id, OUTBOX.c.link_id, OUTBOX.c.target, OUTBOX.c.operation,
+                                 OUTBOX.c.payload, OUTBOX.c.status)
+                          .where(and_(OUTBOX.c.link_id.in_(ids), OUTBOX.c.status.in_(["pending", "claimed"]),
+                                      OUTBOX.c.operation.in_(["contact_create", "contact_update", "status"])))
+                          .order_by(OUTBOX.c.id)):
+        pending.setdefault((r.link_id, r.target), []).append(r)
+    tasks: dict[int, dict[str, Any]] = {}
+    for r in conn.execute(select(TASK).where(TASK.c.link_id.in_(ids))):
+        tasks.setdefault(r.link_id, {})[r.dialer_id] = r
+    held = {(r.link_id, r.field) for r in conn.execute(
+        select(CONFLICT.c.link_id, CONFLICT.c.field).where(and_(
+            CONFLICT.c.link_id.in_(ids), CONFLICT.c.resolved.is_(False))))}
+    for lid in ids:
+        link, base = links.get(lid), bases.get(lid)
+        if link is None or base is None:
+            continue
+        _reconcile_link(b, link, base, pending, tasks.get(lid, {}), held)
+    _write(conn, b, dirty)
+    return b.counts
+
+
+def _pending_values(rows: list[Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for r in rows:
+        values.update((r.payload or {}).get("values") or {})
+    return values
+
+
+def _reconcile_link(b: _Batch, link: Any, base: Any, pending: dict, tasks: dict, held: set) -> None:
+    ctx, lid = b.ctx, link.id
+    crm = dict(base.crm) if link.crm_id and base.crm is not None else None
+    oki = dict(base.okitoki) if link.okitoki_id and base.okitoki is not None else None
+    agreed_old = dict(base.agreed or {})
+    deleted = bool((crm or {}).get("__deleted") or (oki or {}).get("__deleted"))
+    if crm is not None and oki is not None and not deleted:
+        crm.update(_pending_values(pending.get((lid, "crm"), [])))
+        oki.update(_pending_values(pending.get((lid, "okitoki"), [])))
+        has_base = any(not k.startswith("_") for k in agreed_old)
+        out = merge_fields(ctx.mapping.specs.values(), agreed_old if has_base else None, crm, oki,
+                           crm_ts=base.crm_updated_at, okitoki_ts=base.okitoki_updated_at,
+                           status_order=ctx.mapping.status_order)
+        agreed = out.agreed
+        for target, fields in (("crm", out.to_crm), ("okitoki", out.to_okitoki)):
+            if fields:
+                _queue_update(b, lid, target, fields, pending.get((lid, target), []))
+        for c in out.conflicts:
+            b.counts["conflicts"] += 1
+            if c.journal and not (c.winner == "held" and (lid, c.field) in held):
+                b.conflicts.append({"link_id": lid, "field": c.field, "base": c.base,
+                                    "crm_value": c.crm, "okitoki_value": c.okitoki, "rule": c.rule,
+                                    "winner": c.winner, "at": b.now, "resolved": c.winner != "held"})
+        conflicted = {c.field for c in out.conflicts if c.winner == "held"}
+        b.resolved += [(lid, f) for (l, f) in held if l == lid and f not in conflicted]
+    else:
+        present = crm if crm is not None else oki
+        side = "crm" if crm is not None else "okitoki"
+        agreed = {k: v for k, v in (present or {}).items() if not k.startswith("__")}
+        other = "okitoki" if side == "crm" else "crm"
+        allowed = ctx.config.contacts.create_in_okitoki if other == "okitoki" else \
+            ctx.config.contacts.create_in_crm and getattr(ctx.crm_capabilities, "contacts_create", True)
+        if present is not None and not deleted and allowed and not link.hold:
+            values = _side_values(ctx, agreed, other)
+            if values.get(PHONES) or other == "crm":
+                b.op(Lane.CONTACTS, other, "contact_create", lid, {"values": values},
+                     f"contact:{other}:{lid}:create")
+    for k, v in agreed_old.items():
+        if k.startswith("_") and not k.startswith("__"):
+            agreed.setdefault(k, v)
+    _plan_dnc(b, lid, agreed)
+    _plan_tasks(b, link, agreed, tasks, deleted)
+    if agreed != agreed_old:
+        b.base_updates.append({"link_id": lid, "agreed": agreed})
+
+
+def _queue_update(b: _Batch, lid: int, target: str, fields: dict, rows: list[Any]) -> None:
+    """Fold the fields into a pending (unclaimed) update for the link, or queue a new one."""
+    for r in rows:
+        if r.status == "pending" and r.operation == "contact_update":
+            payload = dict(r.payload or {})
+            payload["values"] = {**(payload.get("values") or {}), **fields}
+            b.op_merges.append({"id": r.id, "payload": payload})
+            b.counts["merged_updates"] += 1
+            return
+    b.op(Lane.CONTACTS, target, "contact_update", lid, {"values": fields},
+         f"contact:{target}:{lid}:update:{uuid.uuid4().hex}")
+
+
+def _plan_dnc(b: _Batch, lid: int, agreed: dict) -> None:
+    ctx = b.ctx
+    list_id = ctx.config.do_not_call.list_id
+    if not ctx.mapping.dnc_enabled or list_id is None:
+        return
+    listed = list(agreed.get(LISTED) or [])
+    if agreed.get(DNC):
+        new = [p for p in agreed.get(PHONES) or [] if p not in listed]
+        if new:
+            b.op(Lane.DO_NOT_CALL, "okitoki", "dnc_add", lid, {"list_id": str(list_id), "phones": new},
+                 f"dnc:add:{lid}:{uuid.uuid4().hex}")
+            agreed[LISTED] = listed + new
+    elif listed:
+        b.op(Lane.DO_NOT_CALL, "okitoki", "dnc_remove", lid, {"list_id": str(list_id), "phones": listed},
+             f"dnc:remove:{lid}:{uuid.uuid4().hex}")
+        agreed[LISTED] = []
+
+
+def _plan_tasks(b: _Batch, link: Any, agreed: dict, tasks: dict, deleted: bool) -> None:
+    ctx, lid = b.ctx, link.id
+    wanted = {} if (deleted or link.tombstone) else wanted_dialers(ctx.config.dialer, agreed)
+    for dialer, rule in wanted.items():
+        row = tasks.get(dialer)
+        if row is not None and row.state in ("creating", "active"):
+            continue
+        gen = (row.generation + 1) if row is not None else 1
+        payload = task_payload(rule, agreed)
+        b.task_upserts.append({"link_id": lid, "dialer_id": dialer, "rule": rule.name,
+                               "phones": payload["phones"], "state": "creating",
+                               "generation": gen, "task_id": None, "updated_at": b.now,
+                               "_exists": row is not None})
+        b.op(Lane.TASKS, "okitoki", "add_task", lid, {**payload, "generation": gen},
+             f"task:add:{lid}:{dialer}:{gen}")
+    lane = Lane.DO_NOT_CALL if agreed.get(DNC) else Lane.TASKS
+    for dialer, row in tasks.items():
+        if dialer in wanted or row.state not in ("creating", "active"):
+            continue
+        b.task_updates.append({"id": row.id, "state": "removing", "updated_at": b.now})
+        b.op(lane, "okitoki", "remove_task", lid,
+             {"dialer_id": dialer, "generation": row.generation, "phones": row.phones or []},
+             f"task:remove:{lid}:{dialer}:{row.generation}")
+
+
+def _write(conn: Any, b: _Batch, dirty: list[Any]) -> None:
+    now = b.now
+    enqueue(conn, b.ops, now=now)
+    for m in b.op_merges:
+        conn.execute(update(OUTBOX).where(and_(OUTBOX.c.id == m["id"], OUTBOX.c.status == "pending"))
+                     .values(payload=m["payload"], updated_at=now))
+    update_many(conn, BASE, "link_id", b.base_updates)
+    for t in b.task_upserts:
+        exists = t.pop("_exists")
+        if exists:
+            conn.execute(update(TASK).where(and_(TASK.c.link_id == t["link_id"],
+                                                 TASK.c.dialer_id == t["dialer_id"])).values(**t))
+        else:
+            conn.execute(insert(TASK).values(**t))
+    update_many(conn, TASK, "id", b.task_updates)
+    if b.conflicts:
+        conn.execute(insert(CONFLICT), b.conflicts)
+    for lid, field in b.resolved:
+        conn.execute(update(CONFLICT).where(and_(CONFLICT.c.link_id == lid, CONFLICT.c.field == field,
+                                                 CONFLICT.c.resolved.is_(False))).values(resolved=True))
+    # Only the observations this batch saw leave the queue; a newer one (seq bumped) stays.
+    conn.execute(delete(DIRTY).where(tuple_(DIRTY.c.link_id, DIRTY.c.seq).in_(
+        [(d.link_id, d.seq) for d in dirty])))

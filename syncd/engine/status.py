@@ -1,0 +1,115 @@
+"""What ``syncd status``, ``syncd conflicts``, ``syncd dead-letters`` and ``syncd resync`` show
+and do. Every function takes an open :class:`~syncd.store.Store`; none calls a remote system.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Sequence
+
+from sqlalchemy import and_, delete, func, select, update
+
+from ..store import Store
+from ..store.tables import BudgetRow, Conflict, CursorRow, Dirty, MergeCandidate, Outbox, Run
+from .outbox import Lane
+
+__all__ = ["status_report", "list_conflicts", "list_dead_letters", "retry_dead_letters",
+           "drop_dead_letters", "resync"]
+
+OUTBOX, CURSOR, CONFLICT, RUN, BUDGET = (Outbox.__table__, CursorRow.__table__, Conflict.__table__,
+                                         Run.__table__, BudgetRow.__table__)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
+                  now: datetime | None = None) -> dict[str, Any]:
+    """Cursors and their lag, outbox by lane and state, dead letters, conflicts, API use today
+    (vs ``limits``, the daily budgets, when given), merge backlog, and the last run of each job."""
+    now = now or datetime.now(UTC)
+    with store.begin() as conn:
+        cursors = {r.stream: {"value": _iso(r.value), "updated_at": _iso(r.updated_at),
+                              "lag_s": round((now - r.value).total_seconds()) if r.value else None}
+                   for r in conn.execute(select(CURSOR))}
+        outbox: dict[str, dict[str, int]] = {}
+        for lane, status, n in conn.execute(select(OUTBOX.c.lane, OUTBOX.c.status, func.count())
+                                            .where(OUTBOX.c.status != "done")
+                                            .group_by(OUTBOX.c.lane, OUTBOX.c.status)):
+            name = Lane(lane).name.lower() if lane in Lane._value2member_map_ else str(lane)
+            outbox.setdefault(name, {})[status] = n
+        dead = conn.execute(select(func.count()).select_from(OUTBOX).where(OUTBOX.c.status == "dead")).scalar()
+        open_conflicts = conn.execute(select(func.count()).select_from(CONFLICT)
+                                      .where(CONFLICT.c.resolved.is_(False))).scalar()
+        all_conflicts = conn.execute(select(func.count()).select_from(CONFLICT)).scalar()
+        merge_backlog = conn.execute(select(func.count()).select_from(Dirty.__table__)).scalar()
+        candidates = conn.execute(select(func.count()).select_from(MergeCandidate.__table__)).scalar()
+        today = now.astimezone(UTC).date().isoformat()
+        api = {r.system: {"used": r.used} for r in conn.execute(select(BUDGET).where(BUDGET.c.day == today))}
+        last = conn.execute(select(RUN.c.job, func.max(RUN.c.id)).group_by(RUN.c.job)).all()
+        runs = {r.job: {"started_at": _iso(r.started_at), "duration_ms": r.duration_ms,
+                        "counts": r.counts or {}, "errors": len(r.errors or [])}
+                for r in conn.execute(select(RUN).where(RUN.c.id.in_([i for _, i in last])))}
+    for system, limit in (limits or {}).items():
+        entry = api.setdefault(system, {"used": 0})
+        entry["budget"] = limit
+        entry["remaining"] = None if limit is None else max(0, limit - entry["used"])
+    return {"cursors": cursors, "outbox": outbox, "dead_letters": dead,
+            "conflicts": {"open": open_conflicts, "total": all_conflicts},
+            "merge_backlog": merge_backlog, "merge_candidates": candidates,
+            "api_today": api, "last_runs": runs}
+
+
+def list_conflicts(store: Store, *, limit: int = 500) -> list[dict[str, Any]]:
+    """The conflict journal, newest first."""
+    with store.begin() as conn:
+        rows = conn.execute(select(CONFLICT).order_by(CONFLICT.c.id.desc()).limit(limit)).all()
+    return [{"id": r.id, "link_id": r.link_id, "field": r.field, "base": r.base, "crm": r.crm_value,
+             "okitoki": r.okitoki_value, "rule": r.rule, "winner": r.winner, "at": _iso(r.at),
+             "resolved": r.resolved} for r in rows]
+
+
+def list_dead_letters(store: Store, *, limit: int = 500) -> list[dict[str, Any]]:
+    """Quarantined records and operations: what, why, and the payload."""
+    with store.begin() as conn:
+        rows = conn.execute(select(OUTBOX).where(OUTBOX.c.status == "dead")
+                            .order_by(OUTBOX.c.id).limit(limit)).all()
+    return [{"id": r.id, "lane": Lane(r.lane).name.lower(), "target": r.target,
+             "operation": r.operation, "key": r.idem_key, "attempts": r.attempts,
+             "reason": r.last_error, "payload": r.payload, "at": _iso(r.updated_at)} for r in rows]
+
+
+def _dead(ids: Sequence[int] | None):
+    cond = OUTBOX.c.status == "dead"
+    if ids is not None:
+        cond = and_(cond, OUTBOX.c.id.in_([int(i) for i in ids]))
+    return cond
+
+
+def retry_dead_letters(store: Store, ids: Sequence[int] | None = None) -> int:
+    """Queue dead operations again (``ids`` None: all). Records quarantined on reading are not
+    operations: they come back when the record is read fine (fix it at the source)."""
+    now = datetime.now(UTC)
+    with store.begin() as conn:
+        return conn.execute(update(OUTBOX).where(and_(_dead(ids), OUTBOX.c.operation != "ingest"))
+                            .values(status="pending", attempts=0, next_attempt_at=now,
+                                    updated_at=now)).rowcount or 0
+
+
+def drop_dead_letters(store: Store, ids: Sequence[int] | None = None) -> int:
+    """Delete dead letters (``ids`` None: all); returns how many."""
+    with store.begin() as conn:
+        return conn.execute(delete(OUTBOX).where(_dead(ids))).rowcount or 0
+
+
+def resync(store: Store, streams: Sequence[str] | None = None) -> dict[str, Any]:
+    """Forget the stream cursors so the next cycles re-read both sides from the start.
+
+    Safe: reading is idempotent (unchanged records are recognised) and every write is an
+    outbox row with a stable key, so nothing is written twice.
+    """
+    with store.begin() as conn:
+        cond = CURSOR.c.stream.in_(list(streams)) if streams else CURSOR.c.stream.is_not(None)
+        n = conn.execute(delete(CURSOR).where(cond)).rowcount or 0
+    return {"cursors_reset": n}
