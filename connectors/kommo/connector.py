@@ -1,0 +1,309 @@
+"""The amoCRM/Kommo connector (API v4): contacts and calls.
+
+Changed-since walk: ``GET /api/v4/contacts?filter[updated_at][from]=<unix>&order[updated_at]=asc
+&limit=250``. Offset pages shift when a record is edited during the walk, so each request is
+re-anchored on the last ``updated_at`` seen (page 1 again); ``page`` only advances inside a
+run of 250+ records sharing one second. Ties are ordered by id on our side (Kommo leaves their
+order unspecified), and a cut is made only after a later second has been seen, so equal
+timestamps at page edges are neither lost nor repeated.
+
+Quirk: on some accounts the ``updated_at`` filter is silently ignored. Every answer is checked
+(``updated_at`` ≥ from); on the first violation a warning is logged once and the connector
+falls back to scanning all contacts by id, keeping only the (updated_at, id) keys of changed
+ones in memory and fetching each page's records by id.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+import phonenumbers
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from syncd.connector import Capabilities, ConnectorContext
+from syncd.errors import InvalidRecord, InvalidRequest
+from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
+from syncd.phones import normalize
+
+from .._oauth import OAuthSession, TokenStore, token_pair_from_response
+from ._api import KommoApi, check_response, rejected_request_ids
+from ._calls import call_items, call_results
+from ._records import to_contact, to_payload
+
+__all__ = ["KommoConnector", "KommoOptions"]
+
+log = structlog.get_logger()
+PAGE = 250                          # the API's maximum page size
+WRITE_CHUNK = 50                    # entities per write request (Kommo's advice)
+DEFAULT_REQUESTS_PER_MINUTE = 420   # about 7 requests a second per integration
+DEFAULT_BURST = 7
+Key = tuple[int, int]               # (updated_at unix seconds, id)
+
+
+def _secret(value: str | None, path: str | None) -> str | None:
+    return Path(path).read_text().strip() if path else value
+
+
+class KommoOptions(BaseModel):
+    """``[crm.options]`` of ``connector = "kommo"`` (or ``"amocrm"``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str                                  # https://<sub>.kommo.com or https://<sub>.amocrm.ru
+    token: str | None = None                  # long-lived token
+    token_file: str | None = None
+    client_id: str | None = None              # OAuth2 integration
+    client_secret: str | None = None
+    client_secret_file: str | None = None
+    refresh_token: str | None = None          # the first one; rotated ones live in state_dir
+    refresh_token_file: str | None = None
+    redirect_uri: str = "https://localhost/"
+    call_source: str = "Oki-Toki"
+    uniq_prefix: str = "oki-toki:"            # calls' uniq = prefix + session_id
+    responsible_user_id: int | None = None    # calls are logged for this user ...
+    agent_users: dict[str, int] = Field(default_factory=dict)  # ... or the agent's user
+    phone_enum: str = "WORK"
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> "KommoOptions":
+        long_lived = bool(self.token or self.token_file)
+        oauth = bool(self.client_id or self.refresh_token or self.refresh_token_file)
+        if long_lived == oauth:
+            raise ValueError("set either token (or token_file) or the OAuth keys client_id, "
+                             "client_secret, refresh_token")
+        if oauth and not (self.client_id and (self.client_secret or self.client_secret_file)
+                          and (self.refresh_token or self.refresh_token_file)):
+            raise ValueError("OAuth needs client_id, client_secret and refresh_token")
+        return self
+
+
+def _key(contact: Contact) -> Key:
+    return (int(contact.updated_at.timestamp()) if contact.updated_at else 0, int(contact.id))
+
+
+def _after_key(after: Cursor) -> Key:
+    if after.updated_at is None:
+        return (-1, -1)
+    ts = after.updated_at.timestamp()
+    if ts != int(ts):   # between two seconds: the whole next second is after it
+        return (math.floor(ts), 2 ** 62)
+    return (int(ts), int(after.last_id) if after.last_id and after.last_id.isdigit() else -1)
+
+
+class KommoConnector:
+    """amoCRM/Kommo contacts and calls; see the module docstring and docs/connectors/kommo.md."""
+
+    name: ClassVar[str] = "kommo"
+    Options: ClassVar[type[BaseModel]] = KommoOptions
+    default_requests_per_minute: ClassVar[int] = DEFAULT_REQUESTS_PER_MINUTE
+    default_burst: ClassVar[int] = DEFAULT_BURST
+
+    def __init__(self, options: KommoOptions, context: ConnectorContext) -> None:
+        self.options = options
+        self.context = context
+        self.capabilities = Capabilities(
+            calls_write=True, do_not_call=bool(context.do_not_call_field), read_batch_size=PAGE,
+            write_batch_size=WRITE_CHUNK, calls_batch_size=WRITE_CHUNK,
+            notes=("if the account ignores filter[updated_at], every poll scans all contacts",))
+        base = options.url.rstrip("/")
+        token = _secret(options.token, options.token_file)
+        client_secret = _secret(options.client_secret, options.client_secret_file) or ""
+        self.remote = context.remote(base_url=base, secrets=[s for s in (token, client_secret) if s],
+                                     check=check_response, requests_per_minute=DEFAULT_REQUESTS_PER_MINUTE,
+                                     burst=DEFAULT_BURST)
+        oauth = None
+        if not token:
+            def refresh(refresh_token: str):
+                response = self.remote.request("POST", "/oauth2/access_token", operation="kommo oauth refresh",
+                                               json={"client_id": options.client_id,
+                                                     "client_secret": client_secret,
+                                                     "grant_type": "refresh_token",
+                                                     "refresh_token": refresh_token,
+                                                     "redirect_uri": options.redirect_uri})
+                return token_pair_from_response(response.json())
+
+            oauth = OAuthSession(TokenStore.in_state_dir(context.state_dir, "kommo"),
+                                 seed_refresh_token=_secret(options.refresh_token, options.refresh_token_file),
+                                 refresh=refresh)
+        self.api = KommoApi(self.remote, token=token, oauth=oauth)
+        self.filter_ignored = False
+        self._scan: list[Key] | None = None   # fallback walk: sorted keys of changed contacts
+        self._scan_start: Key = (-1, -1)
+
+    # -- reading -----------------------------------------------------------------------------
+    def health_check(self) -> None:
+        """``GET /api/v4/account``: the cheapest authenticated call."""
+        self.api.json("GET", "/api/v4/account", operation="kommo account")
+
+    def _rows(self, params: dict[str, Any], operation: str) -> tuple[list[dict[str, Any]], bool]:
+        body = self.api.json("GET", "/api/v4/contacts", operation=operation, params=params)
+        rows = list((body.get("_embedded") or {}).get("contacts") or [])
+        return rows, bool((body.get("_links") or {}).get("next"))
+
+    def _contacts(self, rows: list[dict[str, Any]]) -> list[Contact]:
+        return [to_contact(r, self.context.field_names, self.context.do_not_call_field) for r in rows]
+
+    def changed_contacts(self, after: Cursor, limit: int) -> Page:
+        """Contacts changed strictly after ``after`` in (updated_at, id) order, ≤ ``limit``."""
+        if not self.filter_ignored:
+            page = self._filtered_walk(after, limit)
+            if page is not None:
+                return page
+        return self._fallback_walk(after, limit)
+
+    def _filtered_walk(self, after: Cursor, limit: int) -> Page | None:
+        start = _after_key(after)
+        anchor, page_no = max(start[0], 0), 1
+        found: dict[int, Contact] = {}
+        exhausted = False
+        while True:
+            params = {"order[updated_at]": "asc", "limit": PAGE, "page": page_no}
+            if anchor > 0:
+                params["filter[updated_at][from]"] = anchor
+            rows, has_next = self._rows(params, "kommo contacts changed")
+            if anchor > 0 and any(int(r.get("updated_at") or 0) < anchor for r in rows):
+                self.filter_ignored = True
+                log.warning("kommo.updated_at_filter_ignored",
+                            detail="the account ignores filter[updated_at]; scanning all contacts "
+                                   "on every poll instead (more requests)")
+                return None
+            for c in self._contacts(rows):
+                if _key(c) > start:
+                    found[int(c.id)] = c
+            if not rows or not has_next:
+                exhausted = True
+                break
+            last = int(rows[-1].get("updated_at") or 0)
+            ordered = sorted(found.values(), key=_key)
+            if len(ordered) >= limit and last > _key(ordered[limit - 1])[0]:
+                break   # every record up to the cut's second is in hand
+            if last == anchor:
+                page_no += 1          # a run of 250+ equal seconds: step through it by page
+            else:
+                anchor, page_no = last, 1
+        ordered = sorted(found.values(), key=_key)
+        taken = ordered[:limit]
+        more = len(ordered) > limit or not exhausted
+        return Page(taken, Cursor(taken[-1].updated_at, taken[-1].id) if taken else after, more)
+
+    def _fallback_walk(self, after: Cursor, limit: int) -> Page:
+        start = _after_key(after)
+        if self._scan is None or start < self._scan_start:
+            self._scan_start = start
+            self._scan = sorted(k for k in self._all_keys() if k > start)
+        pending = [k for k in self._scan if k > start]
+        chunk = pending[:limit]
+        by_id = {int(c.id): c for c in self.fetch_contacts([str(i) for _, i in chunk])}
+        taken = [by_id[i] for _, i in chunk if i in by_id]
+        more = len(pending) > limit
+        if not more:
+            self._scan = None   # the next poll scans afresh
+        last = chunk[-1] if chunk else None
+        cursor = Cursor(datetime.fromtimestamp(last[0], UTC), str(last[1])) if last else after
+        return Page(taken, cursor, more)
+
+    def _all_keys(self) -> Iterator[Key]:
+        page_no = 1
+        while True:   # by id: edits during the scan do not move records between pages
+            rows, has_next = self._rows({"order[id]": "asc", "limit": PAGE, "page": page_no},
+                                        "kommo contacts scan")
+            for r in rows:
+                yield (int(r.get("updated_at") or 0), int(r["id"]))
+            if not rows or not has_next:
+                return
+            page_no += 1
+
+    def fetch_contacts(self, ids: list[str]) -> list[Contact]:
+        """The contacts with these ids (250 per request); unknown ids are absent."""
+        return self._contacts(self._rows_by_id([int(i) for i in ids if str(i).isdigit()]))
+
+    def _rows_by_id(self, ids: list[int]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for i in range(0, len(ids), PAGE):
+            params = [("filter[id][]", str(x)) for x in ids[i:i + PAGE]] + [("limit", str(PAGE))]
+            rows += self._rows(params, "kommo contacts by id")[0]   # type: ignore[arg-type]
+        return rows
+
+    def find_by_phone(self, phone_e164: str) -> list[Contact]:
+        """``query=<national number>`` (Kommo's fuzzy search), then verified exactly."""
+        number = phonenumbers.parse(phone_e164)
+        region = phonenumbers.region_code_for_number(number) or "ZZ"
+        rows, _ = self._rows({"query": str(number.national_number), "limit": PAGE}, "kommo contacts by phone")
+
+        def same(raw: str) -> bool:
+            try:
+                return normalize(raw, region) == phone_e164
+            except InvalidRecord:
+                return False
+
+        return [c for c in self._contacts(rows) if any(map(same, c.phones))]
+
+    # -- writing -----------------------------------------------------------------------------
+    def upsert_contacts(self, writes: list[ContactWrite]) -> list[WriteResult]:
+        """``POST`` creates and ``PATCH`` updates as arrays of ≤ 50; an entity Kommo refuses
+        fails alone (the rest is sent again without it). One result per write, in order."""
+        results: dict[int, WriteResult] = {}
+        phone_ids = [int(w.id) for w in writes if w.id and str(w.id).isdigit() and w.phones is not None]
+        existing = {r["id"]: r for r in self._rows_by_id(phone_ids)} if phone_ids else {}
+        creates, updates = {}, {}
+        for i, w in enumerate(writes):
+            if w.id is not None and not str(w.id).isdigit():
+                results[i] = WriteResult(w.key, False, w.id, error=f"not a Kommo contact id: {w.id!r}")
+                continue
+            item = to_payload(w, str(i), existing.get(int(w.id)) if w.id else None,
+                              self.context.do_not_call_field, self.options.phone_enum)
+            (updates if w.id else creates)[str(i)] = item
+        for method, items in (("POST", creates), ("PATCH", updates)):
+            keys = list(items)
+            for j in range(0, len(keys), WRITE_CHUNK):
+                chunk = {k: items[k] for k in keys[j:j + WRITE_CHUNK]}
+                for rid, outcome in self._write(method, chunk).items():
+                    w = writes[int(rid)]
+                    results[int(rid)] = (WriteResult(w.key, True, str(outcome)) if isinstance(outcome, int)
+                                         else WriteResult(w.key, False, w.id, error=outcome))
+        return [results[i] for i in range(len(writes))]
+
+    def _write(self, method: str, items: dict[str, dict[str, Any]]) -> dict[str, int | str]:
+        """request_id → id, or → the reason Kommo refused that entity."""
+        out: dict[str, int | str] = {}
+        while items:
+            try:
+                body = self.api.json(method, "/api/v4/contacts", operation=f"kommo contacts {method}",
+                                     json=list(items.values()), idempotent=method != "POST")
+            except InvalidRequest as exc:
+                rejected = rejected_request_ids(exc)
+                if not rejected or not set(rejected) & set(items):
+                    out.update({rid: str(exc) for rid in items})
+                    return out
+                for rid, reason in rejected.items():
+                    if rid in items:
+                        out[rid] = reason
+                        del items[rid]
+                continue
+            for row in (body.get("_embedded") or {}).get("contacts") or []:
+                out[str(row.get("request_id"))] = int(row["id"])
+            for rid in items:
+                out.setdefault(rid, "Kommo returned no id for this entity")
+            return out
+        return out
+
+    def log_calls(self, calls: list[Call]) -> list[WriteResult]:
+        """``POST /api/v4/calls``; ``uniq`` = prefix + session_id guards repeats."""
+        items = call_items(calls, self.options)
+        try:
+            body = self.api.json("POST", "/api/v4/calls", operation="kommo calls", json=items)
+            rejected: dict[str, str] = {}
+        except InvalidRequest as exc:
+            rejected = rejected_request_ids(exc)
+            if not rejected:
+                raise
+            keep = [item for item in items if item["request_id"] not in rejected]
+            body = self.api.json("POST", "/api/v4/calls", operation="kommo calls", json=keep) if keep else {}
+        return call_results(calls, body, rejected)
+
+    def close(self) -> None:
+        self.remote.close()
