@@ -205,7 +205,7 @@ class LiveBottleCrm:
                   (stamp, list(contact_ids)))
 
     def count_activities(self, session_id: str) -> int:
-        rows = self._sql("SELECT count(*) FROM interactions WHERE subject LIKE %s",
+        rows = self._sql("SELECT count(*) FROM interaction WHERE subject LIKE %s",
                          (f"%[syncd-session {session_id}]",))
         return int(rows[0][0])
 
