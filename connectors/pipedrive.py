@@ -111,6 +111,7 @@ class PipedriveConnector:
 
     name: ClassVar[str] = "pipedrive"
     Options: ClassVar[type[BaseModel]] = PipedriveOptions
+    # Defaults for [crm] requests_per_minute / daily_request_budget when the config has none.
     default_requests_per_minute: ClassVar[int] = 300   # search: 10 per 2 s; Essential: 20 per 2 s
     default_daily_request_budget: ClassVar[int] = 1_500  # ≈ 30,000 base tokens / ~20 per request
 
@@ -121,8 +122,7 @@ class PipedriveConnector:
         secrets = [s for s in (options.api_token, options.client_secret, options.refresh_token) if s]
         self.remote = context.remote(
             base_url=options.url.rstrip("/"), secrets=secrets, check=check_response,
-            headers={"x-api-token": options.api_token} if options.api_token else {},
-            requests_per_minute=self.default_requests_per_minute, burst=10)
+            headers={"x-api-token": options.api_token} if options.api_token else {})
         self.oauth: OAuthSession | None = None
         if options.refresh_token:
             self.oauth = OAuthSession(TokenStore.in_state_dir(context.state_dir, "pipedrive"),
