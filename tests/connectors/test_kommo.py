@@ -57,9 +57,10 @@ def walk(conn, limit, cursor=Cursor()):
 @pytest.mark.parametrize("ignored", [False, True])
 def test_walk_returns_every_change_once_across_equal_timestamps(fake, tmp_path, ignored):
     fake.state.ignore_updated_at_filter = ignored
-    ids = [fake.state.add_contact(f"n{i}", updated_at=T0 + i % 3) for i in range(600)]
+    # a run of 260 records in one second (more than a 250-row page), then a few more seconds
+    ids = [fake.state.add_contact(f"n{i}", updated_at=T0 + (0 if i < 260 else 1 + i % 3)) for i in range(300)]
     conn = connector(fake, tmp_path)
-    for limit in (7, 250, 1000):
+    for limit in (70, 1000):
         seen, _ = walk(conn, limit)
         assert sorted(int(c.id) for c in seen) == ids
         keys = [(c.updated_at, int(c.id)) for c in seen]
