@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import (AuthenticationError, BudgetExhausted, InvalidRecord, InvalidRequest,
-                          PermissionDenied, RemoteError, Throttled, TransientError)
+                          NotFound, PermissionDenied, RemoteError, Throttled, TransientError)
 from syncd.http import error_for_status
 from syncd.model import Call, CallDirection, CallOutcome, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize
@@ -142,6 +142,7 @@ class HubSpotConnector:
             self.oauth = OAuthSession(TokenStore.in_state_dir(context.state_dir, "hubspot"),
                                       seed_refresh_token=options.refresh_token, refresh=self._refresh)
         self.ledger = IntentLedger.in_state_dir(Path(context.state_dir), "hubspot-calls")
+        self.ledger.prune(timedelta(days=30))
         self.capabilities = Capabilities(
             calls_write=True, do_not_call=self.dnc is not None, read_batch_size=100,
             write_batch_size=100, calls_batch_size=50,
@@ -311,7 +312,7 @@ class HubSpotConnector:
         try:
             response = self._call("POST", "/crm/v3/objects/contacts/batch/create", "create contacts",
                                   json={"inputs": [{"properties": p} for _, _, p in items]})
-        except InvalidRequest as exc:
+        except (InvalidRequest, NotFound) as exc:
             if exc.status == 409 and read_first:
                 # Made by an earlier attempt whose answer was lost: update those instead.
                 known = self._ids_by_key([w.key for _, w, _ in items])
@@ -337,7 +338,7 @@ class HubSpotConnector:
         try:
             response = self._call("POST", "/crm/v3/objects/contacts/batch/update", "update contacts",
                                   json={"inputs": inputs})
-        except InvalidRequest as exc:
+        except (InvalidRequest, NotFound) as exc:
             self._split(items, exc, results, lambda part: self._update(part, results, id_override))
             return
         done = {str(r["id"]) for r in response.json().get("results", [])}

@@ -129,6 +129,8 @@ class PipedriveConnector:
                                       seed_refresh_token=options.refresh_token, refresh=self._refresh)
         self.calls_ledger = IntentLedger.in_state_dir(context.state_dir, "pipedrive-calls")
         self.creates_ledger = IntentLedger.in_state_dir(context.state_dir, "pipedrive-creates")
+        for ledger in (self.calls_ledger, self.creates_ledger):
+            ledger.prune(timedelta(days=30))
         self.capabilities = Capabilities(
             calls_write=True, do_not_call=self.dnc is not None, read_batch_size=100,
             write_batch_size=50, calls_batch_size=50,

@@ -258,3 +258,19 @@ def test_no_secret_in_logs_or_errors(fake, tmp_path):
     text = repr(logs) + str(err.value) + repr(connector.context.extra["journal"])
     assert TOKEN not in text and "pat-eu1-leaky-secret-7777" not in text
     assert redact(f"Bearer {TOKEN}") == "Bearer ***"
+
+
+def test_batch_mixing_made_and_new_creates_updates_the_made_one(fake, hubspot):
+    [made] = hubspot.upsert_contacts([ContactWrite("k-old", None, {"firstname": "v1"})])
+    results = hubspot.upsert_contacts([ContactWrite("k-old", None, {"firstname": "v2"}),
+                                       ContactWrite("k-new", None, {"firstname": "n"})])
+    assert [r.ok for r in results] == [True, True] and results[0].id == made.id
+    assert fake.contacts[int(made.id)].properties["firstname"] == "v2" and len(fake.contacts) == 2
+
+
+def test_writes_go_in_batches_of_at_most_100(fake, hubspot):
+    results = hubspot.upsert_contacts([ContactWrite(f"k{i}", None, {"firstname": f"n{i}"})
+                                       for i in range(130)])
+    assert all(r.ok for r in results) and len({r.id for r in results}) == 130
+    creates = [r for r in fake.requests if r[1].endswith("batch/create")]
+    assert [len(r[2]["inputs"]) for r in creates] == [100, 30]
