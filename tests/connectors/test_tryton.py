@@ -1,0 +1,133 @@
+"""Tryton connector: error mapping and request shapes (httpx.MockTransport; live tests in tests/e2e)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from connectors.tryton import TrytonConnector, TrytonOptions, _diff
+from syncd.errors import AuthenticationError, ConfigError, PermissionDenied, Throttled, TransientError
+from syncd.model import ContactWrite, Cursor
+from syncd.testing.context import connector_context
+
+KEY = "k3y-0123456789abcdef"
+
+
+def make(tmp_path, handler, **options) -> TrytonConnector:
+    opts = TrytonOptions(url="http://tryton.test", database="db", api_key=KEY, **options)
+    ctx = connector_context(tmp_path, field_names=("name", "email"),
+                            transport=httpx.MockTransport(handler))
+    return TrytonConnector(opts, ctx)
+
+
+def _domain(request: httpx.Request):
+    return json.loads(base64.urlsafe_b64decode(request.url.params["d"]))
+
+
+@pytest.mark.parametrize("status, error", [(401, AuthenticationError), (403, PermissionDenied),
+                                           (429, Throttled), (503, TransientError)])
+def test_remote_failures_surface_as_the_shared_errors(tmp_path, status, error):
+    def handler(request):
+        return httpx.Response(status, headers={"Retry-After": "0"}, text="<html>no</html>")
+
+    with pytest.raises(error) as caught:
+        make(tmp_path, handler).health_check()
+    assert KEY not in str(caught.value)
+    assert "health check" in str(caught.value)
+
+
+def test_unauthorised_error_explains_the_application_key(tmp_path):
+    with pytest.raises(AuthenticationError, match="res.user.application"):
+        make(tmp_path, lambda r: httpx.Response(401)).health_check()
+
+
+def test_a_refused_write_fails_that_record_only(tmp_path):
+    def handler(request):
+        if request.method == "GET":
+            return httpx.Response(200, json=[])
+        body = json.loads(request.content)
+        if body["name"] == "bad":
+            return httpx.Response(400, json={"status": 400, "message": "The value is not valid",
+                                             "description": "name"})
+        return httpx.Response(200, json={"id": 7})
+
+    results = make(tmp_path, handler).upsert_contacts([
+        ContactWrite("a", None, {"name": "bad"}), ContactWrite("b", None, {"name": "good"})])
+    assert [r.ok for r in results] == [False, True]
+    assert "The value is not valid" in results[0].error and not results[0].retriable
+
+
+def test_an_ambiguous_create_is_not_resent_but_marked_retriable(tmp_path):
+    posts = []
+
+    def handler(request):
+        if request.method == "GET":
+            return httpx.Response(200, json=[])
+        posts.append(request)
+        return httpx.Response(502, text="bad gateway")
+
+    [result] = make(tmp_path, handler).upsert_contacts([ContactWrite("a", None, {"name": "x"})])
+    assert len(posts) == 1 and not result.ok and result.retriable
+
+
+def test_a_create_carries_its_key_and_a_repeat_becomes_an_update(tmp_path):
+    calls = []
+
+    def handler(request):
+        calls.append((request.method, request.url.path))
+        if request.url.path.endswith("party.identifier"):
+            assert _domain(request)[0] == ["code", "in", ["syncd:k1"]]
+            return httpx.Response(200, json=[{"id": 1, "code": "syncd:k1", "party": 42}])
+        if request.method == "GET":
+            return httpx.Response(200, json=[{"id": 42, "contact_mechanisms": []}])
+        return httpx.Response(200, json={"id": 42})
+
+    [result] = make(tmp_path, handler).upsert_contacts([ContactWrite("k1", None, {"name": "x"})])
+    assert result.ok and result.id == "42"
+    assert ("PUT", "/db/rest/model/party.party/42") in calls
+    assert not any(m == "POST" for m, _ in calls)
+
+
+def test_changed_since_asks_for_write_date_with_an_id_tie_break(tmp_path):
+    seen = []
+
+    def handler(request):
+        seen.append(_domain(request))
+        return httpx.Response(200, json=[])
+
+    at = datetime(2026, 1, 2, 3, 4, 5, 600, tzinfo=UTC)
+    connector = make(tmp_path, handler)
+    page = connector.changed_contacts(Cursor(at, "9"), 10)
+    assert page.contacts == [] and page.next == Cursor(at, "9") and not page.more
+    connector.changed_contacts(Cursor(at, "9"), 10)
+    # one search per page, plus one probe per process for parties without write_date
+    assert [d for d in seen if d == [["write_date", "=", None]]] == [[["write_date", "=", None]]]
+    assert len(seen) == 3
+    main = seen[0]
+    stamp = {"__class__": "datetime", "year": 2026, "month": 1, "day": 2, "hour": 3, "minute": 4,
+             "second": 5, "microsecond": 600}
+    assert ["OR", [["write_date", ">", stamp]], [["write_date", "=", stamp], ["id", ">", 9]]] in main
+
+
+def test_phone_diff_rewrites_rows_instead_of_appending():
+    have = [{"id": 1, "type": "phone", "value": "+380441110001"},
+            {"id": 2, "type": "mobile", "value": "+380671110002"}]
+    actions = _diff(have, ["+380 44 111 0001", "+380509990000"], new_type=lambda v: "phone")
+    assert actions == [["write", [2], {"value": "+380509990000"}]]
+    assert _diff(have, ["+380441110001"], new_type=str) == [["delete", [2]]]
+    assert _diff([], ["+1", "+1"], new_type=lambda v: "phone") == [
+        ["create", [{"type": "phone", "value": "+1"}]]]
+
+
+def test_options_need_exactly_one_key_source(tmp_path):
+    with pytest.raises(ValueError):
+        TrytonOptions(url="http://x", database="d")
+    missing = TrytonOptions(url="http://x", database="d", api_key_file=tmp_path / "nope")
+    with pytest.raises(ConfigError, match="api_key_file"):
+        missing.key()
+    (tmp_path / "key").write_text(KEY + "\n")
+    assert TrytonOptions(url="http://x", database="d", api_key_file=tmp_path / "key").key() == KEY
