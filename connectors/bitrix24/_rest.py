@@ -24,6 +24,7 @@ import httpx
 
 from syncd.errors import (
     AuthenticationError,
+    ConfigError,
     InvalidRequest,
     NotFound,
     PermissionDenied,
@@ -196,7 +197,7 @@ def webhook_parts(url: str) -> tuple[str, str]:
     """``https://p/rest/1/abc/`` → (the URL with a trailing slash, the secret segment)."""
     parts = httpx.URL(url).path.strip("/").split("/")
     if len(parts) < 3 or parts[-3] != "rest" or not parts[-2].isdigit():
-        raise ValueError("webhook_url must look like https://<portal>/rest/<user_id>/<secret>/")
+        raise ConfigError("crm.options.webhook_url: must look like https://<portal>/rest/<user_id>/<secret>/")
     return url.rstrip("/") + "/", parts[-1]
 
 

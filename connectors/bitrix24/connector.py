@@ -21,7 +21,7 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from syncd.connector import Capabilities, ConnectorContext
-from syncd.errors import InvalidRecord
+from syncd.errors import ConfigError, InvalidRecord
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize
 
@@ -36,8 +36,14 @@ DEFAULT_REQUESTS_PER_MINUTE = 120   # the portal's bucket drains 2 requests a se
 DEFAULT_BURST = 50                  # ... after a burst of 50
 
 
-def _secret(value: str | None, path: str | None) -> str | None:
-    return Path(path).read_text().strip() if path else value
+def _secret(value: str | None, path: str | None, key: str) -> str | None:
+    """The secret itself, or the content of its ``*_file`` (e.g. a systemd credential)."""
+    if not path:
+        return value
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"crm.options.{key}_file: cannot read {path} ({exc.strerror})") from None
 
 
 class Bitrix24Options(BaseModel):
@@ -78,6 +84,7 @@ class Bitrix24Connector:
 
     name: ClassVar[str] = "bitrix24"
     Options: ClassVar[type[BaseModel]] = Bitrix24Options
+    # Defaults for [crm] requests_per_minute when the config has none.
     default_requests_per_minute: ClassVar[int] = DEFAULT_REQUESTS_PER_MINUTE
     default_burst: ClassVar[int] = DEFAULT_BURST
 
@@ -88,15 +95,17 @@ class Bitrix24Connector:
             calls_write=True, do_not_call=bool(context.do_not_call_field),
             read_batch_size=BATCH_LIMIT, write_batch_size=BATCH_LIMIT, calls_batch_size=BATCH_LIMIT,
             notes=("one request per 50 changed contacts; writes and calls go through batch",))
-        limits = dict(requests_per_minute=DEFAULT_REQUESTS_PER_MINUTE, burst=DEFAULT_BURST)
+        # The rate itself comes from [crm] requests_per_minute (default_requests_per_minute when
+        # unset); the burst is the portal's bucket size.
+        limits = dict(burst=DEFAULT_BURST)
         self._remotes = []
         if options.webhook_url or options.webhook_url_file:
-            url, secret = webhook_parts(_secret(options.webhook_url, options.webhook_url_file) or "")
+            url, secret = webhook_parts(_secret(options.webhook_url, options.webhook_url_file, "webhook_url") or "")
             remote = context.remote(base_url=url, secrets=[secret, url], check=check_response, **limits)
             self._remotes.append(remote)
             self.rest = Bitrix24Rest(remote)
         else:
-            client_secret = _secret(options.client_secret, options.client_secret_file) or ""
+            client_secret = _secret(options.client_secret, options.client_secret_file, "client_secret") or ""
             oauth_remote = context.remote(base_url=options.oauth_url, secrets=[client_secret],
                                           check=check_response, **limits)
             remote = context.remote(base_url=options.portal_url.rstrip("/") + "/rest/",
@@ -112,7 +121,7 @@ class Bitrix24Connector:
                 return token_pair_from_response(response.json())
 
             session = OAuthSession(TokenStore.in_state_dir(context.state_dir, "bitrix24"),
-                                   seed_refresh_token=_secret(options.refresh_token, options.refresh_token_file),
+                                   seed_refresh_token=_secret(options.refresh_token, options.refresh_token_file, "refresh_token"),
                                    refresh=refresh)
             self.rest = Bitrix24Rest(remote, session)
         self.calls = CallLogger(self.rest, user_id=options.user_id, agent_users=options.agent_users,

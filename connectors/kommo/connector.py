@@ -25,7 +25,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from syncd.connector import Capabilities, ConnectorContext
-from syncd.errors import InvalidRecord, InvalidRequest
+from syncd.errors import ConfigError, InvalidRecord, InvalidRequest
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize
 
@@ -44,8 +44,14 @@ DEFAULT_BURST = 7
 Key = tuple[int, int]               # (updated_at unix seconds, id)
 
 
-def _secret(value: str | None, path: str | None) -> str | None:
-    return Path(path).read_text().strip() if path else value
+def _secret(value: str | None, path: str | None, key: str) -> str | None:
+    """The secret itself, or the content of its ``*_file`` (e.g. a systemd credential)."""
+    if not path:
+        return value
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"crm.options.{key}_file: cannot read {path} ({exc.strerror})") from None
 
 
 class KommoOptions(BaseModel):
@@ -99,6 +105,7 @@ class KommoConnector:
 
     name: ClassVar[str] = "kommo"
     Options: ClassVar[type[BaseModel]] = KommoOptions
+    # Defaults for [crm] requests_per_minute when the config has none.
     default_requests_per_minute: ClassVar[int] = DEFAULT_REQUESTS_PER_MINUTE
     default_burst: ClassVar[int] = DEFAULT_BURST
 
@@ -110,11 +117,10 @@ class KommoConnector:
             write_batch_size=WRITE_CHUNK, calls_batch_size=WRITE_CHUNK,
             notes=("if the account ignores filter[updated_at], every poll scans all contacts",))
         base = options.url.rstrip("/")
-        token = _secret(options.token, options.token_file)
-        client_secret = _secret(options.client_secret, options.client_secret_file) or ""
+        token = _secret(options.token, options.token_file, "token")
+        client_secret = _secret(options.client_secret, options.client_secret_file, "client_secret") or ""
         self.remote = context.remote(base_url=base, secrets=[s for s in (token, client_secret) if s],
-                                     check=check_response, requests_per_minute=DEFAULT_REQUESTS_PER_MINUTE,
-                                     burst=DEFAULT_BURST)
+                                     check=check_response, burst=DEFAULT_BURST)
         oauth = None
         if not token:
             def refresh(refresh_token: str):
@@ -127,7 +133,7 @@ class KommoConnector:
                 return token_pair_from_response(response.json())
 
             oauth = OAuthSession(TokenStore.in_state_dir(context.state_dir, "kommo"),
-                                 seed_refresh_token=_secret(options.refresh_token, options.refresh_token_file),
+                                 seed_refresh_token=_secret(options.refresh_token, options.refresh_token_file, "refresh_token"),
                                  refresh=refresh)
         self.api = KommoApi(self.remote, token=token, oauth=oauth)
         self.filter_ignored = False
