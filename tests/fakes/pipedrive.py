@@ -74,6 +74,7 @@ class FakePipedrive:
         self.call_logs: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self.clock: int | None = None          # frozen update_time (unix seconds) for writes
+        self.min_clock = 0                     # the server clock never goes below this
         self.daily_budget: int | None = None   # tokens per day
         self.tokens_used = 0
         self.burst_limit: int | None = None    # requests per 2 s window
@@ -86,7 +87,7 @@ class FakePipedrive:
 
     # -- admin ---------------------------------------------------------------------------
     def now(self) -> int:
-        return self.clock if self.clock is not None else int(time.time())
+        return self.clock if self.clock is not None else max(int(time.time()), self.min_clock)
 
     def add_person(self, name: str, phones: list[str] = (), updated_at: datetime | None = None,
                    **fields: Any) -> str:
@@ -241,6 +242,10 @@ class FakePipedrive:
         if pid is None and not body.get("name"):
             return _fail(400, "Validation failed: name: Name is required",
                          code="ERR_SCHEMA_VALIDATION_FAILED")
+        for key in ("owner_id", "org_id"):   # v2 does not coerce strings to numbers
+            if body.get(key) is not None and not isinstance(body[key], int):
+                return _fail(400, f"Validation failed: {key}: Expected number, received string",
+                             code="ERR_SCHEMA_VALIDATION_FAILED")
         for phone in body.get("phones") or []:
             if not isinstance(phone, dict) or not str(phone.get("value", "")).strip():
                 return _fail(400, "Validation failed: phones: Invalid phone value",
