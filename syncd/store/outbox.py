@@ -29,9 +29,9 @@ def insert_ignore(conn: Connection, table: Any, rows: Sequence[dict], keys: Sequ
     if not rows:
         return 0
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
-    result = conn.execute(stmt, list(rows))
-    return max(result.rowcount or 0, 0)
+    stmt = (dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+            .returning(table.c[keys[0]]))
+    return len(conn.execute(stmt, list(rows)).all())
 
 
 def enqueue(conn: Connection, ops: Iterable[dict], *, now: datetime) -> int:
