@@ -27,8 +27,9 @@ from ..errors import ConfigError, InvalidRecord, TransientError
 from ..http import MemoryBudget, RemoteSystem, RetryPolicy
 from ..model import Call, Contact, ContactWrite, TaskSpec
 from ..redact import register_secret
-from .dates import account_zone, to_okitoki
+from .dates import account_zone, parse_remote_time, to_okitoki
 from .endpoints import Endpoint, Form, resolve_endpoints
+from .paging import Fetch, walk_by_offset, walk_by_time
 from .parse import HINTS, body_of, make_check
 from .records import (
     Dialer,
@@ -174,27 +175,27 @@ class OkitokiClient:
             raise TransientError(f'malformed response: "{key}" is not a number',
                                  system=self.remote.system, operation=operation, status=200) from None
 
-    def _pages(self, operation: str, variables: dict[str, Any], key: str,
-               per_page: int) -> Iterator[dict[str, Any]]:
+    def _fetcher(self, operation: str, variables: dict[str, Any], key: str, per_page: int,
+                 from_key: str) -> Fetch:
+        """fetch(from_time, page) -> (items, pages) for one paged operation."""
         limit = self.endpoints[operation].max_items or per_page
         if not 1 <= per_page <= limit:
             raise ValueError(f"{operation}: per_page must be 1..{limit}, got {per_page}")
-        page = 1
-        while True:
-            body = self._call(operation, {**variables, "page": page, "per_page": per_page})
+
+        def fetch(start: datetime, page: int) -> tuple[list[dict[str, Any]], int]:
+            body = self._call(operation, {from_key: to_okitoki(start, self.zone), **variables,
+                                          "page": page, "per_page": per_page})
             items = self._field(body, operation, key)
             if not isinstance(items, list):
                 raise TransientError(f'malformed response: "{key}" is not a list',
                                      system=self.remote.system, operation=operation, status=200)
-            yield from (item for item in items if isinstance(item, dict))
             try:
                 pages = int(body.get("pages") or page)
             except (TypeError, ValueError):
                 pages = page
-            if page >= pages or not items:
-                return
-            page += 1
-            del body, items  # keep one page in memory, not two
+            return [item for item in items if isinstance(item, dict)], pages
+
+        return fetch
 
     # -- operations ------------------------------------------------------------------------
     def health_check(self) -> None:
@@ -283,11 +284,15 @@ class OkitokiClient:
 
         Bounds are tz-aware, sent in the account zone to whole seconds (the lower one rounded
         down, the upper one up: windows only ever grow). ``updated_at`` comes back UTC.
+        Pages are walked by time (see :mod:`.paging`), so a contact changed during the walk
+        never hides another; it may itself come twice (old, then new state).
         Entries that cannot be read are logged (``okitoki.record_skipped``) and skipped.
         """
-        variables = {"updated_from": to_okitoki(updated_from, self.zone),
-                     "updated_to": to_okitoki(_ceil_second(updated_to), self.zone) if updated_to else None}
-        for raw in self._pages("export_contacts", variables, "contacts", per_page):
+        variables = {"updated_to": to_okitoki(_ceil_second(updated_to), self.zone) if updated_to else None}
+        fetch = self._fetcher("export_contacts", variables, "contacts", per_page, "updated_from")
+        walk = walk_by_time(fetch, updated_from, lambda raw: parse_remote_time(raw.get("updated_at"), self.zone),
+                            operation="export_contacts")
+        for raw in walk:
             try:
                 yield contact_from_raw(raw, self.zone)
             except (KeyError, ValueError) as exc:
@@ -302,9 +307,10 @@ class OkitokiClient:
         overlapping windows and de-duplicate by ``session_id``. Unreadable entries are logged
         (``okitoki.record_skipped``) and skipped.
         """
-        variables = {"date_from": to_okitoki(date_from, self.zone),
-                     "date_to": to_okitoki(_ceil_second(date_to), self.zone)}
-        for raw in self._pages("call_log", variables, "calls", per_page):
+        variables = {"date_to": to_okitoki(_ceil_second(date_to), self.zone)}
+        fetch = self._fetcher("call_log", variables, "calls", per_page, "date_from")
+        # Calls only ever arrive (an insert can repeat a row, never hide one): offsets are safe.
+        for raw in walk_by_offset(fetch, date_from):
             try:
                 yield call_from_raw(raw, self.zone)
             except InvalidRecord as exc:

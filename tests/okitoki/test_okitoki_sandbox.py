@@ -179,3 +179,17 @@ def test_another_companys_token_sees_none_of_our_objects(okitoki_sandbox) -> Non
 def test_an_unknown_token_is_an_authentication_error_with_its_hint(okitoki_sandbox) -> None:
     with pytest.raises(AuthenticationError, match=r"okitoki dialers \(HTTP 401\).*api_token is wrong"):
         make_client(okitoki_sandbox.url, token="no-such-token-1234").health_check()
+
+
+def test_a_contact_changed_during_an_export_hides_no_other_contact(client, okitoki_sandbox) -> None:
+    base = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
+    ids = okitoki_sandbox.post("/seed", {"company_id": 1, "contacts": [
+        {"name": f"C{i:02d}", "updated_at": (base + timedelta(minutes=i)).isoformat()}
+        for i in range(25)]})["contacts"]
+    walk = client.export_contacts(base, per_page=10)
+    names = [next(walk).fields["name"]]
+    # Behind our back, between page 1 and page 2: C02 changes and moves to the end.
+    okitoki_sandbox.post(f"/contacts/{ids[2]}", {"details": {"status": "won"}})
+    names += [c.fields["name"] for c in walk]
+    assert set(names) == {f"C{i:02d}" for i in range(25)}
+    assert names.count("C02") == 2 and names[-1] == "C02"
