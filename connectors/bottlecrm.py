@@ -34,7 +34,8 @@ from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import (AuthenticationError, ConfigError, InvalidRecord, InvalidRequest,
                           NotFound, RetriableRemoteError, Throttled)
 from syncd.http import RemoteSystem, error_for_status
-from syncd.model import Call, CallDirection, CallOutcome, Contact, ContactWrite, Cursor, Page, WriteResult
+from syncd.model import (Call, CallDirection, CallOutcome, Contact, ContactWrite, Cursor, Page,
+                         WriteResult)
 
 from ._bottlecrm_scan import parse_time, scan_changed
 
@@ -94,13 +95,15 @@ def check_response(response: httpx.Response, operation: str) -> None:
         return
     if not isinstance(body, dict):
         return
-    if response.status_code == 403 and "organization context" in str(body.get("detail", "")).lower():
+    detail = str(body.get("detail", "")).lower()
+    if response.status_code == 403 and "organization context" in detail:
         raise AuthenticationError("the token was refused (Organization context is required)",
                                   system="crm", operation=operation, status=403,
                                   hint=_HINTS[401])
     errors = body.get("errors")
     if isinstance(errors, dict):
-        fields = {k: [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in errors.items()}
+        fields = {k: [str(x) for x in (v if isinstance(v, list) else [v])]
+                  for k, v in errors.items()}
         raise error_for_status(response, system="crm", operation=operation,
                                message="refused", field_errors=fields, hints=_HINTS)
     if body.get("detail"):
@@ -159,8 +162,8 @@ class BottleCrmConnector:
         # Creates are not idempotent: retry only failures proving nothing was created; the
         # lookup before the next attempt (by key / session id) covers the ambiguous ones.
         self.once = replace(self.remote.retry, retry_ambiguous=False)
-        self.fields = tuple(dict.fromkeys([*context.field_names,
-                                           *([context.do_not_call_field] if context.do_not_call_field else [])]))
+        dnc = [context.do_not_call_field] if context.do_not_call_field else []
+        self.fields = tuple(dict.fromkeys([*context.field_names, *dnc]))
         self.creates = CreateJournal(Path(context.state_dir) / "bottlecrm-creates.sqlite3")
         self.capabilities = Capabilities(
             contacts_read=True, contacts_write=True, contacts_create=True, calls_write=True,
@@ -249,8 +252,8 @@ class BottleCrmConnector:
                     self.creates.intend(write.key)
                     body = {**body, "source_ref": KEY_PREFIX + write.key}
                     try:
-                        reply = self.remote.request("POST", "contacts/", json=body,
-                                                    operation="create contact", retry=self.once).json()
+                        reply = self.remote.request("POST", "contacts/", json=body, retry=self.once,
+                                                    operation="create contact").json()
                     except InvalidRequest:
                         self.creates.forget(write.key)
                         raise

@@ -334,8 +334,9 @@ class TrytonConnector:
                         raise InvalidRecord(f"{len(found)} parties have this phone number",
                                             record_id=call.session_id)
                     party = found[0].id
-                row = self.remote.request("POST", "ir.note", operation="log call", retry=self.once, json={
-                    "resource": f"party.party,{int(party)}", "message": call_note(call)}).json()
+                note = {"resource": f"party.party,{int(party)}", "message": call_note(call)}
+                row = self.remote.request("POST", "ir.note", json=note, operation="log call",
+                                          retry=self.once).json()
                 logged[call.session_id] = str(row["id"])
                 results.append(WriteResult(call.session_id, True, str(row["id"])))
             except (InvalidRecord, InvalidRequest, NotFound, ValueError) as exc:

@@ -20,7 +20,8 @@ from typing import Iterator
 
 import httpx
 
-from ._venv import SetupError, cache_dir, ensure_venv, file_lock, find_python, free_port, log_tail, stop_process
+from ._venv import (SetupError, ensure_venv, file_lock, find_python, free_port, log_tail,
+                    stop_process)
 
 __all__ = ["TrytonServer", "run_tryton", "REQUIREMENTS"]
 
