@@ -126,6 +126,7 @@ class HubSpotConnector:
     Options: ClassVar[type[BaseModel]] = HubSpotOptions
     # Defaults for [crm] requests_per_minute / daily_request_budget when the config has none.
     default_requests_per_minute: ClassVar[int] = 240   # search allows ~4/s; general 100 per 10 s
+    default_burst: ClassVar[int] = 4
     default_daily_request_budget: ClassVar[int] = 250_000  # Free/Starter private app daily cap
     search_cap: int = SEARCH_CAP
 
@@ -136,6 +137,7 @@ class HubSpotConnector:
         secrets = [s for s in (options.token, options.client_secret, options.refresh_token) if s]
         self.remote = context.remote(
             base_url=options.url.rstrip("/"), secrets=secrets, check=check_response,
+            burst=self.default_burst,
             headers=bearer(options.token) if options.token else {})
         self.oauth: OAuthSession | None = None
         if options.refresh_token:

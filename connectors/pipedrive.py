@@ -113,6 +113,7 @@ class PipedriveConnector:
     Options: ClassVar[type[BaseModel]] = PipedriveOptions
     # Defaults for [crm] requests_per_minute / daily_request_budget when the config has none.
     default_requests_per_minute: ClassVar[int] = 300   # search: 10 per 2 s; Essential: 20 per 2 s
+    default_burst: ClassVar[int] = 10
     default_daily_request_budget: ClassVar[int] = 1_500  # ≈ 30,000 base tokens / ~20 per request
 
     def __init__(self, options: PipedriveOptions, context: ConnectorContext) -> None:
@@ -122,6 +123,7 @@ class PipedriveConnector:
         secrets = [s for s in (options.api_token, options.client_secret, options.refresh_token) if s]
         self.remote = context.remote(
             base_url=options.url.rstrip("/"), secrets=secrets, check=check_response,
+            burst=self.default_burst,
             headers={"x-api-token": options.api_token} if options.api_token else {})
         self.oauth: OAuthSession | None = None
         if options.refresh_token:
