@@ -130,6 +130,11 @@ class Bitrix24State:
             self._write(record, fields)
             record["DATE_MODIFY"] = (modified or self.now()).astimezone(self.portal_tz)
 
+    def delete(self, cid: int) -> None:
+        """Delete a contact as a portal user would (lists simply stop showing it)."""
+        with self.lock:
+            del self.contacts[cid]
+
     def phones_of(self, cid: int) -> list[str]:
         return [p["VALUE"] for p in self.contacts[cid]["PHONE"]]
 

@@ -65,6 +65,7 @@ class KommoState:
     ignore_updated_at_filter: bool = False
     rate_per_s: int = 7
     blocked: bool = False
+    users: frozenset[int] = frozenset({1, 77})     # user ids responsible_user_id may name
     clock: Any = None
 
     def __post_init__(self) -> None:
@@ -101,6 +102,11 @@ class KommoState:
             self._apply(self.contacts[cid], attrs)
             self.contacts[cid]["updated_at"] = self.now() if updated_at is None else updated_at
 
+    def delete(self, cid: int) -> None:
+        """Delete a contact as a user would (lists simply stop showing it)."""
+        with self.lock:
+            del self.contacts[cid]
+
     def phones_of(self, cid: int) -> list[str]:
         return [v["value"] for v in self.values_of(cid, 100)]
 
@@ -118,6 +124,10 @@ class KommoState:
     # -- internals ---------------------------------------------------------------------------
     def _apply(self, record: dict[str, Any], attrs: dict[str, Any], request_id: str = "0") -> None:
         for key, value in attrs.items():
+            if key == "responsible_user_id" and value not in self.users:
+                raise Invalid([{"request_id": request_id, "errors": [{
+                    "code": "NotSupportedChoice", "path": key,
+                    "detail": "The value you selected is not a valid choice."}]}])
             if key in ("name", "first_name", "last_name", "responsible_user_id"):
                 record[key] = value
             elif key == "custom_fields_values":
