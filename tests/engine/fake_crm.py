@@ -44,6 +44,7 @@ class FakeCrm:
         self.refuse: set[str] = set()
         self.writes = 0            # contact writes (create or update) the engine made
         self.requests = 0
+        self.injected: list[Contact] = []   # raw records served once, verbatim, by the next walk
         self._ids = itertools.count(1)
         self._t = datetime(2026, 1, 1, tzinfo=UTC)
         self._lock = threading.Lock()
@@ -84,7 +85,8 @@ class FakeCrm:
                 rows = [r for r in rows if key(r) > mark]
             page = rows[:limit]
         nxt = Cursor(page[-1].updated_at, page[-1].id) if page else after
-        return Page([self._contact(r) for r in page], nxt, more=len(rows) > limit)
+        extra, self.injected = self.injected, []
+        return Page(extra + [self._contact(r) for r in page], nxt, more=len(rows) > limit)
 
     def fetch_contacts(self, ids: list[str]) -> list[Contact]:
         self.requests += 1
