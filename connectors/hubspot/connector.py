@@ -1,0 +1,325 @@
+"""The HubSpot connector class (see the package docstring for the vendor quirks it handles)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import structlog
+from pydantic import BaseModel
+
+from syncd.connector import Capabilities, ConnectorContext
+from syncd.errors import InvalidRecord, InvalidRequest, NotFound, RemoteError, TransientError
+from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
+from syncd.phones import normalize
+
+from .._oauth import OAuthSession, TokenPair, TokenStore, bearer, token_pair_from_response
+from .._once import IntentLedger, send_once
+from ._api import SEARCH_CAP, HubSpotOptions, check_response, chunks, ms, parse_time
+from ._calls import call_request
+
+__all__ = ["HubSpotConnector"]
+
+log = structlog.get_logger()
+
+
+class HubSpotConnector:
+    """HubSpot (CRM v3). See the module docstring for the vendor quirks it handles."""
+
+    name: ClassVar[str] = "hubspot"
+    Options: ClassVar[type[BaseModel]] = HubSpotOptions
+    # Defaults for [crm] requests_per_minute / daily_request_budget when the config has none.
+    default_requests_per_minute: ClassVar[int] = 240   # search allows ~4/s; general 100 per 10 s
+    default_burst: ClassVar[int] = 4
+    default_daily_request_budget: ClassVar[int] = 250_000  # Free/Starter private app daily cap
+    search_cap: int = SEARCH_CAP
+
+    def __init__(self, options: HubSpotOptions, context: ConnectorContext) -> None:
+        self.options, self.context = options, context
+        self.dnc = context.do_not_call_field
+        self.region = str(context.extra.get("default_region", "UA"))
+        secrets = [s for s in (options.token, options.client_secret, options.refresh_token) if s]
+        self.remote = context.remote(
+            base_url=options.url.rstrip("/"), secrets=secrets, check=check_response,
+            burst=self.default_burst,
+            headers=bearer(options.token) if options.token else {})
+        self.oauth: OAuthSession | None = None
+        if options.refresh_token:
+            self.oauth = OAuthSession(TokenStore.in_state_dir(context.state_dir, "hubspot"),
+                                      seed_refresh_token=options.refresh_token, refresh=self._refresh)
+        self.ledger = IntentLedger.in_state_dir(Path(context.state_dir), "hubspot-calls")
+        self.ledger.prune(timedelta(days=30))
+        self.capabilities = Capabilities(
+            calls_write=True, do_not_call=self.dnc is not None, read_batch_size=100,
+            write_batch_size=100, calls_batch_size=50,
+            notes=(f"contacts need the unique property {options.key_property!r} and calls the "
+                   f"property {options.call_key_property!r} (see docs/connectors/hubspot.md)",
+                   "search lags writes by a few seconds: keep the CRM cursor overlap ≥ 1 minute"))
+
+    # -- plumbing ------------------------------------------------------------------------
+    def _refresh(self, refresh_token: str) -> TokenPair:
+        response = self.remote.request(
+            "POST", "/oauth/v1/token", operation="oauth refresh",
+            data={"grant_type": "refresh_token", "client_id": self.options.client_id,
+                  "client_secret": self.options.client_secret, "refresh_token": refresh_token})
+        return token_pair_from_response(response.json())
+
+    def _call(self, method: str, path: str, operation: str, *, once: bool = False,
+              **kwargs: Any) -> httpx.Response:
+        send = send_once if once else type(self.remote).request
+
+        def with_token(token: str | None) -> httpx.Response:
+            headers = bearer(token) if token else {}
+            return send(self.remote, method, path, operation=operation, headers=headers, **kwargs)
+        return self.oauth.call(with_token) if self.oauth else with_token(None)
+
+    def _properties(self) -> list[str]:
+        names = {*self.context.field_names, *self.options.phone_properties, "lastmodifieddate"}
+        if self.dnc:
+            names.add(self.dnc)
+        return sorted(names)
+
+    def _contact(self, result: dict[str, Any]) -> Contact:
+        props = result.get("properties") or {}
+        fields = {name: props.get(name) for name in self.context.field_names}
+        if self.dnc:
+            fields[self.dnc] = str(props.get(self.dnc) or "").lower() == "true"
+        phones = tuple(p for p in (props.get(n) for n in self.options.phone_properties) if p)
+        stamp = props.get("lastmodifieddate") or result.get("updatedAt")
+        return Contact(id=str(result["id"]), fields=fields, phones=phones,
+                       updated_at=parse_time(stamp) if stamp else None)
+
+    def _search(self, object_type: str, groups: list[list[dict[str, Any]]], sort: str,
+                limit: int, after: str | None, properties: list[str]) -> dict[str, Any]:
+        body: dict[str, Any] = {"filterGroups": [{"filters": g} for g in groups],
+                                "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
+                                "properties": properties, "limit": limit}
+        if after:
+            body["after"] = after
+        return self._call("POST", f"/crm/v3/objects/{object_type}/search",
+                          f"search {object_type}", json=body).json()
+
+    # -- protocol ------------------------------------------------------------------------
+    def health_check(self) -> None:
+        self._call("GET", "/crm/v3/objects/contacts", "health check", params={"limit": 1})
+
+    def changed_contacts(self, after: Cursor, limit: int) -> Page:
+        """Contacts changed strictly after ``after`` in (lastmodifieddate, id) order."""
+        out: list[Contact] = []
+        cursor = after
+        while len(out) < limit:
+            batch, exhausted, capped = self._window(cursor, min(limit - len(out), self.search_cap))
+            out += batch
+            if batch:
+                cursor = Cursor(batch[-1].updated_at, batch[-1].id)
+            if exhausted:
+                return Page(out, cursor, more=False)
+            if not capped:
+                break
+        return Page(out, cursor, more=True)
+
+    def _window(self, cursor: Cursor, want: int) -> tuple[list[Contact], bool, bool]:
+        """One search anchored on ``cursor``: (contacts in exact order, exhausted, hit the cap)."""
+        t = ms(cursor.updated_at) if cursor.updated_at else None
+        last_id = int(cursor.last_id) if cursor.last_id else 0
+        groups = [] if t is None else [
+            [{"propertyName": "lastmodifieddate", "operator": "EQ", "value": str(t)},
+             {"propertyName": "hs_object_id", "operator": "GT", "value": str(last_id)}],
+            [{"propertyName": "lastmodifieddate", "operator": "GT", "value": str(t)}]]
+        fetched: list[Contact] = []
+        after: str | None = None
+        exhausted = False
+        while len(fetched) < want:
+            size = min(100, want - len(fetched), self.search_cap - int(after or 0))
+            body = self._search("contacts", groups, "lastmodifieddate", size, after, self._properties())
+            fetched += [self._contact(r) for r in body.get("results", [])]
+            after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                exhausted = True
+                break
+        capped = not exhausted and int(after or 0) >= self.search_cap
+        key = lambda c: (c.updated_at, int(c.id))  # noqa: E731
+        if exhausted or not fetched:
+            return sorted(fetched, key=key), True, False
+        last = fetched[-1].updated_at
+        complete = sorted((c for c in fetched if c.updated_at != last), key=key)
+        if complete:
+            return complete, False, capped
+        # One timestamp fills the whole window: walk that group by id alone.
+        group = [{"propertyName": "lastmodifieddate", "operator": "EQ", "value": str(ms(last))}]
+        if t == ms(last):
+            group.append({"propertyName": "hs_object_id", "operator": "GT", "value": str(last_id)})
+        body = self._search("contacts", [group], "hs_object_id", min(100, want), None, self._properties())
+        return [self._contact(r) for r in body.get("results", [])], False, capped
+
+    def fetch_contacts(self, ids: list[str]) -> list[Contact]:
+        """Batch read by id (not subject to the search lag); missing ids are absent."""
+        out: list[Contact] = []
+        for i in range(0, len(ids), 100):
+            body = {"properties": self._properties(), "inputs": [{"id": x} for x in ids[i:i + 100]]}
+            response = self._call("POST", "/crm/v3/objects/contacts/batch/read", "read contacts", json=body)
+            out += [self._contact(r) for r in response.json().get("results", [])]
+        return out
+
+    def find_by_phone(self, phone_e164: str) -> list[Contact]:
+        """Exact matches on the phone properties (E.164, or its digits), verified after normalising."""
+        forms = [phone_e164, phone_e164.lstrip("+")]
+        groups = [[{"propertyName": p, "operator": "IN", "values": forms}]
+                  for p in self.options.phone_properties]
+        body = self._search("contacts", groups, "hs_object_id", 100, None, self._properties())
+        found = [self._contact(r) for r in body.get("results", [])]
+        return [c for c in found if phone_e164 in {self._normal(p) for p in c.phones}]
+
+    def _normal(self, phone: str) -> str | None:
+        try:
+            return normalize(phone, self.region)
+        except InvalidRecord:
+            return None
+
+    # -- contact writes ------------------------------------------------------------------
+    def _write_properties(self, w: ContactWrite) -> dict[str, Any]:
+        props: dict[str, Any] = {}
+        for name, value in w.fields.items():
+            props[name] = ("true" if value else "false") if isinstance(value, bool) else (
+                "" if value is None else value)
+        if w.phones is not None:
+            if len(w.phones) > len(self.options.phone_properties):
+                raise InvalidRecord(f"HubSpot holds at most {len(self.options.phone_properties)} "
+                                    f"phones ({', '.join(self.options.phone_properties)}); got "
+                                    f"{len(w.phones)}", record_id=w.id)
+            for i, name in enumerate(self.options.phone_properties):
+                props[name] = w.phones[i] if i < len(w.phones) else ""
+        return props
+
+    def upsert_contacts(self, writes: list[ContactWrite]) -> list[WriteResult]:
+        """Batch create (id None) and update; per-record results in input order."""
+        results: dict[int, WriteResult] = {}
+        creates: list[tuple[int, ContactWrite, dict[str, Any]]] = []
+        updates: list[tuple[int, ContactWrite, dict[str, Any]]] = []
+        for i, w in enumerate(writes):
+            try:
+                props = self._write_properties(w)
+            except InvalidRecord as exc:
+                results[i] = WriteResult(w.key, False, w.id, error=exc.reason)
+                continue
+            if w.id is None:
+                creates.append((i, w, {**props, self.options.key_property: w.key}))
+            else:
+                updates.append((i, w, props))
+        for chunk in chunks(creates, 100):
+            self._create(chunk, results, updates)
+        for chunk in chunks(updates, 100):
+            self._update(chunk, results)
+        return [results[i] for i in range(len(writes))]
+
+    def _create(self, items: list, results: dict[int, WriteResult], updates: list,
+                read_first: bool = True) -> None:
+        key_prop = self.options.key_property
+        try:
+            response = self._call("POST", "/crm/v3/objects/contacts/batch/create", "create contacts",
+                                  json={"inputs": [{"properties": p} for _, _, p in items]})
+        except (InvalidRequest, NotFound) as exc:
+            if exc.status == 409 and read_first:
+                # Made by an earlier attempt whose answer was lost: update those instead.
+                known = self._ids_by_key([w.key for _, w, _ in items])
+                rest = [it for it in items if it[1].key not in known]
+                for i, w, p in items:
+                    if w.key in known:
+                        self._update([(i, w, {k: v for k, v in p.items() if k != key_prop})],
+                                     results, known[w.key])
+                if rest:
+                    self._create(rest, results, updates, read_first=False)
+                return
+            self._split(items, exc, results, lambda part: self._create(part, results, updates, read_first))
+            return
+        by_key = {r["properties"].get(key_prop): str(r["id"]) for r in response.json().get("results", [])}
+        for i, w, _ in items:
+            ok = w.key in by_key
+            results[i] = WriteResult(w.key, ok, by_key.get(w.key),
+                                     error=None if ok else "HubSpot returned no record for this input",
+                                     retriable=not ok)
+
+    def _update(self, items: list, results: dict[int, WriteResult], id_override: str | None = None) -> None:
+        inputs = [{"id": id_override or w.id, "properties": p} for _, w, p in items]
+        try:
+            response = self._call("POST", "/crm/v3/objects/contacts/batch/update", "update contacts",
+                                  json={"inputs": inputs})
+        except (InvalidRequest, NotFound) as exc:
+            self._split(items, exc, results, lambda part: self._update(part, results, id_override))
+            return
+        done = {str(r["id"]) for r in response.json().get("results", [])}
+        for i, w, _ in items:
+            rid = id_override or w.id
+            results[i] = WriteResult(w.key, rid in done, rid,
+                                     error=None if rid in done else "HubSpot did not update it")
+
+    def _split(self, items: list, exc: RemoteError, results: dict[int, WriteResult], retry) -> None:
+        """One bad input fails a whole batch: halve it until the bad inputs stand alone."""
+        if len(items) == 1:
+            i, w, _ = items[0]
+            results[i] = WriteResult(w.key, False, w.id, error=exc.message, retriable=False)
+            return
+        log.info("hubspot.batch_split", size=len(items), status=exc.status)
+        mid = len(items) // 2
+        retry(items[:mid])
+        retry(items[mid:])
+
+    def _ids_by_key(self, keys: list[str]) -> dict[str, str]:
+        body = {"idProperty": self.options.key_property, "properties": [self.options.key_property],
+                "inputs": [{"id": k} for k in keys]}
+        response = self._call("POST", "/crm/v3/objects/contacts/batch/read", "read contacts by key", json=body)
+        return {r["properties"].get(self.options.key_property): str(r["id"])
+                for r in response.json().get("results", [])}
+
+    # -- calls ---------------------------------------------------------------------------
+    def log_calls(self, calls: list[Call]) -> list[WriteResult]:
+        """One HubSpot call per ``session_id``, associated to ``contact_id``; exactly once."""
+        prop = self.options.call_key_property
+        pending = [c for c in calls if (self.ledger.get(c.session_id) or _NONE).remote_id is None]
+        found: dict[str, str] = {}
+        for chunk in chunks([c.session_id for c in pending], 100):
+            body = self._search("calls", [[{"propertyName": prop, "operator": "IN", "values": chunk}]],
+                                "hs_object_id", 100, None, [prop])
+            found.update({r["properties"].get(prop): str(r["id"]) for r in body.get("results", [])})
+        results = []
+        for call in calls:
+            intent = self.ledger.get(call.session_id)
+            if intent and intent.remote_id:
+                results.append(WriteResult(call.session_id, True, intent.remote_id))
+            elif call.session_id in found:
+                self.ledger.confirmed(call.session_id, found[call.session_id])
+                results.append(WriteResult(call.session_id, True, found[call.session_id]))
+            elif intent and datetime.now(UTC) - intent.sent_at < timedelta(seconds=self.options.search_lag_s):
+                results.append(WriteResult(call.session_id, False, error="an earlier attempt is "
+                                           "not confirmed yet; waiting for HubSpot search", retriable=True))
+            else:
+                results.append(self._create_call(call))
+        return results
+
+    def _create_call(self, call: Call) -> WriteResult:
+        self.ledger.sending(call.session_id)
+        try:
+            response = self._call("POST", "/crm/v3/objects/calls", "log call", once=True,
+                                  json=call_request(call, self.options.call_key_property))
+        except (InvalidRequest, NotFound) as exc:
+            self.ledger.forget(call.session_id)
+            return WriteResult(call.session_id, False, error=exc.message, retriable=False)
+        except TransientError as exc:
+            return WriteResult(call.session_id, False, error=f"outcome unknown ({exc.message}); "
+                               "will look it up before trying again", retriable=True)
+        remote_id = str(response.json()["id"])
+        self.ledger.confirmed(call.session_id, remote_id)
+        return WriteResult(call.session_id, True, remote_id)
+
+    def close(self) -> None:
+        self.remote.close()
+        self.ledger.close()
+
+
+class _NoIntent:
+    remote_id = None
+
+
+_NONE = _NoIntent()
