@@ -25,6 +25,8 @@ from syncd.errors import ConfigError, InvalidRecord
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize
 
+from .._created import record_creates, settle_creates
+from .._once import IntentLedger
 from .._oauth import OAuthSession, TokenStore, token_pair_from_response
 from ._calls import CallLogger
 from ._records import MULTI_FIELDS, bx_time, first_value_ops, from_flag, multi_ops, to_contact
@@ -124,6 +126,7 @@ class Bitrix24Connector:
                                    seed_refresh_token=_secret(options.refresh_token, options.refresh_token_file, "refresh_token"),
                                    refresh=refresh)
             self.rest = Bitrix24Rest(remote, session)
+        self.ledger = IntentLedger.in_state_dir(context.state_dir, "bitrix24-contacts")
         self.calls = CallLogger(self.rest, user_id=options.user_id, agent_users=options.agent_users,
                                 mode=options.calls)
 
@@ -238,9 +241,12 @@ class Bitrix24Connector:
                           if w.id and str(w.id).isdigit()
                           and (w.phones is not None or any(f in MULTI_FIELDS for f in w.fields))]
         existing = {str(r["ID"]): r for r in self._rows_by_id(needs_existing)} if needs_existing else {}
-        results: dict[int, WriteResult] = {}
+        results = settle_creates(self.ledger, [(i, w) for i, w in enumerate(writes) if w.id is None],
+                                 self.find_by_phone)
         commands = []
         for i, w in enumerate(writes):
+            if i in results:
+                continue
             if w.id is not None and not str(w.id).isdigit():
                 results[i] = WriteResult(w.key, False, w.id, error=f"not a Bitrix24 contact ID: {w.id!r}")
                 continue
@@ -262,6 +268,8 @@ class Bitrix24Connector:
                 results[i] = WriteResult(w.key, False, w.id, error=str(answer), retriable=answer.retriable)
             else:
                 results[i] = WriteResult(w.key, True, str(w.id) if w.id else str(answer))
+        record_creates(self.ledger, [results[int(name[1:])] for name, method, _ in commands
+                                     if method == "crm.contact.add"])
         return [results[i] for i in range(len(writes))]
 
     def log_calls(self, calls: list[Call]) -> list[WriteResult]:
@@ -269,5 +277,6 @@ class Bitrix24Connector:
         return self.calls.log(calls)
 
     def close(self) -> None:
+        self.ledger.close()
         for remote in self._remotes:
             remote.close()

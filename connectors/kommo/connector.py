@@ -29,6 +29,8 @@ from syncd.errors import ConfigError, InvalidRecord, InvalidRequest
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize
 
+from .._created import record_creates, settle_creates
+from .._once import IntentLedger
 from .._oauth import OAuthSession, TokenStore, token_pair_from_response
 from ._api import KommoApi, check_response, rejected_request_ids
 from ._calls import call_items, call_results
@@ -136,6 +138,7 @@ class KommoConnector:
                                  seed_refresh_token=_secret(options.refresh_token, options.refresh_token_file, "refresh_token"),
                                  refresh=refresh)
         self.api = KommoApi(self.remote, token=token, oauth=oauth)
+        self.ledger = IntentLedger.in_state_dir(context.state_dir, "kommo-contacts")
         self.filter_ignored = False
         self._scan: list[Key] | None = None   # fallback walk: sorted keys of changed contacts
         self._scan_start: Key = (-1, -1)
@@ -252,11 +255,14 @@ class KommoConnector:
     def upsert_contacts(self, writes: list[ContactWrite]) -> list[WriteResult]:
         """``POST`` creates and ``PATCH`` updates as arrays of ≤ 50; an entity Kommo refuses
         fails alone (the rest is sent again without it). One result per write, in order."""
-        results: dict[int, WriteResult] = {}
+        results = settle_creates(self.ledger, [(i, w) for i, w in enumerate(writes) if w.id is None],
+                                 self.find_by_phone)
         phone_ids = [int(w.id) for w in writes if w.id and str(w.id).isdigit() and w.phones is not None]
         existing = {r["id"]: r for r in self._rows_by_id(phone_ids)} if phone_ids else {}
         creates, updates = {}, {}
         for i, w in enumerate(writes):
+            if i in results:
+                continue
             if w.id is not None and not str(w.id).isdigit():
                 results[i] = WriteResult(w.key, False, w.id, error=f"not a Kommo contact id: {w.id!r}")
                 continue
@@ -271,6 +277,7 @@ class KommoConnector:
                     w = writes[int(rid)]
                     results[int(rid)] = (WriteResult(w.key, True, str(outcome)) if isinstance(outcome, int)
                                          else WriteResult(w.key, False, w.id, error=outcome))
+        record_creates(self.ledger, [results[int(rid)] for rid in creates])
         return [results[i] for i in range(len(writes))]
 
     def _write(self, method: str, items: dict[str, dict[str, Any]]) -> dict[str, int | str]:
@@ -312,4 +319,5 @@ class KommoConnector:
         return call_results(calls, body, rejected)
 
     def close(self) -> None:
+        self.ledger.close()
         self.remote.close()

@@ -222,3 +222,22 @@ def test_options_need_exactly_one_way_in():
         Bitrix24Options(webhook_url="https://p/rest/1/abcdef/", portal_url="https://p")
     with pytest.raises(ValueError):
         Bitrix24Options(portal_url="https://p", client_id="x")
+
+
+def test_a_create_repeated_with_its_key_makes_no_second_contact(fake, tmp_path):
+    conn = connector(fake, tmp_path)
+    write = ContactWrite("create-1", None, fields={"NAME": "Once"}, phones=("+380501230001",))
+    [first] = conn.upsert_contacts([write])
+    fake.state.http_requests = 0
+    [again] = connector(fake, tmp_path).upsert_contacts([write])   # after a restart, too
+    assert again.ok and again.id == first.id and fake.state.http_requests == 0
+    assert len(fake.state.contacts) == 1
+
+
+def test_a_create_whose_answer_was_lost_is_looked_up_by_phone(fake, tmp_path):
+    conn = connector(fake, tmp_path)
+    conn.ledger.sending("create-2")                     # sent, answer lost ...
+    made = fake.state.add_contact(("+380501230002",), NAME="Made")   # ... but the portal made it
+    [r] = conn.upsert_contacts([ContactWrite("create-2", None, fields={"NAME": "Made"},
+                                             phones=("+380501230002",))])
+    assert r.ok and r.id == str(made) and len(fake.state.contacts) == 1

@@ -229,3 +229,26 @@ def test_options_need_exactly_one_way_in():
         KommoOptions(url="https://x.kommo.com")
     with pytest.raises(ValueError):
         KommoOptions(url="https://x.kommo.com", token="t", client_id="c")
+
+
+def test_a_create_repeated_with_its_key_makes_no_second_contact(fake, tmp_path):
+    write = ContactWrite("create-1", None, fields={"name": "Once"}, phones=("+380501230001",))
+    [first] = connector(fake, tmp_path).upsert_contacts([write])
+    [again] = connector(fake, tmp_path).upsert_contacts([write])
+    assert again.ok and again.id == first.id and len(fake.state.contacts) == 1
+
+
+def test_a_create_whose_answer_was_lost_is_looked_up_by_phone(fake, tmp_path):
+    conn = connector(fake, tmp_path)
+    conn.ledger.sending("create-2")
+    made = fake.state.add_contact("Made", ("+380501230002",))
+    [r] = conn.upsert_contacts([ContactWrite("create-2", None, fields={"name": "Made"},
+                                             phones=("+380501230002",))])
+    assert r.ok and r.id == str(made) and len(fake.state.contacts) == 1
+
+
+def test_a_refused_create_can_be_sent_again(fake, tmp_path):
+    conn = connector(fake, tmp_path)
+    bad = ContactWrite("create-3", None, fields={"name": "x", "responsible_user_id": 999})
+    assert not conn.upsert_contacts([bad])[0].ok
+    assert conn.ledger.get("create-3") is None
