@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 from urllib.parse import urlencode
 
 import httpx

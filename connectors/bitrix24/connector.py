@@ -13,7 +13,7 @@ UTC. Writes go through ``batch`` (≤ 50 commands); phones are changed in place 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -21,7 +21,7 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from syncd.connector import Capabilities, ConnectorContext
-from syncd.errors import ConfigError, InvalidRecord
+from syncd.errors import ConfigError, InvalidRecord, PermissionDenied
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize
 
@@ -150,7 +150,6 @@ class Bitrix24Connector:
         """``scope``: the cheapest authenticated call; the crm scope must be granted."""
         scopes = self.rest.call("scope")["result"]
         if isinstance(scopes, list) and "crm" not in scopes:
-            from syncd.errors import PermissionDenied
             raise PermissionDenied("the crm scope is not granted", system="crm", operation="bitrix24 scope",
                                    hint="add the crm scope to the webhook or the app")
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.fakes.bitrix24 import Bitrix24State, parse_php_query, running_bitrix24
+from tests.fakes.bitrix24 import parse_php_query, running_bitrix24
 
 
 @pytest.fixture
