@@ -115,7 +115,7 @@ def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         lid, crm_id = _owner(ctx, r.link_id, p.get("phone"))
         if crm_id is None or crm_name is None:
             out[r.id] = Done(note="no CRM contact or no status field") if crm_name is None or \
-                r.attempts > 3 else Later(ctx.now() + WAIT, "waiting for the CRM contact")
+                r.attempts > 4 else Later(ctx.now() + WAIT, "waiting for the CRM contact")
             continue
         with ctx.store.begin() as conn:
             base = conn.execute(select(BASE.c.crm).where(BASE.c.link_id == lid)).first()

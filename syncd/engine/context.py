@@ -79,8 +79,22 @@ def update_many(conn: Connection, table: Any, key: str, rows: list[dict]) -> Non
 
 
 def jsonable(value: Any) -> Any:
-    """A JSON-safe copy of ``value`` (unknown objects become their repr) for dead letters."""
-    return json.loads(json.dumps(value, default=_json_default))
+    """A JSON-safe copy of ``value`` for dead letters and payloads: unknown objects become
+    their repr, NaN/infinity become text, NUL characters are shown as ``\\0`` (PostgreSQL
+    refuses both in JSON)."""
+    return _sanitise(json.loads(json.dumps(value, default=_json_default)))
+
+
+def _sanitise(value: Any) -> Any:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return repr(value)
+    if isinstance(value, str):
+        return value.replace("\x00", "\\0")
+    if isinstance(value, list):
+        return [_sanitise(v) for v in value]
+    if isinstance(value, dict):
+        return {_sanitise(k): _sanitise(v) for k, v in value.items()}
+    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -86,7 +86,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                     out[r.id] = Done(note="already linked")
                     continue
                 values = _create_values(ctx, r, bases.get(r.link_id), "okitoki")
-                found = _okitoki_lookup(ctx, r, values) if r.attempts else None
+                found = _okitoki_lookup(ctx, r, values) if r.attempts > 1 else None
                 fields, phones = ctx.mapping.to_side("okitoki", values)
                 new_id = found or ctx.okitoki.upsert_contact(
                     ContactWrite(key=r.idem_key, id=None, fields=fields, phones=phones))
@@ -144,7 +144,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 out[r.id] = Done(note="already linked")
                 continue
             values = _create_values(ctx, r, bases.get(r.link_id), "crm")
-            if r.attempts and values.get(PHONES):
+            if r.attempts > 1 and values.get(PHONES):
                 found = [c for c in ctx.crm.find_by_phone(values[PHONES][0])]
                 if found:
                     out[r.id] = Done(_seen_effect(r.link_id, "crm", values, new_id=found[0].id))

@@ -40,9 +40,10 @@ def quarantine(conn: Connection, *, side: str, record_id: str | None, reason: st
     """A dead letter for a record read from ``side`` that could not be taken in."""
     key = f"ingest:{side}:{record_id}:{stamp}"[:200]
     enqueue(conn, [{"lane": int(Lane.CONTACTS), "target": side, "operation": "ingest",
-                    "payload": {"record": payload, "reason": reason}, "idem_key": key}], now=now)
+                    "payload": jsonable({"record": payload, "reason": reason}), "idem_key": key}],
+            now=now)
     conn.execute(update(OUTBOX).where(and_(OUTBOX.c.idem_key == key, OUTBOX.c.status == "pending"))
-                 .values(status="dead", last_error=reason[:2000], attempts=1))
+                 .values(status="dead", last_error=jsonable(reason)[:2000], attempts=1))
     log.warning("record_quarantined", side=side, record_id=record_id, reason=reason)
 
 

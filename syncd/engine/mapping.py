@@ -102,9 +102,11 @@ def _clean(value: Any, where: str) -> Any:
         return [_clean(v, where) for v in value]
     if isinstance(value, dict):
         try:
-            json.dumps(value)
+            text = json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
             raise InvalidRecord(f"{where}: not a JSON value") from None
+        if "\\u0000" in text:
+            raise InvalidRecord(f"{where}: contains a NUL character")
         return value
     raise InvalidRecord(f"{where}: unsupported value of type {type(value).__name__}")
 

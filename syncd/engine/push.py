@@ -149,7 +149,7 @@ def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, Any], counts: Cou
                 sql.mark_retry(conn, r.id, error=out.reason, at=out.at, now=now, count_attempt=False)
                 counts["waiting"] += 1
                 continue
-            verdict = classify(out, attempts=r.attempts, now=now, backoff=ctx.backoff)
+            verdict = classify(out, attempts=r.attempts - 1, now=now, backoff=ctx.backoff)
             reason = redact(verdict.reason)
             if verdict.action == "stop":
                 release.append(r.id)

@@ -4,6 +4,9 @@ Claiming is one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING`` statem
 PostgreSQL the inner select takes ``FOR UPDATE SKIP LOCKED`` so instances never claim the same
 row; on SQLite the statement runs inside a ``BEGIN IMMEDIATE`` transaction (single writer).
 A claim lasts until ``claimed_until``; an expired claim (its holder died) is claimable again.
+``attempts`` counts tries *started* (a claim adds one; a release or a not-counted retry gives
+it back), so a handler that sees ``attempts > 1`` knows an earlier try may have reached the
+remote before its holder died, and looks the record up before creating it again.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .database import Store
 from .tables import Outbox
+
+def _text(message: str) -> str:
+    """Error text as stored: bounded, and without NUL (PostgreSQL text refuses it)."""
+    return message.replace("\x00", "\\0")[:2000]
+
 
 __all__ = ["PENDING", "CLAIMED", "DONE", "DEAD", "insert_ignore", "enqueue", "claim",
            "mark_done", "mark_retry", "mark_dead", "release"]
@@ -61,7 +69,8 @@ def claim(store: Store, *, lanes: Sequence[int], limit: int, holder: str, now: d
     if store.is_postgres:
         inner = inner.with_for_update(skip_locked=True)
     stmt = (update(OUTBOX).where(c.id.in_(inner.scalar_subquery()))
-            .values(status=CLAIMED, claimed_by=holder, claimed_until=now + hold, updated_at=now)
+            .values(status=CLAIMED, claimed_by=holder, claimed_until=now + hold, updated_at=now,
+                    attempts=c.attempts + 1)
             .returning(*OUTBOX.c))
     with store.begin() as conn:
         rows = list(conn.execute(stmt))
@@ -79,16 +88,16 @@ def mark_done(conn: Connection, ids: Sequence[int], *, now: datetime) -> None:
 def mark_retry(conn: Connection, op_id: int, *, error: str, at: datetime, now: datetime,
                count_attempt: bool = True) -> None:
     values: dict[str, Any] = dict(status=PENDING, claimed_by=None, claimed_until=None,
-                                  next_attempt_at=at, last_error=error[:2000], updated_at=now)
-    if count_attempt:
-        values["attempts"] = OUTBOX.c.attempts + 1
+                                  next_attempt_at=at, last_error=_text(error), updated_at=now)
+    if not count_attempt:
+        values["attempts"] = OUTBOX.c.attempts - 1
     conn.execute(update(OUTBOX).where(OUTBOX.c.id == op_id).values(**values))
 
 
 def mark_dead(conn: Connection, op_id: int, *, reason: str, now: datetime) -> None:
     conn.execute(update(OUTBOX).where(OUTBOX.c.id == op_id)
                  .values(status=DEAD, claimed_by=None, claimed_until=None,
-                         attempts=OUTBOX.c.attempts + 1, last_error=reason[:2000], updated_at=now))
+                         last_error=_text(reason), updated_at=now))
 
 
 def release(store: Store, ids: Sequence[int], *, holder: str, now: datetime) -> None:
@@ -99,4 +108,5 @@ def release(store: Store, ids: Sequence[int], *, holder: str, now: datetime) -> 
         conn.execute(update(OUTBOX).where(and_(OUTBOX.c.id.in_(list(ids)),
                                                OUTBOX.c.status == CLAIMED,
                                                OUTBOX.c.claimed_by == holder))
-                     .values(status=PENDING, claimed_by=None, claimed_until=None, updated_at=now))
+                     .values(status=PENDING, claimed_by=None, claimed_until=None, updated_at=now,
+                             attempts=OUTBOX.c.attempts - 1))

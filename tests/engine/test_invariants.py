@@ -1,0 +1,150 @@
+"""Invariants 2, 5 and 6 under stress: a crash between a remote write and its commit, several
+instances on one store, a nearly spent budget, and duplicate numbers."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from syncd.engine.build import build_syncer
+from syncd.store import StoreBudget
+from syncd.store.tables import Link, MergeCandidate, Outbox
+
+from .conftest import make_config
+from .test_flows import _count, _writes
+
+LINK, OUTBOX = Link.__table__, Outbox.__table__
+
+
+class Crash(BaseException):
+    """Stands for kill -9: nothing after it runs, no except clause catches it."""
+
+
+class CrashAfterCreate:
+    """Wraps the real client: the first contact create reaches Oki-Toki, then the process dies."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def upsert_contact(self, write):
+        self._real.upsert_contact(write)
+        raise Crash()
+
+
+def _named(sb, name):
+    return [c for c in sb.state()["contacts"] if c["name"] == name]
+
+
+def _restart(world_syncer, state_url, sb, crm, tmp_path, *, later=timedelta(minutes=10)):
+    clock = world_syncer.ctx.clock
+    config = make_config(state_url, sb.url, sb.token)
+    return build_syncer(config, crm=crm, state_dir=tmp_path / "crm2", instance_id="restarted",
+                        clock=lambda: clock() + later)
+
+
+def test_crash_after_remote_create_then_push_first_makes_no_duplicate(world, state_url, tmp_path):
+    syncer, sb, crm = world
+    crm.add(("0672220001",), name="Once Only", status="won")
+    syncer.pull_crm_contacts()
+    syncer.ctx.okitoki = CrashAfterCreate(syncer.okitoki)
+    try:
+        syncer.push()
+    except Crash:
+        pass
+    assert len(_named(sb, "Once Only")) == 1
+    again = _restart(syncer, state_url, sb, crm, tmp_path)
+    try:
+        report = again.push()          # the claim expired; no pull ran yet: look up, then adopt
+        assert not report.errors, report.errors
+        again.cycle()
+        again.cycle()
+    finally:
+        again.close()
+    assert len(_named(sb, "Once Only")) == 1
+    assert _count(syncer.store, LINK, LINK.c.crm_id.is_not(None), LINK.c.okitoki_id.is_not(None)) == 4
+
+
+def test_crash_after_remote_create_then_pull_first_links_instead_of_creating(world, state_url, tmp_path):
+    syncer, sb, crm = world
+    crm.add(("0672220002",), name="Pulled Back", status="won")
+    syncer.pull_crm_contacts()
+    syncer.ctx.okitoki = CrashAfterCreate(syncer.okitoki)
+    try:
+        syncer.push()
+    except Crash:
+        pass
+    again = _restart(syncer, state_url, sb, crm, tmp_path)
+    try:
+        for _ in range(3):
+            assert not again.cycle().errors
+    finally:
+        again.close()
+    assert len(_named(sb, "Pulled Back")) == 1
+
+
+def test_two_instances_on_one_store_do_everything_once(world, state_url, tmp_path):
+    syncer, sb, crm = world
+    for i in range(30):
+        crm.add((f"06733300{i:02d}",), name=f"Shared {i}", status="new")
+    other = build_syncer(make_config(state_url, sb.url, sb.token), crm=crm,
+                         state_dir=tmp_path / "crm-b", instance_id="b")
+    errors: list[BaseException] = []
+
+    def run(s):
+        try:
+            for _ in range(3):
+                s.cycle()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in (syncer, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other.close()
+    assert not errors
+    syncer.cycle()
+    names = [c["name"] for c in sb.state()["contacts"] if c["name"].startswith("Shared")]
+    assert sorted(names) == sorted(f"Shared {i}" for i in range(30))
+    tasks = [t for t in sb.state()["tasks"] if t["dialer_id"] == 101]
+    assert len(tasks) == 30
+
+
+def test_low_budget_pauses_low_lanes_but_do_not_call_goes_on(world):
+    syncer, sb, crm = world
+    syncer.ctx.budget = budget = StoreBudget(syncer.store, {"okitoki": 100, "crm": None},
+                                             clock=syncer.ctx.clock)
+    crm.add(("0674440001",), name="Lead", status="new")
+    crm.add(("0674440002",), name="Stop Calling", status="won", do_not_call=True)
+    budget.spend("okitoki", 93)
+    report = syncer.cycle()
+    push = report.runs[-1]
+    assert push.counts.get("paused_tasks") and push.counts.get("paused_contacts")
+    blacklist = next(l for l in sb.state()["lists"] if l["id"] == 7)
+    assert any("380674440002" in v for v in blacklist["values"])
+    assert not [t for t in sb.state()["tasks"] if "380674440001" in "".join(t["phones"])]
+    with syncer.store.begin() as conn:
+        waiting = conn.execute(select(func.count()).select_from(OUTBOX).where(
+            OUTBOX.c.status == "pending", OUTBOX.c.operation == "add_task")).scalar()
+    assert waiting == 1
+
+
+def test_duplicate_numbers_are_reported_as_merge_candidates_not_linked(world):
+    syncer, sb, crm = world
+    crm.add(("0675550001",), name="Twin A", status="won")
+    crm.add(("+380 67 555 00 01",), name="Twin B", status="won")
+    crm.add(("0501112233",), name="Olena K", status="won")   # the sandbox already has this number
+    syncer.cycle()
+    syncer.cycle()
+    twins = [c for c in sb.state()["contacts"] if c["name"].startswith("Twin")]
+    assert len(twins) == 1
+    with syncer.store.begin() as conn:
+        cands = conn.execute(select(MergeCandidate.__table__)).all()
+    assert [c.phone for c in cands] == ["+380675550001"]
+    assert len([c for c in sb.state()["contacts"] if "380501112233" in c["phones"]]) == 1
