@@ -5,15 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import phonenumbers
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from syncd.errors import AuthenticationError, BudgetExhausted, PermissionDenied, Throttled
 from syncd.http import error_for_status
 
-__all__ = ["HubSpotOptions", "check_response", "SEARCH_CAP", "ms", "parse_time", "chunks"]
+__all__ = ["HubSpotOptions", "check_response", "SEARCH_CAP", "CALCULATED_PHONES", "ms",
+           "parse_time", "chunks", "national_number"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SEARCH_CAP = 10_000        # results one search query can page through
+# HubSpot's calculated, searchable copies of phone / mobilephone: digits, no country code.
+CALCULATED_PHONES = ("hs_searchable_calculated_phone_number", "hs_searchable_calculated_mobile_number")
 
 
 class HubSpotOptions(BaseModel):
@@ -47,6 +51,14 @@ def ms(dt: datetime) -> int:
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def national_number(phone_e164: str) -> str | None:
+    """The national significant number of an E.164 number (``+380671234567`` → ``671234567``)."""
+    try:
+        return str(phonenumbers.parse(phone_e164, None).national_number)
+    except phonenumbers.NumberParseException:
+        return None
 
 
 def chunks(items: list, size: int) -> list[list]:

@@ -17,7 +17,8 @@ from syncd.phones import normalize
 
 from .._oauth import OAuthSession, TokenPair, TokenStore, bearer, token_pair_from_response
 from .._once import IntentLedger, send_once
-from ._api import SEARCH_CAP, HubSpotOptions, check_response, chunks, ms, parse_time
+from ._api import (CALCULATED_PHONES, SEARCH_CAP, HubSpotOptions, check_response, chunks, ms,
+                   national_number, parse_time)
 from ._calls import call_request
 
 __all__ = ["HubSpotConnector"]
@@ -164,10 +165,19 @@ class HubSpotConnector:
         return out
 
     def find_by_phone(self, phone_e164: str) -> list[Contact]:
-        """Exact matches on the phone properties (E.164, or its digits), verified after normalising."""
+        """Contacts holding this number, verified after normalising (the search is wider).
+
+        HubSpot keeps calculated copies of ``phone`` / ``mobilephone`` without formatting and
+        country code (``hs_searchable_calculated_*``): they find numbers typed any way; the
+        stored properties are also matched as E.164 or its digits for custom phone properties.
+        """
         forms = [phone_e164, phone_e164.lstrip("+")]
         groups = [[{"propertyName": p, "operator": "IN", "values": forms}]
                   for p in self.options.phone_properties]
+        national = national_number(phone_e164)
+        if national:
+            groups += [[{"propertyName": p, "operator": "EQ", "value": national}]
+                       for p in CALCULATED_PHONES]
         body = self._search("contacts", groups, "hs_object_id", 100, None, self._properties())
         found = [self._contact(r) for r in body.get("results", [])]
         return [c for c in found if phone_e164 in {self._normal(p) for p in c.phones}]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from connectors.hubspot import HubSpotConnector, HubSpotOptions
+from syncd.testing.conformance import ConnectorConformance
 from syncd.testing.context import connector_context
 from tests.fakes.hubspot import TOKEN, FakeHubSpot, running_hubspot
 
@@ -21,7 +22,7 @@ class HubSpotBackend:
     text_field = "firstname"
     missing_id = "999999999"
     secrets = (TOKEN, WRONG_TOKEN)
-    abilities = frozenset({"equal_timestamps", "count_activities", "throttle", "auth_failure",
+    abilities = frozenset({"delete", "equal_timestamps", "count_activities", "throttle", "auth_failure",
                            "invalid_value", "raw_phone_formats"})
     max_phones = 2
     settle_seconds = 0.01            # lastmodifieddate has millisecond resolution
@@ -41,6 +42,9 @@ class HubSpotBackend:
 
     def update_contact(self, contact_id: str, fields: Mapping[str, Any]) -> None:
         self.fake.edit_contact(contact_id, **{k: _text(v) for k, v in fields.items()})
+
+    def delete_contact(self, contact_id: str) -> None:
+        self.fake.archive_contact(contact_id)
 
     def force_equal_updated_at(self, contact_ids: Sequence[str]) -> None:
         with self.fake.lock:
@@ -76,3 +80,7 @@ def _text(value: Any) -> str | None:
 def conformance_crm(tmp_path):
     with running_hubspot() as fake:
         yield HubSpotBackend(fake, tmp_path / "state")
+
+
+class TestHubSpotConformance(ConnectorConformance):
+    pass

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from connectors.pipedrive import PipedriveConnector, PipedriveOptions
+from syncd.testing.conformance import ConnectorConformance
 from syncd.testing.context import connector_context
+from tests.fakes.clock import TickingClock
 from tests.fakes.pipedrive import API_TOKEN, FakePipedrive, running_pipedrive
 
 WRONG_TOKEN = "ffffffffffffffffffffffffffffffffffff9999"
@@ -22,10 +24,10 @@ class PipedriveBackend:
     text_field = "name"
     missing_id = "999999999"
     secrets = (API_TOKEN, WRONG_TOKEN)
-    abilities = frozenset({"equal_timestamps", "count_activities", "throttle", "auth_failure",
+    abilities = frozenset({"delete", "equal_timestamps", "count_activities", "throttle", "auth_failure",
                            "invalid_value", "raw_phone_formats"})
     max_phones = 5
-    settle_seconds = 1.0             # update_time has one-second resolution
+    settle_seconds = 0.0             # one-second update_time, but the fake ticks a second per change
     do_not_call_field = DNC
 
     def __init__(self, fake: FakePipedrive, state_dir) -> None:
@@ -49,12 +51,14 @@ class PipedriveBackend:
             person["custom_fields"] = {**person["custom_fields"], DNC: "yes" if fields.pop(DNC) else None}
         self.fake.edit_person(contact_id, **fields)
 
+    def delete_contact(self, contact_id: str) -> None:
+        self.fake.delete_person(contact_id)
+
     def force_equal_updated_at(self, contact_ids: Sequence[str]) -> None:
         with self.fake.lock:
-            stamp = max(p["update_time"] for p in self.fake.persons.values()) + 1
+            stamp = self.fake.now()      # a fresh tick: later than every update_time so far
             for pid in contact_ids:
                 self.fake.persons[int(pid)]["update_time"] = stamp
-            self.fake.min_clock = stamp + 1   # later changes are later, as on a real server
 
     def count_activities(self, session_id: str) -> int:
         return len(self.fake.logs_for_session(session_id))
@@ -77,4 +81,9 @@ class PipedriveBackend:
 @pytest.fixture
 def conformance_crm(tmp_path):
     with running_pipedrive() as fake:
+        fake.ticking = TickingClock()
         yield PipedriveBackend(fake, tmp_path / "state")
+
+
+class TestPipedriveConformance(ConnectorConformance):
+    pass

@@ -5,7 +5,9 @@ Only the endpoints the connector uses, shaped as documented:
 * search  https://developers.hubspot.com/docs/api/crm/search
   (filterGroups OR'ed, filters AND'ed, one sort, ``limit`` ≤ 100, ``after`` paging, at most
   10,000 results per query: paging past them is a 400; ties of the sort come back in no
-  particular order; new records are searchable only after an index delay);
+  particular order; new records are searchable only after an index delay; phone and
+  mobilephone have calculated searchable copies, digits without the country code, in
+  ``hs_searchable_calculated_phone_number`` / ``_mobile_number``);
 * batch read/create/update  https://developers.hubspot.com/docs/api/crm/contacts
   (≤ 100 inputs; one invalid input fails the whole batch with a VALIDATION_ERROR body);
 * calls  https://developers.hubspot.com/docs/api/crm/calls (association type 194 to contacts);
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Iterator
 
+import phonenumbers
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -132,6 +135,11 @@ class FakeHubSpot:
             rec = self.contacts[int(id)]
             rec.properties.update(props)
             rec.updated_ms = _ms(updated_at) if updated_at else self.now_ms()
+
+    def archive_contact(self, id: str) -> None:
+        """Archive (delete) a contact: search and batch read no longer return it."""
+        with self.lock:
+            del self.contacts[int(id)]
 
     def fail_next(self, path_part: str, status: int, body: dict | None = None,
                   headers: dict[str, str] | None = None, *, times: int = 1,
@@ -380,10 +388,27 @@ def _sort_value(rec: Record, name: str) -> Any:
     return rec.properties.get(name) or ""
 
 
+def _calculated_phone(value: str | None) -> str | None:
+    """HubSpot's searchable copy of a phone property: digits without the country code."""
+    if not value:
+        return None
+    try:
+        parsed = phonenumbers.parse(value, None if value.strip().startswith("+") else "US")
+        return str(parsed.national_number)
+    except phonenumbers.NumberParseException:
+        return "".join(ch for ch in value if ch.isdigit()).lstrip("0") or None
+
+
+CALCULATED = {"hs_searchable_calculated_phone_number": "phone",
+              "hs_searchable_calculated_mobile_number": "mobilephone"}
+
+
 def _match(rec: Record, flt: dict[str, Any]) -> bool:
     name, op = flt["propertyName"], flt["operator"]
     numeric = name in ("hs_object_id", "lastmodifieddate", "hs_lastmodifieddate", "createdate")
     have = _sort_value(rec, name) if numeric else rec.properties.get(name)
+    if name in CALCULATED:
+        have = _calculated_phone(rec.properties.get(CALCULATED[name]))
 
     def conv(v: Any) -> Any:
         return int(v) if numeric else str(v)

@@ -74,7 +74,7 @@ class FakePipedrive:
         self.call_logs: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self.clock: int | None = None          # frozen update_time (unix seconds) for writes
-        self.min_clock = 0                     # the server clock never goes below this
+        self.ticking = None                    # a tests.fakes.clock.TickingClock: one second per change
         self.daily_budget: int | None = None   # tokens per day
         self.tokens_used = 0
         self.burst_limit: int | None = None    # requests per 2 s window
@@ -87,7 +87,11 @@ class FakePipedrive:
 
     # -- admin ---------------------------------------------------------------------------
     def now(self) -> int:
-        return self.clock if self.clock is not None else max(int(time.time()), self.min_clock)
+        if self.clock is not None:
+            return self.clock
+        if self.ticking is not None:
+            return int(self.ticking.timestamp())
+        return int(time.time())
 
     def add_person(self, name: str, phones: list[str] = (), updated_at: datetime | None = None,
                    **fields: Any) -> str:
@@ -105,6 +109,11 @@ class FakePipedrive:
             person = self.persons[int(id)]
             person.update(fields)
             person["update_time"] = int(updated_at.timestamp()) if updated_at else self.now()
+
+    def delete_person(self, id: str) -> None:
+        """Delete a person as a user would (v2 lists and reads by id no longer return it)."""
+        with self.lock:
+            del self.persons[int(id)]
 
     def fail_next(self, path: str, status: int, body: dict | None = None,
                   headers: dict[str, str] | None = None, *, after_processing_delay: float = 0.0) -> None:

@@ -142,3 +142,16 @@ def test_oauth_refresh_grant(fake):
     assert ok.status_code == 200 and ok.json()["access_token"] in fake.tokens
     again = httpx.post(fake.url + "/oauth/v1/token", data=form)
     assert again.status_code == 400 and again.json()["status"] == "BAD_REFRESH_TOKEN"
+
+
+# https://knowledge.hubspot.com/properties/hubspots-default-contact-properties
+# ("Phone number without country code, calculated": hs_searchable_calculated_phone_number)
+def test_calculated_phone_copies_ignore_formatting_and_country_code(fake):
+    a = fake.add_contact(phone="+380 (67) 123-45-67")
+    b = fake.add_contact(mobilephone="+48 671 234 567")
+    body = search(fake, filterGroups=[{"filters": [{"propertyName": "hs_searchable_calculated_phone_number",
+                                                    "operator": "EQ", "value": "671234567"}]}]).json()
+    assert [r["id"] for r in body["results"]] == [a]
+    body = search(fake, filterGroups=[{"filters": [{"propertyName": "hs_searchable_calculated_mobile_number",
+                                                    "operator": "EQ", "value": "671234567"}]}]).json()
+    assert [r["id"] for r in body["results"]] == [b]
