@@ -305,7 +305,13 @@ class KommoConnector:
         return out
 
     def log_calls(self, calls: list[Call]) -> list[WriteResult]:
-        """``POST /api/v4/calls``; ``uniq`` = prefix + session_id guards repeats."""
+        """``POST /api/v4/calls`` in arrays of ≤ 50; ``uniq`` = prefix + session_id guards repeats."""
+        results: list[WriteResult] = []
+        for j in range(0, len(calls), WRITE_CHUNK):
+            results += self._log_chunk(calls[j:j + WRITE_CHUNK])
+        return results
+
+    def _log_chunk(self, calls: list[Call]) -> list[WriteResult]:
         items = call_items(calls, self.options)
         try:
             body = self.api.json("POST", "/api/v4/calls", operation="kommo calls", json=items)

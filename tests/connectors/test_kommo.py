@@ -252,3 +252,16 @@ def test_a_refused_create_can_be_sent_again(fake, tmp_path):
     bad = ContactWrite("create-3", None, fields={"name": "x", "responsible_user_id": 999})
     assert not conn.upsert_contacts([bad])[0].ok
     assert conn.ledger.get("create-3") is None
+
+
+def test_many_calls_go_in_arrays_of_50(fake, tmp_path):
+    fake.state.add_contact("a", ("+380501234567",))
+    results = connector(fake, tmp_path).log_calls([a_call(str(i)) for i in range(120)])
+    assert all(r.ok for r in results) and len(fake.state.calls) == 120
+    assert [m for m, p in fake.state.requests if p.startswith("/api/v4/calls")] == ["POST"] * 3
+
+
+def test_a_call_kommo_refuses_fails_alone(fake, tmp_path):
+    fake.state.add_contact("a", ("+380501234567",))
+    good, bad = connector(fake, tmp_path).log_calls([a_call("1"), a_call("2", phone="")])
+    assert good.ok and not bad.ok and not bad.retriable and "phone" in bad.error
