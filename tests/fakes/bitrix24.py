@@ -31,46 +31,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
-from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ._bitrix24_query import MULTI_FIELDS, BxError, as_list, matches, parse_php_query, render
 from ._server import LoopbackServer, serve
 
 __all__ = ["Bitrix24State", "RunningBitrix24", "running_bitrix24", "parse_php_query"]
 
 PAGE = 50
-MULTI_FIELDS = ("PHONE", "EMAIL", "WEB", "IM")
 SCOPE_OF = {"crm": "crm", "telephony": "telephony", "batch": None, "scope": None, "profile": None}
-
-
-class BxError(Exception):
-    def __init__(self, status: int, error: str, description: str) -> None:
-        self.status, self.error, self.description = status, error, description
-
-
-def parse_php_query(query: str) -> dict[str, Any]:
-    """PHP's ``parse_str``: ``a[b][0]=1`` → ``{"a": {"b": {"0": "1"}}}`` (lists stay dicts)."""
-    out: dict[str, Any] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        parts = [key.split("[", 1)[0]] + re.findall(r"\[([^\]]*)\]", key)
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            if part == "":
-                part = str(len(node))
-            node = node.setdefault(part, {})
-        last = parts[-1] if parts[-1] != "" else str(len(node))
-        node[last] = value
-    return out
-
-
-def _as_list(value: Any) -> list[Any]:
-    if isinstance(value, dict):
-        return [value[k] for k in sorted(value, key=lambda k: int(k) if k.isdigit() else 0)]
-    return list(value or [])
 
 
 @dataclass
@@ -156,7 +129,7 @@ class Bitrix24State:
     def _write(self, record: dict[str, Any], fields: dict[str, Any]) -> None:
         for key, value in fields.items():
             if key in MULTI_FIELDS:
-                self._write_multi(record.setdefault(key, []), _as_list(value), key)
+                self._write_multi(record.setdefault(key, []), as_list(value), key)
             elif key not in ("ID", "DATE_CREATE", "DATE_MODIFY"):
                 record[key] = value
 
@@ -193,55 +166,6 @@ class Bitrix24State:
         total = sum(s for _, s in window)
         reset_at = (time.time() + 600 - (time.monotonic() - window[0][0])) if window else None
         return total, reset_at
-
-
-def _parse_time(value: Any, tz: timezone) -> datetime:
-    moment = datetime.fromisoformat(str(value))
-    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
-
-
-def _matches(record: dict[str, Any], flt: dict[str, Any], tz: timezone) -> bool:
-    for raw_key, want in flt.items():
-        m = re.match(r"^(>=|<=|>|<|=|!|%)?(.+)$", raw_key)
-        op, key = m.group(1) or "=", m.group(2)
-        have = record.get(key)
-        if have is None and key not in MULTI_FIELDS:
-            return False
-        if key in MULTI_FIELDS:
-            values = [e["VALUE"] for e in have or []]
-            wants = _as_list(want) if isinstance(want, (list, dict)) else [want]
-            if not any(w in values for w in wants):
-                return False
-            continue
-        if key in ("DATE_MODIFY", "DATE_CREATE"):
-            want = _parse_time(want, tz)
-        elif key == "ID" and not isinstance(want, (list, dict)):
-            want = int(want)
-        if isinstance(want, (list, dict)):
-            if int(have) not in {int(w) for w in _as_list(want)}:
-                return False
-        elif op == "%":
-            if str(want).lower() not in str(have or "").lower():
-                return False
-        elif not {"=": have == want, "!": have != want, ">": have > want, ">=": have >= want,
-                  "<": have < want, "<=": have <= want}[op]:
-            return False
-    return True
-
-
-def _render(record: dict[str, Any], select: list[str], tz: timezone) -> dict[str, Any]:
-    wanted = set(select or ["*"])
-    out: dict[str, Any] = {}
-    for key, value in record.items():
-        if key in MULTI_FIELDS:
-            if key not in wanted or not value:
-                continue
-        elif not ({"*", key} & wanted or (key.startswith("UF_") and "UF_*" in wanted) or key == "ID"):
-            continue
-        if isinstance(value, datetime):
-            value = value.astimezone(tz).isoformat()
-        out[key] = str(value) if key == "ID" else value
-    return out
 
 
 class Bitrix24App:
@@ -320,16 +244,16 @@ class Bitrix24App:
     def m_crm_contact_list(self, p: dict[str, Any]) -> dict[str, Any]:
         s = self.s
         flt = p.get("filter") or {}
-        rows = [r for r in s.contacts.values() if _matches(r, flt, s.portal_tz)]
+        rows = [r for r in s.contacts.values() if matches(r, flt, s.portal_tz)]
         for key, direction in reversed(list((p.get("order") or {"ID": "ASC"}).items())):
             rows.sort(key=lambda r: r.get(key) if key != "ID" else int(r["ID"]),
                       reverse=str(direction).upper() == "DESC")
-        select = _as_list(p.get("select")) if p.get("select") else ["*"]
+        select = as_list(p.get("select")) if p.get("select") else ["*"]
         start = int(p.get("start", 0) or 0)
         if start == -1:   # documented fast mode: no count, no "next"
-            return {"rows": [_render(r, select, s.portal_tz) for r in rows[:PAGE]]}
+            return {"rows": [render(r, select, s.portal_tz) for r in rows[:PAGE]]}
         page = rows[start:start + PAGE]
-        out: dict[str, Any] = {"rows": [_render(r, select, s.portal_tz) for r in page], "total": len(rows)}
+        out: dict[str, Any] = {"rows": [render(r, select, s.portal_tz) for r in page], "total": len(rows)}
         if start + PAGE < len(rows):
             out["next"] = start + PAGE
         return out
@@ -355,13 +279,13 @@ class Bitrix24App:
         return True
 
     def m_crm_duplicate_findbycomm(self, p: dict[str, Any]) -> Any:
-        digits = {re.sub(r"\D", "", v) for v in _as_list(p.get("values"))}
+        digits = {re.sub(r"\D", "", v) for v in as_list(p.get("values"))}
         found = [r["ID"] for r in self.s.contacts.values()
                  if any(re.sub(r"\D", "", e["VALUE"]) in digits for e in r["PHONE"])]
         return {"CONTACT": found} if found else []
 
     def m_crm_activity_list(self, p: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = [a for a in self.s.activities.values() if _matches(a, p.get("filter") or {}, self.s.portal_tz)]
+        rows = [a for a in self.s.activities.values() if matches(a, p.get("filter") or {}, self.s.portal_tz)]
         return [{**a, "ID": str(a["ID"])} for a in rows[:PAGE]]
 
     def m_crm_activity_add(self, p: dict[str, Any]) -> int:
