@@ -114,7 +114,14 @@ class PipedriveConnector:
     # Defaults for [crm] requests_per_minute / daily_request_budget when the config has none.
     default_requests_per_minute: ClassVar[int] = 300   # search: 10 per 2 s; Essential: 20 per 2 s
     default_burst: ClassVar[int] = 10
-    default_daily_request_budget: ClassVar[int] = 1_500  # ≈ 30,000 base tokens / ~20 per request
+    default_daily_request_budget: ClassVar[int] = 1_500
+    # Class-level so `syncd check` sees it; do-not-call goes to a custom field you create.
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        calls_write=True, do_not_call=True, read_batch_size=100, write_batch_size=50,
+        calls_batch_size=50,
+        notes=("every request spends the company's daily token budget (list 10-20, write 5-10, "
+               "call-log add 10): set crm.daily_request_budget to your plan's share",
+               "recordings are linked in the call note, not uploaded"))  # ≈ 30,000 base tokens / ~20 per request
 
     def __init__(self, options: PipedriveOptions, context: ConnectorContext) -> None:
         self.options, self.context = options, context
@@ -133,13 +140,6 @@ class PipedriveConnector:
         self.creates_ledger = IntentLedger.in_state_dir(context.state_dir, "pipedrive-creates")
         for ledger in (self.calls_ledger, self.creates_ledger):
             ledger.prune(timedelta(days=30))
-        self.capabilities = Capabilities(
-            calls_write=True, do_not_call=self.dnc is not None, read_batch_size=100,
-            write_batch_size=50, calls_batch_size=50,
-            notes=("every request spends the company's daily token budget (list 10-20, write 5-10, "
-                   "call-log add 10): set crm.daily_request_budget to your plan's share",
-                   "recordings are linked in the call note, not uploaded"))
-
     # -- plumbing ------------------------------------------------------------------------
     def _refresh(self, refresh_token: str) -> TokenPair:
         response = self.remote.request(

@@ -36,6 +36,13 @@ class HubSpotConnector:
     default_burst: ClassVar[int] = 4
     default_daily_request_budget: ClassVar[int] = 250_000  # Free/Starter private app daily cap
     search_cap: int = SEARCH_CAP
+    # Class-level so `syncd check` sees it; do-not-call goes to a property you create.
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        calls_write=True, do_not_call=True, read_batch_size=100, write_batch_size=100,
+        calls_batch_size=50,
+        notes=("needs the unique contact property syncd_key and the call property "
+               "syncd_session_id (see docs/connectors/hubspot.md)",
+               "search lags writes by a few seconds: keep the CRM cursor overlap ≥ 1 minute"))
 
     def __init__(self, options: HubSpotOptions, context: ConnectorContext) -> None:
         self.options, self.context = options, context
@@ -52,13 +59,6 @@ class HubSpotConnector:
                                       seed_refresh_token=options.refresh_token, refresh=self._refresh)
         self.ledger = IntentLedger.in_state_dir(Path(context.state_dir), "hubspot-calls")
         self.ledger.prune(timedelta(days=30))
-        self.capabilities = Capabilities(
-            calls_write=True, do_not_call=self.dnc is not None, read_batch_size=100,
-            write_batch_size=100, calls_batch_size=50,
-            notes=(f"contacts need the unique property {options.key_property!r} and calls the "
-                   f"property {options.call_key_property!r} (see docs/connectors/hubspot.md)",
-                   "search lags writes by a few seconds: keep the CRM cursor overlap ≥ 1 minute"))
-
     # -- plumbing ------------------------------------------------------------------------
     def _refresh(self, refresh_token: str) -> TokenPair:
         response = self.remote.request(
