@@ -202,10 +202,13 @@ class Bitrix24Connector:
 
     def find_by_phone(self, phone_e164: str) -> list[Contact]:
         """``crm.duplicate.findbycomm`` (Bitrix24's normalised phone index), then verified."""
+        try:
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(phone_e164)) or "ZZ"
+        except phonenumbers.NumberParseException:
+            return []
         found = self.rest.call("crm.duplicate.findbycomm",
                                {"entity_type": "CONTACT", "type": "PHONE", "values": [phone_e164]})["result"]
         ids = found.get("CONTACT", []) if isinstance(found, dict) else []
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(phone_e164)) or "ZZ"
 
         def same(raw: str) -> bool:
             try:

@@ -25,7 +25,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from syncd.connector import Capabilities, ConnectorContext
-from syncd.errors import ConfigError, InvalidRecord, InvalidRequest
+from syncd.errors import AuthenticationError, ConfigError, InvalidRecord, InvalidRequest
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize
 
@@ -126,12 +126,18 @@ class KommoConnector:
         oauth = None
         if not token:
             def refresh(refresh_token: str):
-                response = self.remote.request("POST", "/oauth2/access_token", operation="kommo oauth refresh",
-                                               json={"client_id": options.client_id,
-                                                     "client_secret": client_secret,
-                                                     "grant_type": "refresh_token",
-                                                     "refresh_token": refresh_token,
-                                                     "redirect_uri": options.redirect_uri})
+                try:
+                    response = self.remote.request(
+                        "POST", "/oauth2/access_token", operation="kommo oauth refresh",
+                        json={"client_id": options.client_id, "client_secret": client_secret,
+                              "grant_type": "refresh_token", "refresh_token": refresh_token,
+                              "redirect_uri": options.redirect_uri})
+                except InvalidRequest as exc:   # 400 invalid_grant: the refresh token is dead
+                    raise AuthenticationError(exc.message, system="crm", operation="kommo oauth refresh",
+                                              status=exc.status,
+                                              hint="the refresh token expired or was used elsewhere: "
+                                                   "authorise the integration again and configure the "
+                                                   "new refresh_token") from None
                 return token_pair_from_response(response.json())
 
             oauth = OAuthSession(TokenStore.in_state_dir(context.state_dir, "kommo"),
@@ -174,11 +180,13 @@ class KommoConnector:
             if anchor > 0:
                 params["filter[updated_at][from]"] = anchor
             rows, has_next = self._rows(params, "kommo contacts changed")
-            if anchor > 0 and any(int(r.get("updated_at") or 0) < anchor for r in rows):
+            stamps = [int(r.get("updated_at") or 0) for r in rows]
+            unordered = any(a > b for a, b in zip(stamps, stamps[1:]))
+            if unordered or (anchor > 0 and any(t < anchor for t in stamps)):
                 self.filter_ignored = True
                 log.warning("kommo.updated_at_filter_ignored",
-                            detail="the account ignores filter[updated_at]; scanning all contacts "
-                                   "on every poll instead (more requests)")
+                            detail="the account ignores filter[updated_at] or order[updated_at]; "
+                                   "scanning all contacts on every poll instead (more requests)")
                 return None
             for c in self._contacts(rows):
                 if _key(c) > start:
@@ -239,7 +247,10 @@ class KommoConnector:
 
     def find_by_phone(self, phone_e164: str) -> list[Contact]:
         """``query=<national number>`` (Kommo's fuzzy search), then verified exactly."""
-        number = phonenumbers.parse(phone_e164)
+        try:
+            number = phonenumbers.parse(phone_e164)
+        except phonenumbers.NumberParseException:
+            return []
         region = phonenumbers.region_code_for_number(number) or "ZZ"
         rows, _ = self._rows({"query": str(number.national_number), "limit": PAGE}, "kommo contacts by phone")
 

@@ -265,3 +265,11 @@ def test_a_call_kommo_refuses_fails_alone(fake, tmp_path):
     fake.state.add_contact("a", ("+380501234567",))
     good, bad = connector(fake, tmp_path).log_calls([a_call("1"), a_call("2", phone="")])
     assert good.ok and not bad.ok and not bad.retriable and "phone" in bad.error
+
+
+def test_a_dead_refresh_token_is_an_authentication_error_with_a_hint(fake, tmp_path):
+    conn = oauth(fake, tmp_path, "def-never-issued-0000")
+    with pytest.raises(AuthenticationError) as info:
+        conn.health_check()
+    assert "authorise the integration again" in str(info.value)
+    assert "def-never-issued-0000" not in str(info.value)
