@@ -1,0 +1,294 @@
+"""``SqlConnector``: a CRM that lives in a SQL database (any SQLAlchemy URL).
+
+Change detection is a keyset walk on (updated_at, id): the next page is
+``updated_at > ts OR (updated_at = ts AND id > last_id)`` ordered by updated_at, id, ids
+compared in the column's own type. Every write sets updated_at to the database's current UTC
+time, so the daemon reads its own writes back (and recognises them as echoes by value).
+Rows whose updated_at is NULL are not seen by change detection (fetch and find still see them).
+See ``docs/connectors/sql.md`` for the options, the calls table and the guarantees.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from datetime import date, datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+import structlog
+
+from syncd.connector import Capabilities, ConnectorContext
+from syncd.errors import ConfigError
+from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
+from syncd.redact import register_secret
+
+from .dberrors import driver_message, is_batch_fatal, remote_error, translated
+from .options import SqlOptions
+from .phones import distinct_phones, e164, like_pattern, region_of
+from .schema import Schema, native_id, reflect_schema, to_utc
+from .writes import RecordRefused, insert_call, write_contact
+
+__all__ = ["SqlConnector"]
+
+log = structlog.get_logger(__name__)
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return to_utc(value).isoformat()  # type: ignore[union-attr]
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+class SqlConnector:
+    """Contacts in a table of any SQLAlchemy database; calls in a calls table (optional)."""
+
+    name: ClassVar[str] = "sql"
+    Options: ClassVar[type[SqlOptions]] = SqlOptions
+
+    def __init__(self, options: SqlOptions, context: ConnectorContext) -> None:
+        self.options = options
+        self.context = context
+        url = options.engine_url()
+        if isinstance(url.password, str):
+            register_secret(url.password)
+        self.dialect = url.get_backend_name()
+        try:
+            self.engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f'crm.options.url: the database driver "{url.drivername}" is not '
+                              f'installed ({exc.name} is missing)') from None
+        except sa.exc.ArgumentError as exc:
+            raise ConfigError(f"crm.options.url: {driver_message(exc)}") from None
+        _session_settings(self.engine, self.dialect)
+        self._schema: Schema | None = None
+        self._lock = threading.Lock()
+        self._created: dict[str, str] = {}   # ContactWrite.key → id (this process)
+
+    # -- schema --------------------------------------------------------------------------
+    @property
+    def schema(self) -> Schema:
+        """The reflected tables (reflected on first use; ConfigError names bad options)."""
+        with self._lock:
+            if self._schema is None:
+                with translated("reflect schema"), self.engine.begin() as conn:
+                    self._schema = reflect_schema(conn, self.options, self.context.field_names,
+                                                  self.context.do_not_call_field)
+                log.info("sql.schema.checked", table=self.options.contacts_table,
+                         calls=self._schema.calls is not None)
+            return self._schema
+
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        s = self.schema
+        return Capabilities(contacts_read=True, contacts_write=True, contacts_create=s.can_create,
+                            calls_write=s.calls is not None, do_not_call=s.do_not_call is not None,
+                            read_batch_size=500, write_batch_size=200, calls_batch_size=200,
+                            notes=tuple(s.notes))
+
+    def health_check(self) -> None:
+        """SELECT 1, then check that the configured tables still exist."""
+        with translated("health check"), self.engine.connect() as conn:
+            conn.execute(sa.select(sa.literal(1))).scalar_one()
+            schema = self.schema
+            inspector = sa.inspect(conn)
+            for table in (schema.contacts, schema.calls):
+                if table is not None and not inspector.has_table(table.name):
+                    raise ConfigError(f'crm.options: table "{table.name}" no longer exists')
+
+    # -- reads ---------------------------------------------------------------------------
+    def _contact(self, row: sa.Row) -> Contact:
+        s = self.schema
+        m = row._mapping
+        phones = tuple(str(m[c.name]).strip() for c in s.phones
+                       if m[c.name] is not None and str(m[c.name]).strip())
+        fields = {name: _json(m[col.name]) for name, col in s.fields.items()}
+        return Contact(id=str(m[s.id.name]), fields=fields, phones=phones,
+                       updated_at=to_utc(m[s.updated_at.name]))
+
+    def _columns(self) -> list[sa.Column]:
+        s = self.schema
+        cols = {c.name: c for c in [s.id, s.updated_at, *s.phones, *s.fields.values()]}
+        return list(cols.values())
+
+    def changed_contacts(self, after: Cursor, limit: int) -> Page:
+        """Contacts with (updated_at, id) strictly after ``after`` (a cursor without last_id
+        means every contact at or after its time), ascending, at most ``limit``."""
+        s = self.schema
+        ua, pk = s.updated_at, s.id
+        query = sa.select(*self._columns()).where(ua.is_not(None))
+        if after.updated_at is not None:
+            ts = s.ts_param(after.updated_at)
+            if after.last_id is None:
+                query = query.where(ua >= ts)
+            else:
+                try:
+                    last = native_id(pk, after.last_id)
+                except ValueError:
+                    raise ConfigError(f"cursor id {after.last_id!r} is not a {pk.type} value "
+                                      f"of {s.contacts.name}.{pk.name}") from None
+                query = query.where(sa.or_(ua > ts, sa.and_(ua == ts, pk > last)))
+        query = query.order_by(ua, pk).limit(limit + 1)
+        with translated("changed contacts"), self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        more = len(rows) > limit
+        contacts = [self._contact(r) for r in rows[:limit]]
+        if not contacts:
+            return Page(contacts=[], next=after, more=False)
+        last_c = contacts[-1]
+        return Page(contacts=contacts, next=Cursor(last_c.updated_at, last_c.id), more=more)
+
+    def _native_ids(self, ids: list[str]) -> list[Any]:
+        out = []
+        for value in ids:
+            try:
+                out.append(native_id(self.schema.id, value))
+            except ValueError:
+                continue  # cannot name a row of this table
+        return out
+
+    def fetch_contacts(self, ids: list[str]) -> list[Contact]:
+        """The contacts with these ids (in the order asked); missing ids are absent."""
+        s = self.schema
+        wanted = self._native_ids(ids)
+        found: dict[str, Contact] = {}
+        with translated("fetch contacts"), self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                for row in conn.execute(sa.select(*self._columns()).where(s.id.in_(chunk))):
+                    contact = self._contact(row)
+                    found[contact.id] = contact
+        return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+    def find_by_phone(self, phone_e164: str) -> list[Contact]:
+        """Contacts holding this number in any phone column, compared in E.164 (stored values
+        without a country code are read in the number's own country)."""
+        return list(self._by_phone(phone_e164, None))
+
+    def _by_phone(self, phone_e164: str, conn: sa.Connection | None) -> Iterator[Contact]:
+        s = self.schema
+        wanted = e164(phone_e164)
+        if wanted is None:
+            return
+        region = region_of(wanted)
+        pattern = like_pattern(wanted)
+        text_cols = [c if isinstance(c.type, sa.String) else sa.cast(c, sa.String) for c in s.phones]
+        query = (sa.select(*self._columns()).where(sa.or_(*(c.like(pattern) for c in text_cols)))
+                 .order_by(s.id))
+        with translated("find by phone"), _connection(conn, self.engine) as c:
+            for row in c.execute(query):
+                m = row._mapping
+                if any(e164(m[col.name], region) == wanted for col in s.phones):
+                    yield self._contact(row)
+
+    # -- writes --------------------------------------------------------------------------
+    def upsert_contacts(self, writes: list[ContactWrite]) -> list[WriteResult]:
+        """One transaction per batch, one SAVEPOINT per record: a refused record (constraint,
+        bad value, unknown id, too many phones) fails alone, not retriable. A create whose key
+        this process already saw, or whose phones equal one existing contact's, answers that
+        contact's id instead of inserting again (a retried create never duplicates)."""
+        s = self.schema
+        results: list[WriteResult] = []
+        created: dict[str, str] = {}
+        with translated("upsert contacts"), self.engine.begin() as conn:
+            for w in writes:
+                try:
+                    with conn.begin_nested():
+                        existing = self._created.get(w.key) or created.get(w.key)
+                        if w.id is None and existing is None and w.phones:
+                            existing = self._same_phones(conn, w.phones)
+                        if w.id is None and existing is not None:
+                            results.append(WriteResult(key=w.key, ok=True, id=existing))
+                            continue
+                        contact_id = write_contact(conn, s, self.dialect, w)
+                    if w.id is None:
+                        created[w.key] = contact_id
+                    results.append(WriteResult(key=w.key, ok=True, id=contact_id))
+                except RecordRefused as exc:
+                    results.append(WriteResult(key=w.key, ok=False, id=w.id, error=str(exc)))
+                except sa.exc.DBAPIError as exc:
+                    if is_batch_fatal(exc):
+                        raise remote_error(exc, "upsert contacts") from None
+                    results.append(WriteResult(key=w.key, ok=False, id=w.id,
+                                               error=f"refused by the database: {driver_message(exc)}"))
+        self._created.update(created)
+        failed = [r.key for r in results if not r.ok]
+        if failed:
+            log.warning("sql.contacts.refused", count=len(failed), keys=failed[:20])
+        return results
+
+    def _same_phones(self, conn: sa.Connection, phones: tuple[str, ...]) -> str | None:
+        want = sorted(filter(None, (e164(p) for p in distinct_phones(phones))))
+        if not want:
+            return None
+        matches = [c.id for c in self._by_phone(want[0], conn)
+                   if sorted(filter(None, (e164(p, region_of(want[0])) for p in c.phones))) == want]
+        return matches[0] if len(matches) == 1 else None
+
+    def log_calls(self, calls: list[Call]) -> list[WriteResult]:
+        """Insert each call once per ``session_id`` (a repeat answers the existing row's id,
+        the calls table's primary key, or the session_id when it has none)."""
+        s = self.schema
+        if s.calls is None:
+            reason = (f'calls table "{self.options.calls_table}" does not exist '
+                      f'(set crm.options.create_calls_table = true)')
+            return [WriteResult(key=c.session_id, ok=False, error=reason) for c in calls]
+        results: list[WriteResult] = []
+        with translated("log calls"), self.engine.begin() as conn:
+            for call in calls:
+                try:
+                    with conn.begin_nested():
+                        call_id = insert_call(conn, s, self.dialect, call)
+                    results.append(WriteResult(key=call.session_id, ok=True, id=call_id))
+                except RecordRefused as exc:
+                    results.append(WriteResult(key=call.session_id, ok=False, error=str(exc)))
+                except sa.exc.DBAPIError as exc:
+                    if is_batch_fatal(exc):
+                        raise remote_error(exc, "log calls") from None
+                    results.append(WriteResult(key=call.session_id, ok=False,
+                                               error=f"refused by the database: {driver_message(exc)}"))
+        return results
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class _connection:
+    """Use ``conn`` when given, else a fresh connection of ``engine`` (closed after)."""
+
+    def __init__(self, conn: sa.Connection | None, engine: sa.Engine) -> None:
+        self.conn, self.engine, self.own = conn, engine, None
+
+    def __enter__(self) -> sa.Connection:
+        if self.conn is not None:
+            return self.conn
+        self.own = self.engine.connect()
+        return self.own
+
+    def __exit__(self, *exc: object) -> None:
+        if self.own is not None:
+            self.own.close()
+
+
+def _session_settings(engine: sa.Engine, dialect: str) -> None:
+    """UTC sessions (MySQL TIMESTAMP values), and real SAVEPOINTs on pysqlite."""
+    if dialect in ("mysql", "mariadb"):
+        @sa.event.listens_for(engine, "connect")
+        def _utc(dbapi_conn, _record):  # pragma: no cover - trivial
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SET time_zone = '+00:00'")
+    elif dialect == "sqlite":
+        @sa.event.listens_for(engine, "connect")
+        def _no_implicit_tx(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql("BEGIN")

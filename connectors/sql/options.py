@@ -1,0 +1,46 @@
+"""``[crm.options]`` of the SQL connector."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from syncd.redact import register_secret
+
+__all__ = ["SqlOptions"]
+
+
+class SqlOptions(BaseModel):
+    """Where the CRM's tables are. Every name is checked against the database at start."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db")
+    contacts_table: str = "contacts"
+    id_column: str = "id"
+    updated_at_column: str = "updated_at"
+    phone_columns: list[str] = Field(default_factory=lambda: ["phone"], min_length=1)
+    calls_table: str | None = "calls"       # None: calls are not written to this database
+    create_calls_table: bool = False        # create `calls_table` when missing (never alters contacts)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        try:
+            url = sa.engine.make_url(value)
+        except (sa.exc.ArgumentError, ValueError):
+            # Never echo the value: it may hold a password.
+            raise ValueError("is not a SQLAlchemy database URL "
+                             "(e.g. sqlite:///crm.db or postgresql+psycopg://user@host/db)") from None
+        register_secret(url.password if isinstance(url.password, str) else None)
+        return value
+
+    @field_validator("phone_columns")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("names a column twice")
+        return value
+
+    def engine_url(self) -> sa.engine.URL:
+        return sa.engine.make_url(self.url)

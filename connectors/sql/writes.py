@@ -1,0 +1,116 @@
+"""One contact write and one call insert, inside the caller's SAVEPOINT."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+import sqlalchemy as sa
+
+from syncd.model import Call, ContactWrite
+
+from .phones import distinct_phones
+from .schema import Schema, native_id
+
+__all__ = ["RecordRefused", "write_contact", "insert_call"]
+
+
+class RecordRefused(Exception):
+    """This record cannot be written as asked; retrying will not help."""
+
+
+def _contact_values(schema: Schema, dialect: str, w: ContactWrite) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, value in w.fields.items():
+        column = schema.fields.get(name)
+        if column is None:
+            raise RecordRefused(f'field "{name}" is not a configured column of '
+                                f'"{schema.contacts.name}"')
+        values[column.name] = value
+    if w.phones is not None:
+        phones = distinct_phones(w.phones)
+        columns = schema.phones
+        if len(phones) > len(columns):
+            raise RecordRefused(f"{len(phones)} phones but only {len(columns)} phone column(s) "
+                                f"({', '.join(c.name for c in columns)})")
+        for i, column in enumerate(columns):
+            values[column.name] = phones[i] if i < len(phones) else None
+    values[schema.updated_at.name] = schema.now(schema.updated_at, dialect)
+    return values
+
+
+def write_contact(conn: sa.Connection, schema: Schema, dialect: str, w: ContactWrite) -> str:
+    """Update ``w.id`` or insert a new row; returns the id. Sets updated_at to the DB's now."""
+    table = schema.contacts
+    values = _contact_values(schema, dialect, w)
+    if w.id is not None:
+        try:
+            key = native_id(schema.id, w.id)
+        except ValueError:
+            raise RecordRefused(f"{w.id!r} is not a valid {schema.id.name}") from None
+        result = conn.execute(table.update().where(schema.id == key).values(values))
+        if result.rowcount == 0:
+            raise RecordRefused(f'no contact with {schema.id.name} = {w.id} in "{table.name}"')
+        return w.id
+    if not schema.can_create:
+        raise RecordRefused(f'"{table.name}.{schema.id.name}" has no default or auto-increment: '
+                            f"syncd cannot create contacts there")
+    result = conn.execute(table.insert().values(values))
+    new_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+    if new_id is None:
+        raise RecordRefused("the database did not report the new contact's id")
+    return str(new_id)
+
+
+def _call_values(schema: Schema, dialect: str, call: Call) -> dict[str, Any]:
+    calls = schema.calls
+    assert calls is not None
+    contact_id: Any = call.contact_id
+    if contact_id is not None and "contact_id" in calls.c:
+        try:
+            contact_id = native_id(calls.c.contact_id, contact_id)
+        except ValueError:
+            raise RecordRefused(f"contact id {call.contact_id!r} does not fit "
+                                f'"{calls.name}.contact_id"') from None
+    started = call.started_at
+    if started.tzinfo is not None:
+        started = started.astimezone(UTC)
+    if not getattr(getattr(calls.c.get("started_at"), "type", None), "timezone", False):
+        started = started.replace(tzinfo=None)  # naive columns hold UTC
+    candidates = {
+        "session_id": call.session_id, "contact_id": contact_id,
+        "direction": call.direction.value, "phone": call.phone, "started_at": started,
+        "duration_s": call.duration_s, "talk_s": call.talk_s, "outcome": call.outcome.value,
+        "agent": call.agent, "recording_url": call.recording_url,
+    }
+    values = {k: v for k, v in candidates.items() if k in calls.c}
+    if "created_at" in calls.c:
+        values["created_at"] = schema.now(calls.c.created_at, dialect)
+    return values
+
+
+def _existing_call(conn: sa.Connection, schema: Schema, session_id: str) -> str | None:
+    calls = schema.calls
+    assert calls is not None
+    key = schema.calls_id if schema.calls_id is not None else calls.c.session_id
+    found = conn.execute(sa.select(key).where(calls.c.session_id == session_id).limit(1)).first()
+    return None if found is None else str(found[0])
+
+
+def insert_call(conn: sa.Connection, schema: Schema, dialect: str, call: Call) -> str:
+    """Insert ``call`` unless its session_id is there; returns the row's id either way.
+
+    A concurrent insert of the same session_id loses on the unique constraint; the caller's
+    savepoint rolls it back and the next batch answers the existing id.
+    """
+    existing = _existing_call(conn, schema, call.session_id)
+    if existing is not None:
+        return existing
+    calls = schema.calls
+    assert calls is not None
+    result = conn.execute(calls.insert().values(_call_values(schema, dialect, call)))
+    if schema.calls_id is not None and result.inserted_primary_key:
+        new_id = result.inserted_primary_key[0]
+        if new_id is not None:
+            return str(new_id)
+    return _existing_call(conn, schema, call.session_id) or call.session_id

@@ -1,0 +1,264 @@
+"""Databases for the SQL connector's tests: a SQLite file, the local PostgreSQL and MariaDB.
+
+PostgreSQL and MariaDB tests use databases named ``syncd_sql_test`` and a login role
+``syncd_sql_app`` with a password (a secret the tests hunt for in logs and errors). They are
+marked ``postgres`` / ``mariadb`` and skipped, with the reason, when the server is unreachable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+MARIA_ADMIN = "mysql+pymysql://root@127.0.0.1:3306/"
+DB_NAME = "syncd_sql_test"
+APP_USER = "syncd_sql_app"
+APP_PASSWORD = "Sql-app-pw-7c41e9"        # deliberately distinctive: searched for in logs
+WRONG_PASSWORD = "Wrong-pw-3f0aa2d1"
+
+
+@dataclass
+class SqlDatabase:
+    """One empty database for a test; ``url`` logs in as the app user (with a password)."""
+
+    dialect: str
+    url: str
+    admin_url: str | None = None
+    secrets: tuple[str, ...] = ()
+    bad_url: str | None = None              # credentials the server refuses
+    engines: list[sa.Engine] = field(default_factory=list)
+
+    def engine(self, admin: bool = False) -> sa.Engine:
+        engine = sa.create_engine(self.admin_url if admin and self.admin_url else self.url)
+        self.engines.append(engine)
+        return engine
+
+    def drop_all(self) -> None:
+        engine = self.engine(admin=True)
+        meta = sa.MetaData()
+        meta.reflect(engine)
+        meta.drop_all(engine)
+
+    @contextlib.contextmanager
+    def throttled(self) -> Iterator[None]:
+        """New connections of the app user are refused as 'too many connections'."""
+        admin = sa.create_engine(_server_admin(self.dialect), isolation_level="AUTOCOMMIT")
+        holder = None
+        try:
+            with admin.connect() as conn:
+                if self.dialect == "postgres":
+                    conn.execute(sa.text(f"ALTER ROLE {APP_USER} CONNECTION LIMIT 0"))
+                else:
+                    for host in ("%", "localhost", "127.0.0.1"):
+                        conn.execute(sa.text(f"ALTER USER '{APP_USER}'@'{host}' "
+                                             f"WITH MAX_USER_CONNECTIONS 1"))
+            if self.dialect == "mariadb":  # take the one connection allowed
+                holder = sa.create_engine(self.url, poolclass=sa.pool.NullPool).connect()
+            yield
+        finally:
+            if holder is not None:
+                holder.close()
+            with admin.connect() as conn:
+                if self.dialect == "postgres":
+                    conn.execute(sa.text(f"ALTER ROLE {APP_USER} CONNECTION LIMIT -1"))
+                else:
+                    for host in ("%", "localhost", "127.0.0.1"):
+                        conn.execute(sa.text(f"ALTER USER '{APP_USER}'@'{host}' "
+                                             f"WITH MAX_USER_CONNECTIONS 0"))
+            admin.dispose()
+
+    def dispose(self) -> None:
+        for engine in self.engines:
+            engine.dispose()
+
+
+def _server_admin(dialect: str) -> str:
+    return PG_ADMIN if dialect == "postgres" else MARIA_ADMIN
+
+
+def _reachable(url: str) -> str | None:
+    try:
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any failure means: skip, saying why
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+
+
+_prepared: dict[str, str | None] = {}
+
+
+def _prepare(dialect: str) -> str | None:
+    """Create the database and the app role once per session; the skip reason or None."""
+    if dialect in _prepared:
+        return _prepared[dialect]
+    admin_url = _server_admin(dialect)
+    problem = _reachable(admin_url)
+    if problem is None:
+        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            if dialect == "postgres":
+                if not conn.execute(sa.text(f"SELECT 1 FROM pg_roles WHERE rolname = '{APP_USER}'")).first():
+                    conn.execute(sa.text(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}'"))
+                conn.execute(sa.text(f"ALTER ROLE {APP_USER} CONNECTION LIMIT -1"))
+                if not conn.execute(sa.text(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'")).first():
+                    conn.execute(sa.text(f"CREATE DATABASE {DB_NAME} OWNER {APP_USER}"))
+            else:
+                conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS {DB_NAME}"))
+                for host in ("%", "localhost", "127.0.0.1"):
+                    conn.execute(sa.text(f"CREATE USER IF NOT EXISTS '{APP_USER}'@'{host}' "
+                                         f"IDENTIFIED BY '{APP_PASSWORD}'"))
+                    conn.execute(sa.text(f"GRANT ALL ON {DB_NAME}.* TO '{APP_USER}'@'{host}'"))
+                    conn.execute(sa.text(f"ALTER USER '{APP_USER}'@'{host}' WITH MAX_USER_CONNECTIONS 0"))
+        admin.dispose()
+    _prepared[dialect] = problem
+    return problem
+
+
+def make_database(dialect: str, tmp_path: Path) -> SqlDatabase:
+    if dialect == "sqlite":
+        return SqlDatabase("sqlite", f"sqlite:///{tmp_path / 'crm.db'}")
+    problem = _prepare(dialect)
+    if problem:
+        pytest.skip(f"{dialect} unreachable: {problem}")
+    if dialect == "postgres":
+        db = SqlDatabase(
+            "postgres", f"postgresql+psycopg://{APP_USER}:{APP_PASSWORD}@127.0.0.1:5432/{DB_NAME}",
+            admin_url=f"postgresql+psycopg://postgres@127.0.0.1:5432/{DB_NAME}",
+            secrets=(APP_PASSWORD, WRONG_PASSWORD),
+            # trust authentication ignores passwords: an unknown role is what it refuses
+            bad_url=f"postgresql+psycopg://syncd_sql_nobody:{WRONG_PASSWORD}@127.0.0.1:5432/{DB_NAME}")
+    else:
+        db = SqlDatabase(
+            "mariadb", f"mysql+pymysql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:3306/{DB_NAME}",
+            admin_url=f"mysql+pymysql://root@127.0.0.1:3306/{DB_NAME}",
+            secrets=(APP_PASSWORD, WRONG_PASSWORD),
+            bad_url=f"mysql+pymysql://{APP_USER}:{WRONG_PASSWORD}@127.0.0.1:3306/{DB_NAME}")
+    db.drop_all()
+    return db
+
+
+SQL_DIALECTS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
+]
+
+
+@pytest.fixture(params=SQL_DIALECTS)
+def sql_db(request, tmp_path) -> Iterator[SqlDatabase]:
+    """An empty database of each kind (tables dropped before the test)."""
+    db = make_database(request.param, tmp_path)
+    yield db
+    db.dispose()
+
+
+# -- a CRM's contacts table, and the conformance backend over it ---------------------------
+
+def contacts_table(meta: sa.MetaData, name: str = "contacts") -> sa.Table:
+    """A contacts table as a company's CRM might have it (three phone columns, a CHECK)."""
+    stamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+    return sa.Table(
+        name, meta,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.String(200), sa.CheckConstraint("name <> 'REJECT-ME'"), nullable=False),
+        sa.Column("email", sa.String(200)),
+        sa.Column("status", sa.String(32), nullable=False, server_default="new"),
+        sa.Column("phone", sa.String(64)),
+        sa.Column("phone2", sa.String(64)),
+        sa.Column("mobile", sa.String(64)),
+        sa.Column("do_not_call", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("updated_at", stamp, nullable=False, index=True),
+    )
+
+
+def utcnow_naive():
+    from datetime import UTC, datetime
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class SqlBackend:
+    """The conformance backend of the SQL connector (see syncd.testing.contract)."""
+
+    text_field = "name"
+    missing_id = "999999999"
+    max_phones = 3
+    do_not_call_field = "do_not_call"
+    field_names = ("name", "email", "status")
+
+    def __init__(self, db: SqlDatabase, state_dir: Path) -> None:
+        self.db, self.state_dir = db, state_dir
+        self.secrets = db.secrets
+        abilities = {"equal_timestamps", "count_activities", "invalid_value", "raw_phone_formats",
+                     "delete"}
+        if db.dialect != "sqlite":
+            abilities |= {"throttle", "auth_failure"}
+        self.abilities = frozenset(abilities)
+        self.meta = sa.MetaData()
+        self.table = contacts_table(self.meta)
+        self.engine = db.engine()  # the app user owns its tables
+        self.meta.create_all(self.engine)
+
+    def connector(self, url: str | None = None):
+        from connectors.sql import SqlConnector, SqlOptions
+        from syncd.testing.context import connector_context
+
+        ctx = connector_context(self.state_dir, field_names=self.field_names,
+                                do_not_call_field=self.do_not_call_field)
+        options = SqlOptions(url=url or self.db.url, phone_columns=["phone", "phone2", "mobile"],
+                             create_calls_table=True)
+        return SqlConnector(options, ctx)
+
+    def create_contact(self, fields, phones) -> str:
+        values = dict(zip(("phone", "phone2", "mobile"), phones))
+        with self.engine.begin() as conn:
+            result = conn.execute(self.table.insert().values(
+                **{"name": "someone", **fields}, **values, updated_at=utcnow_naive()))
+        return str(result.inserted_primary_key[0])
+
+    def update_contact(self, contact_id, fields) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self.table.update().where(self.table.c.id == int(contact_id))
+                         .values(**fields, updated_at=utcnow_naive()))
+
+    def delete_contact(self, contact_id) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self.table.delete().where(self.table.c.id == int(contact_id)))
+
+    def force_equal_updated_at(self, contact_ids) -> None:
+        from datetime import timedelta
+        with self.engine.begin() as conn:
+            latest = conn.execute(sa.select(sa.func.max(self.table.c.updated_at))).scalar_one()
+            stamp = max(latest, utcnow_naive()) + timedelta(milliseconds=1)
+            conn.execute(self.table.update().where(self.table.c.id.in_([int(i) for i in contact_ids]))
+                         .values(updated_at=stamp))
+
+    def count_activities(self, session_id: str) -> int:
+        calls = sa.Table("calls", sa.MetaData(), autoload_with=self.engine)
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(calls)
+                                .where(calls.c.session_id == session_id)).scalar_one()
+
+    def throttling(self):
+        return self.db.throttled()
+
+    def unauthorised_connector(self):
+        return self.connector(self.db.bad_url)
+
+    def invalid_fields(self):
+        return {"name": "REJECT-ME"}
+
+
+@pytest.fixture
+def sql_backend(sql_db, tmp_path) -> Iterator[SqlBackend]:
+    backend = SqlBackend(sql_db, tmp_path / "state")
+    yield backend
