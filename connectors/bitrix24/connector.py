@@ -197,7 +197,7 @@ class Bitrix24Connector:
     def _rows_by_id(self, ids: list[int]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for i in range(0, len(ids), BATCH_LIMIT):
-            rows += self._list({"ID": ids[i:i + BATCH_LIMIT]}, {"ID": "ASC"})
+            rows += self._list({"@ID": ids[i:i + BATCH_LIMIT]}, {"ID": "ASC"})
         return rows
 
     def find_by_phone(self, phone_e164: str) -> list[Contact]:

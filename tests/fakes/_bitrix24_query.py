@@ -50,7 +50,7 @@ def _parse_time(value: Any, tz: timezone) -> datetime:
 
 def matches(record: dict[str, Any], flt: dict[str, Any], tz: timezone) -> bool:
     for raw_key, want in flt.items():
-        m = re.match(r"^(>=|<=|>|<|=|!|%)?(.+)$", raw_key)
+        m = re.match(r"^(>=|<=|>|<|=|!|%|@)?(.+)$", raw_key)
         op, key = m.group(1) or "=", m.group(2)
         have = record.get(key)
         if have is None and key not in MULTI_FIELDS:
