@@ -21,6 +21,7 @@ from typing import Any, Iterable
 from urllib.parse import urlencode
 
 import httpx
+import structlog
 
 from syncd.errors import (
     AuthenticationError,
@@ -38,9 +39,13 @@ from .._oauth import OAuthSession
 
 __all__ = ["Bitrix24Rest", "CommandError", "check_response", "php_query", "BATCH_LIMIT"]
 
+log = structlog.get_logger()
+
 BATCH_LIMIT = 50
 LEAK_WAIT = timedelta(seconds=1)          # the bucket drains 2 requests a second
 OPERATING_WINDOW = timedelta(minutes=10)  # a blocked method is free again within this
+OPERATING_LIMIT_S = 480.0                 # summed run time of one method per 10 minutes
+OPERATING_WARN_S = 0.8 * OPERATING_LIMIT_S
 
 _AUTH = {"expired_token", "invalid_token", "NO_AUTH_FOUND", "WRONG_AUTH_TYPE", "INVALID_CREDENTIALS",
          "invalid_client", "invalid_grant", "authorization_error"}
@@ -136,6 +141,7 @@ class Bitrix24Rest:
     def __init__(self, remote: RemoteSystem, oauth: OAuthSession | None = None) -> None:
         self.remote = remote
         self.oauth = oauth
+        self._warned: set[str] = set()
 
     def call(self, method: str, params: dict[str, Any] | None = None, *,
              idempotent: bool = True) -> dict[str, Any]:
@@ -160,7 +166,19 @@ class Bitrix24Rest:
             raise InvalidRequest("the answer is not JSON", system="crm", operation=operation)
         if not isinstance(answer, dict) or "result" not in answer:
             raise InvalidRequest("the answer has no result", system="crm", operation=operation)
+        self._watch_operating(method, answer.get("time"))
         return answer
+
+    def _watch_operating(self, method: str, timing: Any) -> None:
+        """Warn (once per method) when a method nears the 480 s / 10 min operating limit."""
+        operating = timing.get("operating") if isinstance(timing, dict) else None
+        if isinstance(operating, (int, float)) and operating > OPERATING_WARN_S:
+            if method not in self._warned:
+                self._warned.add(method)
+                log.warning("bitrix24.operating_time_high", method=method, operating_s=round(operating, 1),
+                            limit_s=OPERATING_LIMIT_S)
+        elif method in self._warned and isinstance(operating, (int, float)):
+            self._warned.discard(method)
 
     def batch(self, commands: Iterable[tuple[str, str, dict[str, Any]]], *,
               idempotent: bool = True) -> dict[str, Any | CommandError]:

@@ -241,3 +241,15 @@ def test_a_create_whose_answer_was_lost_is_looked_up_by_phone(fake, tmp_path):
     [r] = conn.upsert_contacts([ContactWrite("create-2", None, fields={"NAME": "Made"},
                                              phones=("+380501230002",))])
     assert r.ok and r.id == str(made) and len(fake.state.contacts) == 1
+
+
+def test_operating_time_near_the_limit_is_warned_once(fake, tmp_path):
+    import structlog
+
+    fake.state.method_cost_s["crm.contact.list"] = 200.0   # each call "runs" 200 s
+    conn = connector(fake, tmp_path)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):
+            conn.changed_contacts(Cursor(), 10)
+    warned = [e for e in logs if e["event"] == "bitrix24.operating_time_high"]
+    assert len(warned) == 1 and warned[0]["method"] == "crm.contact.list"
