@@ -19,12 +19,12 @@ __all__ = ["Fields", "TaskInput", "read_task", "split_values", "normalise_phone"
 
 MAX_PHONES = 5
 _PHONE = re.compile(r"^\+?\d{5,15}$")
-_PHONE_NOISE = re.compile(r"[\s\-().]")
+_PHONE_NOISE = str.maketrans("", "", " \t\n-().")
 
 
 def normalise_phone(value: str) -> str:
     """Strip spaces, dashes, dots and brackets; keep a leading ``+``."""
-    return _PHONE_NOISE.sub("", value)
+    return value.translate(_PHONE_NOISE)
 
 
 def phone_key(value: str) -> str:
