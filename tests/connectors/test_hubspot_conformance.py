@@ -76,10 +76,16 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-@pytest.fixture
-def conformance_crm(tmp_path):
+@pytest.fixture(scope="module")
+def _server():
     with running_hubspot() as fake:
-        yield HubSpotBackend(fake, tmp_path / "state")
+        yield fake
+
+
+@pytest.fixture
+def conformance_crm(_server, tmp_path):
+    _server.reset()
+    return HubSpotBackend(_server, tmp_path / "state")
 
 
 class TestHubSpotConformance(ConnectorConformance):

@@ -19,10 +19,16 @@ FIELDS = ("name", "email", "owner_id")
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def fake():
+@pytest.fixture(scope="module")
+def server():
     with running_pipedrive() as fake:
         yield fake
+
+
+@pytest.fixture
+def fake(server):
+    server.reset()
+    return server
 
 
 def connect(fake, state_dir, *, timeout=None, **options) -> PipedriveConnector:

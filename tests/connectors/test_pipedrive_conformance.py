@@ -78,11 +78,17 @@ class PipedriveBackend:
         return {"owner_id": "not-a-number"}
 
 
-@pytest.fixture
-def conformance_crm(tmp_path):
+@pytest.fixture(scope="module")
+def _server():
     with running_pipedrive() as fake:
-        fake.ticking = TickingClock()
-        yield PipedriveBackend(fake, tmp_path / "state")
+        yield fake
+
+
+@pytest.fixture
+def conformance_crm(_server, tmp_path):
+    _server.reset()
+    _server.ticking = TickingClock()
+    return PipedriveBackend(_server, tmp_path / "state")
 
 
 class TestPipedriveConformance(ConnectorConformance):

@@ -119,6 +119,15 @@ class FakeHubSpot:
         self.refresh_count = 0
 
     # -- admin ---------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget every record, fault, limit and counter; the server keeps running (so one
+        server can serve a whole test module)."""
+        url = getattr(self, "url", None)
+        with self.lock:
+            self.__init__()
+        if url is not None:
+            self.url = url
+
     def now_ms(self) -> int:
         return self.clock_ms if self.clock_ms is not None else int(time.time() * 1000)
 

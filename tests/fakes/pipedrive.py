@@ -86,6 +86,15 @@ class FakePipedrive:
         self.refresh_count = 0
 
     # -- admin ---------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget every record, fault, limit and counter; the server keeps running (so one
+        server can serve a whole test module)."""
+        url = getattr(self, "url", None)
+        with self.lock:
+            self.__init__()
+        if url is not None:
+            self.url = url
+
     def now(self) -> int:
         if self.clock is not None:
             return self.clock

@@ -13,12 +13,18 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-@pytest.fixture
-def fake():
+@pytest.fixture(scope="module")
+def server():
     with running_hubspot() as fake:
-        fake.client = httpx.Client(base_url=fake.url, headers=AUTH)
         yield fake
-        fake.client.close()
+
+
+@pytest.fixture
+def fake(server):
+    server.reset()
+    with httpx.Client(base_url=server.url, headers=AUTH) as client:
+        server.client = client
+        yield server
 
 
 def search(fake, **body):

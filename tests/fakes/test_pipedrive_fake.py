@@ -13,12 +13,18 @@ from tests.fakes.pipedrive import API_TOKEN, running_pipedrive
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-@pytest.fixture
-def fake():
+@pytest.fixture(scope="module")
+def server():
     with running_pipedrive() as fake:
-        fake.client = httpx.Client(base_url=fake.url, headers={"x-api-token": API_TOKEN})
         yield fake
-        fake.client.close()
+
+
+@pytest.fixture
+def fake(server):
+    server.reset()
+    with httpx.Client(base_url=server.url, headers={"x-api-token": API_TOKEN}) as client:
+        server.client = client
+        yield server
 
 
 # https://developers.pipedrive.com/docs/api/v1/Persons#getPersons (v2: cursor, limit ≤ 500,
