@@ -9,7 +9,8 @@ Vendor behaviour this module is built around (https://developers.pipedrive.com/d
   boundary second has been seen, then ordered by (update_time, id) here.
 * Writes are per person (``POST /api/v2/persons``, ``PATCH /api/v2/persons/{id}``); ``phones``
   replaces the whole list, so numbers are sent once each (first one primary), never appended.
-  A create whose answer was lost is looked up (by phone) before it is sent again.
+  A create whose answer was lost is looked up among the newest persons (same name and
+  numbers, added since the attempt) before it is sent again.
 * Call logs (``POST /v1/callLogs``) have no idempotency key: the note carries
   ``[oki-toki session=<id>]`` and an intent ledger under ``state_dir`` makes an unconfirmed
   attempt be looked up in ``GET /v1/callLogs`` before another create.
@@ -262,16 +263,16 @@ class PipedriveConnector:
         body = self._body(w)
         target = w.id
         if target is None:
+            body.setdefault("name", self._name_for(w))
             intent = self.creates_ledger.get(w.key)
             if intent and intent.remote_id:
                 target = intent.remote_id
             elif intent:
-                target = self._made_by_lost_attempt(w, intent.sent_at)
+                target = self._made_by_lost_attempt(body, intent.sent_at)
         try:
             if target is not None:
                 response = self._call("PATCH", f"/api/v2/persons/{target}", "update person", json=body)
             else:
-                body.setdefault("name", self._name_for(w))
                 self.creates_ledger.sending(w.key)
                 response = self._call("POST", "/api/v2/persons", "create person", once=True, json=body)
         except (InvalidRequest, NotFound) as exc:
@@ -286,13 +287,23 @@ class PipedriveConnector:
             self.creates_ledger.confirmed(w.key, pid)
         return WriteResult(w.key, True, pid)
 
-    def _made_by_lost_attempt(self, w: ContactWrite, sent_at: datetime) -> str | None:
-        """The person an unconfirmed create made, found by its phones (None: not made)."""
-        for phone in w.phones or ():
-            normal = self._normal(phone)
-            for contact in self.find_by_phone(normal) if normal else []:
-                log.info("pipedrive.create_recovered", key=w.key, person=contact.id)
-                return contact.id
+    def _made_by_lost_attempt(self, body: dict[str, Any], sent_at: datetime) -> str | None:
+        """The person an unconfirmed create made (None: it was not made).
+
+        Looked for among the newest persons (one list request, no search index involved):
+        added since shortly before the attempt, with the same name and the same numbers.
+        """
+        rows, _ = self._list({"sort_by": "add_time", "sort_direction": "desc", "limit": 100},
+                             "list newest persons")
+        since = sent_at - timedelta(minutes=5)
+        numbers = {self._normal(p["value"]) or p["value"] for p in body.get("phones") or []}
+        for row in rows:
+            if row.get("add_time") and _parse_time(row["add_time"]) < since:
+                break
+            have = {self._normal(p["value"]) or p["value"] for p in row.get("phones") or []}
+            if row.get("name") == body.get("name") and (not numbers or have == numbers):
+                log.info("pipedrive.create_recovered", person=row["id"])
+                return str(row["id"])
         return None
 
     @staticmethod

@@ -242,3 +242,14 @@ def test_throttled_call_log_add_is_retried_but_a_5xx_is_not(fake, pipedrive):
     assert not unsure.ok and unsure.retriable
     posts = [r for r in fake.requests if r[:2] == ("POST", "/v1/callLogs")]
     assert len(posts) == 3 and len(fake.call_logs) == 1
+
+
+def test_lost_create_without_phones_is_found_by_name_among_the_newest(fake, tmp_path):
+    fake.add_person("Same Name")                      # an older namesake is not taken
+    connector = connect(fake, tmp_path, timeout=0.3)
+    fake.fail_next("/api/v2/persons", 201, after_processing_delay=0.6)
+    w = ContactWrite("key-3", None, {"name": "Same Name"})
+    assert connector.upsert_contacts([w])[0].retriable
+    fake.persons[1]["add_time"] -= 3600
+    [found] = connector.upsert_contacts([w])
+    assert found.ok and found.id == "2" and len(fake.persons) == 2
