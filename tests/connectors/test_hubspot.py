@@ -280,3 +280,11 @@ def test_writes_go_in_batches_of_at_most_100(fake, hubspot):
     assert all(r.ok for r in results) and len({r.id for r in results}) == 130
     creates = [r for r in fake.requests if r[1].endswith("batch/create")]
     assert [len(r[2]["inputs"]) for r in creates] == [100, 30]
+
+
+def test_refused_refresh_token_is_an_authentication_error_naming_the_fix(fake, tmp_path):
+    connector = connect(fake, tmp_path, token=None, client_id=fake.client_id,
+                        client_secret=fake.client_secret, refresh_token="never-granted-refresh")
+    with pytest.raises(AuthenticationError) as err:
+        connector.health_check()
+    assert "re-authorise" in str(err.value) and "never-granted-refresh" not in str(err.value)

@@ -253,3 +253,12 @@ def test_lost_create_without_phones_is_found_by_name_among_the_newest(fake, tmp_
     fake.persons[1]["add_time"] -= 3600
     [found] = connector.upsert_contacts([w])
     assert found.ok and found.id == "2" and len(fake.persons) == 2
+
+
+def test_refused_refresh_token_is_an_authentication_error_naming_the_fix(fake, tmp_path):
+    connector = connect(fake, tmp_path, api_token=None, client_id=fake.client_id,
+                        client_secret=fake.client_secret, refresh_token="pd-never-granted",
+                        oauth_url=fake.url)
+    with pytest.raises(AuthenticationError) as err:
+        connector.health_check()
+    assert "re-authorise" in str(err.value) and "pd-never-granted" not in str(err.value)
