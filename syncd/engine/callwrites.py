@@ -18,6 +18,7 @@ from ..model import ContactWrite
 from ..store.tables import CallRow
 from .calls import call_from_payload
 from .context import BASE, LINK, PHONE, Context, chunks, mark_dirty
+from .effects import CallLogged
 from .push import Done, Later
 
 __all__ = ["log_calls", "statuses", "is_forward"]
@@ -87,19 +88,12 @@ def log_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             if res is None:
                 out[r.id] = TransientError("no result for this call", system="crm", operation="log_calls")
             elif res.ok:
-                out[r.id] = Done(_call_effect(call.session_id, res.id))
+                out[r.id] = Done(CallLogged(call.session_id, res.id))
             elif res.retriable:
                 out[r.id] = TransientError(res.error or "refused", system="crm", operation="log_calls")
             else:
                 out[r.id] = InvalidRecord(f"CRM refused call {call.session_id}: {res.error}")
     return out
-
-
-def _call_effect(session_id: str, activity_id: str | None):
-    def effect(conn: Any) -> None:
-        conn.execute(update(CALL).where(CALL.c.session_id == session_id)
-                     .values(state="logged", crm_activity_id=activity_id))
-    return effect
 
 
 def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:

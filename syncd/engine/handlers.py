@@ -12,19 +12,19 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, select
 
 from ..errors import InvalidRecord, InvalidRequest
 from ..model import ContactWrite, TaskSpec
-from ..store.tables import CallRow, TaskRow
-from .calls import call_from_payload
-from .context import BASE, LINK, PHONE, Context, chunks, mark_dirty
+from ..store.tables import TaskRow
+from .context import BASE, LINK, Context, chunks
+from .effects import Seen, TaskSettled
 from .mapping import PHONES
 from .push import Done, Later
 
 __all__ = ["HANDLERS"]
 
-TASK, CALL = TaskRow.__table__, CallRow.__table__
+TASK = TaskRow.__table__
 WAIT = timedelta(seconds=5)
 
 
@@ -36,30 +36,6 @@ def _links(ctx: Context, ids: list[int]) -> dict[int, Any]:
 def _bases(ctx: Context, ids: list[int]) -> dict[int, Any]:
     with ctx.store.begin() as conn:
         return {r.link_id: r for r in conn.execute(select(BASE).where(BASE.c.link_id.in_(ids)))}
-
-
-def _seen_effect(link_id: int, side: str, values: dict, *, new_id: str | None = None,
-                 agree: bool = False):
-    """Record that ``side`` now holds ``values`` (and its new id), then queue a merge."""
-    def effect(conn: Any) -> None:
-        if new_id is not None:
-            col = LINK.c.crm_id if side == "crm" else LINK.c.okitoki_id
-            conn.execute(update(LINK).where(and_(LINK.c.id == link_id, col.is_(None)))
-                         .values({col.key: new_id}))
-        row = conn.execute(select(BASE).where(BASE.c.link_id == link_id)).first()
-        if row is None:
-            return
-        seen = {**(getattr(row, side) or {}), **values}
-        upd: dict[str, Any] = {side: seen}
-        if agree:
-            upd["agreed"] = {**(row.agreed or {}), **values}
-        conn.execute(update(BASE).where(BASE.c.link_id == link_id).values(**upd))
-        if PHONES in values:
-            from ..store.outbox import insert_ignore
-            insert_ignore(conn, PHONE, [{"phone": p, "link_id": link_id, "side": side}
-                                        for p in set(values[PHONES] or [])], ["phone", "link_id", "side"])
-        mark_dirty(conn, [link_id])
-    return effect
 
 
 # -- contacts ---------------------------------------------------------------------------------
@@ -90,7 +66,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 fields, phones = ctx.mapping.to_side("okitoki", values)
                 new_id = found or ctx.okitoki.upsert_contact(
                     ContactWrite(key=r.idem_key, id=None, fields=fields, phones=phones))
-                out[r.id] = Done(_seen_effect(r.link_id, "okitoki", values, new_id=new_id))
+                out[r.id] = Done(Seen(r.link_id, "okitoki", values, new_id=new_id))
             else:
                 if not link.okitoki_id:
                     out[r.id] = Later(ctx.now() + WAIT, "waiting for the Oki-Toki contact to exist")
@@ -99,7 +75,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 fields, phones = ctx.mapping.to_side("okitoki", values)
                 ctx.okitoki.upsert_contact(ContactWrite(key=r.idem_key, id=link.okitoki_id,
                                                         fields=fields, phones=phones))
-                out[r.id] = Done(_seen_effect(r.link_id, "okitoki", values))
+                out[r.id] = Done(Seen(r.link_id, "okitoki", values))
         except (InvalidRecord, InvalidRequest) as exc:
             out[r.id] = exc            # this record's problem: dead letter, the rest goes on
         except Exception as exc:  # noqa: BLE001
@@ -147,7 +123,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             if r.attempts > 1 and values.get(PHONES):
                 found = [c for c in ctx.crm.find_by_phone(values[PHONES][0])]
                 if found:
-                    out[r.id] = Done(_seen_effect(r.link_id, "crm", values, new_id=found[0].id))
+                    out[r.id] = Done(Seen(r.link_id, "crm", values, new_id=found[0].id))
                     continue
             fields, phones = ctx.mapping.to_side("crm", values)
             writes.append((r, ContactWrite(r.idem_key, None, fields, phones), values, True))
@@ -163,7 +139,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         results = ctx.crm.upsert_contacts([w for _, w, _, _ in chunk])
         for (r, w, values, create), res in zip(chunk, results):
             if res.ok:
-                out[r.id] = Done(_seen_effect(r.link_id, "crm", values,
+                out[r.id] = Done(Seen(r.link_id, "crm", values,
                                               new_id=res.id if create else None))
             elif res.retriable:
                 out[r.id] = _retriable(res.error or "refused", "crm")
@@ -178,20 +154,6 @@ def _retriable(message: str, system: str) -> Exception:
 
 
 # -- dialer tasks -----------------------------------------------------------------------------
-
-def _task_effect(link_id: int, dialer: str, generation: int, task_id: str | None, state: str):
-    def effect(conn: Any) -> None:
-        cond = and_(TASK.c.link_id == link_id, TASK.c.dialer_id == dialer, TASK.c.generation == generation)
-        values: dict[str, Any] = {"task_id": task_id} if task_id is not None else {}
-        if state == "active":
-            conn.execute(update(TASK).where(and_(cond, TASK.c.state == "creating"))
-                         .values(state="active", **values))
-            if values:
-                conn.execute(update(TASK).where(cond).values(**values))
-        else:
-            conn.execute(update(TASK).where(cond).values(state=state, **values))
-    return effect
-
 
 def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     out: dict[int, Any] = {}
@@ -221,12 +183,12 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 for r, spec in chunk:   # find the bad one(s): one request each
                     try:
                         tid = ctx.okitoki.create_task(spec)
-                        out[r.id] = Done(_task_effect(r.link_id, dialer, r.payload["generation"], tid, "active"))
+                        out[r.id] = Done(TaskSettled(r.link_id, dialer, r.payload["generation"], "active", tid))
                     except Exception as one:  # noqa: BLE001
                         out[r.id] = one
                 continue
             for (r, _), tid in zip(chunk, ids):
-                out[r.id] = Done(_task_effect(r.link_id, dialer, r.payload["generation"], tid, "active"))
+                out[r.id] = Done(TaskSettled(r.link_id, dialer, r.payload["generation"], "active", tid))
     return out
 
 
@@ -240,11 +202,11 @@ def remove_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         task_id = task.task_id if task is not None and task.generation == p.get("generation") else None
         try:
             if task_id is None and not p.get("phones"):
-                out[r.id] = Done(_task_effect(r.link_id, p["dialer_id"], p.get("generation", 0), None, "removed"))
+                out[r.id] = Done(TaskSettled(r.link_id, p["dialer_id"], p.get("generation", 0), "removed"))
                 continue
             ctx.okitoki.remove_task(p["dialer_id"], task_id=task_id,
                                     phones=None if task_id else p.get("phones"))
-            out[r.id] = Done(_task_effect(r.link_id, p["dialer_id"], p.get("generation", 0), None, "removed"))
+            out[r.id] = Done(TaskSettled(r.link_id, p["dialer_id"], p.get("generation", 0), "removed"))
         except Exception as exc:  # noqa: BLE001
             out[r.id] = exc
     return out

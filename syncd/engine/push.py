@@ -21,6 +21,7 @@ from ..model import Change
 from ..redact import redact
 from ..store import outbox as sql
 from .context import Context
+from .effects import apply_effects
 from .outbox import LANE_SYSTEMS, LOW_BUDGET_SHARE, URGENT_LANES, Lane, classify
 
 __all__ = ["push", "Done", "Later", "paused_lanes"]
@@ -31,7 +32,7 @@ CLAIM_HOLD = timedelta(minutes=5)
 
 @dataclass
 class Done:
-    effect: Callable[[Any], None] | None = None   # runs in the settling transaction
+    effect: Any = None   # an effects.* object, or a callable(conn); runs when the row settles
     note: str = ""
 
 
@@ -133,6 +134,8 @@ def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, Any], counts: Cou
     now = ctx.now()
     stop_exc: BaseException | None = None
     release: list[int] = []
+    done: list[int] = []
+    effects: list[Any] = []
     with ctx.store.begin() as conn:
         for r in rows:
             out = outcomes.get(r.id)
@@ -141,8 +144,8 @@ def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, Any], counts: Cou
                 continue
             if isinstance(out, Done):
                 if out.effect is not None:
-                    out.effect(conn)
-                sql.mark_done(conn, [r.id], now=now)
+                    effects.append(out.effect)
+                done.append(r.id)
                 counts[f"{r.target}_{r.operation}"] += 1
                 continue
             if isinstance(out, Later):
@@ -165,6 +168,8 @@ def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, Any], counts: Cou
                                count_attempt=verdict.count_attempt)
                 counts["retry"] += 1
             errors.append(f"{r.target} {r.operation} {r.idem_key}: {reason}")
+        apply_effects(conn, effects)
+        sql.mark_done(conn, done, now=now)
     if release:
         sql.release(ctx.store, release, holder=ctx.instance_id, now=now)
     if isinstance(stop_exc, BudgetExhausted):

@@ -12,7 +12,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, tuple_, update
+from sqlalchemy import and_, bindparam, delete, insert, select, tuple_, update
 
 from ..store.outbox import enqueue
 from ..store.tables import Conflict, TaskRow
@@ -218,13 +218,17 @@ def _write(conn: Any, b: _Batch, dirty: list[Any]) -> None:
         conn.execute(update(OUTBOX).where(and_(OUTBOX.c.id == m["id"], OUTBOX.c.status == "pending"))
                      .values(payload=m["payload"], updated_at=now))
     update_many(conn, BASE, "link_id", b.base_updates)
-    for t in b.task_upserts:
-        exists = t.pop("_exists")
-        if exists:
-            conn.execute(update(TASK).where(and_(TASK.c.link_id == t["link_id"],
-                                                 TASK.c.dialer_id == t["dialer_id"])).values(**t))
-        else:
-            conn.execute(insert(TASK).values(**t))
+    fresh = [t for t in b.task_upserts if not t["_exists"]]
+    again = [t for t in b.task_upserts if t["_exists"]]
+    if fresh:
+        conn.execute(insert(TASK), [{k: v for k, v in t.items() if k != "_exists"} for t in fresh])
+    if again:
+        conn.execute(update(TASK).where(and_(TASK.c.link_id == bindparam("_l"),
+                                             TASK.c.dialer_id == bindparam("_d")))
+                     .values(rule=bindparam("_r"), phones=bindparam("_p"), state="creating",
+                             generation=bindparam("_g"), task_id=None, updated_at=now),
+                     [{"_l": t["link_id"], "_d": t["dialer_id"], "_r": t["rule"], "_p": t["phones"],
+                       "_g": t["generation"]} for t in again])
     update_many(conn, TASK, "id", b.task_updates)
     if b.conflicts:
         conn.execute(insert(CONFLICT), b.conflicts)

@@ -13,7 +13,7 @@ from syncd.store import StoreBudget
 from syncd.store.tables import Link, MergeCandidate, Outbox
 
 from .conftest import make_config
-from .test_flows import _count, _writes
+from .test_flows import _count
 
 LINK, OUTBOX = Link.__table__, Outbox.__table__
 

@@ -15,7 +15,7 @@ from syncd.errors import BudgetExhausted
 from syncd.store import (SchemaOutdated, StoreBudget, StoreJournal, acquire_lease, check_schema,
                          migrate, open_store, sqlite_path)
 from syncd.store import outbox as ob
-from syncd.store.tables import ApiCall, CursorRow, Outbox
+from syncd.store.tables import ApiCall, Outbox
 from syncd.http import JournalEntry
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
