@@ -222,6 +222,8 @@ class Bitrix24Connector:
     def _fields(self, write: ContactWrite, existing: dict[str, Any] | None) -> dict[str, Any]:
         fields: dict[str, Any] = {}
         for name, value in write.fields.items():
+            if name == "PHONE":
+                continue   # phones only through write.phones (changed in place, never appended)
             if name == self.context.do_not_call_field:
                 fields[name] = from_flag(value)
             elif name in MULTI_FIELDS and name != "PHONE":
