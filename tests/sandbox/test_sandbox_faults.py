@@ -68,7 +68,7 @@ def test_malformed_answers(sandbox):
 
 
 def test_timeout_holds_the_request_longer_than_the_client_waits(sandbox):
-    sandbox.set_faults([{"kind": "timeout", "seconds": 2, "count": 1}])
+    sandbox.set_faults([{"kind": "timeout", "seconds": 1, "count": 1}])
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{sandbox.api_url}/dialers/create_task", timeout=0.3,
                    data={"api_token": sandbox.token, "dialer_id": 101, "phones": "380671112233"})
@@ -76,7 +76,7 @@ def test_timeout_holds_the_request_longer_than_the_client_waits(sandbox):
 
 
 def test_timeout_after_the_work_is_done_leaves_an_ambiguous_outcome(sandbox):
-    sandbox.set_faults([{"kind": "timeout", "seconds": 2, "count": 1, "apply": True}])
+    sandbox.set_faults([{"kind": "timeout", "seconds": 1, "count": 1, "apply": True}])
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{sandbox.api_url}/dialers/create_task", timeout=0.3,
                    data={"api_token": sandbox.token, "dialer_id": 101, "phones": "380671112233"})

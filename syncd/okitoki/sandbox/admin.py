@@ -18,6 +18,7 @@ from starlette.routing import Route
 from .calls import call_view, simulate_call, update_call
 from .entities import to_dict
 from .faults import FaultPlan
+from .persist import snapshot as take_snapshot
 from .seed import apply_seed
 from .validation import normalise_phone, split_values
 
@@ -72,7 +73,7 @@ def edit_call(sb: "Sandbox", request: Request, body: Any) -> Any:
 
 
 def state(sb: "Sandbox", request: Request, body: Any) -> Any:
-    snapshot = sb.state.snapshot()
+    snapshot = take_snapshot(sb.state)
     company = request.query_params.get("company_id")
     if company:
         cid = int(company)

@@ -18,9 +18,43 @@ from typing import Any
 
 import structlog
 
+from .entities import Call, Company, Contact, Dialer, PhoneList, Task, User, from_dict, to_dict
 from .state import SandboxState
 
-__all__ = ["DataFile"]
+__all__ = ["DataFile", "snapshot", "restore"]
+
+_TABLES = (("companies", Company, "companies"), ("users", User, "users"), ("dialers", Dialer, "dialers"),
+           ("tasks", Task, "tasks"), ("lists", PhoneList, "lists"), ("contacts", Contact, "contacts"),
+           ("calls", Call, "calls"))
+
+
+def snapshot(state: SandboxState) -> dict[str, Any]:
+    """Everything, as plain JSON-able data (the data file and ``/_sandbox/state``). Calls whose
+    late update is due get it first."""
+    with state.lock:
+        now = state.now()
+        for call in state.calls.values():
+            if call.visible_at <= now:
+                state.settle(call, now)
+        data: dict[str, Any] = {"version": 1, "clock_offset": state.clock_offset,
+                                "next_ids": dict(state.next_ids)}
+        for key, _cls, attr in _TABLES:
+            data[key] = [to_dict(x) for x in getattr(state, attr).values()]
+        return data
+
+
+def restore(state: SandboxState, data: dict[str, Any]) -> None:
+    """Replace the state's content with a :func:`snapshot`."""
+    with state.lock:
+        state.clear()
+        state.clock_offset = float(data.get("clock_offset", 0.0))
+        for key, cls, attr in _TABLES:
+            table = getattr(state, attr)
+            for row in data.get(key, []):
+                obj = from_dict(cls, row)
+                table[obj.session_id if cls is Call else obj.id] = obj  # type: ignore[attr-defined]
+        state.next_ids.update({k: int(v) for k, v in data.get("next_ids", {}).items()})
+        state.rebuild_indexes()
 
 log = structlog.get_logger()
 
@@ -40,7 +74,7 @@ class DataFile:
         if not self.path.exists():
             return False
         data: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
-        self.state.restore(data)
+        restore(self.state, data)
         return True
 
     def mark(self) -> None:
@@ -50,7 +84,7 @@ class DataFile:
         """Write the state now (atomic replace)."""
         with self._write_lock:
             self._dirty.clear()
-            text = json.dumps(self.state.snapshot(), ensure_ascii=False, separators=(",", ":"))
+            text = json.dumps(snapshot(self.state), ensure_ascii=False, separators=(",", ":"))
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
             try:

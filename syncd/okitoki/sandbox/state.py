@@ -19,7 +19,7 @@ from collections import defaultdict
 from typing import Any, Callable, Iterable
 
 from .entities import (TASK_DELETED, TASK_DONE, TASK_PENDING, Call, Company, Contact, Dialer,
-                       PhoneList, Task, User, from_dict, to_dict)
+                       PhoneList, Task, User)
 from .problems import invalid, unauthorized
 from .settings import SandboxSettings
 from .validation import TaskInput, phone_key
@@ -376,39 +376,12 @@ class SandboxState:
             self.settle(call, now)
             return call
 
-    # -- persistence ------------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        """Everything, as plain JSON-able data (the data file and ``/_sandbox/state``)."""
+    def rebuild_indexes(self) -> None:
+        """Recompute the derived lookups (tokens, pending phones, list sets) after a restore."""
         with self.lock:
-            now = self.now()
-            for call in self.calls.values():
-                if call.visible_at <= now:
-                    self.settle(call, now)
-            return {
-                "version": 1, "clock_offset": self.clock_offset, "next_ids": dict(self.next_ids),
-                "companies": [to_dict(x) for x in self.companies.values()],
-                "users": [to_dict(x) for x in self.users.values()],
-                "dialers": [to_dict(x) for x in self.dialers.values()],
-                "tasks": [to_dict(x) for x in self.tasks.values()],
-                "lists": [to_dict(x) for x in self.lists.values()],
-                "contacts": [to_dict(x) for x in self.contacts.values()],
-                "calls": [to_dict(x) for x in self.calls.values()],
-            }
-
-    def restore(self, data: dict[str, Any]) -> None:
-        with self.lock:
-            self.clear()
-            self.clock_offset = float(data.get("clock_offset", 0.0))
-            for cls, key, table in ((Company, "companies", self.companies), (User, "users", self.users),
-                                    (Dialer, "dialers", self.dialers), (Task, "tasks", self.tasks),
-                                    (PhoneList, "lists", self.lists), (Contact, "contacts", self.contacts),
-                                    (Call, "calls", self.calls)):
-                for row in data.get(key, []):
-                    obj = from_dict(cls, row)
-                    table[getattr(obj, "session_id" if cls is Call else "id")] = obj
             self.tokens = {u.token: u.id for u in self.users.values() if u.token}
+            self._pending = defaultdict(lambda: defaultdict(set))
             for task in self.tasks.values():
                 self._index_task(task)
             self._list_sets = {p.id: set(p.values) for p in self.lists.values()}
-            self.next_ids.update({k: int(v) for k, v in data.get("next_ids", {}).items()})
             self._contact_version += 1
