@@ -35,7 +35,7 @@ def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
                    for r in conn.execute(select(CURSOR))}
         outbox: dict[str, dict[str, int]] = {}
         for lane, status, n in conn.execute(select(OUTBOX.c.lane, OUTBOX.c.status, func.count())
-                                            .where(OUTBOX.c.status != "done")
+                                            .where(OUTBOX.c.status.in_(["pending", "claimed", "dead"]))
                                             .group_by(OUTBOX.c.lane, OUTBOX.c.status)):
             name = Lane(lane).name.lower() if lane in Lane._value2member_map_ else str(lane)
             outbox.setdefault(name, {})[status] = n
