@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from connectors.bottlecrm import BottleCrmConnector, BottleCrmOptions
+from connectors.bottlecrm import BottleCrmConnector, BottleCrmOptions, split_name
 from connectors.tryton import SESSION_TAG, TrytonConnector, TrytonOptions
 from servers.bottlecrm import PG, BottleCrmServer
 from servers.tryton import TrytonServer
@@ -66,7 +66,7 @@ class LiveTryton:
     def connector(self, **context: Any) -> TrytonConnector:
         """A new connector (its own state dir); ``context`` overrides connector_context()."""
         context.setdefault("field_names", self.field_names)
-        ctx = connector_context(self.state_root / f"tryton-{next(_dirs)}", **context)
+        ctx = connector_context(self.state_root / "tryton", **context)
         return TrytonConnector(self.options(), ctx)
 
     def unauthorised_connector(self) -> TrytonConnector:
@@ -130,15 +130,17 @@ class LiveBottleCrm:
 
     server: BottleCrmServer
     state_root: Path
-    text_field: str = "last_name"
+    text_field: str = "name"      # virtual: first_name + last_name
     missing_id: str = "00000000-0000-4000-8000-000000000000"
     abilities: frozenset[str] = frozenset({"delete", "equal_timestamps", "count_activities",
                                            "auth_failure", "invalid_value",
                                            "raw_phone_formats"})
     max_phones: int = 1
-    settle_seconds: float = 0.01
+    # The change scan leaves changes younger than its horizon (settle 1 s, plus the whole
+    # seconds of the Date header) for the next poll.
+    settle_seconds: float = 2.05
     do_not_call_field: str | None = "do_not_call"
-    field_names: tuple[str, ...] = ("first_name", "last_name", "email", "do_not_call")
+    field_names: tuple[str, ...] = ("name", "first_name", "last_name", "email", "do_not_call")
     wrong_token: str = "bcrm_pat_this-token-does-not-exist-0000000000"
     _headers: dict[str, str] = field(default_factory=dict)
 
@@ -157,7 +159,8 @@ class LiveBottleCrm:
     def connector(self, **context: Any) -> BottleCrmConnector:
         context.setdefault("field_names", self.field_names)
         context.setdefault("do_not_call_field", self.do_not_call_field)
-        ctx = connector_context(self.state_root / f"bottlecrm-{next(_dirs)}", **context)
+        # One state dir for every connector: a restarted daemon keeps its state directory.
+        ctx = connector_context(self.state_root / "bottlecrm", **context)
         return BottleCrmConnector(self.options(), ctx)
 
     def unauthorised_connector(self) -> BottleCrmConnector:
@@ -176,13 +179,21 @@ class LiveBottleCrm:
 
     def create_contact(self, fields: Mapping[str, Any], phones: Sequence[str]) -> str:
         assert len(phones) <= 1, "BottleCRM holds one phone per contact"
-        body = {"first_name": "e2e", "last_name": "contact", **fields}
+        body = {"first_name": "e2e", "last_name": "contact", **self._plain(fields)}
         if phones:
             body["phone"] = phones[0]
         return str(self._ok(self.http.post("contacts/", json=body)).json()["id"])
 
     def update_contact(self, contact_id: str, fields: Mapping[str, Any]) -> None:
-        self._ok(self.http.patch(f"contacts/{contact_id}/", json=dict(fields)))
+        self._ok(self.http.patch(f"contacts/{contact_id}/", json=self._plain(fields)))
+
+    @staticmethod
+    def _plain(fields: Mapping[str, Any]) -> dict[str, Any]:
+        """BottleCRM's own fields for ``fields`` (the virtual ``name`` split in two)."""
+        out = {k: v for k, v in fields.items() if k != "name"}
+        if "name" in fields:
+            out.update(split_name(fields["name"]))
+        return out
 
     def delete_contact(self, contact_id: str) -> None:
         self._ok(self.http.delete(f"contacts/{contact_id}/"))

@@ -121,6 +121,8 @@ def test_find_by_phone_verifies_substring_matches(bottlecrm_crm, connector):
     target = bottlecrm_crm.create_contact({"last_name": "Exact"}, ["0671220501"])
     bottlecrm_crm.create_contact({"last_name": "Longer"}, ["+3806712205019"])
     assert [c.id for c in connector.find_by_phone("+380671220501")] == [target]
+    grouped = bottlecrm_crm.create_contact({"last_name": "Grouped"}, ["+380 (67) 122-06-01"])
+    assert [c.id for c in connector.find_by_phone("+380671220601")] == [grouped]
 
 
 def test_one_refused_record_does_not_sink_the_batch(connector):

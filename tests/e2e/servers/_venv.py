@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 __all__ = ["cache_dir", "file_lock", "find_python", "ensure_venv", "free_port",
-           "stop_process", "SetupError"]
+           "stop_process", "own_session_dying_with_parent", "SetupError"]
 
 MARKER = ".syncd-e2e-installed"
 
@@ -114,6 +114,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def own_session_dying_with_parent() -> None:
+    """``preexec_fn`` of a server: its own session (so it is stopped as a group) and, on
+    Linux, SIGTERM when the test process dies, even by SIGKILL (no orphaned servers)."""
+    os.setsid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+    except (OSError, AttributeError):
+        pass
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:

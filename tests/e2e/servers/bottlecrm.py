@@ -24,12 +24,12 @@ from typing import Iterator
 import httpx
 
 from ._venv import (SetupError, ensure_venv, file_lock, find_python, free_port, log_tail,
-                    stop_process)
+                    own_session_dying_with_parent, stop_process)
 
 __all__ = ["BottleCrmServer", "run_bottlecrm", "REQUIREMENTS", "TEMPLATE_DB"]
 
 REQUIREMENTS = ("django-crm==1.35", "packaging")
-TEMPLATE_DB = "syncd_bottlecrm_template"
+TEMPLATE_DB = os.environ.get("SYNCD_E2E_BOTTLECRM_TEMPLATE", "syncd_bottlecrm_template")
 TEMPLATE_MARK = "syncd-e2e: migrated django-crm==1.35"
 RUN_PREFIX = "syncd_bottlecrm_run_"
 PG = dict(host=os.environ.get("SYNCD_E2E_PGHOST", "127.0.0.1"),
@@ -189,7 +189,7 @@ def run_bottlecrm(workdir: Path | None = None) -> Iterator[BottleCrmServer]:
                 [str(venv / "bin" / "gunicorn"), "crm.wsgi:application", "--bind",
                  f"127.0.0.1:{port}", "--workers", "1", "--threads", "8", "--timeout", "60"],
                 env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                preexec_fn=own_session_dying_with_parent)
         try:
             server = BottleCrmServer(f"http://127.0.0.1:{port}", values["SYNCD_TOKEN"],
                                      values.get("SYNCD_ORG", ""), dbname, workdir)

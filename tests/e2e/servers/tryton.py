@@ -21,7 +21,7 @@ from typing import Iterator
 import httpx
 
 from ._venv import (SetupError, ensure_venv, file_lock, find_python, free_port, log_tail,
-                    stop_process)
+                    own_session_dying_with_parent, stop_process)
 
 __all__ = ["TrytonServer", "run_tryton", "REQUIREMENTS"]
 
@@ -125,7 +125,7 @@ def run_tryton(workdir: Path | None = None) -> Iterator[TrytonServer]:
         with open(log, "wb") as out:
             proc = subprocess.Popen([str(venv / "bin" / "trytond"), "-c", str(conf)],
                                     stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
-                                    start_new_session=True)
+                                    preexec_fn=own_session_dying_with_parent)
         try:
             server = TrytonServer(f"http://127.0.0.1:{port}", DATABASE, key, workdir)
             _wait_ready(server, proc, log)
