@@ -102,6 +102,10 @@ class SandboxHandle:
         """Change a contact in "Oki-Toki" behind the daemon's back."""
         return self._call("POST", f"contacts/{contact_id}", changes)
 
+    def delete_contact(self, contact_id: int) -> dict[str, Any]:
+        """Delete a contact in "Oki-Toki": the export shows it once more with ``deleted: true``."""
+        return self._call("DELETE", f"contacts/{contact_id}")
+
     def advance_clock(self, seconds: float) -> float:
         return self._call("POST", "clock", {"advance_seconds": seconds})["now"]
 

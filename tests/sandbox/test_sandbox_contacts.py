@@ -102,3 +102,12 @@ def test_admin_edit_behind_the_daemons_back_shows_in_the_next_export(sandbox):
     body = api(sandbox, "contacts/export", "GET", updated_from="01.01.2030 00:00:00").json()
     assert [(c["id"], c["name"], c["updated_at"]) for c in body["contacts"]] == [
         (1, "Renamed", "01.01.2030 02:00:00")]
+
+
+def test_a_deleted_contact_is_exported_as_a_tombstone_and_refused_after(sandbox):
+    sandbox.advance_clock(60)
+    sandbox.delete_contact(2)
+    body = api(sandbox, "contacts/export", "GET", per_page=1000).json()
+    tomb = [c for c in body["contacts"] if c.get("deleted")]
+    assert [c["id"] for c in tomb] == [2] and body["contacts"][-1]["id"] == 2  # newest last
+    assert api(sandbox, "contacts/add-update", contact_id=2, name="Back").status_code == 401

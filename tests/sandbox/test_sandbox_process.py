@@ -73,3 +73,19 @@ def test_the_syncd_command_runs_the_sandbox(tmp_path):
     from syncd.cli import build_parser
     args = build_parser().parse_args(["sandbox", "--port", "0", "--token", "abcdef", "--seed", "demo"])
     assert args.port == 0 and args.token == "abcdef" and args.settle_delay == "0s"
+
+
+def test_reset_restores_the_settings_the_sandbox_started_with():
+    with running_sandbox(settle_delay="5s") as sb:
+        sb.set_settings(settle_delay="60s", call_update_delay="1s")
+        sb.reset()
+        settings = sb.set_settings()
+        assert settings["settle_delay"] == 5.0 and settings["call_update_delay"] is None
+
+
+def test_the_journal_reports_arrivals_per_second(sandbox):
+    for _ in range(3):
+        api(sandbox, "dialers/stat", "GET")
+    report = sandbox.requests()
+    assert sum(report["per_second"].values()) == 3 and len(report["arrivals"]) == 3
+    assert report["max_per_second"] >= 1 and report["by_status"] == {"200": 3}

@@ -179,3 +179,11 @@ def test_dialer_stat_has_the_documented_shape(sandbox):
     assert {"id", "name", "status_id", "status_ru", "status_eng", "state", "operators"} <= set(dialer)
     assert dialer["status_id"] == "no_phones" and dialer["state"] == "enabled"
     assert dialer["operators"][0]["status_id"] == "offline"
+
+
+def test_json_request_that_is_not_an_object_is_422(sandbox):
+    r = httpx.post(f"{sandbox.api_url}/dialers/create_task", data={"json_request": "[1, 2"})
+    assert r.status_code == 422 and "json_request" in r.json()["errors"]
+    r = httpx.post(f"{sandbox.api_url}/dialers/create_task", content=b"{not json",
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["errors"] == {"body": ["invalid JSON"]}

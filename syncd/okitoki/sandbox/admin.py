@@ -132,12 +132,15 @@ def reset(sb: "Sandbox", request: Request, body: Any) -> Any:
 
 
 def edit_contact(sb: "Sandbox", request: Request, body: Any) -> Any:
-    """Change a contact "behind the daemon's back"; ``updated_at`` (unix or ISO) optional."""
+    """Change (POST) or delete (DELETE) a contact "behind the daemon's back"; ``updated_at``
+    (unix or ISO) optional."""
     from . import dates
     body = dict(body or {})
     contact_id = int(request.path_params["contact_id"])
     if contact_id not in sb.state.contacts:
         raise KeyError(f"no contact {contact_id}")
+    if request.method == "DELETE":
+        return to_dict(sb.state.delete_contact(contact_id))
     when = body.pop("updated_at", None)
     for key in ("phones", "tags"):
         if key in body:
@@ -183,7 +186,7 @@ def admin_routes() -> list[Route]:
         r("/webhooks", webhooks, ["GET", "POST", "DELETE"]),
         r("/webhooks/deliveries", deliveries, ["GET"]),
         r("/reset", reset, ["POST"]),
-        r("/contacts/{contact_id:int}", edit_contact, ["POST"]),
+        r("/contacts/{contact_id:int}", edit_contact, ["POST", "DELETE"]),
         r("/clock", clock, ["GET", "POST"]),
         r("/settings", settings, ["GET", "POST"]),
     ]

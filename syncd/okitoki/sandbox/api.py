@@ -131,9 +131,12 @@ def upsert_contact(sb: "Sandbox", params: Params, user: User, company: Company) 
 
 
 def contact_view(contact: Contact, timezone: str) -> dict[str, Any]:
-    return {"id": contact.id, "name": contact.name, "phones": list(contact.phones),
+    view = {"id": contact.id, "name": contact.name, "phones": list(contact.phones),
             "email": contact.email, "details": dict(contact.details), "tags": list(contact.tags),
             "updated_at": dates.format_local(contact.updated_at, timezone)}
+    if contact.deleted:
+        view["deleted"] = True
+    return view
 
 
 def _paging(sb: "Sandbox", f: Fields) -> tuple[int, int]:

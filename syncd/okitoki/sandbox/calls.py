@@ -44,7 +44,7 @@ def _company_of(state: SandboxState, spec: dict[str, Any]) -> Company:
 def _contact_by_phone(state: SandboxState, company_id: int, phone: str) -> int | None:
     key = phone_key(phone)
     for contact in state.contacts.values():
-        if contact.company_id == company_id and any(phone_key(p) == key for p in contact.phones):
+        if contact.company_id == company_id and not contact.deleted and any(phone_key(p) == key for p in contact.phones):
             return contact.id
     return None
 

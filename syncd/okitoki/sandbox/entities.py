@@ -81,6 +81,9 @@ class Contact:
     tags: list[str] = field(default_factory=list)
     created_at: int = 0
     updated_at: int = 0
+    #: Deleted in Oki-Toki (admin only): exported once more with ``deleted: true``, then gone
+    #: for the API (401), as a tombstone a reader can see.
+    deleted: bool = False
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@ webhook dispatcher and data file that the HTTP layer uses."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from .faults import FaultPlan, RateGate
@@ -22,6 +23,7 @@ class Sandbox:
                  bootstrap: Bootstrap | None = None) -> None:
         self.state = state
         self.settings = settings
+        self._initial_settings = dataclasses.replace(settings)
         state.settings = settings
         self.bootstrap = bootstrap
         self.journal = RequestJournal()
@@ -54,7 +56,7 @@ class Sandbox:
 
     def reset(self) -> None:
         """Back to a fresh sandbox: empty state (then the bootstrap), no journal, faults,
-        rate limit, webhooks or clock offset."""
+        webhooks or clock offset, and the settings it started with."""
         with self.state.lock:
             self.state.clear()
             self.state.clock_offset = 0.0
@@ -63,5 +65,6 @@ class Sandbox:
         self.journal.clear()
         self.rate_gate.clear()
         self.faults = FaultPlan()
-        self.settings.rate_limit_per_minute = None
+        for name in SandboxSettings.MUTABLE:  # back to the settings it started with
+            setattr(self.settings, name, getattr(self._initial_settings, name))
         self.webhooks.clear()

@@ -313,7 +313,20 @@ class SandboxState:
 
     def own_contact(self, company: Company, contact_id: int) -> Contact:
         with self.lock:
-            return self._own(self.contacts, contact_id, company, "contact")
+            contact = self._own(self.contacts, contact_id, company, "contact")
+            if contact.deleted:
+                raise unauthorized(f"contact {contact_id}")
+            return contact
+
+    def delete_contact(self, contact_id: int) -> Contact:
+        """Admin: delete a contact (a tombstone the export shows with ``deleted: true``)."""
+        with self.lock:
+            contact = self.contacts[contact_id]
+            contact.deleted = True
+            contact.updated_at = int(self.now())
+            self._contact_version += 1
+            self.changed()
+            return contact
 
     def export_contacts(self, company: Company, start: int | None, end: int | None,
                         page: int, per_page: int) -> tuple[list[Contact], int, int]:
