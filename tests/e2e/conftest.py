@@ -25,6 +25,18 @@ from servers.bottlecrm import BottleCrmServer, run_bottlecrm  # noqa: E402
 from servers.tryton import TrytonServer, run_tryton  # noqa: E402
 
 
+# A cold cache installs a CRM (BottleCRM: pip install + migrate, 4 to 7 minutes on 2 cores)
+# inside the setup of the first test that needs it; pytest-timeout counts setup time.
+COLD_START_TIMEOUT = 1200
+SERVER_FIXTURES = {"tryton_server", "bottlecrm_server"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.timeout(COLD_START_TIMEOUT))
+
+
 @pytest.fixture(scope="session")
 def tryton_server(tmp_path_factory) -> Iterator[TrytonServer]:
     """A fresh Tryton (own SQLite database, loopback port) for the session."""
