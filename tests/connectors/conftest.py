@@ -262,3 +262,10 @@ class SqlBackend:
 def sql_backend(sql_db, tmp_path) -> Iterator[SqlBackend]:
     backend = SqlBackend(sql_db, tmp_path / "state")
     yield backend
+
+
+@pytest.fixture
+def sql_crm(sql_db) -> SqlDatabase:
+    """An empty database of each kind holding the contacts table of :func:`contacts_table`."""
+    contacts_table(sa.MetaData()).metadata.create_all(sql_db.engine())
+    return sql_db
