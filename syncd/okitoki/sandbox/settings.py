@@ -86,6 +86,10 @@ class SandboxSettings:
                 value = int(value)
             elif name == "retry_after_form" and value not in ("seconds", "http-date"):
                 raise ValueError("retry_after_form is 'seconds' or 'http-date'")
+            elif name == "timezone":
+                from .dates import is_zone
+                if not isinstance(value, str) or not is_zone(value):
+                    raise ValueError(f"unknown time zone {value!r}")
             setattr(self, name, value)
         return list(changes)
 

@@ -12,7 +12,6 @@ move (``POST /_sandbox/clock``).
 from __future__ import annotations
 
 import bisect
-import itertools
 import threading
 import time
 from collections import defaultdict
