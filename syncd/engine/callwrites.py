@@ -11,14 +11,14 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, select
 
 from ..errors import InvalidRecord, TransientError
 from ..model import ContactWrite
 from ..store.tables import CallRow
 from .calls import call_from_payload
-from .context import BASE, LINK, PHONE, Context, chunks, mark_dirty
-from .effects import CallLogged
+from .context import BASE, LINK, PHONE, Context, chunks
+from .effects import CallLogged, Seen
 from .push import Done, Later
 
 __all__ = ["log_calls", "statuses", "is_forward"]
@@ -123,20 +123,9 @@ def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         results = ctx.crm.upsert_contacts([w for *_, w in chunk])
         for (r, lid, status, _), res in zip(chunk, results):
             if res.ok:
-                out[r.id] = Done(_status_effect(lid, field, status))
+                out[r.id] = Done(Seen(lid, "crm", {field: status}, written_at=ctx.now()))
             elif res.retriable:
                 out[r.id] = TransientError(res.error or "refused", system="crm", operation="upsert_contacts")
             else:
                 out[r.id] = InvalidRecord(f"CRM refused status {status!r}: {res.error}")
     return out
-
-
-def _status_effect(link_id: int, field: str, status: str):
-    def effect(conn: Any) -> None:
-        row = conn.execute(select(BASE.c.crm).where(BASE.c.link_id == link_id)).first()
-        if row is None:
-            return
-        conn.execute(update(BASE).where(BASE.c.link_id == link_id)
-                     .values(crm={**(row.crm or {}), field: status}))
-        mark_dirty(conn, [link_id])
-    return effect

@@ -30,6 +30,8 @@ class Seen:
     values: dict[str, Any]
     new_id: str | None = None
 
+    written_at: Any = None   # local time of the write (marks earlier reads of the link stale)
+
     @staticmethod
     def apply_all(conn: Connection, items: Sequence["Seen"]) -> None:
         for side in ("crm", "okitoki"):
@@ -50,7 +52,9 @@ class Seen:
                     seen[s.link_id].update(s.values)
                     phones += [{"phone": p, "link_id": s.link_id, "side": side}
                                for p in set(s.values.get(PHONES) or [])]
-            update_many(conn, BASE, "link_id", [{"link_id": k, side: v} for k, v in seen.items()])
+            at = {s.link_id: s.written_at for s in group}
+            update_many(conn, BASE, "link_id", [{"link_id": k, side: v, f"{side}_written_at": at[k]}
+                                                for k, v in seen.items()])
             insert_ignore(conn, PHONE, phones, ["phone", "link_id", "side"])
             mark_dirty(conn, seen)
 

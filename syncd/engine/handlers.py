@@ -66,7 +66,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 fields, phones = ctx.mapping.to_side("okitoki", values)
                 new_id = found or ctx.okitoki.upsert_contact(
                     ContactWrite(key=r.idem_key, id=None, fields=fields, phones=phones))
-                out[r.id] = Done(Seen(r.link_id, "okitoki", values, new_id=new_id))
+                out[r.id] = Done(Seen(r.link_id, "okitoki", values, new_id=new_id, written_at=ctx.now()))
             else:
                 if not link.okitoki_id:
                     out[r.id] = Later(ctx.now() + WAIT, "waiting for the Oki-Toki contact to exist")
@@ -75,7 +75,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 fields, phones = ctx.mapping.to_side("okitoki", values)
                 ctx.okitoki.upsert_contact(ContactWrite(key=r.idem_key, id=link.okitoki_id,
                                                         fields=fields, phones=phones))
-                out[r.id] = Done(Seen(r.link_id, "okitoki", values))
+                out[r.id] = Done(Seen(r.link_id, "okitoki", values, written_at=ctx.now()))
         except (InvalidRecord, InvalidRequest) as exc:
             out[r.id] = exc            # this record's problem: dead letter, the rest goes on
         except Exception as exc:  # noqa: BLE001
@@ -123,7 +123,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             if r.attempts > 1 and values.get(PHONES):
                 found = [c for c in ctx.crm.find_by_phone(values[PHONES][0])]
                 if found:
-                    out[r.id] = Done(Seen(r.link_id, "crm", values, new_id=found[0].id))
+                    out[r.id] = Done(Seen(r.link_id, "crm", values, new_id=found[0].id, written_at=ctx.now()))
                     continue
             fields, phones = ctx.mapping.to_side("crm", values)
             writes.append((r, ContactWrite(r.idem_key, None, fields, phones), values, True))
@@ -139,8 +139,8 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         results = ctx.crm.upsert_contacts([w for _, w, _, _ in chunk])
         for (r, w, values, create), res in zip(chunk, results):
             if res.ok:
-                out[r.id] = Done(Seen(r.link_id, "crm", values,
-                                              new_id=res.id if create else None))
+                out[r.id] = Done(Seen(r.link_id, "crm", values, new_id=res.id if create else None,
+                                 written_at=ctx.now()))
             elif res.retriable:
                 out[r.id] = _retriable(res.error or "refused", "crm")
             else:

@@ -47,8 +47,14 @@ def quarantine(conn: Connection, *, side: str, record_id: str | None, reason: st
     log.warning("record_quarantined", side=side, record_id=record_id, reason=reason)
 
 
-def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[Contact]) -> Counter:
-    """Store one page of ``side``'s contacts in the open transaction ``conn``; returns counts."""
+def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[Contact], *,
+                    fetched_at: datetime | None = None) -> Counter:
+    """Store one page of ``side``'s contacts in the open transaction ``conn``; returns counts.
+
+    ``fetched_at`` (local clock, taken before the request): a record of a link we wrote to
+    after that moment may show the value from before our write, so it is skipped; our write
+    gave it a newer server timestamp, so the next read brings it back.
+    """
     now = ctx.now()
     counts: Counter = Counter(read=len(contacts))
     observed: dict[str, Observed] = {}
@@ -83,6 +89,10 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
             phone_links.append((m.link_id, values.get(PHONES) or []))
             continue
         seen, seen_ts = getattr(row, side), getattr(row, ts_col)
+        written = getattr(row, f"{side}_written_at")
+        if fetched_at is not None and written is not None and written >= fetched_at and not m.attached:
+            counts["stale"] += 1
+            continue
         unchanged = seen is not None and all(same(k, seen.get(k), values.get(k))
                                              for k in set(seen) | set(values))
         if unchanged and not m.attached:

@@ -114,9 +114,11 @@ class Syncer:
             after = Cursor(cur.value, cur.last_id)
             limit = getattr(self.ctx.crm_capabilities, "read_batch_size", 100) or 100
             while True:
+                fetched_at = self.ctx.now()
                 page = self.crm.changed_contacts(after, limit)
                 with self.store.begin() as conn:
-                    counts += record_contacts(self.ctx, conn, "crm", page.contacts)
+                    counts += record_contacts(self.ctx, conn, "crm", page.contacts,
+                                              fetched_at=fetched_at)
                     cursors.advance(conn, cursors.StreamCursor(CRM_STREAM, page.next.updated_at,
                                                                page.next.last_id), now=self.ctx.now())
                 counts["pages"] += 1
@@ -138,11 +140,13 @@ class Syncer:
             start = cursors.window_start(cur, OKITOKI_OVERLAP, initial=EPOCH)
             top, boundary = cur.value, set(cur.boundary_ids)
             batch: list[Any] = []
+            fetched_at = self.ctx.now()   # pages come lazily; the first request bounds them all
 
             def flush(final: bool) -> None:
                 nonlocal batch
                 with self.store.begin() as conn:
-                    counts.update(record_contacts(self.ctx, conn, "okitoki", batch))
+                    counts.update(record_contacts(self.ctx, conn, "okitoki", batch,
+                                                  fetched_at=fetched_at))
                     if final and top is not None:
                         cursors.advance(conn, cursors.StreamCursor(OKITOKI_STREAM, top, None,
                                                                    frozenset(boundary)), now=self.ctx.now())

@@ -66,6 +66,9 @@ class Base(SQLModel, table=True):
     okitoki: dict | None = _json()
     crm_updated_at: datetime | None = _ts()
     okitoki_updated_at: datetime | None = _ts()
+    # When we last wrote to each side (local clock): a read fetched before it may be stale.
+    crm_written_at: datetime | None = _ts()
+    okitoki_written_at: datetime | None = _ts()
 
 
 class Dirty(SQLModel, table=True):

@@ -148,3 +148,31 @@ def test_duplicate_numbers_are_reported_as_merge_candidates_not_linked(world):
         cands = conn.execute(select(MergeCandidate.__table__)).all()
     assert [c.phone for c in cands] == ["+380675550001"]
     assert len([c for c in sb.state()["contacts"] if "380501112233" in c["phones"]]) == 1
+
+
+def test_read_fetched_before_our_write_is_not_taken_for_a_change(world):
+    syncer, sb, crm = world
+    cid = crm.add(("0676660001",), name="Orig", email="o@x.io", status="won")
+    syncer.cycle()
+    oid = next(c["id"] for c in sb.state()["contacts"] if c["name"] == "Orig")
+    sb.edit_contact(oid, name="From Okitoki")
+    syncer.pull_okitoki_contacts()
+    crm.edit(cid, email="new@x.io")          # so the CRM page carries the contact, old name and all
+    real = crm.changed_contacts
+
+    def racing(after, limit):
+        page = real(after, limit)            # fetched now: name "Orig"
+        crm.changed_contacts = real
+        syncer.push()                        # meanwhile the push writes "From Okitoki" to the CRM
+        return page
+
+    crm.changed_contacts = racing
+    report = syncer.pull_crm_contacts()
+    assert report.counts.get("stale") == 1
+    updates_before = sb.requests()["by_operation"].get("contacts/add-update", 0)
+    for _ in range(3):
+        syncer.cycle()
+    contact = next(c for c in sb.state()["contacts"] if c["id"] == oid)
+    assert (contact["name"], contact["email"]) == ("From Okitoki", "new@x.io")
+    assert crm.rows[cid].fields["name"] == "From Okitoki"
+    assert sb.requests()["by_operation"].get("contacts/add-update", 0) == updates_before + 1

@@ -40,6 +40,8 @@ def upgrade() -> None:
     sa.Column('okitoki', sa.JSON(), nullable=True),
     sa.Column('crm_updated_at', sa.DateTime(), nullable=True),
     sa.Column('okitoki_updated_at', sa.DateTime(), nullable=True),
+    sa.Column('crm_written_at', sa.DateTime(), nullable=True),
+    sa.Column('okitoki_written_at', sa.DateTime(), nullable=True),
     sa.PrimaryKeyConstraint('link_id')
     )
     op.create_table('budget',
