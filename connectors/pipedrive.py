@@ -6,7 +6,8 @@ Vendor behaviour this module is built around (https://developers.pipedrive.com/d
   sort_direction=asc`` with opaque cursor paging (``additional_data.next_cursor`` null at the
   end). ``update_time`` has one-second resolution, ``updated_since`` is inclusive, and persons
   that tie on it come back in no promised order: a page is cut only where every person of the
-  boundary second has been seen, then ordered by (update_time, id) here.
+  boundary second has been seen, then ordered by (update_time, id) here; persons of seconds
+  younger than ``settle_s`` (server clock) wait for the next poll.
 * Writes are per person (``POST /api/v2/persons``, ``PATCH /api/v2/persons/{id}``); ``phones``
   replaces the whole list, so numbers are sent once each (first one primary), never appended.
   A create whose answer was lost is looked up among the newest persons (same name and
@@ -21,6 +22,8 @@ Vendor behaviour this module is built around (https://developers.pipedrive.com/d
 
 from __future__ import annotations
 
+import dataclasses
+import email.utils
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -62,6 +65,7 @@ class PipedriveOptions(BaseModel):
     phone_label: str = "work"
     user_id: int | None = None                # Pipedrive user owning logged calls (default: token's)
     call_lookup_pages: int = 20               # pages of 50 call logs searched after a lost answer
+    settle_s: float = 2.0                     # persons changed more recently wait for the next poll
 
     @model_validator(mode="after")
     def _one_credential(self) -> "PipedriveOptions":
@@ -74,6 +78,14 @@ class PipedriveOptions(BaseModel):
 
 def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _server_time(response: httpx.Response) -> datetime:
+    """The server's clock from the ``Date`` header (the local clock when there is none)."""
+    try:
+        return email.utils.parsedate_to_datetime(response.headers["date"]).astimezone(UTC)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return datetime.now(UTC)
 
 
 def _pd_time(dt: datetime) -> str:
@@ -134,6 +146,7 @@ class PipedriveConnector:
             burst=self.default_burst,
             headers={"x-api-token": options.api_token} if options.api_token else {})
         self.oauth: OAuthSession | None = None
+        self._server_now = datetime.now(UTC)
         if options.refresh_token:
             self.oauth = OAuthSession(TokenStore.in_state_dir(context.state_dir, "pipedrive"),
                                       seed_refresh_token=options.refresh_token, refresh=self._refresh)
@@ -156,7 +169,9 @@ class PipedriveConnector:
         def with_token(token: str | None) -> httpx.Response:
             headers = bearer(token) if token else {}
             return send(self.remote, method, path, operation=operation, headers=headers, **kwargs)
-        return self.oauth.call(with_token) if self.oauth else with_token(None)
+        response = self.oauth.call(with_token) if self.oauth else with_token(None)
+        self._server_now = _server_time(response)
+        return response
 
     def _contact(self, p: dict[str, Any]) -> Contact:
         custom = p.get("custom_fields") or {}
@@ -197,6 +212,13 @@ class PipedriveConnector:
         while True:
             rows, cursor = self._list(params, "list changed persons")
             batch = [self._contact(p) for p in rows]
+            if self.options.settle_s > 0:
+                # A second still running can gain changes; the engine's cursor is strict, so
+                # persons of too recent seconds wait for the next poll (the walk ends there).
+                cutoff = self._server_now - timedelta(seconds=self.options.settle_s)
+                settled = [c for c in batch if c.updated_at is None or c.updated_at <= cutoff]
+                if len(settled) < len(batch):
+                    batch, cursor = settled, None
             kept = sorted(kept + [c for c in batch if floor is None or key(c) > floor], key=key)[:limit + 1]
             if not cursor:
                 exhausted = True
@@ -344,6 +366,11 @@ class PipedriveConnector:
         return found
 
     def _add_call(self, call: Call) -> WriteResult:
+        try:   # a call read back from the outbox may carry plain strings
+            call = dataclasses.replace(call, direction=CallDirection(call.direction),
+                                       outcome=CallOutcome(call.outcome))
+        except ValueError as exc:
+            return WriteResult(call.session_id, False, error=str(exc), retriable=False)
         end = call.started_at + timedelta(seconds=call.duration_s)
         note = (f"Oki-Toki {call.direction.value} call, {call.outcome.value}, talk {call.talk_s} s"
                 + (f", agent {call.agent}" if call.agent else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -12,7 +13,7 @@ from syncd.errors import AuthenticationError, BudgetExhausted, PermissionDenied,
 from syncd.http import error_for_status
 
 __all__ = ["HubSpotOptions", "check_response", "SEARCH_CAP", "CALCULATED_PHONES", "ms",
-           "parse_time", "chunks", "national_number"]
+           "parse_time", "chunks", "national_number", "server_time"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SEARCH_CAP = 10_000        # results one search query can page through
@@ -34,6 +35,7 @@ class HubSpotOptions(BaseModel):
     call_key_property: str = "syncd_session_id"  # call property holding the Oki-Toki session id
     phone_properties: tuple[str, str] = ("phone", "mobilephone")
     search_lag_s: float = 60.0              # how long an unconfirmed call create may stay unsearchable
+    settle_s: float = 30.0                  # changes younger than this wait for the next poll
 
     @model_validator(mode="after")
     def _one_credential(self) -> "HubSpotOptions":
@@ -59,6 +61,14 @@ def national_number(phone_e164: str) -> str | None:
         return str(phonenumbers.parse(phone_e164, None).national_number)
     except phonenumbers.NumberParseException:
         return None
+
+
+def server_time(response: httpx.Response) -> datetime:
+    """The server's clock from the ``Date`` header (the local clock when there is none)."""
+    try:
+        return email.utils.parsedate_to_datetime(response.headers["date"]).astimezone(UTC)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return datetime.now(UTC)
 
 
 def chunks(items: list, size: int) -> list[list]:

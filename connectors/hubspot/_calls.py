@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC
 from typing import Any
 
 from syncd.model import Call, CallDirection, CallOutcome
 
-__all__ = ["call_request"]
+__all__ = ["call_request", "typed_call"]
 
 CALL_TO_CONTACT = 194      # HUBSPOT_DEFINED association type call → contact
 STATUS = {CallOutcome.ANSWERED: "COMPLETED", CallOutcome.NO_ANSWER: "NO_ANSWER",
@@ -16,6 +17,13 @@ STATUS = {CallOutcome.ANSWERED: "COMPLETED", CallOutcome.NO_ANSWER: "NO_ANSWER",
 DISPOSITION = {CallOutcome.ANSWERED: "f240bbac-87c9-4f6e-bf70-924b57d47db7",
                CallOutcome.NO_ANSWER: "73a0d17f-1163-4015-bdd5-ec830791da20",
                CallOutcome.BUSY: "9d9162e7-6cf3-4944-bf63-4dff82258764"}
+
+
+def typed_call(call: Call) -> Call:
+    """``call`` with real enums (a call read back from the outbox may carry plain strings);
+    ValueError names an unknown direction or outcome."""
+    return dataclasses.replace(call, direction=CallDirection(call.direction),
+                               outcome=CallOutcome(call.outcome))
 
 
 def call_request(call: Call, key_property: str) -> dict[str, Any]:

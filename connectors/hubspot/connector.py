@@ -18,8 +18,8 @@ from syncd.phones import normalize
 from .._oauth import OAuthSession, TokenPair, TokenStore, bearer, token_pair_from_response
 from .._once import IntentLedger, send_once
 from ._api import (CALCULATED_PHONES, SEARCH_CAP, HubSpotOptions, check_response, chunks, ms,
-                   national_number, parse_time)
-from ._calls import call_request
+                   national_number, parse_time, server_time)
+from ._calls import call_request, typed_call
 
 __all__ = ["HubSpotConnector"]
 
@@ -42,7 +42,7 @@ class HubSpotConnector:
         calls_batch_size=50,
         notes=("needs the unique contact property syncd_key and the call property "
                "syncd_session_id (see docs/connectors/hubspot.md)",
-               "search lags writes by a few seconds: keep the CRM cursor overlap ≥ 1 minute"))
+               "search lags writes by a few seconds: changes are read settle_s (30 s) after them"))
 
     def __init__(self, options: HubSpotOptions, context: ConnectorContext) -> None:
         self.options, self.context = options, context
@@ -54,6 +54,7 @@ class HubSpotConnector:
             burst=self.default_burst,
             headers=bearer(options.token) if options.token else {})
         self.oauth: OAuthSession | None = None
+        self._server_now = datetime.now(UTC)
         if options.refresh_token:
             self.oauth = OAuthSession(TokenStore.in_state_dir(context.state_dir, "hubspot"),
                                       seed_refresh_token=options.refresh_token, refresh=self._refresh)
@@ -74,7 +75,9 @@ class HubSpotConnector:
         def with_token(token: str | None) -> httpx.Response:
             headers = bearer(token) if token else {}
             return send(self.remote, method, path, operation=operation, headers=headers, **kwargs)
-        return self.oauth.call(with_token) if self.oauth else with_token(None)
+        response = self.oauth.call(with_token) if self.oauth else with_token(None)
+        self._server_now = server_time(response)
+        return response
 
     def _properties(self) -> list[str]:
         names = {*self.context.field_names, *self.options.phone_properties, "lastmodifieddate"}
@@ -140,6 +143,12 @@ class HubSpotConnector:
             if not after:
                 exhausted = True
                 break
+        if self.options.settle_s > 0:
+            # Search lags writes and the engine reads with a strict cursor: never move the
+            # cursor past a moment a late-indexed change could still land in.
+            cutoff = self._server_now - timedelta(seconds=self.options.settle_s)
+            if any(c.updated_at > cutoff for c in fetched):
+                fetched, exhausted = [c for c in fetched if c.updated_at <= cutoff], True
         capped = not exhausted and int(after or 0) >= self.search_cap
         key = lambda c: (c.updated_at, int(c.id))  # noqa: E731
         if exhausted or not fetched:
@@ -309,6 +318,10 @@ class HubSpotConnector:
         return results
 
     def _create_call(self, call: Call) -> WriteResult:
+        try:
+            call = typed_call(call)
+        except ValueError as exc:
+            return WriteResult(call.session_id, False, error=str(exc), retriable=False)
         self.ledger.sending(call.session_id)
         try:
             response = self._call("POST", "/crm/v3/objects/calls", "log call", once=True,

@@ -32,7 +32,7 @@ def fake(server):
 
 
 def connect(fake, state_dir, *, retry=FAST_RETRY, timeout=None, **options) -> HubSpotConnector:
-    opts = {"url": fake.url, "token": TOKEN, **options}
+    opts = {"url": fake.url, "token": TOKEN, "settle_s": 0, **options}
     ctx = connector_context(state_dir, field_names=FIELDS, do_not_call_field="syncd_do_not_call",
                             retry=retry)
     if timeout is not None:
@@ -288,3 +288,21 @@ def test_refused_refresh_token_is_an_authentication_error_naming_the_fix(fake, t
     with pytest.raises(AuthenticationError) as err:
         connector.health_check()
     assert "re-authorise" in str(err.value) and "never-granted-refresh" not in str(err.value)
+
+
+def test_call_with_plain_string_enums_from_the_outbox_is_logged(fake, hubspot):
+    [ok] = hubspot.log_calls([call(session="s1", direction="inbound", outcome="no_answer")])
+    assert ok.ok and fake.calls_for_session("s1")[0].properties["hs_call_status"] == "NO_ANSWER"
+    [bad] = hubspot.log_calls([call(session="s2", outcome="exploded")])
+    assert not bad.ok and not bad.retriable and "exploded" in bad.error
+
+
+def test_changes_younger_than_the_settle_time_wait_for_the_next_poll(fake, tmp_path):
+    connector = connect(fake, tmp_path, settle_s=20)
+    now = datetime.now(UTC)
+    old = fake.add_contact(now - timedelta(minutes=1), firstname="old")
+    young = fake.add_contact(now, firstname="young")      # the index may still be missing others
+    page = connector.changed_contacts(Cursor(), 10)
+    assert [c.id for c in page.contacts] == [old] and not page.more
+    fake.edit_contact(young, updated_at=now - timedelta(seconds=30))   # time passed
+    assert [c.id for c in connector.changed_contacts(page.next, 10).contacts] == [young]

@@ -34,7 +34,7 @@ class HubSpotBackend:
     def connector(self, token: str = TOKEN) -> HubSpotConnector:
         ctx = connector_context(self.state_dir, field_names=("firstname", "lastname", "email"),
                                 do_not_call_field=self.do_not_call_field)
-        return HubSpotConnector(HubSpotOptions(url=self.fake.url, token=token), ctx)
+        return HubSpotConnector(HubSpotOptions(url=self.fake.url, token=token, settle_s=0), ctx)
 
     def create_contact(self, fields: Mapping[str, Any], phones: Sequence[str]) -> str:
         props = dict(zip(("phone", "mobilephone"), phones))

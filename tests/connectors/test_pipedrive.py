@@ -32,7 +32,7 @@ def fake(server):
 
 
 def connect(fake, state_dir, *, timeout=None, **options) -> PipedriveConnector:
-    opts = {"url": fake.url, "api_token": API_TOKEN, **options}
+    opts = {"url": fake.url, "api_token": API_TOKEN, "settle_s": 0, **options}
     ctx = connector_context(state_dir, field_names=FIELDS, do_not_call_field=DNC, retry=FAST_RETRY)
     if timeout is not None:
         inner = ctx.remote
@@ -262,3 +262,21 @@ def test_refused_refresh_token_is_an_authentication_error_naming_the_fix(fake, t
     with pytest.raises(AuthenticationError) as err:
         connector.health_check()
     assert "re-authorise" in str(err.value) and "pd-never-granted" not in str(err.value)
+
+
+def test_call_with_plain_string_enums_from_the_outbox_is_logged(fake, pipedrive):
+    [ok] = pipedrive.log_calls([call(session="s1", direction="inbound", outcome="busy")])
+    assert ok.ok and fake.logs_for_session("s1")[0]["outcome"] == "busy"
+    [bad] = pipedrive.log_calls([call(session="s2", outcome="exploded")])
+    assert not bad.ok and not bad.retriable and "exploded" in bad.error
+
+
+def test_persons_of_a_second_still_running_wait_for_the_next_poll(fake, tmp_path):
+    connector = connect(fake, tmp_path, settle_s=2)
+    now = datetime.now(UTC)
+    old = fake.add_person("old", updated_at=now - timedelta(minutes=1))
+    young = fake.add_person("young", updated_at=now)
+    page = connector.changed_contacts(Cursor(), 10)
+    assert [c.id for c in page.contacts] == [old] and not page.more
+    fake.edit_person(young, updated_at=now - timedelta(seconds=5))    # time passed
+    assert [c.id for c in connector.changed_contacts(page.next, 10).contacts] == [young]

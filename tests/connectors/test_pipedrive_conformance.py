@@ -36,7 +36,7 @@ class PipedriveBackend:
     def connector(self, token: str = API_TOKEN) -> PipedriveConnector:
         ctx = connector_context(self.state_dir, field_names=("name", "email", "owner_id"),
                                 do_not_call_field=DNC)
-        return PipedriveConnector(PipedriveOptions(url=self.fake.url, api_token=token), ctx)
+        return PipedriveConnector(PipedriveOptions(url=self.fake.url, api_token=token, settle_s=0), ctx)
 
     def create_contact(self, fields: Mapping[str, Any], phones: Sequence[str]) -> str:
         fields = dict(fields)
