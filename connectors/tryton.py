@@ -6,11 +6,11 @@ rows (types ``phone``/``mobile``/``email``), read with dotted ``f=`` fields and 
 existing mechanism* instead of appending a copy. An archived party (``active`` false) is
 returned as ``deleted``.
 
-Changed-since is a REST search on ``write_date`` (naive UTC in Tryton, microseconds) with an
-id tie-break, ordered by (write_date, id): one request per page. Tryton 8 stamps
-``write_date`` at creation; parties from older releases may have none, so the connector
-checks once per process whether such parties exist and, if so, merges a second search on
-``create_date`` for them.
+Changed-since is a REST search on ``last_modified_at`` (Tryton's ``write_date``, or
+``create_date`` when a party was never written; naive UTC, microseconds) with an id
+tie-break, ordered by (last_modified_at, id): one request per page. A server without that
+field is searched on ``write_date``, with a second search on ``create_date`` for parties
+lacking a write_date (checked once per process).
 
 Creates are idempotent by ``ContactWrite.key``: the party carries a ``party.identifier`` (no
 type) whose code is ``syncd:<key>``; before creating, the batch's keys are looked up in one
@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import (ConfigError, InvalidRecord, InvalidRequest, NotFound,
-                          RetriableRemoteError, Throttled)
+                          PermissionDenied, RetriableRemoteError, Throttled)
 from syncd.http import RemoteSystem, error_for_status
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 
@@ -150,14 +150,15 @@ class TrytonConnector:
             do_not_call=False, read_batch_size=options.page_size,
             notes=("no do-not-call flag on party.party: [do_not_call] crm_field cannot be mapped",
                    "cost per poll: one search request per page of changed parties "
-                   "(one more per process when parties without write_date exist)",
+                   "(plus one read of party.party's field list per process)",
                    "calls are logged as ir.note on the party"))
         self._legacy_nulls: bool | None = None
+        self._fields: set[str] | None = None
 
     # -- reading -------------------------------------------------------------------------
     def _read_fields(self) -> list[str]:
-        return ["name", "active", "write_date", "create_date", *self.party_fields,
-                "contact_mechanisms.type", "contact_mechanisms.value"]
+        return ["name", "active", "write_date", "create_date", "last_modified_at",
+                *self.party_fields, "contact_mechanisms.type", "contact_mechanisms.value"]
 
     def _search(self, model: str, domain: list, *, fields: list[str], order: list | None = None,
                 size: int | None = None, operation: str) -> list[dict[str, Any]]:
@@ -179,31 +180,44 @@ class TrytonConnector:
         return Contact(
             id=str(row["id"]), fields=fields,
             phones=tuple(m["value"] for m in mechanisms if m.get("type") in PHONE_TYPES),
-            updated_at=from_tryton_datetime(row.get("write_date") or row.get("create_date")),
+            updated_at=from_tryton_datetime(row.get("last_modified_at") or row.get("write_date")
+                                            or row.get("create_date")),
             deleted=row.get("active") in (False, 0))
 
     def health_check(self) -> None:
-        """One search of size 1 on party.party (401/403 explained by the error's hint)."""
+        """One search on party.party (401/403 explained by the error's hint), then the
+        configured party fields are checked against ``ir.model.field`` (ConfigError naming
+        the unknown ones: Tryton silently drops unknown fields from a read)."""
         self._search("party.party", [], fields=["name"], size=1, operation="health check")
+        known = self._party_field_names()
+        unknown = [f for f in self.party_fields if known and f.split(".")[0] not in known]
+        if unknown:
+            raise ConfigError([f"contacts.fields: party.party has no field {f!r}" for f in unknown])
+
+    def _party_field_names(self) -> set[str]:
+        """Field names of party.party (read once per process; empty when not readable)."""
+        if self._fields is None:
+            try:
+                rows = self._search("ir.model.field", [["model", "=", "party.party"]],
+                                    fields=["name"], operation="read party fields")
+            except (PermissionDenied, InvalidRequest, NotFound):
+                rows = []
+            self._fields = {r["name"] for r in rows}
+        return self._fields
 
     def changed_contacts(self, after: Cursor, limit: int) -> Page:
-        """Parties with (write_date or create_date, id) strictly after ``after``, ascending."""
-        stamped: list = [["write_date", "!=", None]]
-        if after.updated_at is not None:
-            t, last = to_tryton_datetime(after.updated_at), int(after.last_id or 0)
-            stamped.append(["OR", [["write_date", ">", t]],
-                            [["write_date", "=", t], ["id", ">", last]]])
-        rows = self._search("party.party", stamped, fields=self._read_fields(),
-                            order=[["write_date", "ASC"], ["id", "ASC"]], size=limit + 1,
-                            operation="changed contacts")
-        if self._has_legacy_nulls():
-            legacy: list = [["write_date", "=", None]]
-            if after.updated_at is not None:
-                legacy.append(["OR", [["create_date", ">", t]],
-                               [["create_date", "=", t], ["id", ">", last]]])
-            rows += self._search("party.party", legacy, fields=self._read_fields(),
-                                 order=[["create_date", "ASC"], ["id", "ASC"]], size=limit + 1,
-                                 operation="changed contacts (no write_date)")
+        """Parties with (last change, id) strictly after ``after``, ascending by both.
+
+        The last change is ``last_modified_at`` (Tryton's own ``write_date`` or, when empty,
+        ``create_date``): one search per page. A server without that field is asked on
+        ``write_date``, plus a search on ``create_date`` for parties that lack a write_date.
+        """
+        if "last_modified_at" in self._party_field_names():
+            rows = self._changed(after, limit, "last_modified_at", [])
+        else:
+            rows = self._changed(after, limit, "write_date", [["write_date", "!=", None]])
+            if self._has_legacy_nulls():
+                rows += self._changed(after, limit, "create_date", [["write_date", "=", None]])
         contacts = sorted((self._contact(r) for r in rows), key=lambda c: (c.updated_at, int(c.id)))
         more = len(contacts) > limit
         contacts = contacts[:limit]
@@ -211,6 +225,15 @@ class TrytonConnector:
             return Page([], after, False)
         last_contact = contacts[-1]
         return Page(contacts, Cursor(last_contact.updated_at, last_contact.id), more)
+
+    def _changed(self, after: Cursor, limit: int, stamp: str, domain: list) -> list[dict[str, Any]]:
+        domain = list(domain)
+        if after.updated_at is not None:
+            t, last = to_tryton_datetime(after.updated_at), int(after.last_id or 0)
+            domain.append(["OR", [[stamp, ">", t]], [[stamp, "=", t], ["id", ">", last]]])
+        return self._search("party.party", domain, fields=self._read_fields(),
+                            order=[[stamp, "ASC"], ["id", "ASC"]], size=limit + 1,
+                            operation="changed contacts")
 
     def _has_legacy_nulls(self) -> bool:
         if self._legacy_nulls is None:

@@ -92,25 +92,50 @@ def test_a_create_carries_its_key_and_a_repeat_becomes_an_update(tmp_path):
     assert not any(m == "POST" for m, _ in calls)
 
 
-def test_changed_since_asks_for_write_date_with_an_id_tie_break(tmp_path):
-    seen = []
+STAMP = {"__class__": "datetime", "year": 2026, "month": 1, "day": 2, "hour": 3, "minute": 4,
+         "second": 5, "microsecond": 600}
+AT = datetime(2026, 1, 2, 3, 4, 5, 600, tzinfo=UTC)
 
+
+def _server(field_names: list[str], seen: list):
     def handler(request):
-        seen.append(_domain(request))
+        domain = _domain(request)
+        seen.append((request.url.path.rsplit("/", 1)[-1], domain))
+        if request.url.path.endswith("ir.model.field"):
+            return httpx.Response(200, json=[{"id": i, "name": n} for i, n in enumerate(field_names)])
         return httpx.Response(200, json=[])
+    return handler
 
-    at = datetime(2026, 1, 2, 3, 4, 5, 600, tzinfo=UTC)
-    connector = make(tmp_path, handler)
-    page = connector.changed_contacts(Cursor(at, "9"), 10)
-    assert page.contacts == [] and page.next == Cursor(at, "9") and not page.more
-    connector.changed_contacts(Cursor(at, "9"), 10)
-    # one search per page, plus one probe per process for parties without write_date
-    assert [d for d in seen if d == [["write_date", "=", None]]] == [[["write_date", "=", None]]]
-    assert len(seen) == 3
-    main = seen[0]
-    stamp = {"__class__": "datetime", "year": 2026, "month": 1, "day": 2, "hour": 3, "minute": 4,
-             "second": 5, "microsecond": 600}
-    assert ["OR", [["write_date", ">", stamp]], [["write_date", "=", stamp], ["id", ">", 9]]] in main
+
+def test_changed_since_is_one_search_on_last_modified_at_with_an_id_tie_break(tmp_path):
+    seen: list = []
+    connector = make(tmp_path, _server(["name", "write_date", "last_modified_at"], seen))
+    for _ in range(2):
+        page = connector.changed_contacts(Cursor(AT, "9"), 10)
+        assert page.contacts == [] and page.next == Cursor(AT, "9") and not page.more
+    searches = [d for model, d in seen if model == "party.party"]
+    assert len(searches) == 2 and len(seen) == 3  # the field list is read once per process
+    assert searches[0] == [["OR", [["last_modified_at", ">", STAMP]],
+                            [["last_modified_at", "=", STAMP], ["id", ">", 9]]]]
+
+
+def test_without_last_modified_at_write_date_is_searched_and_create_date_for_the_rest(tmp_path):
+    seen: list = []
+    connector = make(tmp_path, _server(["name", "write_date"], seen))
+    connector.changed_contacts(Cursor(AT, "9"), 10)
+    connector.changed_contacts(Cursor(AT, "9"), 10)
+    domains = [d for model, d in seen if model == "party.party"]
+    assert domains.count([["write_date", "=", None]]) == 1  # the probe, once per process
+    assert [["write_date", "!=", None], ["OR", [["write_date", ">", STAMP]],
+                                         [["write_date", "=", STAMP], ["id", ">", 9]]]] in domains
+
+
+def test_health_check_names_configured_fields_tryton_lacks(tmp_path):
+    opts = TrytonOptions(url="http://tryton.test", database="db", api_key=KEY)
+    ctx = connector_context(tmp_path, field_names=("name", "email", "status"),
+                            transport=httpx.MockTransport(_server(["name", "code"], [])))
+    with pytest.raises(ConfigError, match="party.party has no field 'status'"):
+        TrytonConnector(opts, ctx).health_check()
 
 
 def test_phone_diff_rewrites_rows_instead_of_appending():
