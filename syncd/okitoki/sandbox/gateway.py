@@ -74,7 +74,7 @@ def _problem_response(problem: ApiProblem) -> Response:
     return JSONResponse(problem.body(), problem.status, headers=problem.headers)
 
 
-def _fault_response(sandbox: "Sandbox", fault: Fault, result: dict[str, Any] | None) -> Response:
+def _fault_response(fault: Fault, result: dict[str, Any] | None) -> Response:
     if fault.kind == "status":
         status = fault.status or 500
         return JSONResponse(error_body(f"injected fault: HTTP {status}"), status)
@@ -135,11 +135,11 @@ async def _serve(sandbox: "Sandbox", request: Request, record: JournalRecord,
         record.fault = fault.kind
         if fault.kind == "retry_after":
             wait = fault.seconds if fault.seconds is not None else 1.0
-            return _fault_response(sandbox, fault, None), wait
+            return _fault_response(fault, None), wait
         if not fault.apply or fault.kind == "status":
             if fault.kind == "timeout":
                 await asyncio.sleep(fault.seconds if fault.seconds is not None else 30.0)
-            return _fault_response(sandbox, fault, None), None
+            return _fault_response(fault, None), None
     try:
         if operation is None:
             raise ApiProblem(404, f"no such API method: {request.url.path}")
@@ -156,6 +156,6 @@ async def _serve(sandbox: "Sandbox", request: Request, record: JournalRecord,
     if fault is not None:  # performed, then answered badly
         if fault.kind == "timeout":
             await asyncio.sleep(fault.seconds if fault.seconds is not None else 30.0)
-        return _fault_response(sandbox, fault, result), None
+        return _fault_response(fault, result), None
     headers = {"X-RateLimit-Remaining": str(remaining)} if remaining is not None else None
     return JSONResponse(result, headers=headers), None
