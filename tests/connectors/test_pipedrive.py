@@ -59,16 +59,16 @@ def walk(connector, limit, cursor=Cursor()):
     raise AssertionError("the walk does not end")
 
 
-def test_walk_returns_every_change_once_across_equal_seconds(fake, pipedrive, monkeypatch):
-    monkeypatch.setattr("connectors.pipedrive.PAGE", 3)   # many small vendor pages
+def test_walk_returns_every_change_once_across_equal_seconds(fake, pipedrive):
+    pipedrive.page_size = 3                               # many small vendor pages
     ids = [fake.add_person(f"p{i}", updated_at=T0 + timedelta(seconds=i // 6)) for i in range(25)]
     seen, _ = walk(pipedrive, 4)
     assert sorted(c.id for c in seen) == sorted(ids)
     assert [(c.updated_at, int(c.id)) for c in seen] == sorted((c.updated_at, int(c.id)) for c in seen)
 
 
-def test_one_second_holding_more_than_a_page(fake, pipedrive, monkeypatch):
-    monkeypatch.setattr("connectors.pipedrive.PAGE", 4)
+def test_one_second_holding_more_than_a_page(fake, pipedrive):
+    pipedrive.page_size = 4
     ids = [fake.add_person(f"same{i}", updated_at=T0) for i in range(11)]
     seen, end = walk(pipedrive, 3)
     assert [c.id for c in seen] == ids

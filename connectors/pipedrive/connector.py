@@ -1,128 +1,34 @@
-"""Pipedrive connector: persons through API v2, calls through v1 call logs.
-
-Vendor behaviour this module is built around (https://developers.pipedrive.com/docs/api/v1):
-
-* Changed persons come from ``GET /api/v2/persons?updated_since=…&sort_by=update_time&
-  sort_direction=asc`` with opaque cursor paging (``additional_data.next_cursor`` null at the
-  end). ``update_time`` has one-second resolution, ``updated_since`` is inclusive, and persons
-  that tie on it come back in no promised order: a page is cut only where every person of the
-  boundary second has been seen, then ordered by (update_time, id) here; persons of seconds
-  younger than ``settle_s`` (server clock) wait for the next poll.
-* Writes are per person (``POST /api/v2/persons``, ``PATCH /api/v2/persons/{id}``); ``phones``
-  replaces the whole list, so numbers are sent once each (first one primary), never appended.
-  A create whose answer was lost is looked up among the newest persons (same name and
-  numbers, added since the attempt) before it is sent again.
-* Call logs (``POST /v1/callLogs``) have no idempotency key: the note carries
-  ``[oki-toki session=<id>]`` and an intent ledger under ``state_dir`` makes an unconfirmed
-  attempt be looked up in ``GET /v1/callLogs`` before another create.
-* Limits: a daily token budget per company (every request costs tokens; a call-log add 10)
-  and a burst limit per 2 s; both answer 429. An exhausted daily budget is BudgetExhausted
-  (retrying today is pointless); a burst 429 is Throttled with the reset it announces.
-"""
+"""The Pipedrive connector class (see the package docstring for the vendor quirks it handles)."""
 
 from __future__ import annotations
 
-import dataclasses
-import email.utils
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel
 
 from syncd.connector import Capabilities, ConnectorContext
-from syncd.errors import (AuthenticationError, BudgetExhausted, InvalidRecord, InvalidRequest,
-                          NotFound, Throttled, TransientError)
-from syncd.http import error_for_status
-from syncd.model import Call, CallDirection, CallOutcome, Contact, ContactWrite, Cursor, Page, WriteResult
+from syncd.errors import InvalidRecord, InvalidRequest, NotFound, TransientError
+from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize
 
-from ._oauth import OAuthSession, TokenPair, TokenStore, bearer, token_pair_from_response
-from ._once import IntentLedger, send_once
+from .._oauth import OAuthSession, TokenPair, TokenStore, bearer, token_pair_from_response
+from .._once import IntentLedger, send_once
+from ._api import PAGE, TOP_LEVEL, PipedriveOptions, check_response, parse_time, server_time
+from ._calls import call_log_request, marker
 
-__all__ = ["PipedriveConnector", "PipedriveOptions"]
+__all__ = ["PipedriveConnector"]
 
 log = structlog.get_logger()
-TOP_LEVEL = {"name", "first_name", "last_name", "owner_id", "org_id", "visible_to", "label_ids"}
-OUTCOME = {CallOutcome.ANSWERED: "connected", CallOutcome.NO_ANSWER: "no_answer",
-           CallOutcome.BUSY: "busy", CallOutcome.FAILED: "no_answer"}
-PAGE = 500   # persons per list request: a list request costs the same tokens at any size
-
-
-class PipedriveOptions(BaseModel):
-    """``[crm.options]`` of the pipedrive connector (``api_token_file`` works for ``api_token``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = "https://api.pipedrive.com"   # with OAuth: the company domain (api_domain)
-    api_token: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = None
-    refresh_token: str | None = None          # seed; the rotating pair lives in state_dir
-    oauth_url: str = "https://oauth.pipedrive.com"
-    do_not_call_value: str = "yes"            # value of the do-not-call custom field when set
-    phone_label: str = "work"
-    user_id: int | None = None                # Pipedrive user owning logged calls (default: token's)
-    call_lookup_pages: int = 20               # pages of 50 call logs searched after a lost answer
-    settle_s: float = 2.0                     # persons changed more recently wait for the next poll
-
-    @model_validator(mode="after")
-    def _one_credential(self) -> "PipedriveOptions":
-        oauth = (self.client_id, self.client_secret, self.refresh_token)
-        if bool(self.api_token) == all(oauth) or (any(oauth) and not all(oauth)):
-            raise ValueError("set either api_token or all of client_id, client_secret and "
-                             "refresh_token (OAuth)")
-        return self
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def _server_time(response: httpx.Response) -> datetime:
-    """The server's clock from the ``Date`` header (the local clock when there is none)."""
-    try:
-        return email.utils.parsedate_to_datetime(response.headers["date"]).astimezone(UTC)
-    except (KeyError, TypeError, ValueError, IndexError):
-        return datetime.now(UTC)
-
-
-def _pd_time(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def check_response(response: httpx.Response, operation: str) -> None:
-    """Map Pipedrive's ``{"success": false, "error": ...}`` bodies to the taxonomy."""
-    try:
-        body = response.json() if response.content else {}
-    except ValueError:
-        body = {}
-    body = body if isinstance(body, dict) else {}
-    kw = dict(system="crm", operation=operation, status=response.status_code)
-    if response.status_code < 400:
-        if body.get("success") is False:
-            raise InvalidRequest(str(body.get("error") or "success: false")[:300], **kw)
-        return
-    message = str(body.get("error") or body.get("message") or "")[:300] or None
-    if response.status_code == 429:
-        if any(w in (message or "").lower() for w in ("budget", "daily")):
-            raise BudgetExhausted(f"Pipedrive daily token budget is spent ({message})", **kw)
-        wait = response.headers.get("Retry-After") or response.headers.get("x-ratelimit-reset") or "2"
-        raise Throttled(f"Pipedrive rate limit: {message}",
-                        retry_after=timedelta(seconds=float(wait)), **kw)
-    if operation == "oauth refresh" and response.status_code in (400, 401):
-        raise AuthenticationError(f"OAuth refresh refused: {message}", **kw,
-                                  hint="re-authorise the app and configure its new refresh token")
-    error = error_for_status(response, system="crm", operation=operation, message=message)
-    if error is not None:
-        raise error
 
 
 class PipedriveConnector:
     """Pipedrive (persons v2, call logs v1). See the module docstring for its quirks."""
 
     name: ClassVar[str] = "pipedrive"
+    page_size: int = PAGE
     Options: ClassVar[type[BaseModel]] = PipedriveOptions
     # Defaults for [crm] requests_per_minute / daily_request_budget when the config has none.
     default_requests_per_minute: ClassVar[int] = 300   # search: 10 per 2 s; Essential: 20 per 2 s
@@ -170,7 +76,7 @@ class PipedriveConnector:
             headers = bearer(token) if token else {}
             return send(self.remote, method, path, operation=operation, headers=headers, **kwargs)
         response = self.oauth.call(with_token) if self.oauth else with_token(None)
-        self._server_now = _server_time(response)
+        self._server_now = server_time(response)
         return response
 
     def _contact(self, p: dict[str, Any]) -> Contact:
@@ -189,7 +95,7 @@ class PipedriveConnector:
         phones = tuple(ph["value"] for ph in sorted(p.get("phones") or [], key=lambda x: not x.get("primary"))
                        if ph.get("value"))
         return Contact(id=str(p["id"]), fields=fields, phones=phones,
-                       updated_at=_parse_time(p["update_time"]) if p.get("update_time") else None)
+                       updated_at=parse_time(p["update_time"]) if p.get("update_time") else None)
 
     def _list(self, params: dict[str, Any], operation: str) -> tuple[list[dict[str, Any]], str | None]:
         body = self._call("GET", "/api/v2/persons", operation, params=params).json()
@@ -204,7 +110,7 @@ class PipedriveConnector:
         def key(c: Contact) -> tuple[datetime, int]:
             return (c.updated_at or datetime.min.replace(tzinfo=UTC), int(c.id))
         floor = (after.updated_at, int(after.last_id or 0)) if after.updated_at else None
-        params: dict[str, Any] = {"sort_by": "update_time", "sort_direction": "asc", "limit": PAGE}
+        params: dict[str, Any] = {"sort_by": "update_time", "sort_direction": "asc", "limit": self.page_size}
         if after.updated_at:
             params["updated_since"] = after.updated_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         kept: list[Contact] = []
@@ -320,7 +226,7 @@ class PipedriveConnector:
         since = sent_at - timedelta(minutes=5)
         numbers = {self._normal(p["value"]) or p["value"] for p in body.get("phones") or []}
         for row in rows:
-            if row.get("add_time") and _parse_time(row["add_time"]) < since:
+            if row.get("add_time") and parse_time(row["add_time"]) < since:
                 break
             have = {self._normal(p["value"]) or p["value"] for p in row.get("phones") or []}
             if row.get("name") == body.get("name") and (not numbers or have == numbers):
@@ -358,7 +264,7 @@ class PipedriveConnector:
                               params={"start": page * 50, "limit": 50}).json()
             for entry in body.get("data") or []:
                 for sid in session_ids:
-                    if _marker(sid) in (entry.get("note") or ""):
+                    if marker(sid) in (entry.get("note") or ""):
                         found[sid] = str(entry["id"])
             more = ((body.get("additional_data") or {}).get("pagination") or {}).get("more_items_in_collection")
             if not more or len(found) == len(session_ids):
@@ -366,26 +272,10 @@ class PipedriveConnector:
         return found
 
     def _add_call(self, call: Call) -> WriteResult:
-        try:   # a call read back from the outbox may carry plain strings
-            call = dataclasses.replace(call, direction=CallDirection(call.direction),
-                                       outcome=CallOutcome(call.outcome))
+        try:
+            body = call_log_request(call, self.options.user_id)
         except ValueError as exc:
             return WriteResult(call.session_id, False, error=str(exc), retriable=False)
-        end = call.started_at + timedelta(seconds=call.duration_s)
-        note = (f"Oki-Toki {call.direction.value} call, {call.outcome.value}, talk {call.talk_s} s"
-                + (f", agent {call.agent}" if call.agent else "")
-                + (f', <a href="{call.recording_url}">recording</a>' if call.recording_url else "")
-                + f" {_marker(call.session_id)}")
-        body: dict[str, Any] = {
-            "outcome": OUTCOME[call.outcome], "to_phone_number": call.phone,
-            "start_time": _pd_time(call.started_at), "end_time": _pd_time(end),
-            "duration": str(call.duration_s), "subject": f"Oki-Toki call {call.session_id}", "note": note}
-        if call.direction == CallDirection.INBOUND:
-            body["from_phone_number"] = call.phone
-        if call.contact_id:
-            body["person_id"] = int(call.contact_id)
-        if self.options.user_id is not None:
-            body["user_id"] = self.options.user_id
         self.calls_ledger.sending(call.session_id)
         try:
             response = self._call("POST", "/v1/callLogs", "log call", once=True, json=body)
@@ -403,7 +293,3 @@ class PipedriveConnector:
         self.remote.close()
         self.calls_ledger.close()
         self.creates_ledger.close()
-
-
-def _marker(session_id: str) -> str:
-    return f"[oki-toki session={session_id}]"
