@@ -47,6 +47,22 @@ def _json(value: Any) -> Any:
     return value
 
 
+_BATCHES = dict(read_batch_size=500, write_batch_size=200, calls_batch_size=200)
+
+
+class _SchemaCapabilities:
+    """On the class: what the connector can do with a suitable schema (offline `syncd check`).
+    On an instance: what this database's schema allows (reflected on first use)."""
+
+    def __get__(self, obj: "SqlConnector | None", owner: type) -> Capabilities:
+        if obj is None:
+            return Capabilities(calls_write=True, do_not_call=True, **_BATCHES)
+        s = obj.schema
+        return Capabilities(contacts_read=True, contacts_write=True, contacts_create=s.can_create,
+                            calls_write=s.calls is not None, do_not_call=s.do_not_call is not None,
+                            notes=tuple(s.notes), **_BATCHES)
+
+
 class SqlConnector:
     """Contacts in a table of any SQLAlchemy database; calls in a calls table (optional)."""
 
@@ -85,13 +101,7 @@ class SqlConnector:
                          calls=self._schema.calls is not None)
             return self._schema
 
-    @property
-    def capabilities(self) -> Capabilities:  # type: ignore[override]
-        s = self.schema
-        return Capabilities(contacts_read=True, contacts_write=True, contacts_create=s.can_create,
-                            calls_write=s.calls is not None, do_not_call=s.do_not_call is not None,
-                            read_batch_size=500, write_batch_size=200, calls_batch_size=200,
-                            notes=tuple(s.notes))
+    capabilities = _SchemaCapabilities()
 
     def health_check(self) -> None:
         """SELECT 1, then check that the configured tables still exist."""

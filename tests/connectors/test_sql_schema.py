@@ -130,3 +130,8 @@ def test_a_text_id_without_default_cannot_create(sql_db, tmp_path):
     from syncd.model import ContactWrite
     (result,) = connector.upsert_contacts([ContactWrite(key="k", id=None, fields={"name": "x"})])
     assert not result.ok and "cannot create" in result.error
+
+
+def test_the_class_declares_what_a_suitable_schema_allows_for_offline_checks():
+    caps = SqlConnector.capabilities
+    assert caps.calls_write and caps.do_not_call and caps.contacts_create and caps.contacts_write
