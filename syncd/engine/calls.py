@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import and_, select
 
 from ..errors import InvalidRecord
-from ..model import Call
+from ..model import Call, CallDirection, CallOutcome
 from ..phones import normalize
 from ..store.outbox import enqueue, insert_ignore
 from ..store.tables import CallRow
@@ -37,8 +37,12 @@ def call_payload(call: Call) -> dict[str, Any]:
 
 
 def call_from_payload(data: dict[str, Any]) -> Call:
+    """The :class:`Call` an outbox payload holds (enums and times restored)."""
     data = dict(data)
-    data["started_at"] = datetime.fromisoformat(data["started_at"]) if isinstance(data["started_at"], str) else data["started_at"]
+    if isinstance(data.get("started_at"), str):
+        data["started_at"] = datetime.fromisoformat(data["started_at"])
+    data["direction"] = CallDirection(data["direction"])
+    data["outcome"] = CallOutcome(data["outcome"])
     return Call(**data)
 
 
