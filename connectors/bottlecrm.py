@@ -184,8 +184,15 @@ class BottleCrmConnector:
         return self.remote.request("GET", "contacts/", params=params, operation=operation)
 
     def health_check(self) -> None:
-        """One list request of one contact (a wrong token is explained as such)."""
-        self._list({"limit": 1, "offset": 0}, "health check")
+        """One list request of one contact (a wrong token is explained as such); when the
+        CRM holds a contact, mapped fields it does not have are a ConfigError (BottleCRM
+        silently ignores unknown fields on writes)."""
+        rows = self._list({"limit": 1, "offset": 0}, "health check").json().get("results") or []
+        if rows:
+            unknown = [f for f in self.fields if f != "name" and f.split(".")[0] not in rows[0]]
+            if unknown:
+                raise ConfigError([f"contacts.fields: BottleCRM contacts have no field {f!r}"
+                                   for f in unknown])
 
     def changed_contacts(self, after: Cursor, limit: int) -> Page:
         """Contacts with (updated_at, id) strictly after ``after``, ascending; a full scan."""

@@ -12,7 +12,8 @@ import pytest
 
 from connectors._bottlecrm_scan import OVERLAP, scan_changed
 from connectors.bottlecrm import BottleCrmConnector, BottleCrmOptions, interaction, session_of
-from syncd.errors import (AuthenticationError, PermissionDenied, Throttled, TransientError)
+from syncd.errors import (AuthenticationError, ConfigError, PermissionDenied, Throttled,
+                          TransientError)
 from syncd.model import Call, CallDirection, CallOutcome, ContactWrite, Cursor
 from syncd.testing.context import connector_context
 
@@ -175,3 +176,17 @@ def test_changed_contacts_uses_the_scan_and_reports_the_cursor(tmp_path):
     assert page.more and len(page.contacts) == 5
     assert page.next == Cursor(page.contacts[-1].updated_at, page.contacts[-1].id)
     assert any("ceil(total contacts / 10)" in n for n in connector.capabilities.notes)
+
+
+def test_health_check_names_mapped_fields_bottlecrm_lacks(tmp_path):
+    row = {"id": "c-1", "first_name": "A", "last_name": "B", "email": None, "do_not_call": False}
+
+    def handler(request):
+        return httpx.Response(200, json={"count": 1, "results": [row]})
+
+    make(tmp_path, handler).health_check()
+    ctx = connector_context(tmp_path, field_names=("name", "status"),
+                            transport=httpx.MockTransport(handler))
+    connector = BottleCrmConnector(BottleCrmOptions(url="http://bcrm.test", token=TOKEN), ctx)
+    with pytest.raises(ConfigError, match="no field 'status'"):
+        connector.health_check()
