@@ -10,10 +10,12 @@ unit from restart-looping on either. Every line printed passes through
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 import sys
+import tempfile
 import threading
 from typing import Any, Callable
 
@@ -103,45 +105,103 @@ def cmd_once(args: argparse.Namespace) -> int:
     check_schema(config.daemon.state_url)
     kwargs = {"dry_run": True} if args.dry_run else {}
     syncer = _engine("build_syncer")(config, **kwargs)
-    stop = threading.Event()
-    reports: list[Any] = []
-    failed = False
     try:
-        for name in ONCE_JOBS:
-            method = getattr(syncer, name)
-            try:
-                reports.append(method(stop) if name == "push" else method())
-            except RemoteError as exc:
-                failed = True
-                reports.append({"job": name, "failed": explain_remote_error(exc)})
+        if hasattr(syncer, "cycle"):
+            cycle = syncer.cycle(dry_run=args.dry_run)
+            reports, changes = list(cycle.runs), list(getattr(cycle, "changes", []))
+        else:
+            reports, changes = _run_jobs(syncer), []
     finally:
         syncer.close()
-    _emit({"dry_run": args.dry_run, "reports": reports}, args.json)
+    failed = [r for r in reports if isinstance(r, dict) and "failed" in r]
+    if args.json:
+        _emit({"dry_run": args.dry_run, "reports": reports, "changes": changes}, True)
+    else:
+        _print_cycle(reports, changes, args.dry_run)
     return 1 if failed else 0
+
+
+def _run_jobs(syncer: Any) -> list[Any]:
+    """One pass of the pulls and the push, for syncers without ``cycle()``."""
+    stop = threading.Event()
+    reports: list[Any] = []
+    for name in ONCE_JOBS:
+        method = getattr(syncer, name)
+        try:
+            reports.append(method(stop) if name == "push" else method())
+        except RemoteError as exc:
+            reports.append({"job": name, "failed": explain_remote_error(exc)})
+    return reports
+
+
+def _print_cycle(reports: list[Any], changes: list[Any], dry_run: bool) -> None:
+    for report in reports:
+        data = jsonable(report)
+        if "failed" in data:
+            _out(f"{data['job']}: FAILED: {data['failed']}")
+            continue
+        counts = ", ".join(f"{k}={v}" for k, v in sorted((data.get("counts") or {}).items()))
+        _out(f"{data.get('job')}: {counts or 'nothing to do'}")
+        for error in (data.get("errors") or [])[:20]:
+            _out(f"  error: {error}")
+    if dry_run:
+        _out(f"dry run: {len(changes)} change(s) would be made, nothing was written")
+        for change in changes:
+            c = jsonable(change)
+            fields = ", ".join(f"{k}={v!r}" for k, v in (c.get("fields") or {}).items())
+            why = f"  ({c['reason']})" if c.get("reason") else ""
+            _out(f"  {c.get('target')}: {c.get('operation')} {c.get('record_id') or '(new)'}"
+                 f"{': ' + fields if fields else ''}{why}")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args)
     from .connector import load_connector
 
-    cls = load_connector(config.crm.connector)
+    caps = getattr(load_connector(config.crm.connector), "capabilities", None)
+    calls = config.calls.to_crm and getattr(caps, "calls_write", True)
     lines = [f"{args.config}: configuration is valid",
              f"  Oki-Toki: {config.okitoki.url} (time zone {config.okitoki.timezone})",
              f"  CRM: {config.crm.connector} connector",
              f"  fields mapped: {', '.join(config.contacts.fields) or 'none'}",
              f"  dialer rules: {', '.join(r.name for r in config.dialer) or 'none'}",
-             f"  calls to the CRM: {'yes' if config.calls.to_crm and cls.capabilities.calls_write else 'no'}",
+             f"  calls to the CRM: {'yes' if calls else 'no'}",
              f"  do-not-call: {'list ' + str(config.do_not_call.list_id) if config.do_not_call.list_id else 'off'}"]
     for line in lines:
         _out(line)
     if not args.online:
         return 0
     _configure_logs(None)
+    with _checkable(config) as checked:
+        return _check_online(checked, config)
+
+
+@contextlib.contextmanager
+def _checkable(config: Config) -> Any:
+    """``config`` itself if its state database is migrated, else a copy on a scratch one
+    (``check --online`` must work before ``syncd migrate``)."""
+    from .store import check_schema, migrate
+
+    try:
+        check_schema(config.daemon.state_url)
+        migrated = True
+    except ConfigError:
+        migrated = False
+    if migrated:
+        yield config
+        return
+    with tempfile.TemporaryDirectory(prefix="syncd-check-") as tmp:
+        url = f"sqlite:///{tmp}/check.db"
+        migrate(url)
+        yield config.model_copy(update={"daemon": config.daemon.model_copy(update={"state_url": url})})
+
+
+def _check_online(config: Config, original: Config) -> int:
     syncer = _engine("build_syncer")(config)
     ok = True
     try:
         for label, side in (("Oki-Toki", getattr(syncer, "okitoki", None)),
-                            (f"CRM ({config.crm.connector})", getattr(syncer, "crm", None))):
+                            (f"CRM ({original.crm.connector})", getattr(syncer, "crm", None))):
             try:
                 side.health_check()
                 _out(f"{label}: OK (authenticated)")
@@ -156,8 +216,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     config = _load(args)
     store = _store(config)
-    _emit(_engine("status_report")(store), args.json)
+    limits = {"okitoki": config.okitoki.daily_request_budget,
+              "crm": config.crm.daily_request_budget}
+    try:
+        _emit(_engine("status_report")(store, limits=limits), args.json)
+    finally:
+        _close(store)
     return 0
+
+
+def _close(store: Any) -> None:
+    close = getattr(store, "close", None)
+    if close is not None:
+        close()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -201,7 +272,11 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 def cmd_resync(args: argparse.Namespace) -> int:
     config = _load(args)
-    result = _engine("resync")(_store(config))
+    store = _store(config)
+    try:
+        result = _engine("resync")(store, args.stream or None)
+    finally:
+        _close(store)
     _out("cursors reset: the next cycles re-read both sides (nothing is written twice)")
     if result:
         _emit(result, False)
@@ -251,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="*", help="dead letter ids (retry/drop)")
     p.add_argument("--all", action="store_true", help="retry/drop every dead letter")
     p.add_argument("--json", action="store_true", help="machine-readable output (list)")
-    add("resync", cmd_resync, "re-read both sides from the beginning (links are kept)")
+    p = add("resync", cmd_resync, "re-read both sides from the beginning (links are kept)")
+    p.add_argument("--stream", action="append", metavar="NAME",
+                   help="only this stream (crm:contacts, okitoki:contacts, okitoki:calls); repeatable")
     p = add("demo", cmd_demo, "run the embedded demo (sandbox + SQLite CRM); needs no config")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p = add("sandbox", cmd_sandbox, "run the local Oki-Toki emulator")

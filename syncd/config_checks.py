@@ -243,8 +243,10 @@ def capability_problems(data: Mapping[str, Any], s: Sections, cls: type) -> tupl
     A need the file states explicitly is a problem; one that only comes from a default is a
     warning (the flow is then skipped).
     """
+    from .connector import Capabilities
+
     caps = getattr(cls, "capabilities", None)
-    if caps is None:
+    if not isinstance(caps, Capabilities):   # only known per instance: nothing to say offline
         return [], []
     name = s.crm.connector if s.crm else "?"
     errors: list[str] = []

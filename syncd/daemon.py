@@ -195,7 +195,26 @@ class Daemon:
             log.error("startup_failed", error=redact(f"{type(exc).__name__}: {exc}"))
             self.notifier.status(redact(f"startup failed: {exc}"))
             return 1
+        self._first_health_check()
         return 0
+
+    def _first_health_check(self) -> None:
+        """One cheap authenticated call to each side before READY=1. A refusal is logged
+        loudly and shown in STATUS; the daemon still starts (jobs retry every interval)."""
+        for job, side in (("okitoki", getattr(self.syncer, "okitoki", None)),
+                          ("crm", getattr(self.syncer, "crm", None))):
+            check = getattr(side, "health_check", None)
+            if check is None:
+                continue
+            try:
+                check()
+            except FatalRemoteError as exc:
+                error = redact(str(exc))
+                log.error("ACTION_NEEDED", error=error, error_type=type(exc).__name__, system=job)
+                self.progress.record(f"health:{job}", self.clock(), progressed=False,
+                                     error=error, fatal=True)
+            except Exception as exc:  # noqa: BLE001 - unreachable now; the jobs retry later
+                log.warning("health_check_failed", system=job, error=redact(str(exc)))
 
     def _start_web(self) -> Any:
         if not (self._web_enabled and self.config.daemon.http_listen):

@@ -49,8 +49,9 @@ disable_created_metrics()  # the *_created series only add noise to a daemon's f
 class Metrics:
     """Prometheus metrics of one daemon (its own registry, so tests can build several).
 
-    Gauges read at scrape time from optional syncer methods: ``outbox_depth() -> {lane: n}``
-    and ``api_requests_today() -> {system: n}``.
+    Gauges read at scrape time: ``outbox_depth() -> {lane: n}`` and
+    ``api_requests_today() -> {system: n}`` when the syncer has them, else from
+    ``syncd.engine.status.status_report(syncer.store)``.
     """
 
     def __init__(self, syncer: Any = None) -> None:
@@ -87,19 +88,36 @@ class _SyncerCollector:
     def describe(self) -> list[Any]:
         return []
 
+    def _from_store(self) -> dict[str, dict[str, int]]:
+        """Outbox depth and API use today from the state database (``syncer.store``)."""
+        store = getattr(self.metrics.syncer, "store", None)
+        if store is None:
+            return {}
+        from .engine.status import status_report
+
+        report = status_report(store)
+        depth = {lane: sum(n for state, n in states.items() if state != "dead")
+                 for lane, states in report.get("outbox", {}).items()}
+        used = {system: int(v.get("used", 0)) for system, v in report.get("api_today", {}).items()}
+        return {"outbox_depth": depth, "api_requests_today": used}
+
     def collect(self) -> Any:
         syncer = self.metrics.syncer
+        try:
+            stored = self._from_store()
+        except Exception:  # noqa: BLE001 - a scrape must not fail the daemon
+            stored = {}
         for method, name, label, text in (
-            ("outbox_depth", "syncd_outbox_depth", "lane", "Pending outbox rows by lane"),
+            ("outbox_depth", "syncd_outbox_depth", "lane", "Outbox rows not yet done, by lane"),
             ("api_requests_today", "syncd_api_requests_today", "system",
              "Requests spent today (UTC) per remote system"),
         ):
             fn = getattr(syncer, method, None)
-            if fn is None:
-                continue
             try:
-                values = fn()
+                values = fn() if fn is not None else stored.get(method)
             except Exception:  # noqa: BLE001 - a scrape must not fail the daemon
+                values = None
+            if values is None:
                 continue
             family = GaugeMetricFamily(name, text, labels=[label])
             for key, value in sorted(values.items()):

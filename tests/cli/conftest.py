@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "config"))
 
-from cfgkit import ENV, patch_connectors  # noqa: E402
+from cfgkit import ENV, patch_connectors, reset_logging  # noqa: E402
 from syncd.redact import forget_secrets  # noqa: E402
 
 
@@ -16,3 +16,4 @@ def _fakes(monkeypatch):
         monkeypatch.setenv(key, value)
     yield
     forget_secrets()
+    reset_logging()

@@ -217,10 +217,30 @@ def test_demo_is_loaded_lazily_and_its_exit_code_passes_through(monkeypatch):
 
 
 def test_an_unexpected_error_is_one_redacted_line(cfg_path, capsys, engine):
-    def broken(store):
+    def broken(store, **kw):
         raise RuntimeError(f"database password {TOKEN} rejected")
 
     engine.fake("status_report", broken)
     assert main(["status", "-c", str(cfg_path)]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "syncd status: RuntimeError: database password *** rejected"
+
+
+def test_once_dry_run_prints_what_it_would_do_and_why(cfg_path, capsys, engine):
+    from syncd.model import Change
+
+    class Syncer:
+        def cycle(self, dry_run=False):
+            run = types.SimpleNamespace(job="push", counts={"planned": 1}, errors=[])
+            change = Change(target="okitoki", operation="add_task", record_id=None,
+                            fields={"dialer_id": 101}, reason="status new matches new-leads")
+            return types.SimpleNamespace(runs=[run], changes=[change], dry_run=dry_run)
+
+        def close(self):
+            pass
+
+    engine.fake("build_syncer", lambda config, **kw: Syncer())
+    assert main(["once", "--dry-run", "-c", str(cfg_path)]) == 0
+    out = capsys.readouterr().out
+    assert "push: planned=1" in out and "dry run: 1 change(s) would be made" in out
+    assert "okitoki: add_task (new): dialer_id=101  (status new matches new-leads)" in out

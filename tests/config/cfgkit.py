@@ -114,3 +114,15 @@ def patch_connectors(monkeypatch: Any) -> None:
     original = syncd.connector.load_connector
     monkeypatch.setattr(syncd.connector, "load_connector",
                         lambda name: FAKES[name] if name in FAKES else original(name))
+
+
+def reset_logging() -> None:
+    """Undo configure_logging (a CLI test points it at capsys' stream, closed afterwards)."""
+    import logging
+
+    import structlog
+
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == "syncd"]:
+        root.removeHandler(handler)

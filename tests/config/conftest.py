@@ -1,6 +1,6 @@
 import pytest
 
-from cfgkit import ENV, patch_connectors
+from cfgkit import ENV, patch_connectors, reset_logging
 from syncd.redact import forget_secrets
 
 
@@ -11,3 +11,4 @@ def _fakes(monkeypatch):
         monkeypatch.setenv(key, value)
     yield
     forget_secrets()
+    reset_logging()

@@ -8,7 +8,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "config"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cfgkit import patch_connectors  # noqa: E402
+from cfgkit import patch_connectors, reset_logging  # noqa: E402
 from syncd.redact import forget_secrets  # noqa: E402
 
 
@@ -20,6 +20,7 @@ def _fakes(monkeypatch):
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     yield
     forget_secrets()
+    reset_logging()
 
 
 class NotifySocket:

@@ -204,3 +204,19 @@ def test_startup_config_error_exits_78_and_other_failures_exit_1(notify_socket):
     assert _daemon(Broken(ConfigError("daemon.state_url: needs syncd migrate"))).run() == 78
     assert _daemon(Broken(OSError("disk gone")), notify_socket).run() == 1
     assert "startup failed" in notify_socket.fields()[-1]["STATUS"]
+
+
+def test_a_refused_token_at_startup_is_loud_but_the_daemon_still_becomes_ready(notify_socket):
+    def refuse():
+        raise AuthenticationError("token refused", system="okitoki", operation="dialers", status=401)
+
+    syncer = FakeSyncer()
+    syncer.okitoki = type("Side", (), {"health_check": staticmethod(refuse)})()
+    syncer.crm = type("Side", (), {"health_check": staticmethod(lambda: None)})()
+    with capture_logs() as logs:
+        run = Running(_daemon(syncer, notify_socket))
+        wait_for(lambda: syncer.count("push") >= 1)
+        assert run.stop() == 0
+    ready = notify_socket.fields()[0]
+    assert ready["READY"] == "1" and "ACTION NEEDED (health:okitoki)" in ready["STATUS"]
+    assert any(e["event"] == "ACTION_NEEDED" and e["system"] == "okitoki" for e in logs)
