@@ -167,7 +167,8 @@ class BottleCrmConnector:
         self.creates = CreateJournal(Path(context.state_dir) / "bottlecrm-creates.sqlite3")
         self.capabilities = Capabilities(
             contacts_read=True, contacts_write=True, contacts_create=True, calls_write=True,
-            do_not_call=True, read_batch_size=100,
+            # Large pages: each page of changes costs a full scan; memory stays O(page).
+            do_not_call=True, read_batch_size=1000,
             notes=("no updated-since filter: each page of changes costs a full scan of "
                    f"ceil(total contacts / {options.scan_page_size}) list requests",
                    "one phone per contact: extra phones are not stored",

@@ -60,6 +60,10 @@ class LiveTryton:
     def secrets(self) -> list[str]:
         return [self.server.api_key, self.wrong_key]
 
+    def crm_section(self) -> dict[str, Any]:
+        """The ``[crm]`` table of a syncd configuration for this server."""
+        return {"connector": "tryton", "options": dict(self.server.options)}
+
     def options(self, **overrides: Any) -> TrytonOptions:
         return TrytonOptions(**{**self.server.options, **overrides})
 
@@ -152,6 +156,10 @@ class LiveBottleCrm:
     @property
     def secrets(self) -> list[str]:
         return [self.server.token, self.wrong_token]
+
+    def crm_section(self) -> dict[str, Any]:
+        """The ``[crm]`` table of a syncd configuration for this server."""
+        return {"connector": "bottlecrm", "options": dict(self.server.options)}
 
     def options(self, **overrides: Any) -> BottleCrmOptions:
         return BottleCrmOptions(**{**self.server.options, **overrides})
