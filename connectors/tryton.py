@@ -291,12 +291,17 @@ class TrytonConnector:
                                                          "code": KEY_PREFIX + write.key}]]]
                     row = self.remote.request("POST", "party.party", json=body,
                                               operation="create contact", retry=self.once).json()
+                    existing_by_key[write.key] = int(row["id"])  # a repeat in this batch updates
                     results.append(WriteResult(write.key, True, str(row["id"])))
                 else:
+                    if party_id not in current:  # written earlier in this batch: read again
+                        current.update(self._mechanisms([party_id]))
                     body = self._values(write, current.get(party_id, []))
                     if body:
                         self.remote.request("PUT", f"party.party/{party_id}", json=body,
                                             operation="update contact")
+                        if "contact_mechanisms" in body:
+                            current.pop(party_id, None)
                     results.append(WriteResult(write.key, True, str(party_id)))
             except (InvalidRecord, InvalidRequest, NotFound) as exc:
                 # NotFound: the party was deleted since (the PUT answers 404).

@@ -123,3 +123,14 @@ def test_wrong_key_is_an_authentication_error_without_the_key(tryton_crm):
 def test_do_not_call_is_declared_missing(connector):
     assert connector.capabilities.do_not_call is False
     assert any("do-not-call" in note for note in connector.capabilities.notes)
+
+
+def test_the_same_contact_twice_in_one_batch_stays_one_party_without_copies(tryton_crm, connector):
+    key = _key()
+    results = connector.upsert_contacts([
+        ContactWrite(key, None, {"name": "Batch Twice"}, ("+380671110301",)),
+        ContactWrite(key, None, {"name": "Batch Twice"}, ("+380671110301", "+380671110302")),
+    ])
+    assert results[0].ok and results[1].ok and results[0].id == results[1].id
+    assert sorted(v for _, _, v in _phones(tryton_crm, results[0].id)) == [
+        "+380671110301", "+380671110302"]
