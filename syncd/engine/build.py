@@ -15,6 +15,7 @@ from ..connector import ConnectorContext, load_connector
 from ..errors import ConfigError
 from ..http import RemoteSystem
 from ..store import StoreBudget, StoreJournal, open_store, sqlite_path
+from ..store import outbox as outbox_sql
 from .context import Context
 from .mapping import Mapping
 from .syncer import Syncer
@@ -42,6 +43,34 @@ def _state_dir(config: Config, state_dir: str | Path | None) -> Path:
         path = (db.parent if db is not None else Path(os.environ.get("STATE_DIRECTORY", "."))) / "crm"
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _abandon_dead_local_claims(ctx: Context) -> None:
+    """After a crash on this host, the old process's claims need not wait for their expiry.
+
+    Only ``<this hostname>:<pid>`` holders whose process is gone are released; claims of other
+    hosts expire as usual (a host cannot see another host's processes).
+    """
+    host = socket.gethostname() + ":"
+    dead = []
+    for holder in outbox_sql.claim_holders(ctx.store):
+        if holder == ctx.instance_id or not holder.startswith(host):
+            continue
+        pid = holder[len(host):]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            dead.append(holder)
+    if dead:
+        outbox_sql.abandon_claims(ctx.store, dead, now=ctx.now())
 
 
 def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport: Any = None,
@@ -92,6 +121,7 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
     ctx = Context(config=config, store=store, crm=crm, okitoki=okitoki, budget=budget,
                   instance_id=instance_id or config.daemon.instance_id
                   or f"{socket.gethostname()}:{os.getpid()}", **kwargs)
+    _abandon_dead_local_claims(ctx)
     syncer = Syncer(ctx, closers=tuple(closers))
     if dry_run:
         store.start_dry_run()

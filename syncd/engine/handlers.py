@@ -171,12 +171,18 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         by_dialer.setdefault(spec.dialer_id, []).append((r, spec))
     for dialer, items in by_dialer.items():
         for chunk in chunks(items, 1000):
+            # An earlier try of these rows may have created the tasks before its holder died:
+            # take back what it may have made (one request per row, only after a crash).
+            for r, spec in chunk:
+                if r.attempts > 1:
+                    ctx.okitoki.remove_task(dialer, phones=list(spec.phones))
             try:
                 if len(chunk) == 1:
                     ids = [ctx.okitoki.create_task(chunk[0][1])]
                 else:
                     ids = ctx.okitoki.add_tasks(dialer, [s for _, s in chunk])
-            except InvalidRecord as exc:
+            except (InvalidRecord, InvalidRequest) as exc:
+                # One bad task refuses the whole bulk request: find it, one request per task.
                 if len(chunk) == 1:
                     out[chunk[0][0].id] = exc
                     continue

@@ -132,13 +132,15 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
 
 def _resolve_old_quarantine(conn: Connection, side: str, ids: list[str], now: datetime) -> None:
     """A record that now reads fine no longer needs its old dead letters."""
-    any_dead = conn.execute(select(OUTBOX.c.id).where(and_(
-        OUTBOX.c.status == "dead", OUTBOX.c.operation == "ingest", OUTBOX.c.target == side)).limit(1)).first()
-    if any_dead is None:
+    dead = conn.execute(select(OUTBOX.c.id, OUTBOX.c.payload).where(and_(
+        OUTBOX.c.status == "dead", OUTBOX.c.operation == "ingest", OUTBOX.c.target == side))
+        .limit(10_000)).all()
+    if not dead:
         return
-    for rid in ids:
-        conn.execute(update(OUTBOX).where(and_(
-            OUTBOX.c.status == "dead", OUTBOX.c.operation == "ingest",
-            OUTBOX.c.idem_key.like(f"ingest:{side}:{rid}:%")))
-            .values(status="done", last_error="resolved: the record was read fine later",
-                    updated_at=now))
+    wanted = set(ids)
+    fixed = [row.id for row in dead
+             if str(((row.payload or {}).get("record") or {}).get("id")) in wanted]
+    if fixed:
+        conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(fixed))
+                     .values(status="done", last_error="resolved: the record was read fine later",
+                             updated_at=now))

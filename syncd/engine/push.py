@@ -27,7 +27,7 @@ from .outbox import LANE_SYSTEMS, LOW_BUDGET_SHARE, URGENT_LANES, Lane, classify
 __all__ = ["push", "Done", "Later", "paused_lanes"]
 
 log = structlog.get_logger()
-CLAIM_HOLD = timedelta(minutes=5)
+CLAIM_HOLD = timedelta(minutes=2)   # a batch is sized to finish well within this (see _batch_size)
 
 
 @dataclass
@@ -65,6 +65,14 @@ def paused_lanes(ctx: Context) -> dict[Lane, str]:
     return paused
 
 
+def _batch_size(ctx: Context, lane: Lane, cap: int) -> int:
+    """Rows per claim: small enough that one-request-per-row lanes finish within the claim at
+    the configured rate limit (contacts and do-not-call go one row or one list per request)."""
+    if lane == Lane.CONTACTS:
+        return max(1, min(cap, int(ctx.config.okitoki.requests_per_minute)))
+    return cap
+
+
 def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100) -> tuple[Counter, list[str]]:
     """Drain due outbox rows lane by lane until empty or ``stop`` is set; (counts, errors)."""
     from .handlers import HANDLERS
@@ -83,7 +91,8 @@ def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100)
             continue
         seen: set[int] = set()
         while not stop.is_set():
-            rows = sql.claim(ctx.store, lanes=[lane], limit=batch, holder=ctx.instance_id,
+            rows = sql.claim(ctx.store, lanes=[lane], limit=_batch_size(ctx, lane, batch),
+                             holder=ctx.instance_id,
                              now=ctx.now(), hold=CLAIM_HOLD)
             rows = [r for r in rows if r.id not in seen]
             if not rows:

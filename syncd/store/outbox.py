@@ -26,7 +26,7 @@ def _text(message: str) -> str:
 
 
 __all__ = ["PENDING", "CLAIMED", "DONE", "DEAD", "insert_ignore", "enqueue", "claim",
-           "mark_done", "mark_retry", "mark_dead", "release"]
+           "mark_done", "mark_retry", "mark_dead", "release", "claim_holders", "abandon_claims"]
 
 PENDING, CLAIMED, DONE, DEAD = "pending", "claimed", "done", "dead"
 OUTBOX = Outbox.__table__
@@ -110,3 +110,21 @@ def release(store: Store, ids: Sequence[int], *, holder: str, now: datetime) -> 
                                                OUTBOX.c.claimed_by == holder))
                      .values(status=PENDING, claimed_by=None, claimed_until=None, updated_at=now,
                              attempts=OUTBOX.c.attempts - 1))
+
+
+def claim_holders(store: Store) -> list[str]:
+    """Who holds claims now (instance ids)."""
+    with store.begin() as conn:
+        return [r[0] for r in conn.execute(select(OUTBOX.c.claimed_by).where(
+            OUTBOX.c.status == CLAIMED).distinct()) if r[0]]
+
+
+def abandon_claims(store: Store, holders: Sequence[str], *, now: datetime) -> int:
+    """Make the claims of dead ``holders`` claimable now. ``attempts`` is kept: the dead
+    holder's try may have reached the remote, so the next one looks before it creates."""
+    if not holders:
+        return 0
+    with store.begin() as conn:
+        return conn.execute(update(OUTBOX).where(and_(OUTBOX.c.status == CLAIMED,
+                                                      OUTBOX.c.claimed_by.in_(list(holders))))
+                            .values(claimed_until=now)).rowcount or 0

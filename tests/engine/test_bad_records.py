@@ -70,3 +70,14 @@ def test_twenty_kinds_of_bad_records_are_quarantined_while_the_rest_syncs(world)
     # nothing left half-done: the next cycle writes nothing and retries nothing
     report = syncer.cycle()
     assert not report.errors
+
+
+def test_a_quarantined_record_fixed_at_the_source_leaves_dead_letters(world):
+    syncer, sb, crm = world
+    cid = crm.add(("123",), name="Typo Number", status="won")
+    syncer.cycle()
+    assert [d["operation"] for d in list_dead_letters(syncer.store)] == ["ingest"]
+    crm.edit(cid, phones=("0671230077",))
+    syncer.cycle()
+    assert list_dead_letters(syncer.store) == []
+    assert _okitoki_contact(sb, "Typo Number")

@@ -176,3 +176,54 @@ def test_read_fetched_before_our_write_is_not_taken_for_a_change(world):
     assert (contact["name"], contact["email"]) == ("From Okitoki", "new@x.io")
     assert crm.rows[cid].fields["name"] == "From Okitoki"
     assert sb.requests()["by_operation"].get("contacts/add-update", 0) == updates_before + 1
+
+
+def test_claims_of_a_dead_process_on_this_host_are_taken_over_at_start(world, state_url, sandbox, tmp_path):
+    import socket
+    import subprocess
+    import sys
+    from syncd.store import outbox as ob
+    syncer, sb, crm = world
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    crm.add(("0672220003",), name="Orphan", status="won")
+    syncer.pull_crm_contacts()
+    from syncd.engine.reconcile import reconcile
+    reconcile(syncer.ctx)
+    holder = f"{socket.gethostname()}:{dead}"
+    assert ob.claim(syncer.store, lanes=[4], limit=10, holder=holder, now=syncer.ctx.now())
+    fresh = build_syncer(make_config(state_url, sb.url, sb.token), crm=crm,
+                         state_dir=tmp_path / "crm3")       # default instance id: host:pid
+    try:
+        fresh.push()                                       # no 2-minute wait for the claim
+    finally:
+        fresh.close()
+    assert len(_named(sb, "Orphan")) == 1
+    assert ob.claim_holders(syncer.store) == []
+
+
+class CrashAfterTasks(CrashAfterCreate):
+    def add_tasks(self, dialer_id, specs):
+        self._real.add_tasks(dialer_id, specs)
+        raise Crash()
+
+
+def test_crash_after_bulk_task_create_leaves_one_task_per_contact(world, state_url, tmp_path):
+    syncer, sb, crm = world
+    for i in range(4):
+        crm.add((f"06722201{i:02d}",), name=f"Tasked {i}", status="new")
+    syncer.pull_crm_contacts()
+    syncer.ctx.okitoki = CrashAfterTasks(syncer.okitoki)
+    try:
+        syncer.push()
+    except Crash:
+        pass
+    again = _restart(syncer, state_url, sb, crm, tmp_path)
+    try:
+        for _ in range(2):
+            assert not again.cycle().errors
+    finally:
+        again.close()
+    pending = [t for t in sb.state()["tasks"] if t["status"] == "pending" and t["dialer_id"] == 101]
+    phones = sorted(p.lstrip("+") for t in pending for p in t["phones"] if "3806722201" in p)
+    assert phones == sorted(f"3806722201{i:02d}" for i in range(4))
