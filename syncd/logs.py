@@ -34,6 +34,20 @@ _LIBRARY_LOGGERS = ("httpx", "httpcore", "apscheduler", "uvicorn", "uvicorn.erro
 _HANDLER_NAME = "syncd"
 
 
+class _RoutineSchedulerNoise(logging.Filter):
+    """Drop APScheduler's warnings about skipped or coalesced runs: with ``max_instances=1``
+    and ``coalesce=True`` a long job making the next run wait is the intended behaviour."""
+
+    _ROUTINE = ("maximum number of running instances", "was missed by")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in self._ROUTINE)
+
+
+_NOISE_FILTER = _RoutineSchedulerNoise()
+
+
 def redact_processor(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Mask secrets in every value of the event (strings in nested dicts/lists too)."""
     return {key: redact_value(value) for key, value in event_dict.items()}
@@ -89,6 +103,8 @@ def configure_logging(fmt: Literal["auto", "json", "console"] = "auto", level: s
     for name in _LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, level_no))
         logging.getLogger(name).propagate = True
+    if _NOISE_FILTER not in handler.filters:
+        handler.addFilter(_NOISE_FILTER)
     return json_lines
 
 

@@ -109,3 +109,13 @@ def test_capture_logs_sees_daemon_events_with_redacted_errors():
     with capture_logs(processors=[redact_processor]) as logs:
         structlog.get_logger().error("ACTION_NEEDED", error=f"401 for {SECRET}")
     assert logs == [{"event": "ACTION_NEEDED", "error": "401 for ***", "log_level": "error"}]
+
+
+def test_routine_scheduler_skips_are_not_logged_but_other_warnings_are():
+    buf = io.StringIO()
+    configure_logging("json", "info", stream=buf)
+    sched = logging.getLogger("apscheduler.scheduler")
+    sched.warning('Execution of job "push" skipped: maximum number of running instances reached (1)')
+    sched.warning('Run time of job "push" was missed by 0:00:01')
+    sched.warning("something else went wrong")
+    assert [line["event"] for line in _lines(buf)] == ["something else went wrong"]
