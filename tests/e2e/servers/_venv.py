@@ -65,7 +65,7 @@ def find_python(version: str, env_var: str) -> str | None:
     return None
 
 
-def _venv_ok(venv: Path, requirements: Sequence[str]) -> bool:
+def _venv_ok(venv: Path, requirements: Sequence[str], import_check: str) -> bool:
     marker = venv / MARKER
     if not marker.is_file():
         return False
@@ -76,7 +76,11 @@ def _venv_ok(venv: Path, requirements: Sequence[str]) -> bool:
     if recorded.get("requirements") != list(requirements):
         return False
     python = venv / "bin" / "python"
-    probe = subprocess.run([str(python), "-c", "import sys"], capture_output=True)
+    try:  # a broken interpreter or a missing package means: build it again
+        probe = subprocess.run([str(python), "-c", import_check], capture_output=True,
+                               timeout=60, cwd=venv)  # (some packages write logs into cwd)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
     return probe.returncode == 0
 
 
@@ -89,7 +93,7 @@ def ensure_venv(name: str, python: str, requirements: Sequence[str],
     """
     venv = cache_dir() / name
     with file_lock(name):
-        if _venv_ok(venv, requirements):
+        if _venv_ok(venv, requirements, import_check):
             return venv
         shutil.rmtree(venv, ignore_errors=True)
         steps = [
@@ -99,7 +103,7 @@ def ensure_venv(name: str, python: str, requirements: Sequence[str],
             [str(venv / "bin" / "python"), "-c", import_check],
         ]
         for step in steps:
-            done = subprocess.run(step, capture_output=True, text=True)
+            done = subprocess.run(step, capture_output=True, text=True, cwd=cache_dir())
             if done.returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
                 tail = (done.stderr or done.stdout)[-2000:]
