@@ -104,6 +104,7 @@ def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     spec = ctx.mapping.specs.get(field)
     crm_name = spec.crm if spec is not None else None
     writes: list[tuple[Any, int, str, ContactWrite]] = []
+    planned: dict[int, Any] = {}
     for r in rows:
         p = r.payload or {}
         lid, crm_id = _owner(ctx, r.link_id, p.get("phone"))
@@ -113,10 +114,11 @@ def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             continue
         with ctx.store.begin() as conn:
             base = conn.execute(select(BASE.c.crm).where(BASE.c.link_id == lid)).first()
-        current = ((base.crm if base is not None else None) or {}).get(field)
+        current = planned.get(lid, ((base.crm if base is not None else None) or {}).get(field))
         if not is_forward(current, p["status"], order):
             out[r.id] = Done(note=f"status {current!r} is not behind {p['status']!r}")
             continue
+        planned[lid] = p["status"]   # a later outcome in this batch must beat this one too
         writes.append((r, lid, p["status"], ContactWrite(r.idem_key, crm_id, {crm_name: p["status"]})))
     size = max(1, getattr(ctx.crm_capabilities, "write_batch_size", 50) or 50)
     for chunk in chunks(writes, size):

@@ -188,7 +188,8 @@ def _plan_dnc(b: _Batch, lid: int, agreed: dict) -> None:
 
 def _plan_tasks(b: _Batch, link: Any, agreed: dict, tasks: dict, deleted: bool) -> None:
     ctx, lid = b.ctx, link.id
-    wanted = {} if (deleted or link.tombstone) else wanted_dialers(ctx.config.dialer, agreed)
+    # A merge candidate is a duplicate of another contact, which gets the task.
+    wanted = {} if (deleted or link.tombstone or link.hold) else wanted_dialers(ctx.config.dialer, agreed)
     for dialer, rule in wanted.items():
         row = tasks.get(dialer)
         if row is not None and row.state in ("creating", "active"):

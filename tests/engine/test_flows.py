@@ -163,3 +163,25 @@ def test_status_report_covers_cursors_outbox_and_budget(world):
     assert {"cursors", "outbox", "dead_letters", "conflicts", "api_today", "last_runs"} <= set(report)
     assert report["api_today"]["okitoki"]["used"] > 0
     assert "crm:contacts" in report["cursors"]
+
+
+def test_two_outcomes_in_one_batch_still_only_move_status_forward(world):
+    syncer, sb, crm = world
+    cid = crm.add(("0671230101",), name="Busy Day", status="new")
+    syncer.cycle()
+    sb.add_call(phone="380671230101", direction="in", outcome="answered")    # → contacted
+    sb.add_call(phone="380671230101", direction="in", outcome="no_answer")   # → callback: behind
+    syncer.cycle()
+    assert crm.rows[cid].fields["status"] == "contacted"
+    assert len(crm.calls) == 2
+
+
+def test_a_duplicate_contact_gets_no_task_of_its_own(world):
+    syncer, sb, crm = world
+    crm.add(("0671230202",), name="Dup A", status="new")
+    crm.add(("067 123 02 02",), name="Dup B", status="new")
+    syncer.cycle()
+    syncer.cycle()
+    tasks = [t for t in sb.state()["tasks"] if any("380671230202" in p for p in t["phones"])]
+    assert len(tasks) == 1
+    assert _count(syncer.store, OUTBOX, OUTBOX.c.status == "dead") == 0
