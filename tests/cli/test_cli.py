@@ -244,3 +244,49 @@ def test_once_dry_run_prints_what_it_would_do_and_why(cfg_path, capsys, engine):
     out = capsys.readouterr().out
     assert "push: planned=1" in out and "dry run: 1 change(s) would be made" in out
     assert "okitoki: add_task (new): dialer_id=101  (status new matches new-leads)" in out
+
+
+def test_status_dead_letters_and_resync_on_a_real_migrated_store(tmp_path, capsys):
+    cfg = base()
+    cfg["daemon"]["state_url"] = f"sqlite:///{tmp_path}/real.db"
+    path = write(tmp_path, cfg)
+    assert main(["migrate", "-c", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["status", "--json", "-c", str(path)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["dead_letters"] == 0 and data["api_today"]["okitoki"]["budget"] == 20000
+    assert "cursors" in data and "outbox" in data
+    assert main(["dead-letters", "list", "-c", str(path)]) == 0
+    assert "no dead letters" in capsys.readouterr().out
+    assert main(["conflicts", "-c", str(path)]) == 0
+    assert "no conflicts" in capsys.readouterr().out
+    assert main(["resync", "--stream", "crm:contacts", "-c", str(path)]) == 0
+    assert "cursors_reset: 0" in capsys.readouterr().out
+
+
+def test_run_wires_the_daemon_and_sigterm_stops_it_with_0(cfg_path, capsys, engine):
+    import os
+    import signal
+
+    ran = []
+
+    class Syncer:
+        def _r(self, job):
+            ran.append(job)
+            return types.SimpleNamespace(job=job, counts={}, errors=[])
+
+        def pull_crm_contacts(self): return self._r("pull:crm:contacts")
+        def pull_okitoki_contacts(self): return self._r("pull:okitoki:contacts")
+        def pull_okitoki_calls(self): return self._r("pull:okitoki:calls")
+        def push(self, stop): return self._r("push")
+        def housekeeping(self): return self._r("housekeeping")
+        def close(self): ran.append("closed")
+
+    engine.fake("build_syncer", lambda config, **kw: Syncer())
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        assert main(["run", "-c", str(cfg_path)]) == 0
+    finally:
+        timer.cancel()
+    assert "push" in ran and ran[-1] == "closed"
