@@ -49,7 +49,11 @@ _HINTS = {
 
 def driver_message(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()
+    args = getattr(orig, "args", ())
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        text = [f"{args[1]} (error {args[0]})"]  # pymysql: (errno, message)
+    else:
+        text = str(orig).strip().splitlines()
     return redact(" ".join(text[:2])[:300]) or type(orig).__name__
 
 

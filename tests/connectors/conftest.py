@@ -269,3 +269,11 @@ def sql_crm(sql_db) -> SqlDatabase:
     """An empty database of each kind holding the contacts table of :func:`contacts_table`."""
     contacts_table(sa.MetaData()).metadata.create_all(sql_db.engine())
     return sql_db
+
+
+@pytest.fixture
+def pg_db(tmp_path) -> Iterator[SqlDatabase]:
+    """An empty PostgreSQL database (for PostgreSQL-only behaviour; mark the test postgres)."""
+    db = make_database("postgres", tmp_path)
+    yield db
+    db.dispose()

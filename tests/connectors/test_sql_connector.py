@@ -169,3 +169,49 @@ def test_calls_without_a_calls_table_fail_each_record_with_the_reason(sql_crm, t
                              connector_context(tmp_path, field_names=("name",)))
     (r,) = connector.log_calls([call()])
     assert not r.ok and "create_calls_table" in r.error
+
+
+def test_text_ids_are_walked_in_their_own_order(sql_db, tmp_path):
+    from connectors.sql import SqlConnector, SqlOptions
+    from syncd.testing.context import connector_context
+    table = sa.Table("people", sa.MetaData(), sa.Column("code", sa.String(20), primary_key=True),
+                     sa.Column("phone", sa.String(40)), sa.Column("changed", sa.DateTime))
+    engine = sql_db.engine()
+    table.create(engine)
+    stamp = datetime(2025, 1, 1, 8, 0, 0)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [{"code": c, "changed": stamp} for c in ("c", "a", "b", "d")])
+    connector = SqlConnector(SqlOptions(url=sql_db.url, contacts_table="people", id_column="code",
+                                        updated_at_column="changed"),
+                             connector_context(tmp_path, field_names=()))
+    seen, cursor = [], Cursor()
+    for _ in range(10):
+        page = connector.changed_contacts(cursor, 1)
+        seen += [c.id for c in page.contacts]
+        cursor = page.next
+        if not page.more:
+            break
+    assert seen == ["a", "b", "c", "d"]
+    assert not connector.capabilities.contacts_create
+
+
+@pytest.mark.postgres
+def test_a_timestamptz_column_reads_and_writes_utc(pg_db, tmp_path):
+    sql_db = pg_db
+    from connectors.sql import SqlConnector, SqlOptions
+    from syncd.testing.context import connector_context
+    table = sa.Table("contacts", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("phone", sa.String(40)),
+                     sa.Column("updated_at", sa.DateTime(timezone=True)))
+    engine = sql_db.engine()
+    table.create(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET TIME ZONE 'America/Mexico_City'")
+        conn.execute(table.insert().values(id=1, updated_at=datetime(2025, 1, 1, 12, tzinfo=UTC)))
+    connector = SqlConnector(SqlOptions(url=sql_db.url), connector_context(tmp_path))
+    (contact,) = connector.changed_contacts(Cursor(), 10).contacts
+    assert contact.updated_at == datetime(2025, 1, 1, 12, tzinfo=UTC)
+    assert connector.changed_contacts(Cursor(contact.updated_at, "1"), 10).contacts == []
+    connector.upsert_contacts([ContactWrite("k", "1", phones=("+48511222333",))])
+    (after,) = connector.fetch_contacts(["1"])
+    assert abs(after.updated_at - datetime.now(UTC)) < timedelta(seconds=5)
