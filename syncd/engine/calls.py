@@ -19,7 +19,7 @@ from ..errors import InvalidRecord
 from ..model import Call, CallDirection, CallOutcome
 from ..phones import normalize
 from ..store.outbox import enqueue, insert_ignore
-from ..store.tables import CallRow
+from ..store.tables import CallRow, TaskRow
 from . import cursors
 from .context import LINK, PHONE, Context, chunks, jsonable
 from .ingest import quarantine
@@ -27,7 +27,7 @@ from .outbox import Lane
 
 __all__ = ["pull_calls", "STREAM", "call_payload", "call_from_payload"]
 
-CALL = CallRow.__table__
+CALL, TASK = CallRow.__table__, TaskRow.__table__
 STREAM = "okitoki:calls"
 INITIAL_LOOKBACK = timedelta(days=1)
 
@@ -74,6 +74,23 @@ def pull_calls(ctx: Context, *, hinted: bool = False) -> Counter:
     return counts
 
 
+def _owners_by_ids(conn: Any, calls: list[Call]) -> tuple[dict[str, int], dict[str, int]]:
+    """Links of the calls' dialer tasks and Oki-Toki contacts (those with a CRM record)."""
+    task_ids = sorted({c.task_id for c in calls if c.task_id})
+    contact_ids = sorted({str(c.details.get("contact_id")) for c in calls if c.details.get("contact_id")})
+    by_task: dict[str, int] = {}
+    by_contact: dict[str, int] = {}
+    if task_ids:
+        for tid, lid in conn.execute(select(TASK.c.task_id, TASK.c.link_id).join(LINK, LINK.c.id == TASK.c.link_id)
+                                     .where(and_(TASK.c.task_id.in_(task_ids), LINK.c.crm_id.is_not(None)))):
+            by_task[tid] = lid
+    if contact_ids:
+        for oid, lid in conn.execute(select(LINK.c.okitoki_id, LINK.c.id).where(and_(
+                LINK.c.okitoki_id.in_(contact_ids), LINK.c.crm_id.is_not(None)))):
+            by_contact[oid] = lid
+    return by_task, by_contact
+
+
 def _record_calls(ctx: Context, conn: Any, calls: list[Call]) -> Counter:
     cfg, now = ctx.config.calls, ctx.now()
     counts: Counter = Counter()
@@ -108,9 +125,13 @@ def _record_calls(ctx: Context, conn: Any, calls: list[Call]) -> Counter:
             .where(and_(PHONE.c.phone.in_(phones), LINK.c.crm_id.is_not(None),
                         LINK.c.tombstone.is_(False))).order_by(LINK.c.id)):
         owner.setdefault(phone, lid)   # several contacts share a number: the oldest link
+    by_task, by_contact = _owners_by_ids(conn, [c for c, _ in fresh.values()])
     rows, ops = [], []
     for sid, (call, phone) in fresh.items():
-        lid = owner.get(phone) if phone else None
+        # The dialer task or Oki-Toki contact of the call names the contact exactly; the
+        # number is the fallback (several contacts may share it).
+        lid = by_task.get(call.task_id or "") or by_contact.get(str(call.details.get("contact_id") or "")) \
+            or (owner.get(phone) if phone else None)
         state = "pending"
         if not cfg.to_crm:
             state = "skipped"

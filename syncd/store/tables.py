@@ -154,7 +154,7 @@ class TaskRow(SQLModel, table=True):
     link_id: int = Field(sa_type=BigId)
     dialer_id: str = Field(max_length=32)
     rule: str = Field(max_length=128)
-    task_id: str | None = Field(default=None, max_length=64)
+    task_id: str | None = Field(default=None, max_length=64, index=True)
     phones: list | None = _json()
     state: str = Field(default="creating", max_length=16)  # creating | active | removing | removed
     generation: int = 1

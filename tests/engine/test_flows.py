@@ -185,3 +185,17 @@ def test_a_duplicate_contact_gets_no_task_of_its_own(world):
     tasks = [t for t in sb.state()["tasks"] if any("380671230202" in p for p in t["phones"])]
     assert len(tasks) == 1
     assert _count(syncer.store, OUTBOX, OUTBOX.c.status == "dead") == 0
+
+
+def test_a_dialer_call_belongs_to_its_task_contact_even_after_the_number_changed(world):
+    syncer, sb, crm = world
+    cid = crm.add(("0671230303",), name="Moved", status="new")
+    syncer.cycle()
+    task = next(t for t in sb.state()["tasks"] if any("380671230303" in p for p in t["phones"]))
+    crm.edit(cid, phones=("0671230404",))
+    syncer.cycle()
+    sb.add_call(phone=task["phones"][0], direction="dialer", outcome="answered", dialer_id=101,
+                task_id=task["id"], user_id=1)
+    syncer.cycle()
+    assert [c.contact_id for c in crm.calls.values()] == [cid]
+    assert crm.rows[cid].fields["status"] == "contacted"

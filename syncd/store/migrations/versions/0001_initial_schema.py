@@ -178,10 +178,16 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('link_id', 'dialer_id', name='uq_task_link_dialer')
     )
+    with op.batch_alter_table('task', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_task_task_id'), ['task_id'], unique=False)
+
 
 
 
 def downgrade() -> None:
+
+    with op.batch_alter_table('task', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_task_task_id'))
 
     op.drop_table('task')
     with op.batch_alter_table('run', schema=None) as batch_op:
