@@ -173,7 +173,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 0
     _configure_logs(None)
     with _checkable(config) as checked:
-        return _check_online(checked, config)
+        return _check_online(checked, config, args.config)
 
 
 @contextlib.contextmanager
@@ -196,7 +196,7 @@ def _checkable(config: Config) -> Any:
         yield config.model_copy(update={"daemon": config.daemon.model_copy(update={"state_url": url})})
 
 
-def _check_online(config: Config, original: Config) -> int:
+def _check_online(config: Config, original: Config, source: str) -> int:
     syncer = _engine("build_syncer")(config)
     ok = True
     try:
@@ -208,9 +208,24 @@ def _check_online(config: Config, original: Config) -> int:
             except RemoteError as exc:
                 ok = False
                 _err(f"{label}: FAILED: {explain_remote_error(exc)}")
+        problems = _live_capabilities(original, getattr(syncer, "crm", None)) if ok else []
     finally:
         syncer.close()
+    if problems:
+        raise ConfigError(problems, source=source)
     return 0 if ok else 1
+
+
+def _live_capabilities(config: Config, crm: Any) -> list[str]:
+    """What the connected CRM really allows (e.g. the reflected SQL schema) vs the config."""
+    from .config_checks import config_capability_problems
+
+    if crm is None:
+        return []
+    errors, warnings = config_capability_problems(config, crm)
+    for line in warnings:
+        _err(f"warning: {line}")
+    return errors
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ from .config import (
 from .errors import ConfigError
 
 __all__ = ["Sections", "partial_sections", "cross_field_problems", "connector_problems",
-           "capability_problems", "OUTCOMES"]
+           "capability_problems", "config_capability_problems", "OUTCOMES"]
 
 OUTCOMES = ("answered", "no_answer", "busy", "failed")
 # Durations that may be zero; every other duration must be positive.
@@ -275,3 +275,14 @@ def capability_problems(data: Mapping[str, Any], s: Sections, cls: type) -> tupl
     for note in getattr(caps, "notes", ()):
         warnings.append(f"crm.connector: {note}")
     return errors, warnings
+
+
+def config_capability_problems(config: Config, connector: Any) -> tuple[list[str], list[str]]:
+    """:func:`capability_problems` for a loaded ``config`` and a connector class or instance
+    (an instance knows what its remote really allows, e.g. the SQL schema it reflected).
+    Explicitness comes from the keys the file set (``model_fields_set``)."""
+    data = {name: {key: True for key in getattr(config, name).model_fields_set}
+            for name in ("calls", "contacts", "do_not_call")}
+    sections = Sections(crm=config.crm, contacts=config.contacts, calls=config.calls,
+                        do_not_call=config.do_not_call)
+    return capability_problems(data, sections, connector)

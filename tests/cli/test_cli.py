@@ -290,3 +290,16 @@ def test_run_wires_the_daemon_and_sigterm_stops_it_with_0(cfg_path, capsys, engi
     finally:
         timer.cancel()
     assert "push" in ran and ran[-1] == "closed"
+
+
+def test_check_online_reports_what_the_connected_crm_cannot_do(cfg_path, capsys, engine):
+    from syncd.connector import Capabilities
+
+    ok = types.SimpleNamespace(health_check=lambda: None)
+    crm = types.SimpleNamespace(health_check=lambda: None,
+                                capabilities=Capabilities(calls_write=False, do_not_call=False))
+    engine.fake("build_syncer", types.SimpleNamespace(okitoki=ok, crm=crm, close=lambda: None))
+    assert main(["check", "--online", "-c", str(cfg_path)]) == 78
+    err = capsys.readouterr().err
+    assert f'{cfg_path}: calls.to_crm: the "fake" connector cannot write calls' in err
+    assert f"{cfg_path}: do_not_call.crm_field: " in err
