@@ -345,13 +345,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="append", metavar="NAME",
                    help="only this stream (crm:contacts, okitoki:contacts, okitoki:calls); repeatable")
     p = add("demo", cmd_demo, "run the embedded demo (sandbox + SQLite CRM); needs no config")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p = add("sandbox", cmd_sandbox, "run the local Oki-Toki emulator")
-    try:
-        importlib.import_module("syncd.okitoki.sandbox.cli").add_arguments(p)
-    except ImportError:
-        pass
+    if not _plug_arguments(p, "syncd.demo"):
+        p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _plug_arguments(add("sandbox", cmd_sandbox, "run the local Oki-Toki emulator"),
+                    "syncd.okitoki.sandbox.cli")
     return parser
+
+
+def _plug_arguments(parser: argparse.ArgumentParser, module: str) -> bool:
+    """Let ``module.add_arguments(parser)`` declare a command's options; False if it cannot."""
+    try:
+        importlib.import_module(module).add_arguments(parser)
+        return True
+    except (ImportError, AttributeError, argparse.ArgumentError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
