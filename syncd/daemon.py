@@ -195,12 +195,12 @@ class Daemon:
             log.error("startup_failed", error=redact(f"{type(exc).__name__}: {exc}"))
             self.notifier.status(redact(f"startup failed: {exc}"))
             return 1
-        self._first_health_check()
-        return 0
+        return self._first_health_check()
 
-    def _first_health_check(self) -> None:
+    def _first_health_check(self) -> int:
         """One cheap authenticated call to each side before READY=1. A refusal is logged
-        loudly and shown in STATUS; the daemon still starts (jobs retry every interval)."""
+        loudly and shown in STATUS; the daemon still starts (jobs retry every interval).
+        A configuration error found by it (e.g. a mapped table is gone) exits 78."""
         for job, side in (("okitoki", getattr(self.syncer, "okitoki", None)),
                           ("crm", getattr(self.syncer, "crm", None))):
             check = getattr(side, "health_check", None)
@@ -208,6 +208,10 @@ class Daemon:
                 continue
             try:
                 check()
+            except ConfigError as exc:
+                log.error("startup_failed", system=job, error=redact(str(exc)))
+                self.notifier.status(redact(f"configuration problem: {exc}"))
+                return 78
             except FatalRemoteError as exc:
                 error = redact(str(exc))
                 log.error("ACTION_NEEDED", error=error, error_type=type(exc).__name__, system=job)
@@ -215,6 +219,7 @@ class Daemon:
                                      error=error, fatal=True)
             except Exception as exc:  # noqa: BLE001 - unreachable now; the jobs retry later
                 log.warning("health_check_failed", system=job, error=redact(str(exc)))
+        return 0
 
     def _start_web(self) -> Any:
         if not (self._web_enabled and self.config.daemon.http_listen):

@@ -220,3 +220,13 @@ def test_a_refused_token_at_startup_is_loud_but_the_daemon_still_becomes_ready(n
     ready = notify_socket.fields()[0]
     assert ready["READY"] == "1" and "ACTION NEEDED (health:okitoki)" in ready["STATUS"]
     assert any(e["event"] == "ACTION_NEEDED" and e["system"] == "okitoki" for e in logs)
+
+
+def test_a_configuration_problem_found_by_the_first_health_check_exits_78():
+    def gone():
+        raise ConfigError('crm.options: table "contacts" no longer exists')
+
+    syncer = FakeSyncer()
+    syncer.crm = type("Side", (), {"health_check": staticmethod(gone)})()
+    assert _daemon(syncer).run() == 78
+    assert syncer.calls == []
