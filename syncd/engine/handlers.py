@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
-from ..errors import InvalidRecord, InvalidRequest
+from ..errors import InvalidRecord, InvalidRequest, TransientError
+from ..phones import normalize_many
 from ..model import ContactWrite, TaskSpec
 from ..store.tables import TaskRow
 from .context import BASE, LINK, Context, chunks
@@ -41,10 +42,10 @@ def _bases(ctx: Context, ids: list[int]) -> dict[int, Any]:
 # -- contacts ---------------------------------------------------------------------------------
 
 def _create_values(ctx: Context, row: Any, base: Any, target: str) -> dict:
-    from .reconcile import _side_values
+    """What a create sends: the agreed values as they are now (not when it was queued)."""
     agreed = {k: v for k, v in ((base.agreed if base is not None else None) or {}).items()
               if not k.startswith("_")}
-    return _side_values(ctx, agreed, target) or dict((row.payload or {}).get("values") or {})
+    return ctx.mapping.writable(target, agreed) or dict((row.payload or {}).get("values") or {})
 
 
 def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
@@ -90,14 +91,8 @@ def _okitoki_lookup(ctx: Context, row: Any, values: dict) -> str | None:
     if not phones or row.created_at is None:
         return None
     for c in ctx.okitoki.export_contacts(row.created_at - timedelta(minutes=2)):
-        got = set()
-        for p in c.phones:
-            try:
-                from ..phones import normalize
-                got.add(normalize(p, ctx.config.contacts.default_region))
-            except InvalidRecord:
-                pass
-        if phones & got:
+        got, _ = normalize_many(c.phones, ctx.config.contacts.default_region)
+        if phones & set(got):
             with ctx.store.begin() as conn:
                 taken = conn.execute(select(LINK.c.id).where(LINK.c.okitoki_id == c.id)).first()
             if taken is None:
@@ -149,7 +144,6 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
 
 
 def _retriable(message: str, system: str) -> Exception:
-    from ..errors import TransientError
     return TransientError(message, system=system, operation="upsert_contacts")
 
 

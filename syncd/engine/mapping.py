@@ -169,6 +169,15 @@ class Mapping:
         values[PHONES] = list(phones)
         return Observed(side, contact.id, values, contact.updated_at, contact.deleted, tuple(problems))
 
+    def writable(self, side: Side, values: dict[str, Any]) -> dict[str, Any]:
+        """The values that may be written to ``side``: mapped there, allowed by ``sync``, non-empty."""
+        out = {}
+        for name, value in values.items():
+            spec = self.specs.get(name)
+            if spec is not None and spec.flows_to(side) and not is_empty(value):
+                out[name] = value
+        return out
+
     def to_side(self, side: Side, values: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...] | None]:
         """Canonical values → (side fields, phones or None) for a ContactWrite."""
         fields: dict[str, Any] = {}

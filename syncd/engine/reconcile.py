@@ -17,7 +17,7 @@ from sqlalchemy import and_, bindparam, delete, insert, select, tuple_, update
 from ..store.outbox import enqueue
 from ..store.tables import Conflict, TaskRow
 from .context import BASE, DIRTY, LINK, OUTBOX, Context, update_many
-from .mapping import DNC, PHONES, is_empty
+from .mapping import DNC, PHONES
 from .merge import merge_fields
 from .outbox import Lane
 from .rules import task_payload, wanted_dialers
@@ -26,16 +26,6 @@ __all__ = ["reconcile", "LISTED"]
 
 TASK, CONFLICT = TaskRow.__table__, Conflict.__table__
 LISTED = "_dnc_listed"    # agreed-values key: numbers this link put on the do-not-call list
-
-
-def _side_values(ctx: Context, values: dict[str, Any], side: str) -> dict[str, Any]:
-    """The agreed values that may be written to ``side`` (non-empty, mapped, allowed)."""
-    out = {}
-    for name, value in values.items():
-        spec = ctx.mapping.specs.get(name)
-        if spec is not None and spec.flows_to(side) and not is_empty(value):  # type: ignore[arg-type]
-            out[name] = value
-    return out
 
 
 class _Batch:
@@ -142,7 +132,7 @@ def _reconcile_link(b: _Batch, link: Any, base: Any, pending: dict, tasks: dict,
         allowed = ctx.config.contacts.create_in_okitoki if other == "okitoki" else \
             ctx.config.contacts.create_in_crm and getattr(ctx.crm_capabilities, "contacts_create", True)
         if present is not None and not deleted and allowed and not link.hold:
-            values = _side_values(ctx, agreed, other)
+            values = ctx.mapping.writable(other, agreed)
             if values.get(PHONES) or other == "crm":
                 b.op(Lane.CONTACTS, other, "contact_create", lid, {"values": values},
                      f"contact:{other}:{lid}:create")
