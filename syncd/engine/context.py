@@ -43,6 +43,7 @@ class Context:
     batch_size: int = 500
     dry_run: bool = False
     planned: list[Change] = field(default_factory=list)   # dry-run: what push would do
+    stop: Any = None                      # threading.Event of the running push (shutdown)
     mapping: Mapping = field(init=False)
 
     def __post_init__(self) -> None:
@@ -50,6 +51,10 @@ class Context:
 
     def now(self) -> datetime:
         return self.clock()
+
+    def stopping(self) -> bool:
+        """Whether the daemon asked the running push to stop (rows not started are released)."""
+        return self.stop is not None and self.stop.is_set()
 
     @property
     def crm_capabilities(self) -> Any:

@@ -53,6 +53,8 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     links = _links(ctx, [r.link_id for r in rows])
     bases = _bases(ctx, [r.link_id for r in rows])
     for r in rows:
+        if ctx.stopping():
+            break                      # one request per row: do not hold up a shutdown
         link = links.get(r.link_id)
         if link is None:
             out[r.id] = Done(note="link gone")
@@ -195,6 +197,8 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
 def remove_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     out: dict[int, Any] = {}
     for r in rows:
+        if ctx.stopping():
+            break
         p = r.payload or {}
         with ctx.store.begin() as conn:
             task = conn.execute(select(TASK).where(and_(

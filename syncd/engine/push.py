@@ -78,6 +78,7 @@ def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100)
     from .handlers import HANDLERS
 
     stop = stop or threading.Event()
+    ctx.stop = stop
     counts: Counter = Counter()
     errors: list[str] = []
     paused = paused_lanes(ctx)

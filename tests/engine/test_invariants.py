@@ -227,3 +227,30 @@ def test_crash_after_bulk_task_create_leaves_one_task_per_contact(world, state_u
     pending = [t for t in sb.state()["tasks"] if t["status"] == "pending" and t["dialer_id"] == 101]
     phones = sorted(p.lstrip("+") for t in pending for p in t["phones"] if "3806722201" in p)
     assert phones == sorted(f"3806722201{i:02d}" for i in range(4))
+
+
+def test_stop_mid_batch_releases_the_rows_not_started(world):
+    syncer, sb, crm = world
+    for i in range(6):
+        crm.add((f"06799900{i:02d}",), name=f"Slow {i}", status="won")
+    syncer.pull_crm_contacts()
+    stop = threading.Event()
+    real = syncer.okitoki.upsert_contact
+    made = []
+
+    def one_then_stop(write):
+        made.append(real(write))
+        stop.set()                     # SIGTERM arrives during the first request
+        return made[-1]
+
+    syncer.okitoki.upsert_contact = one_then_stop
+    report = syncer.push(stop)
+    assert report.counts.get("okitoki_contact_create") == 1
+    with syncer.store.begin() as conn:
+        rows = conn.execute(select(OUTBOX.c.status, OUTBOX.c.attempts).where(
+            OUTBOX.c.operation == "contact_create", OUTBOX.c.target == "okitoki")).all()
+    assert sorted(r.status for r in rows).count("pending") == len(rows) - 1
+    assert all(r.attempts == 0 for r in rows if r.status == "pending")
+    syncer.okitoki.upsert_contact = real
+    syncer.cycle()
+    assert len([c for c in sb.state()["contacts"] if c["name"].startswith("Slow")]) == 6
