@@ -10,6 +10,7 @@ See ``docs/connectors/sql.md`` for the options, the calls table and the guarante
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
@@ -192,7 +193,8 @@ class SqlConnector:
         text_cols = [c if isinstance(c.type, sa.String) else sa.cast(c, sa.String) for c in s.phones]
         query = (sa.select(*self._columns()).where(sa.or_(*(c.like(pattern) for c in text_cols)))
                  .order_by(s.id))
-        with translated("find by phone"), _connection(conn, self.engine) as c:
+        opened = contextlib.nullcontext(conn) if conn is not None else self.engine.connect()
+        with translated("find by phone"), opened as c:
             for row in c.execute(query):
                 m = row._mapping
                 if any(e164(m[col.name], region) == wanted for col in s.phones):
@@ -268,23 +270,6 @@ class SqlConnector:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-class _connection:
-    """Use ``conn`` when given, else a fresh connection of ``engine`` (closed after)."""
-
-    def __init__(self, conn: sa.Connection | None, engine: sa.Engine) -> None:
-        self.conn, self.engine, self.own = conn, engine, None
-
-    def __enter__(self) -> sa.Connection:
-        if self.conn is not None:
-            return self.conn
-        self.own = self.engine.connect()
-        return self.own
-
-    def __exit__(self, *exc: object) -> None:
-        if self.own is not None:
-            self.own.close()
 
 
 def _session_settings(engine: sa.Engine, dialect: str) -> None:

@@ -1,13 +1,18 @@
 """Databases for the SQL connector's tests: a SQLite file, the local PostgreSQL and MariaDB.
 
-PostgreSQL and MariaDB tests use databases named ``syncd_sql_test`` and a login role
-``syncd_sql_app`` with a password (a secret the tests hunt for in logs and errors). They are
-marked ``postgres`` / ``mariadb`` and skipped, with the reason, when the server is unreachable.
+PostgreSQL and MariaDB tests use a database ``syncd_sql_t<pid>`` and a login role
+``syncd_sql_app<pid>`` with a password (a secret the tests hunt for in logs and errors), both
+private to the test process (the throttling tests limit the role's connections, which must not
+disturb a concurrent run) and dropped at the end of the session, or by a later session when
+the process died. The tests are marked ``postgres`` / ``mariadb`` and skipped, with the
+reason, when the server is unreachable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +23,8 @@ from sqlalchemy.dialects import mysql
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 MARIA_ADMIN = "mysql+pymysql://root@127.0.0.1:3306/"
-DB_NAME = "syncd_sql_test"
-APP_USER = "syncd_sql_app"
+DB_NAME = f"syncd_sql_t{os.getpid()}"
+APP_USER = f"syncd_sql_app{os.getpid()}"
 APP_PASSWORD = "Sql-app-pw-7c41e9"        # deliberately distinctive: searched for in logs
 WRONG_PASSWORD = "Wrong-pw-3f0aa2d1"
 
@@ -95,6 +100,46 @@ def _reachable(url: str) -> str | None:
 
 
 _prepared: dict[str, str | None] = {}
+_OURS = re.compile(r"^syncd_sql_(?:t|app)(\d+)$")
+
+
+def _dead(name: str) -> bool:
+    """Whether ``name`` is one of ours whose process is gone (or, at session end, ours)."""
+    m = _OURS.match(name)
+    if not m:
+        return False
+    pid = int(m.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _drop(conn: sa.Connection, dialect: str, *, everything_of: int | None = None) -> None:
+    """Drop databases and roles of dead test processes (or of ``everything_of``'s pid)."""
+    def doomed(name: str) -> bool:
+        m = _OURS.match(name)
+        return bool(m) and (int(m.group(1)) == everything_of or _dead(name))
+
+    if dialect == "postgres":
+        for (name,) in conn.execute(sa.text("SELECT datname FROM pg_database")).all():
+            if doomed(name):
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        for (name,) in conn.execute(sa.text("SELECT rolname FROM pg_roles")).all():
+            if doomed(name):
+                conn.execute(sa.text(f'DROP ROLE IF EXISTS "{name}"'))
+    else:
+        for (name,) in conn.execute(sa.text("SHOW DATABASES")).all():
+            if doomed(name):
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        for user, host in conn.execute(sa.text("SELECT User, Host FROM mysql.user")).all():
+            if doomed(user):
+                conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'{host}'"))
 
 
 def _prepare(dialect: str) -> str | None:
@@ -106,22 +151,31 @@ def _prepare(dialect: str) -> str | None:
     if problem is None:
         admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
+            _drop(conn, dialect)
             if dialect == "postgres":
-                if not conn.execute(sa.text(f"SELECT 1 FROM pg_roles WHERE rolname = '{APP_USER}'")).first():
-                    conn.execute(sa.text(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}'"))
-                conn.execute(sa.text(f"ALTER ROLE {APP_USER} CONNECTION LIMIT -1"))
-                if not conn.execute(sa.text(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'")).first():
-                    conn.execute(sa.text(f"CREATE DATABASE {DB_NAME} OWNER {APP_USER}"))
+                conn.execute(sa.text(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}'"))
+                conn.execute(sa.text(f"CREATE DATABASE {DB_NAME} OWNER {APP_USER}"))
             else:
-                conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS {DB_NAME}"))
+                conn.execute(sa.text(f"CREATE DATABASE {DB_NAME}"))
                 for host in ("%", "localhost", "127.0.0.1"):
-                    conn.execute(sa.text(f"CREATE USER IF NOT EXISTS '{APP_USER}'@'{host}' "
+                    conn.execute(sa.text(f"CREATE USER '{APP_USER}'@'{host}' "
                                          f"IDENTIFIED BY '{APP_PASSWORD}'"))
                     conn.execute(sa.text(f"GRANT ALL ON {DB_NAME}.* TO '{APP_USER}'@'{host}'"))
-                    conn.execute(sa.text(f"ALTER USER '{APP_USER}'@'{host}' WITH MAX_USER_CONNECTIONS 0"))
         admin.dispose()
     _prepared[dialect] = problem
     return problem
+
+
+@pytest.fixture(scope="session")
+def _sql_servers() -> Iterator[None]:
+    """Drops this session's databases and roles at its end."""
+    yield
+    for dialect, problem in _prepared.items():
+        if problem is None:
+            admin = sa.create_engine(_server_admin(dialect), isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                _drop(conn, dialect, everything_of=os.getpid())
+            admin.dispose()
 
 
 def make_database(dialect: str, tmp_path: Path) -> SqlDatabase:
@@ -155,7 +209,7 @@ SQL_DIALECTS = [
 
 
 @pytest.fixture(params=SQL_DIALECTS)
-def sql_db(request, tmp_path) -> Iterator[SqlDatabase]:
+def sql_db(request, tmp_path, _sql_servers) -> Iterator[SqlDatabase]:
     """An empty database of each kind (tables dropped before the test)."""
     db = make_database(request.param, tmp_path)
     yield db
@@ -272,7 +326,7 @@ def sql_crm(sql_db) -> SqlDatabase:
 
 
 @pytest.fixture
-def pg_db(tmp_path) -> Iterator[SqlDatabase]:
+def pg_db(tmp_path, _sql_servers) -> Iterator[SqlDatabase]:
     """An empty PostgreSQL database (for PostgreSQL-only behaviour; mark the test postgres)."""
     db = make_database("postgres", tmp_path)
     yield db
