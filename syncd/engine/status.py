@@ -46,12 +46,14 @@ def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
         merge_backlog = conn.execute(select(func.count()).select_from(Dirty.__table__)).scalar()
         candidates = conn.execute(select(func.count()).select_from(MergeCandidate.__table__)).scalar()
         today = now.astimezone(UTC).date().isoformat()
-        api = {r.system: {"used": r.used} for r in conn.execute(select(BUDGET).where(BUDGET.c.day == today))}
+        api = {r.system: {"used": r.used, "budget": r.daily_limit,
+                          "remaining": None if r.daily_limit is None else max(0, r.daily_limit - r.used)}
+               for r in conn.execute(select(BUDGET).where(BUDGET.c.day == today))}
         last = conn.execute(select(RUN.c.job, func.max(RUN.c.id)).group_by(RUN.c.job)).all()
         runs = {r.job: {"started_at": _iso(r.started_at), "duration_ms": r.duration_ms,
                         "counts": r.counts or {}, "errors": len(r.errors or [])}
                 for r in conn.execute(select(RUN).where(RUN.c.id.in_([i for _, i in last])))}
-    for system, limit in (limits or {}).items():
+    for system, limit in (limits or {}).items():   # the configured budgets win
         entry = api.setdefault(system, {"used": 0})
         entry["budget"] = limit
         entry["remaining"] = None if limit is None else max(0, limit - entry["used"])

@@ -47,7 +47,8 @@ class StoreBudget:
             cond = and_(c.system == system, c.day == day)
             if limit is not None:
                 cond = and_(cond, c.used + n <= limit)
-            done = conn.execute(update(BUDGET).where(cond).values(used=c.used + n)).rowcount
+            done = conn.execute(update(BUDGET).where(cond)
+                                .values(used=c.used + n, daily_limit=limit)).rowcount
         if not done:
             raise BudgetExhausted(f"daily request budget of {limit} is spent", system=system)
 

@@ -196,6 +196,7 @@ class BudgetRow(SQLModel, table=True):
     system: str = Field(primary_key=True, max_length=16)
     day: str = Field(primary_key=True, max_length=10)   # YYYY-MM-DD, UTC
     used: int = 0
+    daily_limit: int | None = None                      # the budget in force (for `syncd status`)
 
 
 class Lease(SQLModel, table=True):

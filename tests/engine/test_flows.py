@@ -162,6 +162,7 @@ def test_status_report_covers_cursors_outbox_and_budget(world):
     report = status_report(syncer.store)
     assert {"cursors", "outbox", "dead_letters", "conflicts", "api_today", "last_runs"} <= set(report)
     assert report["api_today"]["okitoki"]["used"] > 0
+    assert report["api_today"]["okitoki"]["budget"] == 100000
     assert "crm:contacts" in report["cursors"]
 
 

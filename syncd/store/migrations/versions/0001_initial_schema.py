@@ -48,6 +48,7 @@ def upgrade() -> None:
     sa.Column('system', sa.String(length=16), nullable=False),
     sa.Column('day', sa.String(length=10), nullable=False),
     sa.Column('used', sa.Integer(), nullable=False),
+    sa.Column('daily_limit', sa.Integer(), nullable=True),
     sa.PrimaryKeyConstraint('system', 'day')
     )
     op.create_table('call',
