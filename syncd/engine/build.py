@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from ..config import Config
 from ..connector import ConnectorContext, load_connector
 from ..errors import ConfigError
-from ..http import RemoteSystem
+from ..http import NO_RETRY, RemoteSystem
 from ..store import StoreBudget, StoreJournal, open_store, sqlite_path
 from ..store import outbox as outbox_sql
 from .context import Context
@@ -89,12 +89,16 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
                                  "crm": config.crm.daily_request_budget}, **kwargs)
     journal = StoreJournal(store)
     closers: list[Callable[[], None]] = []
+    okitoki_once = None
     try:
         if okitoki is None:
             from ..okitoki.client import OkitokiClient
             okitoki = OkitokiClient.from_config(config.okitoki, budget=budget, journal=journal,
                                                 transport=okitoki_transport)
             closers.append(okitoki.close)
+            okitoki_once = OkitokiClient.from_config(config.okitoki, budget=budget, journal=journal,
+                                                     transport=okitoki_transport, retry=NO_RETRY)
+            closers.append(okitoki_once.close)
         if crm is None:
             cls = load_connector(config.crm.connector)
             options = connector_options(cls, config.crm.options)
@@ -118,7 +122,8 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
             close()
         store.close()
         raise
-    ctx = Context(config=config, store=store, crm=crm, okitoki=okitoki, budget=budget,
+    ctx = Context(config=config, store=store, crm=crm, okitoki=okitoki, okitoki_once=okitoki_once,
+                  budget=budget,
                   instance_id=instance_id or config.daemon.instance_id
                   or f"{socket.gethostname()}:{os.getpid()}", **kwargs)
     _abandon_dead_local_claims(ctx)

@@ -95,6 +95,9 @@ def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100)
             rows = sql.claim(ctx.store, lanes=[lane], limit=_batch_size(ctx, lane, batch),
                              holder=ctx.instance_id,
                              now=ctx.now(), hold=CLAIM_HOLD)
+            again = [r.id for r in rows if r.id in seen]
+            if again:   # retried or released in this run already: their turn is the next run
+                sql.release(ctx.store, again, holder=ctx.instance_id, now=ctx.now())
             rows = [r for r in rows if r.id not in seen]
             if not rows:
                 break

@@ -51,7 +51,7 @@ def test_crash_after_remote_create_then_push_first_makes_no_duplicate(world, sta
     syncer, sb, crm = world
     crm.add(("0672220001",), name="Once Only", status="won")
     syncer.pull_crm_contacts()
-    syncer.ctx.okitoki = CrashAfterCreate(syncer.okitoki)
+    syncer.ctx.okitoki_once = CrashAfterCreate(syncer.ctx.okitoki_once)
     try:
         syncer.push()
     except Crash:
@@ -73,7 +73,7 @@ def test_crash_after_remote_create_then_pull_first_links_instead_of_creating(wor
     syncer, sb, crm = world
     crm.add(("0672220002",), name="Pulled Back", status="won")
     syncer.pull_crm_contacts()
-    syncer.ctx.okitoki = CrashAfterCreate(syncer.okitoki)
+    syncer.ctx.okitoki_once = CrashAfterCreate(syncer.ctx.okitoki_once)
     try:
         syncer.push()
     except Crash:
@@ -213,7 +213,7 @@ def test_crash_after_bulk_task_create_leaves_one_task_per_contact(world, state_u
     for i in range(4):
         crm.add((f"06722201{i:02d}",), name=f"Tasked {i}", status="new")
     syncer.pull_crm_contacts()
-    syncer.ctx.okitoki = CrashAfterTasks(syncer.okitoki)
+    syncer.ctx.okitoki_once = CrashAfterTasks(syncer.ctx.okitoki_once)
     try:
         syncer.push()
     except Crash:
@@ -235,7 +235,8 @@ def test_stop_mid_batch_releases_the_rows_not_started(world):
         crm.add((f"06799900{i:02d}",), name=f"Slow {i}", status="won")
     syncer.pull_crm_contacts()
     stop = threading.Event()
-    real = syncer.okitoki.upsert_contact
+    client = syncer.ctx.okitoki_once
+    real = client.upsert_contact
     made = []
 
     def one_then_stop(write):
@@ -243,7 +244,7 @@ def test_stop_mid_batch_releases_the_rows_not_started(world):
         stop.set()                     # SIGTERM arrives during the first request
         return made[-1]
 
-    syncer.okitoki.upsert_contact = one_then_stop
+    client.upsert_contact = one_then_stop
     report = syncer.push(stop)
     assert report.counts.get("okitoki_contact_create") == 1
     with syncer.store.begin() as conn:
@@ -251,6 +252,28 @@ def test_stop_mid_batch_releases_the_rows_not_started(world):
             OUTBOX.c.operation == "contact_create", OUTBOX.c.target == "okitoki")).all()
     assert sorted(r.status for r in rows).count("pending") == len(rows) - 1
     assert all(r.attempts == 0 for r in rows if r.status == "pending")
-    syncer.okitoki.upsert_contact = real
+    client.upsert_contact = real
     syncer.cycle()
     assert len([c for c in sb.state()["contacts"] if c["name"].startswith("Slow")]) == 6
+
+
+def test_ambiguous_failures_of_creates_make_no_duplicates(world):
+    from syncd.engine.outbox import Backoff
+    syncer, sb, crm = world
+    syncer.ctx.backoff = Backoff(base=0, jitter=0, max_attempts=50)
+    for i in range(10):
+        crm.add((f"06755510{i:02d}",), name=f"Ambiguous {i}", status="new")
+    # done by Oki-Toki, but the answer is broken: the client cannot know it worked
+    sb.set_faults([{"kind": "truncated_json", "rate": 0.5, "apply": True,
+                    "operations": ["contacts/add-update", "dialers/create_task", "imports/tasks/add"]}])
+    for _ in range(12):
+        syncer.cycle()
+    sb.clear_faults()
+    syncer.cycle()
+    state = sb.state()
+    names = sorted(c["name"] for c in state["contacts"] if c["name"].startswith("Ambiguous"))
+    assert names == sorted(f"Ambiguous {i}" for i in range(10))
+    pending = [t for t in state["tasks"] if t["status"] == "pending" and t["dialer_id"] == 101]
+    phones = sorted(p.lstrip("+") for t in pending for p in t["phones"] if "3806755510" in p)
+    assert phones == sorted(f"3806755510{i:02d}" for i in range(10))
+    assert _count(syncer.store, OUTBOX, OUTBOX.c.status.in_(["pending", "claimed", "dead"])) == 0
