@@ -145,7 +145,9 @@ class SqlConnector:
                 except ValueError:
                     raise ConfigError(f"cursor id {after.last_id!r} is not a {pk.type} value "
                                       f"of {s.contacts.name}.{pk.name}") from None
-                query = query.where(sa.or_(ua > ts, sa.and_(ua == ts, pk > last)))
+                # = (ua > ts) OR (ua = ts AND pk > last), spelt so that the range ua >= ts
+                # can use an index on updated_at in every database
+                query = query.where(ua >= ts, sa.or_(ua > ts, pk > last))
         query = query.order_by(ua, pk).limit(limit + 1)
         with translated("changed contacts"), self.engine.connect() as conn:
             rows = conn.execute(query).all()
