@@ -121,6 +121,8 @@ class SqlConnector:
         phones = tuple(str(m[c.name]).strip() for c in s.phones
                        if m[c.name] is not None and str(m[c.name]).strip())
         fields = {name: _json(m[col.name]) for name, col in s.fields.items()}
+        if s.do_not_call is not None and m[s.do_not_call.name] is not None:
+            fields[s.do_not_call.name] = bool(m[s.do_not_call.name])  # MySQL BOOL is TINYINT
         return Contact(id=str(m[s.id.name]), fields=fields, phones=phones,
                        updated_at=to_utc(m[s.updated_at.name]))
 

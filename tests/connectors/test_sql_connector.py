@@ -215,3 +215,9 @@ def test_a_timestamptz_column_reads_and_writes_utc(pg_db, tmp_path):
     connector.upsert_contacts([ContactWrite("k", "1", phones=("+48511222333",))])
     (after,) = connector.fetch_contacts(["1"])
     assert abs(after.updated_at - datetime.now(UTC)) < timedelta(seconds=5)
+
+
+def test_the_do_not_call_flag_reads_as_a_boolean_everywhere(crm):
+    contact_id = crm.create_contact({"name": "x", "do_not_call": True}, [])
+    (contact,) = crm.connector().fetch_contacts([contact_id])
+    assert contact.fields["do_not_call"] is True
