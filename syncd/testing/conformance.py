@@ -187,6 +187,13 @@ class ConnectorConformance:
         found = connector.fetch_contacts([contact_id, self.crm.missing_id])
         assert [c.id for c in found] == [contact_id]
 
+    def test_empty_requests_are_answered_with_empty_lists(self):
+        connector = self.connect()
+        assert connector.fetch_contacts([]) == []
+        assert connector.upsert_contacts([]) == []
+        if connector.capabilities.calls_write:
+            assert connector.log_calls([]) == []
+
     def test_find_by_phone_matches_exactly_after_normalising(self):
         connector = self.connect()
         ours = fresh_phone("UA")
