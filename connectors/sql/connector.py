@@ -98,7 +98,7 @@ class SqlConnector:
                 with translated("reflect schema"), self.engine.begin() as conn:
                     self._schema = reflect_schema(conn, self.options, self.context.field_names,
                                                   self.context.do_not_call_field)
-                log.info("sql.schema.checked", table=self.options.contacts_table,
+                log.info("sql_schema_checked", table=self.options.contacts_table,
                          calls=self._schema.calls is not None)
             return self._schema
 
@@ -237,7 +237,7 @@ class SqlConnector:
         self._created.update(created)
         failed = [r.key for r in results if not r.ok]
         if failed:
-            log.warning("sql.contacts.refused", count=len(failed), keys=failed[:20])
+            log.warning("sql_contacts_refused", count=len(failed), keys=failed[:20])
         return results
 
     def _same_phones(self, conn: sa.Connection, phones: tuple[str, ...]) -> str | None:
