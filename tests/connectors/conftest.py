@@ -65,7 +65,10 @@ class SqlDatabase:
                         conn.execute(sa.text(f"ALTER USER '{APP_USER}'@'{host}' "
                                              f"WITH MAX_USER_CONNECTIONS 1"))
             if self.dialect == "mariadb":  # take the one connection allowed
-                holder = sa.create_engine(self.url, poolclass=sa.pool.NullPool).connect()
+                try:
+                    holder = sa.create_engine(self.url, poolclass=sa.pool.NullPool).connect()
+                except sa.exc.OperationalError:
+                    pass  # another connection of the user holds it already
             yield
         finally:
             if holder is not None:
