@@ -76,6 +76,7 @@ class TaskSettled:
         created = [{"_l": t.link_id, "_d": t.dialer_id, "_g": t.generation, "_t": t.task_id}
                    for t in items if t.state == "active"]
         if created:
+            _queue_orphans(conn, [t for t in items if t.state == "active"])
             # A task removed meanwhile ("removing") keeps its state but learns its id.
             conn.execute(update(TASK).where(key).values(task_id=bindparam("_t")), created)
             conn.execute(update(TASK).where(and_(key, TASK.c.state == "creating"))
@@ -84,6 +85,28 @@ class TaskSettled:
                    for t in items if t.state == "removed"]
         if removed:
             conn.execute(update(TASK).where(key).values(state="removed"), removed)
+
+
+def _queue_orphans(conn: Connection, created: Sequence[TaskSettled]) -> None:
+    """Tasks created for a generation the link has since left (the contact stopped matching
+    while the create was in flight): queue their removal by id."""
+    from ..store.outbox import enqueue
+    from .outbox import Lane
+    links = sorted({t.link_id for t in created})
+    rows = {(r.link_id, r.dialer_id): r for r in conn.execute(
+        select(TASK.c.link_id, TASK.c.dialer_id, TASK.c.generation, TASK.c.state)
+        .where(TASK.c.link_id.in_(links)))}
+    ops = []
+    for t in created:
+        row = rows.get((t.link_id, t.dialer_id))
+        if t.task_id and (row is None or row.generation != t.generation):
+            ops.append({"lane": int(Lane.TASKS), "target": "okitoki", "operation": "remove_task",
+                        "link_id": t.link_id, "idem_key": f"task:orphan:{t.dialer_id}:{t.task_id}",
+                        "payload": {"dialer_id": t.dialer_id, "task_id": t.task_id,
+                                    "generation": t.generation}})
+    if ops:
+        from datetime import UTC, datetime
+        enqueue(conn, ops, now=datetime.now(UTC))
 
 
 @dataclass(frozen=True)

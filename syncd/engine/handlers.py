@@ -18,7 +18,7 @@ from ..errors import InvalidRecord, InvalidRequest, TransientError
 from ..phones import normalize_many
 from ..model import ContactWrite, TaskSpec
 from ..store.tables import TaskRow
-from .context import BASE, LINK, Context, chunks
+from .context import BASE, LINK, OUTBOX, Context, chunks
 from .effects import Seen, TaskSettled
 from .mapping import PHONES
 from .push import Done, Later
@@ -195,22 +195,42 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
 
 
 def remove_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
+    """Remove a link's task of one generation: by its id once its create has settled.
+
+    While the create of that generation may still be in flight, wait (a remove by number now
+    could miss a task the create makes a moment later). A task created for a generation the
+    link has moved past is removed by id (an orphan row queued by the create's effect).
+    """
+    from .reconcile import add_key
     out: dict[int, Any] = {}
     for r in rows:
         if ctx.stopping():
             break
         p = r.payload or {}
-        with ctx.store.begin() as conn:
-            task = conn.execute(select(TASK).where(and_(
-                TASK.c.link_id == r.link_id, TASK.c.dialer_id == p["dialer_id"]))).first()
-        task_id = task.task_id if task is not None and task.generation == p.get("generation") else None
+        dialer, gen = p["dialer_id"], p.get("generation", 0)
+        settled = TaskSettled(r.link_id, dialer, gen, "removed")
         try:
-            if task_id is None and not p.get("phones"):
-                out[r.id] = Done(TaskSettled(r.link_id, p["dialer_id"], p.get("generation", 0), "removed"))
+            if p.get("task_id"):
+                ctx.okitoki.remove_task(dialer, task_id=str(p["task_id"]))
+                out[r.id] = Done()
                 continue
-            ctx.okitoki.remove_task(p["dialer_id"], task_id=task_id,
-                                    phones=None if task_id else p.get("phones"))
-            out[r.id] = Done(TaskSettled(r.link_id, p["dialer_id"], p.get("generation", 0), "removed"))
+            with ctx.store.begin() as conn:
+                task = conn.execute(select(TASK).where(and_(
+                    TASK.c.link_id == r.link_id, TASK.c.dialer_id == dialer))).first()
+                add = conn.execute(select(OUTBOX.c.status).where(
+                    OUTBOX.c.idem_key == add_key(r.link_id, dialer, gen))).first()
+            if add is not None and add.status in ("pending", "claimed"):
+                out[r.id] = Later(ctx.now() + WAIT, "waiting for the task's create to settle")
+                continue
+            if task is None or task.generation != gen:
+                out[r.id] = Done(note="the link moved on; an orphan task is removed by id")
+                continue
+            if task.task_id:
+                ctx.okitoki.remove_task(dialer, task_id=task.task_id)
+            elif add is None or add.status == "dead":
+                # the create may have reached Oki-Toki before it failed: remove by number
+                ctx.okitoki.remove_task(dialer, phones=p.get("phones") or list(task.phones or []))
+            out[r.id] = Done(settled)
         except Exception as exc:  # noqa: BLE001
             out[r.id] = exc
     return out

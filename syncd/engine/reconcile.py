@@ -22,7 +22,7 @@ from .merge import merge_fields
 from .outbox import Lane
 from .rules import task_payload, wanted_dialers
 
-__all__ = ["reconcile", "LISTED"]
+__all__ = ["reconcile", "LISTED", "add_key"]
 
 TASK, CONFLICT = TaskRow.__table__, Conflict.__table__
 LISTED = "_dnc_listed"    # agreed-values key: numbers this link put on the do-not-call list
@@ -40,6 +40,7 @@ class _Batch:
         self.conflicts: list[dict] = []
         self.resolved: list[tuple[int, str]] = []
         self.counts: Counter = Counter()
+        self.adds: dict[str, Any] = {}
 
     def op(self, lane: Lane, target: str, operation: str, link_id: int, payload: dict, key: str) -> None:
         self.ops.append({"lane": int(lane), "target": target, "operation": operation,
@@ -80,6 +81,11 @@ def _reconcile_batch(ctx: Context, conn: Any, dirty: list[Any]) -> Counter:
     tasks: dict[int, dict[str, Any]] = {}
     for r in conn.execute(select(TASK).where(TASK.c.link_id.in_(ids))):
         tasks.setdefault(r.link_id, {})[r.dialer_id] = r
+    add_keys = [add_key(r.link_id, r.dialer_id, r.generation)
+                for per in tasks.values() for r in per.values() if r.state == "creating"]
+    b.adds = {r.idem_key: r for r in conn.execute(
+        select(OUTBOX.c.id, OUTBOX.c.idem_key, OUTBOX.c.status, OUTBOX.c.attempts)
+        .where(OUTBOX.c.idem_key.in_(add_keys)))} if add_keys else {}
     held = {(r.link_id, r.field) for r in conn.execute(
         select(CONFLICT.c.link_id, CONFLICT.c.field).where(and_(
             CONFLICT.c.link_id.in_(ids), CONFLICT.c.resolved.is_(False))))}
@@ -191,10 +197,17 @@ def _plan_tasks(b: _Batch, link: Any, agreed: dict, tasks: dict, deleted: bool) 
                                "generation": gen, "task_id": None, "updated_at": b.now,
                                "_exists": row is not None})
         b.op(Lane.TASKS, "okitoki", "add_task", lid, {**payload, "generation": gen},
-             f"task:add:{lid}:{dialer}:{gen}")
+             add_key(lid, dialer, gen))
     lane = Lane.DO_NOT_CALL if agreed.get(DNC) else Lane.TASKS
     for dialer, row in tasks.items():
         if dialer in wanted or row.state not in ("creating", "active"):
+            continue
+        add = b.adds.get(add_key(lid, dialer, row.generation)) if row.state == "creating" else None
+        if add is not None and add.status == "pending" and add.attempts == 0:
+            # never sent: cancel it rather than create and remove
+            b.cancel_ops.append(add.id)
+            b.task_updates.append({"id": row.id, "state": "removed", "updated_at": b.now})
+            b.counts["cancelled_add_task"] += 1
             continue
         b.task_updates.append({"id": row.id, "state": "removing", "updated_at": b.now})
         b.op(lane, "okitoki", "remove_task", lid,
@@ -202,8 +215,17 @@ def _plan_tasks(b: _Batch, link: Any, agreed: dict, tasks: dict, deleted: bool) 
              f"task:remove:{lid}:{dialer}:{row.generation}")
 
 
+def add_key(link_id: int, dialer_id: str, generation: int) -> str:
+    """The idempotency key of the task create of a link in a dialer, per generation."""
+    return f"task:add:{link_id}:{dialer_id}:{generation}"
+
+
 def _write(conn: Any, b: _Batch, dirty: list[Any]) -> None:
     now = b.now
+    if b.cancel_ops:
+        conn.execute(update(OUTBOX).where(and_(OUTBOX.c.id.in_(b.cancel_ops), OUTBOX.c.status == "pending"))
+                     .values(status="done", last_error="cancelled: the contact stopped matching",
+                             updated_at=now))
     enqueue(conn, b.ops, now=now)
     for m in b.op_merges:
         conn.execute(update(OUTBOX).where(and_(OUTBOX.c.id == m["id"], OUTBOX.c.status == "pending"))

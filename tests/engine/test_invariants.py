@@ -277,3 +277,43 @@ def test_ambiguous_failures_of_creates_make_no_duplicates(world):
     phones = sorted(p.lstrip("+") for t in pending for p in t["phones"] if "3806755510" in p)
     assert phones == sorted(f"3806755510{i:02d}" for i in range(10))
     assert _count(syncer.store, OUTBOX, OUTBOX.c.status.in_(["pending", "claimed", "dead"])) == 0
+
+
+def test_contact_that_stops_matching_before_its_task_is_sent_costs_no_request(world):
+    syncer, sb, crm = world
+    cid = crm.add(("0677710001",), name="Changed Mind", status="new")
+    syncer.pull_crm_contacts()
+    syncer.push(threading.Event())                 # (nothing stops it: the task goes out)
+    cid2 = crm.add(("0677710002",), name="Never Sent", status="new")
+    syncer.pull_crm_contacts()
+    from syncd.engine.reconcile import reconcile
+    reconcile(syncer.ctx)                          # the add_task is queued, not sent
+    crm.edit(cid2, status="won")
+    before = sb.requests()["by_operation"]
+    syncer.cycle()
+    after = sb.requests()["by_operation"]
+    for op in ("dialers/create_task", "imports/tasks/add", "dialers/delete_task"):
+        assert after.get(op, 0) == before.get(op, 0), op
+    assert not [t for t in sb.state()["tasks"] if any("380677710002" in p for p in t["phones"])]
+    assert crm.rows[cid]
+
+
+def test_contact_that_stops_matching_while_its_task_is_in_flight_ends_with_no_task(world, state_url, tmp_path):
+    syncer, sb, crm = world
+    cid = crm.add(("0677720001",), name="In Flight", status="new")
+    syncer.pull_crm_contacts()
+    syncer.ctx.okitoki_once = CrashAfterTasks(syncer.ctx.okitoki_once)
+    try:
+        syncer.push()
+    except Crash:
+        pass
+    crm.edit(cid, status="won")
+    again = _restart(syncer, state_url, sb, crm, tmp_path)
+    try:
+        for _ in range(3):
+            assert not again.cycle().errors
+    finally:
+        again.close()
+    open_tasks = [t for t in sb.state()["tasks"]
+                  if t["status"] == "pending" and any("380677720001" in p for p in t["phones"])]
+    assert open_tasks == []
