@@ -15,6 +15,7 @@ from ..connector import ConnectorContext, load_connector
 from ..errors import ConfigError
 from ..http import NO_RETRY, RemoteSystem
 from ..store import StoreBudget, StoreJournal, open_store, sqlite_path
+from ..store.accounting import drop_leases, lease_holders
 from ..store import outbox as outbox_sql
 from .context import Context
 from .mapping import Mapping
@@ -55,22 +56,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _abandon_dead_local_claims(ctx: Context) -> None:
-    """After a crash on this host, the old process's claims need not wait for their expiry.
-
-    Only ``<this hostname>:<pid>`` holders whose process is gone are released; claims of other
-    hosts expire as usual (a host cannot see another host's processes).
-    """
+def _dead_local(holders: list[str], me: str) -> list[str]:
     host = socket.gethostname() + ":"
     dead = []
-    for holder in outbox_sql.claim_holders(ctx.store):
-        if holder == ctx.instance_id or not holder.startswith(host):
+    for holder in holders:
+        if holder == me or not holder.startswith(host):
             continue
         pid = holder[len(host):]
         if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
             dead.append(holder)
-    if dead:
-        outbox_sql.abandon_claims(ctx.store, dead, now=ctx.now())
+    return dead
+
+
+def _abandon_dead_local_claims(ctx: Context) -> None:
+    """After a crash on this host, the old process's claims and leases need not wait for
+    their expiry. Only ``<this hostname>:<pid>`` holders whose process is gone are released;
+    those of other hosts expire as usual (a host cannot see another host's processes)."""
+    outbox_sql.abandon_claims(ctx.store, _dead_local(outbox_sql.claim_holders(ctx.store),
+                                                      ctx.instance_id), now=ctx.now())
+    drop_leases(ctx.store, _dead_local(lease_holders(ctx.store), ctx.instance_id))
 
 
 def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport: Any = None,

@@ -15,7 +15,8 @@ from .database import Store
 from .outbox import insert_ignore
 from .tables import ApiCall, BudgetRow, Lease, Run
 
-__all__ = ["StoreBudget", "StoreJournal", "record_run", "acquire_lease", "release_lease"]
+__all__ = ["StoreBudget", "StoreJournal", "record_run", "acquire_lease", "release_lease",
+           "lease_holders", "drop_leases"]
 
 BUDGET, JOURNAL, LEASE, RUN = BudgetRow.__table__, ApiCall.__table__, Lease.__table__, Run.__table__
 Clock = Callable[[], datetime]
@@ -101,3 +102,17 @@ def acquire_lease(store: Store, name: str, holder: str, *, ttl: timedelta, now: 
 def release_lease(store: Store, name: str, holder: str) -> None:
     with store.begin() as conn:
         conn.execute(delete(LEASE).where(and_(LEASE.c.name == name, LEASE.c.holder == holder)))
+
+
+def lease_holders(store: Store) -> list[str]:
+    """Who holds leases now (instance ids)."""
+    with store.begin() as conn:
+        return [r[0] for r in conn.execute(select(LEASE.c.holder).distinct())]
+
+
+def drop_leases(store: Store, holders: list[str]) -> int:
+    """Forget the leases of dead ``holders`` (another instance may take them at once)."""
+    if not holders:
+        return 0
+    with store.begin() as conn:
+        return conn.execute(delete(LEASE).where(LEASE.c.holder.in_(holders))).rowcount or 0

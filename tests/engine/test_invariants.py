@@ -192,10 +192,15 @@ def test_claims_of_a_dead_process_on_this_host_are_taken_over_at_start(world, st
     reconcile(syncer.ctx)
     holder = f"{socket.gethostname()}:{dead}"
     assert ob.claim(syncer.store, lanes=[4], limit=10, holder=holder, now=syncer.ctx.now())
+    from syncd.store import acquire_lease, release_lease
+    release_lease(syncer.store, "stream:crm:contacts", syncer.ctx.instance_id)
+    assert acquire_lease(syncer.store, "stream:crm:contacts", holder, ttl=timedelta(hours=1),
+                         now=syncer.ctx.now())
     fresh = build_syncer(make_config(state_url, sb.url, sb.token), crm=crm,
                          state_dir=tmp_path / "crm3")       # default instance id: host:pid
     try:
         fresh.push()                                       # no 2-minute wait for the claim
+        assert fresh.pull_crm_contacts().counts.get("not_leader") is None   # nor for the lease
     finally:
         fresh.close()
     assert len(_named(sb, "Orphan")) == 1
