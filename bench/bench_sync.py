@@ -1,0 +1,281 @@
+"""The daemon benchmark: initial sync, engine overhead, request economy, incremental cycles
+and peak memory (issue 3 "Benchmark", DESIGN.md "Targets"). Not part of the test suite.
+
+    .venv/bin/python bench/bench_sync.py [--contacts 100000] [--linked 10000,100000,1000000]
+                                         [--changes 1000] [--reread-max 1000000] [--quick]
+                                         [--json] [--keep DIR]
+
+All on loopback: the SQL connector on a SQLite CRM, the Oki-Toki sandbox in its own process
+(rate limit off, a budget far above need), the syncd side in its own process
+(``bench/sync_worker.py``) so its peak RSS (VmHWM) is its own. The linked worlds are seeded
+in bulk in the engine's own row format (``bench/seed.py``), checked first against a real sync
+of a few hundred contacts. ``--quick``: small sizes, a minute or so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import seed  # noqa: E402
+from bare import mirror  # noqa: E402
+
+from syncd.demo import demo_config  # noqa: E402
+from syncd.testing.sandbox import SandboxHandle, _admin_client, _read_url, sandbox_process  # noqa: E402
+from syncd.testing.scenario import SqlCrm  # noqa: E402
+
+TOKEN = "bench-token-0123456789"
+TTY = sys.stdout.isatty()
+
+
+def say(text: str) -> None:
+    print(("\r\033[K" if TTY else "") + text, flush=True)
+
+
+def config_for(folder: Path, url: str) -> dict[str, Any]:
+    cfg = demo_config(folder, url, TOKEN)
+    cfg["okitoki"].update(requests_per_minute=100_000_000, daily_request_budget=100_000_000)
+    cfg["daemon"]["log_level"] = "warning"
+    return cfg
+
+
+def _seed_sandbox_world(sb: SandboxHandle) -> None:
+    sb.seed(dialers=[{"id": 101, "name": "New", "unique": True},
+                     {"id": 102, "name": "Callbacks", "unique": False}],
+            lists=[{"id": 7, "name": "Blacklist", "values": []}])
+
+
+@contextmanager
+def seeded_sandbox(data_file: Path) -> Iterator[SandboxHandle]:
+    """bench/seeded_sandbox.py in a child process (loads the file, never writes it)."""
+    proc = subprocess.Popen([sys.executable, str(HERE / "seeded_sandbox.py"), str(data_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = _read_url(proc, 600)
+        admin = _admin_client(url, None)
+        try:
+            yield SandboxHandle(url, TOKEN, admin, process=proc)
+        finally:
+            admin.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_worker(folder: Path, spec: dict[str, Any], progress: Any = None) -> dict[str, Any]:
+    spec_file = folder / f"spec-{spec['mode']}.json"
+    spec_file.write_text(json.dumps({**spec, "state_dir": str(folder)}))
+    proc = subprocess.Popen([sys.executable, str(HERE / "sync_worker.py"), str(spec_file)],
+                            stdout=subprocess.PIPE, stderr=open(folder / "worker.err", "a"), text=True)
+    stop = threading.Event()
+    if progress is not None:
+        threading.Thread(target=progress, args=(stop,), daemon=True).start()
+    out, _ = proc.communicate()
+    stop.set()
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker failed ({proc.returncode}); see {folder / 'worker.err'}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _ticker(sb: SandboxHandle, label: str, started: float):
+    def tick(stop: threading.Event) -> None:
+        while not stop.wait(2.0):
+            try:
+                total = sb.requests(limit=0)["total"]
+            except Exception:  # noqa: BLE001 - progress is cosmetic
+                continue
+            line = f"  {label}: {time.perf_counter() - started:6.1f}s, Oki-Toki requests {total}"
+            print(("\r\033[K" + line) if TTY else line, end="" if TTY else "\n", flush=True)
+    return tick
+
+
+# -- phases -----------------------------------------------------------------------------------
+def check_format(root: Path, n: int = 300) -> list[str]:
+    """A real sync of persons 1..n vs the bulk seed of the same people: same rows?"""
+    real, fake = root / "format-real", root / "format-seeded"
+    real.mkdir()
+    crm = SqlCrm(f"sqlite:///{real / 'crm.db'}").create()
+    crm.insert(seed.people(n))
+    crm.dispose()
+    from syncd.store import migrate
+
+    with sandbox_process(TOKEN, seed=None) as sb:
+        _seed_sandbox_world(sb)
+        cfg = config_for(real, sb.url)
+        migrate(cfg["daemon"]["state_url"])
+        run_worker(real, {"mode": "initial", "config": cfg})
+        real_sb = sb.state()
+    paths = seed.seed_linked(fake, n, datetime.now(UTC), TOKEN)
+    seeded_sb = json.loads(paths["sandbox"].read_text())
+    return seed.compare_with_real({"state": real / "state.db", "sandbox": real_sb},
+                                  {"state": paths["state"], "sandbox": seeded_sb})
+
+
+def initial_sync(root: Path, n: int) -> dict[str, Any]:
+    from syncd.store import migrate
+
+    folder = root / "initial"
+    folder.mkdir()
+    crm = SqlCrm(f"sqlite:///{folder / 'crm.db'}").create()
+    crm.insert(seed.people(n))
+    crm.dispose()
+    with sandbox_process(TOKEN, seed=None) as sb:
+        _seed_sandbox_world(sb)
+        sb.clear_requests()
+        cfg = config_for(folder, sb.url)
+        migrate(cfg["daemon"]["state_url"])
+        result = run_worker(folder, {"mode": "initial", "config": cfg},
+                            _ticker(sb, f"initial sync of {n}", time.perf_counter()))
+        result["requests"] = sb.requests(limit=0)
+    if TTY:
+        print()
+    return result
+
+
+def bare_run(n: int, by_operation: dict[str, int]) -> dict[str, Any]:
+    with sandbox_process(TOKEN, seed=None) as sb:
+        _seed_sandbox_world(sb)
+        sb.clear_requests()
+        result = mirror(sb.url, TOKEN, [(i, seed.person(i)) for i in range(1, n + 1)], by_operation)
+        result["sandbox_requests"] = sb.requests(limit=0)["by_operation"]
+    return result
+
+
+def incremental(root: Path, linked: int, changes: int, reread: bool) -> dict[str, Any]:
+    folder = root / f"linked-{linked}"
+    t0 = datetime.now(UTC)
+    started = time.perf_counter()
+    paths = seed.seed_linked(folder, linked, t0, TOKEN)
+    seeded_in = time.perf_counter() - started
+    say(f"  seeded {linked} linked contacts in {seeded_in:.1f}s; loading the sandbox")
+    with seeded_sandbox(paths["sandbox"]) as sb:
+        cfg = config_for(folder, sb.url)
+        say(f"  sandbox ready after {time.perf_counter() - started:.1f}s; cycles running")
+        before = sb.requests(limit=0)["by_operation"]
+        result = run_worker(folder, {"mode": "incremental", "config": cfg, "changes": changes,
+                                     "crm_db": str(paths["crm"]), "linked": linked, "reread": reread})
+        after = sb.requests(limit=0)["by_operation"]
+    result["requests"] = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+    result["seed_seconds"] = round(seeded_in, 1)
+    return result
+
+
+# -- report ---------------------------------------------------------------------------------
+def minimum_requests(n_created: int, tasks_by_dialer: dict[int, int], cycles: int, exported: int) -> int:
+    """One upsert per contact (no bulk contact endpoint), ceil(tasks/1000) bulk imports per
+    dialer, and per cycle one calls/log read plus the export pages its window needs (at
+    least one; ``exported`` contacts read back in all, 1000 a page)."""
+    imports = sum(math.ceil(t / 1000) for t in tasks_by_dialer.values())
+    return n_created + imports + cycles + max(cycles, math.ceil(exported / 1000) + cycles - 1)
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else float("inf")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--linked", default="10000,100000,1000000")
+    parser.add_argument("--changes", type=int, default=1000)
+    parser.add_argument("--reread-max", type=int, default=1_000_000,
+                        help="re-read in full (resync) only worlds up to this size")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep", metavar="DIR")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.contacts, args.linked, args.changes = 3000, "1000,3000,10000", 100
+    linked = [int(x) for x in args.linked.split(",") if x.strip()]
+    root = Path(args.keep or tempfile.mkdtemp(prefix="syncd-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    res: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+                           "args": vars(args)}
+    say(f"syncd benchmark in {root} ({os.cpu_count()} CPUs)")
+    say("[1/4] seed format vs a real sync of 300 contacts")
+    res["format_problems"] = check_format(root)
+    say("  same rows" if not res["format_problems"] else f"  DIFFERENT: {res['format_problems']}")
+
+    say(f"[2/4] initial sync of {args.contacts} contacts")
+    init = res["initial"] = initial_sync(root, args.contacts)
+    ops = init["requests"]["by_operation"]
+    say(f"  {init['seconds']}s, {round(args.contacts / init['seconds'])} records/s, peak "
+        f"{init['peak_mb']} MB, requests {ops}")
+
+    say("[3/4] bare script: the same Oki-Toki requests from a plain loop")
+    bare = res["bare"] = bare_run(args.contacts, ops)
+    say(f"  {bare['seconds']}s for {bare['sandbox_requests']}")
+    people = [seed.person(i) for i in range(1, args.contacts + 1)]
+    tasks = {d: sum(1 for p in people if p.status in seed.DIALERS and seed.DIALERS[p.status][0] == d)
+             for d in (101, 102)}
+    created = ops.get("contacts/add-update", 0)
+    minimum = minimum_requests(args.contacts, tasks, len(init["cycles"]), args.contacts)
+    res["ratios"] = {"overhead": ratio(init["seconds"], bare["seconds"]),
+                     "requests_vs_minimum": ratio(init["requests"]["total"], minimum),
+                     "minimum_requests": minimum, "created": created}
+
+    res["incremental"] = {}
+    for i, n in enumerate(linked):
+        say(f"[4/4] incremental: {args.changes} CRM changes with {n} linked contacts ({i + 1}/{len(linked)})")
+        r = res["incremental"][str(n)] = incremental(root, n, args.changes, n <= args.reread_max)
+        say(f"  change cycle {r['change']['seconds']}s (echo cycle {r['echo']['seconds']}s), peak "
+            f"{r['peak_mb']} MB, requests {r['requests']}"
+            + (f"; full re-read {r['reread']['seconds']}s, peak {r['reread_peak_mb']} MB" if "reread" in r else ""))
+    inc = res["incremental"]
+    lo, hi = str(min(linked)), str(max(linked))
+    mid = "100000" if "100000" in inc else lo
+    res["ratios"].update(
+        cycle_hi_vs_lo=ratio(inc[hi]["change"]["seconds"], inc[lo]["change"]["seconds"]),
+        peak_hi_vs_mid=ratio(inc[hi]["peak_mb"], inc[mid]["peak_mb"]),
+        reread_peak_hi_vs_mid=(ratio(inc[hi]["reread_peak_mb"], inc[mid]["reread_peak_mb"])
+                               if "reread_peak_mb" in inc[hi] and "reread_peak_mb" in inc[mid] else None))
+    (root / "results.json").write_text(json.dumps(res, indent=2, default=str))
+    if args.json:
+        print(json.dumps(res, indent=2, default=str))
+    else:
+        print_summary(res, lo, mid, hi)
+    return 0
+
+
+def print_summary(res: dict[str, Any], lo: str, mid: str, hi: str) -> None:
+    r, init = res["ratios"], res["initial"]
+    n = res["args"]["contacts"]
+    print()
+    print(f"Results ({res['machine']['cpus']} CPUs, Python {res['machine']['python']})")
+    print(f"  initial sync of {n}: {init['seconds']} s, {round(n / init['seconds'])} records/s, "
+          f"peak RSS {init['peak_mb']} MB, Oki-Toki requests {init['requests']['total']} "
+          f"{init['requests']['by_operation']}")
+    print(f"  engine overhead vs bare requests: {init['seconds']} / {res['bare']['seconds']} s = "
+          f"{r['overhead']} (target <= 2)")
+    print(f"  requests vs minimum: {init['requests']['total']} / {r['minimum_requests']} = "
+          f"{r['requests_vs_minimum']} (target <= 1.05)")
+    for size, x in res["incremental"].items():
+        extra = (f", full re-read {x['reread']['seconds']} s peak {x['reread_peak_mb']} MB"
+                 if "reread" in x else "")
+        print(f"  {size:>8} linked: change cycle {x['change']['seconds']} s, echo cycle "
+              f"{x['echo']['seconds']} s, peak {x['peak_mb']} MB{extra}; requests {x['requests']}")
+    print(f"  change cycle {hi} vs {lo} linked: {r['cycle_hi_vs_lo']} (target <= 1.3)")
+    print(f"  peak memory {hi} vs {mid} linked: incremental {r['peak_hi_vs_mid']}, "
+          f"full re-read {r['reread_peak_hi_vs_mid']} (target <= 1.3 and < 300 MB)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

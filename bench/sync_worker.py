@@ -1,0 +1,113 @@
+"""The syncd side of the daemon benchmark, run as its own process so its peak memory is its own.
+
+    python bench/sync_worker.py SPEC.json      # prints one JSON line with the results
+
+SPEC: {"mode": "initial" | "incremental", "config": {...config dict...}, "state_dir": DIR,
+"changes": 1000, "crm_db": PATH, "linked": N, "reread": bool}.
+
+- ``initial``: cycles (all pulls, then push) until a cycle pushes nothing (at most 4); wall
+  time of each.
+- ``incremental``: a warm-up cycle (nothing to do), then ``changes`` CRM contacts get a new
+  name (spread over ids 1..linked, ``updated_at`` now), then the timed cycle that carries
+  them to Oki-Toki, then the next cycle (which reads their echo back from the export).
+  With ``reread``: the cursors are reset as ``syncd resync`` does and one cycle re-reads
+  both sides in full (timed; its peak memory measured on its own).
+
+Peak memory: ``VmHWM`` of this process from /proc/self/status (kB), reset between phases by
+writing 5 to /proc/self/clear_refs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def vm_hwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def reset_hwm() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _cycle(syncer: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    report = syncer.cycle()
+    seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 3), "counts": report.counts, "errors": report.errors[:5],
+            "jobs": {r.job: r.duration for r in report.runs}}
+
+
+def _pushed(cycle: dict[str, Any]) -> int:
+    return sum(v for k, v in cycle["counts"].items()
+               if k.startswith("push.") and not k.startswith("push.merge_"))
+
+
+def edit_crm(crm_db: str, linked: int, changes: int) -> list[int]:
+    """Rename ``changes`` contacts spread over 1..linked, as a CRM user would (updated_at now)."""
+    ids = sorted(random.Random(7).sample(range(1, linked + 1), changes))
+    now = datetime.now(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    con = sqlite3.connect(crm_db)
+    with con:
+        con.executemany("UPDATE contacts SET name = name || ' (edited)', updated_at = ? WHERE id = ?",
+                        [(now, i) for i in ids])
+    con.close()
+    return ids
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    from syncd.config import validate_config_dict
+    from syncd.engine import build_syncer
+    from syncd.logs import configure_logging
+
+    log = open(Path(spec["state_dir"]) / "syncd.log", "a", encoding="utf-8")
+    configure_logging("json", "warning", stream=log)
+    config = validate_config_dict(spec["config"], source="bench")
+    out: dict[str, Any] = {"mode": spec["mode"]}
+    syncer = build_syncer(config, state_dir=Path(spec["state_dir"]) / "crm-state")
+    try:
+        if spec["mode"] == "initial":
+            started, cycles = time.perf_counter(), []
+            while len(cycles) < 4:
+                cycles.append(_cycle(syncer))
+                if len(cycles) > 1 and _pushed(cycles[-1]) == 0:
+                    break
+            out.update(seconds=round(time.perf_counter() - started, 3), cycles=cycles,
+                       peak_mb=vm_hwm_mb())
+        else:
+            warm = _cycle(syncer)
+            edited = edit_crm(spec["crm_db"], spec["linked"], spec["changes"])
+            change = _cycle(syncer)
+            echo = _cycle(syncer)
+            out.update(warm=warm, change=change, echo=echo, edited=len(edited), peak_mb=vm_hwm_mb())
+            if spec.get("reread"):
+                from syncd.engine.status import resync
+
+                out["hwm_reset"] = reset_hwm()
+                resync(syncer.store)
+                out["reread"] = _cycle(syncer)
+                out["reread_peak_mb"] = vm_hwm_mb()
+    finally:
+        syncer.close()
+        log.close()
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(json.loads(Path(sys.argv[1]).read_text()))), flush=True)
