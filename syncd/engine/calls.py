@@ -13,6 +13,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import and_, select
 
 from ..errors import InvalidRecord
@@ -28,6 +29,7 @@ from .outbox import Lane
 __all__ = ["pull_calls", "STREAM", "call_payload", "call_from_payload"]
 
 CALL, TASK = CallRow.__table__, TaskRow.__table__
+log = structlog.get_logger()
 STREAM = "okitoki:calls"
 INITIAL_LOOKBACK = timedelta(days=1)
 
@@ -64,6 +66,14 @@ def pull_calls(ctx: Context, *, hinted: bool = False) -> Counter:
         return counts
     calls = list(ctx.okitoki.call_log(start, end))
     counts["read"] = len(calls)
+    # The log is ordered by start time but a call shows only once it ended: a call longer
+    # than the overlap may start before the window and appear after it has moved on.
+    longest = max((c.duration_s for c in calls), default=0)
+    if longest and timedelta(seconds=longest) + cfg.settle_delay > cfg.overlap * 0.8:
+        counts["long_calls"] += 1
+        log.warning("calls_overlap_too_short", longest_call_s=longest,
+                    overlap_s=int(cfg.overlap.total_seconds()),
+                    hint="raise [calls] overlap above your longest calls, or calls may be missed")
     batches = list(chunks(calls, ctx.batch_size)) or [[]]
     for i, batch in enumerate(batches):
         with ctx.store.begin() as conn:
