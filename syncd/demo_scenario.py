@@ -96,8 +96,9 @@ def _edit_both_sides(sb: Any, crm: SqlCrm, world: DemoWorld) -> None:
         world.errors.append("scenario: nothing was linked yet to edit on both sides")
         return
     crm_id, ok_id = pairs[len(pairs) // 3]
-    crm.update(int(crm_id), name="Renamed In CRM")
-    time.sleep(1.1)  # Oki-Toki keeps whole seconds: make the later edit visibly later
+    # Both edits land between two polls: a real conflict. Oki-Toki keeps whole seconds and
+    # the CRM microseconds, so the CRM edit made just after is the newer one and wins.
     sb.edit_contact(int(ok_id), name="Renamed In Oki-Toki")
+    crm.update(int(crm_id), name="Renamed In CRM")
     world.both_sides_contact = int(crm_id)
     world.crm_edits += 1

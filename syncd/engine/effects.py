@@ -9,16 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from sqlalchemy import Connection, and_, bindparam, select, update
+import structlog
+from sqlalchemy import Connection, and_, bindparam, delete, select, update
 
 from ..store.outbox import insert_ignore
-from ..store.tables import CallRow, TaskRow
+from ..store.tables import CallRow, Dirty, MergeCandidate, TaskRow
 from .context import BASE, LINK, PHONE, mark_dirty, update_many
 from .mapping import PHONES
 
 __all__ = ["Seen", "TaskSettled", "CallLogged", "apply_effects"]
 
 TASK, CALL = TaskRow.__table__, CallRow.__table__
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Seen:
             col = LINK.c.crm_id if side == "crm" else LINK.c.okitoki_id
             created = [{"_k": s.link_id, "_v": s.new_id} for s in group if s.new_id is not None]
             if created:
+                created = _absorb_one_sided(conn, side, created)
                 conn.execute(update(LINK).where(and_(LINK.c.id == bindparam("_k"), col.is_(None)))
                              .values({col.key: bindparam("_v")}), created)
             ids = sorted({s.link_id for s in group})
@@ -57,6 +60,42 @@ class Seen:
                                                 for k, v in seen.items()])
             insert_ignore(conn, PHONE, phones, ["phone", "link_id", "side"])
             mark_dirty(conn, seen)
+
+
+def _absorb_one_sided(conn: Connection, side: str, created: list[dict]) -> list[dict]:
+    """Make room for the ids of records we just created on ``side``.
+
+    A pull running beside the push may read a record we created before the push records its
+    id, and (if its number matched nothing, or several contacts) keep it as a new one-sided
+    link. That link is our own record seen early: fold it into the link that created it
+    (the intended link wins, invariant 2). A record already linked to another contact on the
+    other side is left alone and our link stays without the id (logged, never a crash).
+    """
+    col = LINK.c.crm_id if side == "crm" else LINK.c.okitoki_id
+    other = LINK.c.okitoki_id if side == "crm" else LINK.c.crm_id
+    wanted = {c["_v"]: c["_k"] for c in created}
+    holders = conn.execute(select(LINK.c.id, col.label("sid"), other.label("oid"))
+                           .where(and_(col.in_(list(wanted)), LINK.c.entity == "contact"))).all()
+    absorb, blocked = [], set()
+    for h in holders:
+        if h.id == wanted[h.sid]:
+            continue
+        if h.oid is None:
+            absorb.append(h.id)
+        else:
+            blocked.add(h.sid)
+            log.warning("created_record_linked_elsewhere", side=side, record_id=h.sid,
+                        link_id=wanted[h.sid], other_link_id=h.id)
+    if absorb:
+        for table, key in ((BASE, BASE.c.link_id), (PHONE, PHONE.c.link_id),
+                           (Dirty.__table__, Dirty.__table__.c.link_id),
+                           (TASK, TASK.c.link_id)):
+            conn.execute(delete(table).where(key.in_(absorb)))
+        conn.execute(delete(MergeCandidate.__table__).where(and_(
+            MergeCandidate.__table__.c.side == side,
+            MergeCandidate.__table__.c.record_id.in_([h.sid for h in holders if h.id in absorb]))))
+        conn.execute(delete(LINK).where(LINK.c.id.in_(absorb)))
+    return [c for c in created if c["_v"] not in blocked]
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,7 @@ def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, Any], counts: Cou
     stop_exc: BaseException | None = None
     release: list[int] = []
     done: list[int] = []
-    effects: list[Any] = []
+    effects: list[tuple[Any, Any]] = []
     with ctx.store.begin() as conn:
         for r in rows:
             out = outcomes.get(r.id)
@@ -157,7 +157,7 @@ def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, Any], counts: Cou
                 continue
             if isinstance(out, Done):
                 if out.effect is not None:
-                    effects.append(out.effect)
+                    effects.append((r, out.effect))
                 done.append(r.id)
                 counts[f"{r.target}_{r.operation}"] += 1
                 continue
@@ -181,8 +181,8 @@ def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, Any], counts: Cou
                                count_attempt=verdict.count_attempt)
                 counts["retry"] += 1
             errors.append(f"{r.target} {r.operation} {r.idem_key}: {reason}")
-        apply_effects(conn, effects)
-        sql.mark_done(conn, done, now=now)
+        failed = _apply_effects_safely(conn, effects, now=now, counts=counts, errors=errors)
+        sql.mark_done(conn, [i for i in done if i not in failed], now=now)
     if release:
         sql.release(ctx.store, release, holder=ctx.instance_id, now=now)
     if isinstance(stop_exc, BudgetExhausted):
@@ -190,3 +190,31 @@ def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, Any], counts: Cou
     if stop_exc is not None:
         errors.append(redact(str(stop_exc)))
     return stop_exc
+
+
+def _apply_effects_safely(conn: Any, effects: list[tuple[Any, Any]], *, now: datetime,
+                          counts: Counter, errors: list[str]) -> set[int]:
+    """Apply the batch's effects in bulk; if that fails, row by row, so one row whose outcome
+    cannot be recorded is quarantined (with the reason) instead of stranding the whole batch
+    in "claimed" after its remote writes were made. Returns the ids of the rows that failed."""
+    try:
+        with conn.begin_nested():
+            apply_effects(conn, [e for _, e in effects])
+        return set()
+    except Exception as exc:  # noqa: BLE001 - fall back to one savepoint per row
+        log.warning("effects_batch_failed", rows=len(effects), error=redact(str(exc))[:300])
+    failed: set[int] = set()
+    for row, effect in effects:
+        try:
+            with conn.begin_nested():
+                apply_effects(conn, [effect])
+        except Exception as exc:  # noqa: BLE001
+            reason = redact(f"done remotely, but its outcome could not be recorded: "
+                            f"{type(exc).__name__}: {exc}")[:2000]
+            sql.mark_dead(conn, row.id, reason=reason, now=now)
+            failed.add(row.id)
+            counts["dead"] += 1
+            errors.append(f"{row.target} {row.operation} {row.idem_key}: {reason}")
+            log.warning("dead_letter", target=row.target, operation=row.operation,
+                        key=row.idem_key, reason=reason)
+    return failed

@@ -98,9 +98,11 @@ def _reconcile_batch(ctx: Context, conn: Any, dirty: list[Any]) -> Counter:
     return b.counts
 
 
-def _pending_values(rows: list[Any]) -> dict[str, Any]:
+def _pending_values(rows: list[Any], *, updates_only: bool = False) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for r in rows:
+        if updates_only and r.operation == "contact_create":
+            continue
         values.update((r.payload or {}).get("values") or {})
     return values
 
@@ -112,8 +114,10 @@ def _reconcile_link(b: _Batch, link: Any, base: Any, pending: dict, tasks: dict,
     agreed_old = dict(base.agreed or {})
     deleted = bool((crm or {}).get("__deleted") or (oki or {}).get("__deleted"))
     if crm is not None and oki is not None and not deleted:
-        crm.update(_pending_values(pending.get((lid, "crm"), [])))
-        oki.update(_pending_values(pending.get((lid, "okitoki"), [])))
+        # A create still claimed for a side that already has the record (its id arrived
+        # through a pull) is no pending value of that side: only updates are.
+        crm.update(_pending_values(pending.get((lid, "crm"), []), updates_only=True))
+        oki.update(_pending_values(pending.get((lid, "okitoki"), []), updates_only=True))
         has_base = any(not k.startswith("_") for k in agreed_old)
         out = merge_fields(ctx.mapping.specs.values(), agreed_old if has_base else None, crm, oki,
                            crm_ts=base.crm_updated_at, okitoki_ts=base.okitoki_updated_at,
