@@ -129,10 +129,11 @@ def check_format(root: Path, n: int = 300) -> list[str]:
                                   {"state": paths["state"], "sandbox": seeded_sb})
 
 
-def initial_sync(root: Path, n: int) -> dict[str, Any]:
+def initial_sync(root: Path, n: int, name: str = "initial", no_accounting: bool = False,
+                 show: bool = True) -> dict[str, Any]:
     from syncd.store import migrate
 
-    folder = root / "initial"
+    folder = root / name
     folder.mkdir()
     crm = SqlCrm(f"sqlite:///{folder / 'crm.db'}").create()
     crm.insert(seed.people(n))
@@ -142,10 +143,10 @@ def initial_sync(root: Path, n: int) -> dict[str, Any]:
         sb.clear_requests()
         cfg = config_for(folder, sb.url)
         migrate(cfg["daemon"]["state_url"])
-        result = run_worker(folder, {"mode": "initial", "config": cfg},
-                            _ticker(sb, f"initial sync of {n}", time.perf_counter()))
+        result = run_worker(folder, {"mode": "initial", "config": cfg, "no_accounting": no_accounting},
+                            _ticker(sb, f"{name} sync of {n}", time.perf_counter()) if show else None)
         result["requests"] = sb.requests(limit=0)
-    if TTY:
+    if TTY and show:
         print()
     return result
 
@@ -173,9 +174,35 @@ def incremental(root: Path, linked: int, changes: int, reread: bool) -> dict[str
         result = run_worker(folder, {"mode": "incremental", "config": cfg, "changes": changes,
                                      "crm_db": str(paths["crm"]), "linked": linked, "reread": reread})
         after = sb.requests(limit=0)["by_operation"]
+        result["bare_updates"] = bare_updates(sb, result["edited_ids"])
     result["requests"] = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
     result["seed_seconds"] = round(seeded_in, 1)
     return result
+
+
+def bare_updates(sb: SandboxHandle, ids: list[int]) -> dict[str, Any]:
+    """The same contacts/add-update requests as the change cycle (one per edited contact),
+    from a plain loop against the same sandbox: the sandbox's and loopback's share."""
+    import httpx
+
+    started = time.perf_counter()
+    with httpx.Client(timeout=60) as client:
+        for i in ids:
+            p = seed.person(i)
+            client.post(f"{sb.api_url}/contacts/add-update", data={
+                "contact_id": i, "name": p.name + " (edited again)", "api_token": TOKEN}).raise_for_status()
+    return {"seconds": round(time.perf_counter() - started, 3), "requests": len(ids)}
+
+
+def diagnose(root: Path, n: int) -> dict[str, Any]:
+    """Where the overhead goes: the same initial sync with the per-request budget and journal
+    writes switched off (a what-if, not a configuration), and the bare requests, at ``n``."""
+    normal = initial_sync(root, n, "diag-normal", show=False)
+    patched = initial_sync(root, n, "diag-no-accounting", no_accounting=True, show=False)
+    bare = bare_run(n, normal["requests"]["by_operation"])
+    return {"contacts": n, "engine_s": normal["seconds"], "engine_no_accounting_s": patched["seconds"],
+            "bare_s": bare["seconds"], "overhead": ratio(normal["seconds"], bare["seconds"]),
+            "overhead_no_accounting": ratio(patched["seconds"], bare["seconds"])}
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -198,29 +225,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=1000)
     parser.add_argument("--reread-max", type=int, default=1_000_000,
                         help="re-read in full (resync) only worlds up to this size")
+    parser.add_argument("--diagnose", type=int, default=10_000, metavar="N",
+                        help="size of the overhead diagnosis (0: skip)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", metavar="DIR")
     args = parser.parse_args(argv)
     if args.quick:
-        args.contacts, args.linked, args.changes = 3000, "1000,3000,10000", 100
+        args.contacts, args.linked, args.changes, args.diagnose = 3000, "1000,3000,10000", 100, 1000
     linked = [int(x) for x in args.linked.split(",") if x.strip()]
     root = Path(args.keep or tempfile.mkdtemp(prefix="syncd-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     res: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                            "args": vars(args)}
     say(f"syncd benchmark in {root} ({os.cpu_count()} CPUs)")
-    say("[1/4] seed format vs a real sync of 300 contacts")
+    say("[1/5] seed format vs a real sync of 300 contacts")
     res["format_problems"] = check_format(root)
     say("  same rows" if not res["format_problems"] else f"  DIFFERENT: {res['format_problems']}")
 
-    say(f"[2/4] initial sync of {args.contacts} contacts")
+    say(f"[2/5] initial sync of {args.contacts} contacts")
     init = res["initial"] = initial_sync(root, args.contacts)
     ops = init["requests"]["by_operation"]
     say(f"  {init['seconds']}s, {round(args.contacts / init['seconds'])} records/s, peak "
         f"{init['peak_mb']} MB, requests {ops}")
 
-    say("[3/4] bare script: the same Oki-Toki requests from a plain loop")
+    say("[3/5] bare script: the same Oki-Toki requests from a plain loop")
     bare = res["bare"] = bare_run(args.contacts, ops)
     say(f"  {bare['seconds']}s for {bare['sandbox_requests']}")
     people = [seed.person(i) for i in range(1, args.contacts + 1)]
@@ -230,16 +259,24 @@ def main(argv: list[str] | None = None) -> int:
     minimum = minimum_requests(args.contacts, tasks, len(init["cycles"]), args.contacts)
     res["ratios"] = {"overhead": ratio(init["seconds"], bare["seconds"]),
                      "requests_vs_minimum": ratio(init["requests"]["total"], minimum),
-                     "minimum_requests": minimum, "created": created}
+                     "minimum_requests": minimum, "created": created,
+                     "imports_vs_minimum": ratio(ops.get("imports/tasks/add", 0),
+                                                 sum(math.ceil(t / 1000) for t in tasks.values()))}
 
     res["incremental"] = {}
     for i, n in enumerate(linked):
-        say(f"[4/4] incremental: {args.changes} CRM changes with {n} linked contacts ({i + 1}/{len(linked)})")
+        say(f"[4/5] incremental: {args.changes} CRM changes with {n} linked contacts ({i + 1}/{len(linked)})")
         r = res["incremental"][str(n)] = incremental(root, n, args.changes, n <= args.reread_max)
         say(f"  change cycle {r['change']['seconds']}s (echo cycle {r['echo']['seconds']}s), peak "
             f"{r['peak_mb']} MB, requests {r['requests']}"
             + (f"; full re-read {r['reread']['seconds']}s, peak {r['reread_peak_mb']} MB" if "reread" in r else ""))
+    if args.diagnose:
+        say(f"[5/5] diagnosis at {args.diagnose} contacts: the sync without per-request budget/journal writes")
+        d = res["diagnosis"] = diagnose(root, args.diagnose)
+        say(f"  engine {d['engine_s']}s, without them {d['engine_no_accounting_s']}s, bare {d['bare_s']}s")
     inc = res["incremental"]
+    for x in inc.values():
+        x.pop("edited_ids", None)
     lo, hi = str(min(linked)), str(max(linked))
     mid = "100000" if "100000" in inc else lo
     res["ratios"].update(
@@ -272,9 +309,18 @@ def print_summary(res: dict[str, Any], lo: str, mid: str, hi: str) -> None:
                  if "reread" in x else "")
         print(f"  {size:>8} linked: change cycle {x['change']['seconds']} s, echo cycle "
               f"{x['echo']['seconds']} s, peak {x['peak_mb']} MB{extra}; requests {x['requests']}")
+    for size, x in res["incremental"].items():
+        b = x["bare_updates"]["seconds"]
+        print(f"  {size:>8} linked: the same {x['edited']} updates from a plain loop take {b} s; "
+              f"change cycle minus that: {round(x['change']['seconds'] - b, 3)} s")
     print(f"  change cycle {hi} vs {lo} linked: {r['cycle_hi_vs_lo']} (target <= 1.3)")
     print(f"  peak memory {hi} vs {mid} linked: incremental {r['peak_hi_vs_mid']}, "
           f"full re-read {r['reread_peak_hi_vs_mid']} (target <= 1.3 and < 300 MB)")
+    print(f"  bulk task imports vs minimum: {r['imports_vs_minimum']}")
+    if "diagnosis" in res:
+        d = res["diagnosis"]
+        print(f"  diagnosis at {d['contacts']}: overhead {d['overhead']}; without the per-request "
+              f"budget/journal writes {d['overhead_no_accounting']}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python bench/sync_worker.py SPEC.json      # prints one JSON line with the results
 
 SPEC: {"mode": "initial" | "incremental", "config": {...config dict...}, "state_dir": DIR,
-"changes": 1000, "crm_db": PATH, "linked": N, "reread": bool}.
+"changes": 1000, "crm_db": PATH, "linked": N, "reread": bool, "no_accounting": bool}.
 
 - ``initial``: cycles (all pulls, then push) until a cycle pushes nothing (at most 4); wall
   time of each.
@@ -71,11 +71,23 @@ def edit_crm(crm_db: str, linked: int, changes: int) -> list[int]:
     return ids
 
 
+def _without_accounting_writes() -> None:
+    """Diagnosis only (never the headline figures): the per-request daily-budget update and
+    API-journal insert (two state-database transactions a request) become no-ops, to show
+    what share of the engine's overhead they are."""
+    from syncd.store import accounting
+
+    accounting.StoreBudget.spend = lambda self, system, n=1: None  # type: ignore[method-assign]
+    accounting.StoreJournal.__call__ = lambda self, entry: None  # type: ignore[method-assign]
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     from syncd.config import validate_config_dict
     from syncd.engine import build_syncer
     from syncd.logs import configure_logging
 
+    if spec.get("no_accounting"):
+        _without_accounting_writes()
     log = open(Path(spec["state_dir"]) / "syncd.log", "a", encoding="utf-8")
     configure_logging("json", "warning", stream=log)
     config = validate_config_dict(spec["config"], source="bench")
@@ -95,7 +107,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             edited = edit_crm(spec["crm_db"], spec["linked"], spec["changes"])
             change = _cycle(syncer)
             echo = _cycle(syncer)
-            out.update(warm=warm, change=change, echo=echo, edited=len(edited), peak_mb=vm_hwm_mb())
+            out.update(warm=warm, change=change, echo=echo, edited=len(edited), edited_ids=edited,
+                       peak_mb=vm_hwm_mb())
             if spec.get("reread"):
                 from syncd.engine.status import resync
 
