@@ -52,6 +52,8 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     out: dict[int, Any] = {}
     links = _links(ctx, [r.link_id for r in rows])
     bases = _bases(ctx, [r.link_id for r in rows])
+    retried = [r for r in rows if r.operation == "contact_create" and r.attempts > 1]
+    made = _okitoki_made_since(ctx, retried) if retried else {}
     for r in rows:
         if ctx.stopping():
             break                      # one request per row: do not hold up a shutdown
@@ -61,16 +63,19 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             continue
         try:
             if r.operation == "contact_create":
-                if link.okitoki_id:
+                linked = _okitoki_id_now(ctx, r.link_id)   # a pull may have linked it meanwhile
+                if linked:
                     out[r.id] = Done(note="already linked")
                     continue
                 values = _create_values(ctx, r, bases.get(r.link_id), "okitoki")
-                found = _okitoki_lookup(ctx, r, values) if r.attempts > 1 else None
+                found = _adoptable(ctx, r.link_id, values, made) if r.attempts > 1 else None
                 fields, phones = ctx.mapping.to_side("okitoki", values)
                 new_id = found or ctx.okitoki_once.upsert_contact(
                     ContactWrite(key=r.idem_key, id=None, fields=fields, phones=phones))
                 out[r.id] = Done(Seen(r.link_id, "okitoki", values, new_id=new_id, written_at=ctx.now()))
             else:
+                if not link.okitoki_id:
+                    link = links[r.link_id] = _links(ctx, [r.link_id]).get(r.link_id, link)
                 if not link.okitoki_id:
                     out[r.id] = Later(ctx.now() + WAIT, "waiting for the Oki-Toki contact to exist")
                     continue
@@ -87,18 +92,34 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     return out
 
 
-def _okitoki_lookup(ctx: Context, row: Any, values: dict) -> str | None:
-    """After an ambiguous create (timeout after sending), find what the first try made."""
-    phones = set(values.get(PHONES) or [])
-    if not phones or row.created_at is None:
-        return None
-    for c in ctx.okitoki.export_contacts(row.created_at - timedelta(minutes=2)):
+def _okitoki_id_now(ctx: Context, link_id: int) -> str | None:
+    with ctx.store.begin() as conn:
+        return conn.execute(select(LINK.c.okitoki_id).where(LINK.c.id == link_id)).scalar()
+
+
+def _okitoki_made_since(ctx: Context, rows: list[Any]) -> dict[str, list[str]]:
+    """Oki-Toki contacts changed since the oldest of these creates was queued, by E.164 number:
+    one export for the whole batch, only for creates an earlier try may have sent."""
+    since = min(r.created_at for r in rows) - timedelta(minutes=2)
+    by_phone: dict[str, list[str]] = {}
+    for c in ctx.okitoki.export_contacts(since):
         got, _ = normalize_many(c.phones, ctx.config.contacts.default_region)
-        if phones & set(got):
-            with ctx.store.begin() as conn:
-                taken = conn.execute(select(LINK.c.id).where(LINK.c.okitoki_id == c.id)).first()
-            if taken is None:
-                return c.id
+        for p in got:
+            by_phone.setdefault(p, []).append(c.id)
+    return by_phone
+
+
+def _adoptable(ctx: Context, link_id: int, values: dict, made: dict[str, list[str]]) -> str | None:
+    """A contact an earlier try of this create made: same number, not linked to another link."""
+    ids = sorted({cid for p in values.get(PHONES) or [] for cid in made.get(p, [])})
+    if not ids:
+        return None
+    with ctx.store.begin() as conn:
+        taken = {oid: lid for oid, lid in conn.execute(
+            select(LINK.c.okitoki_id, LINK.c.id).where(LINK.c.okitoki_id.in_(ids)))}
+    for cid in ids:
+        if taken.get(cid) in (None, link_id):
+            return cid
     return None
 
 
@@ -113,14 +134,22 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             out[r.id] = Done(note="link gone")
             continue
         if r.operation == "contact_create":
-            if link.crm_id:
+            with ctx.store.begin() as conn:
+                linked = conn.execute(select(LINK.c.crm_id).where(LINK.c.id == r.link_id)).scalar()
+            if linked:
                 out[r.id] = Done(note="already linked")
                 continue
             values = _create_values(ctx, r, bases.get(r.link_id), "crm")
             if r.attempts > 1 and values.get(PHONES):
-                found = [c for c in ctx.crm.find_by_phone(values[PHONES][0])]
-                if found:
-                    out[r.id] = Done(Seen(r.link_id, "crm", values, new_id=found[0].id, written_at=ctx.now()))
+                # an earlier try may have made it: adopt a contact with the number that no
+                # other link holds
+                ids = [c.id for c in ctx.crm.find_by_phone(values[PHONES][0])]
+                with ctx.store.begin() as conn:
+                    taken = {cid: lid for cid, lid in conn.execute(
+                        select(LINK.c.crm_id, LINK.c.id).where(LINK.c.crm_id.in_(ids)))} if ids else {}
+                free = [cid for cid in ids if taken.get(cid) in (None, r.link_id)]
+                if free:
+                    out[r.id] = Done(Seen(r.link_id, "crm", values, new_id=free[0], written_at=ctx.now()))
                     continue
             fields, phones = ctx.mapping.to_side("crm", values)
             writes.append((r, ContactWrite(r.idem_key, None, fields, phones), values, True))

@@ -322,3 +322,32 @@ def test_contact_that_stops_matching_while_its_task_is_in_flight_ends_with_no_ta
     open_tasks = [t for t in sb.state()["tasks"]
                   if t["status"] == "pending" and any("380677720001" in p for p in t["phones"])]
     assert open_tasks == []
+
+
+def test_crash_then_a_pull_linking_the_record_during_the_retry_makes_no_duplicate(world, state_url, tmp_path):
+    syncer, sb, crm = world
+    crm.add(("0672220009",), name="Raced", status="won")
+    syncer.pull_crm_contacts()
+    syncer.ctx.okitoki_once = CrashAfterCreate(syncer.ctx.okitoki_once)
+    try:
+        syncer.push()
+    except Crash:
+        pass
+    again = _restart(syncer, state_url, sb, crm, tmp_path)
+    real_export = again.ctx.okitoki.export_contacts
+    pulled = []
+
+    def export_racing_a_pull(*args, **kw):
+        if not pulled:                 # the push's look-up: a pull job links the record now
+            pulled.append(True)
+            again.pull_okitoki_contacts()
+        return real_export(*args, **kw)
+
+    again.ctx.okitoki.export_contacts = export_racing_a_pull
+    try:
+        again.push()
+        again.ctx.okitoki.export_contacts = real_export
+        again.cycle()
+    finally:
+        again.close()
+    assert pulled and len(_named(sb, "Raced")) == 1
