@@ -14,7 +14,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, select, update
 
 from ..store.outbox import insert_ignore
 from ..store.tables import CallRow, Dirty, MergeCandidate, TaskRow
-from .context import BASE, LINK, PHONE, mark_dirty, update_many
+from .context import BASE, DIRTY, LINK, OUTBOX, PHONE, mark_dirty, update_many
 from .mapping import PHONES
 
 __all__ = ["Seen", "TaskSettled", "CallLogged", "apply_effects"]
@@ -43,6 +43,7 @@ class Seen:
             col = LINK.c.crm_id if side == "crm" else LINK.c.okitoki_id
             created = [{"_k": s.link_id, "_v": s.new_id} for s in group if s.new_id is not None]
             if created:
+                _retire_racing_links(conn, side, created)
                 created = _absorb_one_sided(conn, side, created)
                 conn.execute(update(LINK).where(and_(LINK.c.id == bindparam("_k"), col.is_(None)))
                              .values({col.key: bindparam("_v")}), created)
@@ -96,6 +97,22 @@ def _absorb_one_sided(conn: Connection, side: str, created: list[dict]) -> list[
             MergeCandidate.__table__.c.record_id.in_([h.sid for h in holders if h.id in absorb]))))
         conn.execute(delete(LINK).where(LINK.c.id.in_(absorb)))
     return [c for c in created if c["_v"] not in blocked]
+
+
+def _retire_racing_links(conn: Connection, side: str, created: list[dict]) -> None:
+    """A pull may have met the record we just created before this commit and given it a link
+    of its own (one side only): that link is retired so the record joins the intended one."""
+    col = LINK.c.crm_id if side == "crm" else LINK.c.okitoki_id
+    other = LINK.c.okitoki_id if side == "crm" else LINK.c.crm_id
+    ours = {c["_k"] for c in created}
+    racing = [r.id for r in conn.execute(select(LINK.c.id).where(and_(
+        col.in_([c["_v"] for c in created]), LINK.c.id.not_in(ours), other.is_(None))))]
+    if racing:
+        conn.execute(update(LINK).where(LINK.c.id.in_(racing)).values({col.key: None, "tombstone": True}))
+        conn.execute(delete(PHONE).where(PHONE.c.link_id.in_(racing)))
+        conn.execute(delete(DIRTY).where(DIRTY.c.link_id.in_(racing)))
+        conn.execute(update(OUTBOX).where(and_(OUTBOX.c.link_id.in_(racing), OUTBOX.c.status == "pending"))
+                     .values(status="done", last_error="superseded: the record joined the link it was made for"))
 
 
 @dataclass(frozen=True)

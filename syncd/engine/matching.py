@@ -52,9 +52,11 @@ def match_records(conn: Connection, side: Side, records: list[Observed], *,
     by_phone: dict[str, set[int]] = {}
     links: dict[int, tuple[str | None, str | None]] = {}
     if phones:
+        # Held links (merge candidates) never get a record on the other side: not candidates.
         q = (select(PHONE.c.phone, LINK.c.id, LINK.c.crm_id, LINK.c.okitoki_id)
              .join(LINK, LINK.c.id == PHONE.c.link_id)
-             .where(and_(PHONE.c.phone.in_(phones), LINK.c.tombstone.is_(False))))
+             .where(and_(PHONE.c.phone.in_(phones), LINK.c.tombstone.is_(False),
+                         LINK.c.hold.is_(None))))
         for phone, lid, crm_id, ok_id in conn.execute(q):
             by_phone.setdefault(phone, set()).add(lid)
             links[lid] = (crm_id, ok_id)

@@ -141,7 +141,7 @@ def _reconcile_link(b: _Batch, link: Any, base: Any, pending: dict, tasks: dict,
         other = "okitoki" if side == "crm" else "crm"
         allowed = ctx.config.contacts.create_in_okitoki if other == "okitoki" else \
             ctx.config.contacts.create_in_crm and getattr(ctx.crm_capabilities, "contacts_create", True)
-        if present is not None and not deleted and allowed and not link.hold:
+        if present is not None and not deleted and allowed and not link.hold and not link.tombstone:
             values = ctx.mapping.writable(other, agreed)
             if values.get(PHONES) or other == "crm":
                 b.op(Lane.CONTACTS, other, "contact_create", lid, {"values": values},

@@ -351,3 +351,32 @@ def test_crash_then_a_pull_linking_the_record_during_the_retry_makes_no_duplicat
     finally:
         again.close()
     assert pulled and len(_named(sb, "Raced")) == 1
+
+
+class PullDuringCreate(CrashAfterCreate):
+    """The record is created, then a pull job reads it before the push has recorded it."""
+
+    def __init__(self, real, syncer):
+        super().__init__(real)
+        self._syncer = syncer
+
+    def upsert_contact(self, write):
+        new_id = self._real.upsert_contact(write)
+        self._syncer.pull_okitoki_contacts()
+        return new_id
+
+
+def test_a_pull_meeting_a_new_record_before_its_push_commits_links_it_once(world):
+    syncer, sb, crm = world
+    a = crm.add(("0672220011",), name="Twin One", status="won")
+    crm.add(("067 222 00 11",), name="Twin Two", status="won")       # a merge candidate
+    syncer.pull_crm_contacts()
+    syncer.ctx.okitoki_once = PullDuringCreate(syncer.ctx.okitoki_once, syncer)
+    syncer.push()
+    syncer.ctx.okitoki_once = syncer.ctx.okitoki_once._real
+    for _ in range(2):
+        assert not syncer.cycle().errors
+    assert len([c for c in sb.state()["contacts"] if "380672220011" in "".join(c["phones"])]) == 1
+    with syncer.store.begin() as conn:
+        row = conn.execute(select(LINK).where(LINK.c.crm_id == a)).one()
+    assert row.okitoki_id is not None
