@@ -98,10 +98,17 @@ def test_rate_limit_answers_429_and_the_journal_spots_early_retries(sandbox):
     refused = report["recent"][-1]
     assert refused["fault"] == "rate_limit" and refused["retry_after_until"] > refused["at"]
     assert report["early_retries"] == 0
+    time.sleep(0.1)  # past the in-flight grace: this one was sent knowing it must wait
     assert _statuses(sandbox, 1) == [429]  # came back before Retry-After expired
     report = sandbox.requests()
     assert report["early_retries"] == 1 and report["max_per_minute"] == 7
     assert report["by_operation"] == {"dialers/stat": 7}
+
+
+def test_a_request_already_in_flight_when_the_429_went_out_is_not_early(sandbox):
+    sandbox.set_rate_limit(1)
+    assert _statuses(sandbox, 3) == [200, 429, 429]   # the third follows within the grace
+    assert sandbox.requests()["early_retries"] == 0
 
 
 def test_rate_limit_retry_after_headers(sandbox):

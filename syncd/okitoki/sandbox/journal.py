@@ -9,11 +9,15 @@ requests of the same token that arrived before it expired (``early_retries``).
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from ...redact import redact
+
+#: seconds after a 429 is answered before a request of the same token counts as early
+IN_FLIGHT_GRACE = 0.05
 
 __all__ = ["RequestJournal", "JournalRecord"]
 
@@ -48,7 +52,8 @@ class RequestJournal:
             self.recent: deque[JournalRecord] = deque(maxlen=self._keep)
             self.arrivals: deque[float] = deque(maxlen=self._keep_arrivals)
             self.early_retries = 0
-            self._blocked_until: dict[str, float] = {}
+            # token → (early from, early until): the window in which a request ignored a 429
+            self._blocked_until: dict[str, tuple[float, float]] = {}
 
     def arrive(self, record: JournalRecord) -> JournalRecord:
         """Count a request when it arrives; flags it ``early`` if its token was told to wait."""
@@ -57,8 +62,8 @@ class RequestJournal:
             self.total += 1
             self.by_operation[record.operation] += 1
             self.arrivals.append(record.at)
-            until = self._blocked_until.get(record.token_hash)
-            if until is not None and record.at < until:
+            since, until = self._blocked_until.get(record.token_hash, (0.0, 0.0))
+            if since <= record.at < until:
                 record.early = True
                 self.early_retries += 1
             self.recent.append(record)
@@ -71,8 +76,13 @@ class RequestJournal:
             self.by_status[status] += 1
             if retry_after is not None:
                 record.retry_after_until = record.at + retry_after
-                self._blocked_until[record.token_hash] = max(
-                    self._blocked_until.get(record.token_hash, 0.0), record.retry_after_until)
+                # A request already on its way when this 429 went out could not heed it: only
+                # requests arriving IN_FLIGHT_GRACE after the answer count as early.
+                since = time.time() + IN_FLIGHT_GRACE
+                old_since, old_until = self._blocked_until.get(record.token_hash, (since, 0.0))
+                self._blocked_until[record.token_hash] = (
+                    min(old_since, since) if old_until > since else since,
+                    max(old_until, record.retry_after_until))
 
     def report(self, limit: int = 200) -> dict[str, Any]:
         with self._lock:
