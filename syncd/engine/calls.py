@@ -26,11 +26,15 @@ from .context import LINK, PHONE, Context, chunks, jsonable
 from .ingest import quarantine
 from .outbox import Lane
 
-__all__ = ["pull_calls", "STREAM", "call_payload", "call_from_payload"]
+__all__ = ["pull_calls", "STREAM", "CRM_CAUGHT_UP", "call_payload", "call_from_payload"]
 
 CALL, TASK = CallRow.__table__, TaskRow.__table__
 log = structlog.get_logger()
 STREAM = "okitoki:calls"
+# Local time at which the last *complete* walk of the CRM's changed contacts began: every
+# contact the CRM held before it is linked. A call to a number no link knows is "unknown" only
+# if it ended before that moment; until then the CRM may simply not have been read that far.
+CRM_CAUGHT_UP = "crm:contacts:caught-up"
 INITIAL_LOOKBACK = timedelta(days=1)
 
 
@@ -74,13 +78,21 @@ def pull_calls(ctx: Context, *, hinted: bool = False) -> Counter:
         log.warning("calls_overlap_too_short", longest_call_s=longest,
                     overlap_s=int(cfg.overlap.total_seconds()),
                     hint="raise [calls] overlap above your longest calls, or calls may be missed")
+    with ctx.store.begin() as conn:
+        caught_up = cursors.load(conn, CRM_CAUGHT_UP).value
+    held_from: datetime | None = None
     batches = list(chunks(calls, ctx.batch_size)) or [[]]
     for i, batch in enumerate(batches):
         with ctx.store.begin() as conn:
-            counts += _record_calls(ctx, conn, batch)
+            got, held = _record_calls(ctx, conn, batch, caught_up)
+            counts += got
+            if held is not None and (held_from is None or held < held_from):
+                held_from = held
             if i == len(batches) - 1:
-                if settled > start:
-                    cursors.advance(conn, cursors.StreamCursor(STREAM, settled), now=ctx.now())
+                # A held call pins the cursor at its start, so the next window reads it again.
+                upto = settled if held_from is None else min(settled, held_from)
+                if upto > start and (cur.value is None or upto > cur.value):
+                    cursors.advance(conn, cursors.StreamCursor(STREAM, upto), now=ctx.now())
     return counts
 
 
@@ -101,11 +113,15 @@ def _owners_by_ids(conn: Any, calls: list[Call]) -> tuple[dict[str, int], dict[s
     return by_task, by_contact
 
 
-def _record_calls(ctx: Context, conn: Any, calls: list[Call]) -> Counter:
+def _record_calls(ctx: Context, conn: Any, calls: list[Call],
+                  caught_up: datetime | None) -> tuple[Counter, datetime | None]:
+    """Record new calls; returns (counts, start of the earliest call held back because its
+    number may belong to a CRM contact not read yet)."""
     cfg, now = ctx.config.calls, ctx.now()
     counts: Counter = Counter()
+    held_from: datetime | None = None
     if not calls:
-        return counts
+        return counts, held_from
     known = {r[0] for r in conn.execute(select(CALL.c.session_id).where(
         CALL.c.session_id.in_([c.session_id for c in calls])))}
     fresh: dict[str, tuple[Call, str | None]] = {}
@@ -127,7 +143,7 @@ def _record_calls(ctx: Context, conn: Any, calls: list[Call]) -> Counter:
             continue
         fresh[call.session_id] = (call, phone)
     if not fresh:
-        return counts
+        return counts, held_from
     phones = sorted({p for _, p in fresh.values() if p})
     owner: dict[str, int] = {}
     for phone, lid in conn.execute(
@@ -145,6 +161,11 @@ def _record_calls(ctx: Context, conn: Any, calls: list[Call]) -> Counter:
         state = "pending"
         if not cfg.to_crm:
             state = "skipped"
+        elif lid is None and not _crm_read_past(call, caught_up):
+            counts["waiting_for_crm"] += 1     # not recorded: the next window reads it again
+            if held_from is None or call.started_at < held_from:
+                held_from = call.started_at
+            continue
         elif lid is None and cfg.unknown_numbers == "skip":
             state = "skipped"
             counts["unknown_number"] += 1
@@ -162,4 +183,10 @@ def _record_calls(ctx: Context, conn: Any, calls: list[Call]) -> Counter:
         counts["queued_calls"] += 1
     insert_ignore(conn, CALL, rows, ["session_id"])
     enqueue(conn, ops, now=now)
-    return counts
+    return counts, held_from
+
+
+def _crm_read_past(call: Call, caught_up: datetime | None) -> bool:
+    """Has a complete walk of the CRM begun after this call ended?"""
+    ended = call.started_at + timedelta(seconds=max(0, call.duration_s))
+    return caught_up is not None and caught_up >= ended

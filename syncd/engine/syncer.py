@@ -18,7 +18,7 @@ from ..redact import redact
 from ..store import Store, acquire_lease, record_run
 from ..store.tables import ApiCall, Run
 from . import cursors
-from .calls import pull_calls
+from .calls import CRM_CAUGHT_UP, pull_calls
 from .context import OUTBOX, Context
 from .ingest import record_contacts
 from .push import push as drain
@@ -113,6 +113,7 @@ class Syncer:
                 cur = cursors.load(conn, CRM_STREAM)
             after = Cursor(cur.value, cur.last_id)
             limit = getattr(self.ctx.crm_capabilities, "read_batch_size", 100) or 100
+            walk_began = self.ctx.now()
             while True:
                 fetched_at = self.ctx.now()
                 page = self.crm.changed_contacts(after, limit)
@@ -123,6 +124,9 @@ class Syncer:
                                                                page.next.last_id), now=self.ctx.now())
                 counts["pages"] += 1
                 if not page.more or page.next == after:
+                    with self.store.begin() as conn:   # every CRM contact up to walk_began is in
+                        cursors.advance(conn, cursors.StreamCursor(CRM_CAUGHT_UP, walk_began),
+                                        now=self.ctx.now())
                     break
                 after = page.next
             rep.counts = dict(counts)

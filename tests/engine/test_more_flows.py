@@ -144,3 +144,30 @@ def test_connector_options_errors_name_the_key():
     assert any(l.startswith("crm.options.url:") for l in lines)
     assert any(l.startswith("crm.options.batch:") for l in lines)
     assert any(l.startswith("crm.options.typo:") for l in lines)
+
+
+def test_a_call_read_before_its_contact_is_logged_once_the_crm_is_read(world):
+    syncer, sb, crm = world
+    cid = crm.add(("0671119991",), name="Read Late", status="new")
+    sb.add_call(phone="380671119991", direction="in", outcome="answered")
+    syncer.pull_okitoki_calls()            # the CRM has not been read yet: the number is unknown
+    syncer.cycle()
+    syncer.cycle()
+    assert [c.contact_id for c in crm.calls.values()] == [cid]
+
+
+def test_a_call_waits_for_a_crm_contact_not_read_yet_instead_of_being_skipped(world):
+    """At first start the call log may be read before the CRM walk reaches the caller's
+    contact: such a call waits (the calls cursor holds) instead of being skipped for good."""
+    syncer, sb, crm = world
+    sb.add_call(phone="380671112299", direction="in", outcome="answered", duration=30)
+    report = syncer.pull_okitoki_calls()          # the CRM has not been read at all yet
+    assert report.counts.get("waiting_for_crm") == 1 and not report.counts.get("unknown_number")
+    crm.add(("0671112299",), name="Read Late", status="new")
+    for _ in range(2):
+        syncer.cycle()
+    assert len(crm.calls) == 1
+    sb.add_call(phone="380679990000", direction="in", outcome="answered", duration=30)
+    syncer.cycle()                                 # the CRM walk began after this call ended
+    syncer.cycle()
+    assert len(crm.calls) == 1                     # a truly unknown number is skipped

@@ -12,7 +12,7 @@ from syncd.demo_data import demo_contacts
 
 from .harness import deploy, stop
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 FAULTS = [
     {"kind": "status", "status": 503, "rate": 0.06},
