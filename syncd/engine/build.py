@@ -87,10 +87,15 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
     state database. ``crm``/``okitoki`` replace the built sides (tests). ``dry_run``: every
     job plans against real data but writes nothing (see :meth:`Syncer.cycle`).
     """
+    cls = load_connector(config.crm.connector) if crm is None else type(crm)
     store = open_store(config.daemon.state_url)
     kwargs = {"clock": clock} if clock is not None else {}
+    # [crm] keys left unset take the vendor's documented limits the connector declares
+    crm_budget = config.crm.daily_request_budget or getattr(cls, "default_daily_request_budget", None)
+    crm_rate = config.crm.requests_per_minute or getattr(cls, "default_requests_per_minute", None)
+    crm_burst = getattr(cls, "default_burst", None) or 5
     budget = StoreBudget(store, {"okitoki": config.okitoki.daily_request_budget,
-                                 "crm": config.crm.daily_request_budget}, **kwargs)
+                                 "crm": crm_budget}, **kwargs)
     journal = StoreJournal(store)
     closers: list[Callable[[], None]] = []
     okitoki_once = None
@@ -104,12 +109,11 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
                                                      transport=okitoki_transport, retry=NO_RETRY)
             closers.append(okitoki_once.close)
         if crm is None:
-            cls = load_connector(config.crm.connector)
             options = connector_options(cls, config.crm.options)
 
             def remote(**kw: Any) -> RemoteSystem:
                 params: dict[str, Any] = dict(system="crm", timeout=config.crm.timeout.total_seconds(),
-                                              requests_per_minute=config.crm.requests_per_minute,
+                                              requests_per_minute=crm_rate, burst=crm_burst,
                                               budget=budget, journal=journal, transport=crm_transport)
                 params.update(kw)
                 return RemoteSystem(**params)
@@ -118,7 +122,8 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
             cctx = ConnectorContext(remote=remote, state_dir=_state_dir(config, state_dir),
                                     field_names=mapping.crm_field_names(),
                                     do_not_call_field=config.do_not_call.crm_field,
-                                    transport=crm_transport)
+                                    transport=crm_transport,
+                                    extra={"default_region": config.contacts.default_region})
             crm = cls(options, cctx)
             closers.append(crm.close)
     except BaseException:
