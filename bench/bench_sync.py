@@ -160,7 +160,7 @@ def bare_run(n: int, by_operation: dict[str, int]) -> dict[str, Any]:
     return result
 
 
-def incremental(root: Path, linked: int, changes: int, reread: bool) -> dict[str, Any]:
+def incremental(root: Path, linked: int, changes: int, reread: bool, rounds: int) -> dict[str, Any]:
     folder = root / f"linked-{linked}"
     t0 = datetime.now(UTC)
     started = time.perf_counter()
@@ -172,7 +172,8 @@ def incremental(root: Path, linked: int, changes: int, reread: bool) -> dict[str
         say(f"  sandbox ready after {time.perf_counter() - started:.1f}s; cycles running")
         before = sb.requests(limit=0)["by_operation"]
         result = run_worker(folder, {"mode": "incremental", "config": cfg, "changes": changes,
-                                     "crm_db": str(paths["crm"]), "linked": linked, "reread": reread})
+                                     "crm_db": str(paths["crm"]), "linked": linked, "reread": reread,
+                                     "rounds": rounds})
         after = sb.requests(limit=0)["by_operation"]
         result["bare_updates"] = bare_updates(sb, result["edited_ids"])
     result["requests"] = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
@@ -227,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="re-read in full (resync) only worlds up to this size")
     parser.add_argument("--diagnose", type=int, default=10_000, metavar="N",
                         help="size of the overhead diagnosis (0: skip)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="incremental rounds per size (the median counts)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", metavar="DIR")
@@ -237,19 +240,21 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.keep or tempfile.mkdtemp(prefix="syncd-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     res: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-                           "args": vars(args)}
+                           "args": vars(args), "load": {}}
     say(f"syncd benchmark in {root} ({os.cpu_count()} CPUs)")
     say("[1/5] seed format vs a real sync of 300 contacts")
     res["format_problems"] = check_format(root)
     say("  same rows" if not res["format_problems"] else f"  DIFFERENT: {res['format_problems']}")
 
     say(f"[2/5] initial sync of {args.contacts} contacts")
+    res["load"]["initial"] = os.getloadavg()[0]
     init = res["initial"] = initial_sync(root, args.contacts)
     ops = init["requests"]["by_operation"]
     say(f"  {init['seconds']}s, {round(args.contacts / init['seconds'])} records/s, peak "
         f"{init['peak_mb']} MB, requests {ops}")
 
     say("[3/5] bare script: the same Oki-Toki requests from a plain loop")
+    res["load"]["bare"] = os.getloadavg()[0]
     bare = res["bare"] = bare_run(args.contacts, ops)
     say(f"  {bare['seconds']}s for {bare['sandbox_requests']}")
     people = [seed.person(i) for i in range(1, args.contacts + 1)]
@@ -266,8 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     res["incremental"] = {}
     for i, n in enumerate(linked):
         say(f"[4/5] incremental: {args.changes} CRM changes with {n} linked contacts ({i + 1}/{len(linked)})")
-        r = res["incremental"][str(n)] = incremental(root, n, args.changes, n <= args.reread_max)
-        say(f"  change cycle {r['change']['seconds']}s (echo cycle {r['echo']['seconds']}s), peak "
+        res["load"][f"linked {n}"] = os.getloadavg()[0]
+        r = res["incremental"][str(n)] = incremental(root, n, args.changes, n <= args.reread_max,
+                                                      args.rounds)
+        say(f"  change cycle median {r['change_median_s']}s of {[x['change_s'] for x in r['rounds']]} (echo cycle {r['echo']['seconds']}s), peak "
             f"{r['peak_mb']} MB, requests {r['requests']}"
             + (f"; full re-read {r['reread']['seconds']}s, peak {r['reread_peak_mb']} MB" if "reread" in r else ""))
     if args.diagnose:
@@ -280,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     lo, hi = str(min(linked)), str(max(linked))
     mid = "100000" if "100000" in inc else lo
     res["ratios"].update(
-        cycle_hi_vs_lo=ratio(inc[hi]["change"]["seconds"], inc[lo]["change"]["seconds"]),
+        cycle_hi_vs_lo=ratio(inc[hi]["change_median_s"], inc[lo]["change_median_s"]),
         peak_hi_vs_mid=ratio(inc[hi]["peak_mb"], inc[mid]["peak_mb"]),
         reread_peak_hi_vs_mid=(ratio(inc[hi]["reread_peak_mb"], inc[mid]["reread_peak_mb"])
                                if "reread_peak_mb" in inc[hi] and "reread_peak_mb" in inc[mid] else None))
@@ -296,7 +303,8 @@ def print_summary(res: dict[str, Any], lo: str, mid: str, hi: str) -> None:
     r, init = res["ratios"], res["initial"]
     n = res["args"]["contacts"]
     print()
-    print(f"Results ({res['machine']['cpus']} CPUs, Python {res['machine']['python']})")
+    print(f"Results ({res['machine']['cpus']} CPUs, Python {res['machine']['python']}; "
+          f"1-minute load average at each phase: {res['load']})")
     print(f"  initial sync of {n}: {init['seconds']} s, {round(n / init['seconds'])} records/s, "
           f"peak RSS {init['peak_mb']} MB, Oki-Toki requests {init['requests']['total']} "
           f"{init['requests']['by_operation']}")
@@ -307,12 +315,14 @@ def print_summary(res: dict[str, Any], lo: str, mid: str, hi: str) -> None:
     for size, x in res["incremental"].items():
         extra = (f", full re-read {x['reread']['seconds']} s peak {x['reread_peak_mb']} MB"
                  if "reread" in x else "")
-        print(f"  {size:>8} linked: change cycle {x['change']['seconds']} s, echo cycle "
-              f"{x['echo']['seconds']} s, peak {x['peak_mb']} MB{extra}; requests {x['requests']}")
+        print(f"  {size:>8} linked: change cycle {x['change_median_s']} s (median of "
+              f"{[r['change_s'] for r in x['rounds']]}), echo cycle "
+              f"{x['echo']['seconds']} s, peak {x['peak_mb']} MB{extra}; requests of a change "
+              f"cycle {x['rounds'][0]['change_requests']}, of its echo cycle {x['rounds'][0]['echo_requests']}")
     for size, x in res["incremental"].items():
         b = x["bare_updates"]["seconds"]
         print(f"  {size:>8} linked: the same {x['edited']} updates from a plain loop take {b} s; "
-              f"change cycle minus that: {round(x['change']['seconds'] - b, 3)} s")
+              f"change cycle minus that: {round(x['change_median_s'] - b, 3)} s")
     print(f"  change cycle {hi} vs {lo} linked: {r['cycle_hi_vs_lo']} (target <= 1.3)")
     print(f"  peak memory {hi} vs {mid} linked: incremental {r['peak_hi_vs_mid']}, "
           f"full re-read {r['reread_peak_hi_vs_mid']} (target <= 1.3 and < 300 MB)")

@@ -3,13 +3,15 @@
     python bench/sync_worker.py SPEC.json      # prints one JSON line with the results
 
 SPEC: {"mode": "initial" | "incremental", "config": {...config dict...}, "state_dir": DIR,
-"changes": 1000, "crm_db": PATH, "linked": N, "reread": bool, "no_accounting": bool}.
+"changes": 1000, "rounds": 3, "crm_db": PATH, "linked": N, "reread": bool,
+"no_accounting": bool}.
 
 - ``initial``: cycles (all pulls, then push) until a cycle pushes nothing (at most 4); wall
   time of each.
-- ``incremental``: a warm-up cycle (nothing to do), then ``changes`` CRM contacts get a new
-  name (spread over ids 1..linked, ``updated_at`` now), then the timed cycle that carries
-  them to Oki-Toki, then the next cycle (which reads their echo back from the export).
+- ``incremental``: a warm-up cycle (nothing to do), then ``rounds`` times: ``changes`` CRM
+  contacts get a new name (spread over ids 1..linked, ``updated_at`` now), the timed cycle
+  that carries them to Oki-Toki, then the next cycle (which reads their echo back from the
+  export). The median change cycle is the figure (the machine is shared).
   With ``reread``: the cursors are reset as ``syncd resync`` does and one cycle re-reads
   both sides in full (timed; its peak memory measured on its own).
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 import sqlite3
 import sys
 import time
@@ -59,9 +62,21 @@ def _pushed(cycle: dict[str, Any]) -> int:
                if k.startswith("push.") and not k.startswith("push.merge_"))
 
 
-def edit_crm(crm_db: str, linked: int, changes: int) -> list[int]:
+def _sandbox_ops(spec: dict[str, Any]) -> dict[str, int]:
+    """Oki-Toki requests so far, by operation (the sandbox's admin journal; not timed)."""
+    import httpx
+
+    base = spec["config"]["okitoki"]["url"].rstrip("/")
+    return httpx.get(f"{base}/_sandbox/requests", params={"limit": 0}, timeout=60).json()["by_operation"]
+
+
+def _diff(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: v - a.get(k, 0) for k, v in b.items() if v - a.get(k, 0)}
+
+
+def edit_crm(crm_db: str, linked: int, changes: int, seed: int = 7) -> list[int]:
     """Rename ``changes`` contacts spread over 1..linked, as a CRM user would (updated_at now)."""
-    ids = sorted(random.Random(7).sample(range(1, linked + 1), changes))
+    ids = sorted(random.Random(seed).sample(range(1, linked + 1), changes))
     now = datetime.now(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
     con = sqlite3.connect(crm_db)
     with con:
@@ -104,10 +119,20 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                        peak_mb=vm_hwm_mb())
         else:
             warm = _cycle(syncer)
-            edited = edit_crm(spec["crm_db"], spec["linked"], spec["changes"])
-            change = _cycle(syncer)
-            echo = _cycle(syncer)
+            rounds = []
+            for r in range(max(1, int(spec.get("rounds", 1)))):
+                edited = edit_crm(spec["crm_db"], spec["linked"], spec["changes"], seed=7 + r)
+                before = _sandbox_ops(spec)
+                change = _cycle(syncer)
+                between = _sandbox_ops(spec)
+                echo = _cycle(syncer)
+                after = _sandbox_ops(spec)
+                rounds.append({"change_s": change["seconds"], "echo_s": echo["seconds"],
+                               "push_s": change["jobs"].get("push"),
+                               "change_requests": _diff(before, between),
+                               "echo_requests": _diff(between, after)})
             out.update(warm=warm, change=change, echo=echo, edited=len(edited), edited_ids=edited,
+                       rounds=rounds, change_median_s=statistics.median(x["change_s"] for x in rounds),
                        peak_mb=vm_hwm_mb())
             if spec.get("reread"):
                 from syncd.engine.status import resync
