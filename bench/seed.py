@@ -110,6 +110,7 @@ def seed_state(path: Path, n: int, t0: datetime, okitoki_top: int) -> None:
         con.executemany("INSERT INTO cursor (stream, value, last_id, boundary_ids, updated_at)"
                         " VALUES (?, ?, ?, ?, ?)",
                         [("crm:contacts", _iso(_crm_time(n, n, t0)), str(n), "[]", written),
+                         ("crm:contacts:caught-up", _iso(t0 - timedelta(minutes=1)), None, "[]", written),
                          ("okitoki:contacts", _iso(top), None, json.dumps(boundary), written),
                          ("okitoki:calls", _iso(t0 - timedelta(minutes=1)), None, "[]", written)])
     con.close()
