@@ -204,3 +204,17 @@ class OAuthSession:
         log.info("oauth.refreshed", store=str(self.store.path),
                  expires_at=pair.expires_at.isoformat() if pair.expires_at else None)
         return pair
+
+
+def authorized_request(remote: Any, oauth: "OAuthSession | None", method: str, path: str, *,
+                       operation: str, once: bool = False, **kwargs: Any) -> Any:
+    """``remote.request`` with the OAuth bearer token (refreshed once on a 401) when ``oauth``
+    is set; ``once``: a create that is never blindly repeated (``_once.send_once``)."""
+    from ._once import send_once
+
+    send = send_once if once else type(remote).request
+
+    def with_token(token: str | None) -> Any:
+        headers = {**(kwargs.pop("headers", None) or {}), **(bearer(token) if token else {})}
+        return send(remote, method, path, operation=operation, headers=headers, **kwargs)
+    return oauth.call(with_token) if oauth else with_token(None)

@@ -30,6 +30,7 @@ import phonenumbers
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from connectors._secrets import secret_from
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import (AuthenticationError, ConfigError, InvalidRecord, InvalidRequest,
                           NotFound, RetriableRemoteError, Throttled)
@@ -74,11 +75,7 @@ class BottleCrmOptions(BaseModel):
     def secret(self) -> str:
         if self.token is not None:
             return self.token.get_secret_value()
-        try:
-            return Path(self.token_file).read_text().strip()  # type: ignore[arg-type]
-        except OSError as exc:
-            raise ConfigError(f"crm.options.token_file: cannot read {self.token_file}: "
-                              f"{exc.strerror}") from None
+        return secret_from(None, self.token_file, "token") or ""
 
 
 def check_response(response: httpx.Response, operation: str) -> None:

@@ -31,6 +31,7 @@ import phonenumbers
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from connectors._secrets import secret_from
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import (ConfigError, InvalidRecord, InvalidRequest, NotFound,
                           PermissionDenied, RetriableRemoteError, Throttled)
@@ -72,11 +73,7 @@ class TrytonOptions(BaseModel):
     def key(self) -> str:
         if self.api_key is not None:
             return self.api_key.get_secret_value()
-        try:
-            return Path(self.api_key_file).read_text().strip()  # type: ignore[arg-type]
-        except OSError as exc:
-            raise ConfigError(f"crm.options.api_key_file: cannot read {self.api_key_file}: "
-                              f"{exc.strerror}") from None
+        return secret_from(None, self.api_key_file, "api_key") or ""
 
 
 def to_tryton_datetime(value: datetime) -> dict[str, Any]:

@@ -14,17 +14,17 @@ UTC. Writes go through ``batch`` (≤ 50 commands); phones are changed in place 
 from __future__ import annotations
 
 from datetime import UTC
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from syncd.connector import Capabilities, ConnectorContext
-from syncd.errors import ConfigError, InvalidRecord, PermissionDenied
+from syncd.errors import InvalidRecord, PermissionDenied
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize
 
+from .._secrets import secret_from as _secret
 from .._created import record_creates, settle_creates
 from .._once import IntentLedger
 from .._oauth import OAuthSession, TokenStore, token_pair_from_response
@@ -36,16 +36,6 @@ __all__ = ["Bitrix24Connector", "Bitrix24Options"]
 
 DEFAULT_REQUESTS_PER_MINUTE = 120   # the portal's bucket drains 2 requests a second
 DEFAULT_BURST = 50                  # ... after a burst of 50
-
-
-def _secret(value: str | None, path: str | None, key: str) -> str | None:
-    """The secret itself, or the content of its ``*_file`` (e.g. a systemd credential)."""
-    if not path:
-        return value
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"crm.options.{key}_file: cannot read {path} ({exc.strerror})") from None
 
 
 class Bitrix24Options(BaseModel):

@@ -15,8 +15,9 @@ from syncd.errors import InvalidRecord, InvalidRequest, NotFound, RemoteError, T
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize
 
-from .._oauth import OAuthSession, TokenPair, TokenStore, bearer, token_pair_from_response
-from .._once import IntentLedger, send_once
+from .._oauth import (OAuthSession, TokenPair, TokenStore, authorized_request, bearer,
+                      token_pair_from_response)
+from .._once import IntentLedger
 from ._api import (CALCULATED_PHONES, SEARCH_CAP, HubSpotOptions, check_response, chunks, ms,
                    national_number, parse_time, server_time)
 from ._calls import call_request, typed_call
@@ -70,12 +71,8 @@ class HubSpotConnector:
 
     def _call(self, method: str, path: str, operation: str, *, once: bool = False,
               **kwargs: Any) -> httpx.Response:
-        send = send_once if once else type(self.remote).request
-
-        def with_token(token: str | None) -> httpx.Response:
-            headers = bearer(token) if token else {}
-            return send(self.remote, method, path, operation=operation, headers=headers, **kwargs)
-        response = self.oauth.call(with_token) if self.oauth else with_token(None)
+        response = authorized_request(self.remote, self.oauth, method, path, operation=operation,
+                                      once=once, **kwargs)
         self._server_now = server_time(response)
         return response
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 import phonenumbers
@@ -25,10 +24,11 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from syncd.connector import Capabilities, ConnectorContext
-from syncd.errors import AuthenticationError, ConfigError, InvalidRecord, InvalidRequest
+from syncd.errors import AuthenticationError, InvalidRecord, InvalidRequest
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize
 
+from .._secrets import secret_from as _secret
 from .._created import record_creates, settle_creates
 from .._once import IntentLedger
 from .._oauth import OAuthSession, TokenStore, token_pair_from_response
@@ -44,16 +44,6 @@ WRITE_CHUNK = 50                    # entities per write request (Kommo's advice
 DEFAULT_REQUESTS_PER_MINUTE = 420   # about 7 requests a second per integration
 DEFAULT_BURST = 7
 Key = tuple[int, int]               # (updated_at unix seconds, id)
-
-
-def _secret(value: str | None, path: str | None, key: str) -> str | None:
-    """The secret itself, or the content of its ``*_file`` (e.g. a systemd credential)."""
-    if not path:
-        return value
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"crm.options.{key}_file: cannot read {path} ({exc.strerror})") from None
 
 
 class KommoOptions(BaseModel):
