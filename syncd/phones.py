@@ -34,8 +34,9 @@ def _parse(raw: str, region: str) -> str:
     if not text.startswith(("+", "0")) and len(digits) >= 11:
         candidates.append("+" + digits)
     # Mexico dropped the mobile "1" after +52 in 2019; old records still carry it.
-    if digits.startswith("521") and len(digits) == 13 and text.lstrip().startswith(("+", "00", "52")):
-        candidates.append("+52" + digits[3:])
+    intl = digits[2:] if text.startswith("00") else digits   # "00" is the international prefix
+    if intl.startswith("521") and len(intl) == 13 and text.startswith(("+", "00", "52")):
+        candidates.append("+52" + intl[3:])
     last_error = "not a phone number"
     for candidate in candidates:
         try:

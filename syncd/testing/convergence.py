@@ -14,9 +14,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import phonenumbers
 import sqlalchemy as sa
 
+from ..errors import InvalidRecord
+from ..phones import normalize
 from ..store import CallRow, Conflict, Link, Outbox, TaskRow, open_store
 from .scenario import SqlCrm
 
@@ -24,21 +25,13 @@ __all__ = ["Verdict", "check_convergence", "linked_pairs", "e164"]
 
 
 def e164(raw: str | None, region: str = "UA") -> str | None:
-    """A number as E.164, or None if it is not a valid number."""
+    """A number as E.164, or None if it is not a valid number (the daemon's own rules)."""
     if not raw:
         return None
-    digits = "".join(ch for ch in raw if ch.isdigit() or ch == "+")
-    if digits.startswith("+521") and len(digits) == 14:   # Mexico's retired mobile "1"
-        digits = "+52" + digits[4:]
-    elif digits.startswith("00521") and len(digits) == 15:
-        digits = "+52" + digits[5:]
     try:
-        number = phonenumbers.parse(digits, region)
-    except phonenumbers.NumberParseException:
+        return normalize(raw, region)
+    except InvalidRecord:
         return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 @dataclass

@@ -121,3 +121,8 @@ def test_window_starts_overlap_before_the_cursor():
     assert window_start(cur, timedelta(minutes=10), initial=NOW) == NOW - timedelta(minutes=10)
     assert window_start(StreamCursor("s"), timedelta(minutes=10), initial=NOW - timedelta(days=1)) \
         == NOW - timedelta(days=1)
+
+
+def test_an_old_mexican_mobile_written_with_the_00_prefix_is_normalised() -> None:
+    from syncd.phones import normalize
+    assert normalize("0052 1 55 12345678", "UA") == normalize("+52 55 1234 5678", "UA") == "+525512345678"
