@@ -76,6 +76,7 @@ def test_every_flow_between_okitoki_and_bitrix24_then_quiet_cycles(world):
     ivan = portal.add_contact(("+38 (067) 123-45-67",), modified=old, NAME="Ivan",
                               EMAIL=[{"VALUE": "ivan@example.com", "VALUE_TYPE": "WORK"}], **{STATUS: "new"})
     petro = portal.add_contact(("0671112233",), modified=old, NAME="Petro", **{STATUS: "new"})
+    mykola = portal.add_contact(("0501112244",), modified=old, NAME="Mykola", **{STATUS: "callback"})
     _cycle(syncer, 2)
 
     # CRM → Oki-Toki: created, names and details.status as in the portal
@@ -89,6 +90,7 @@ def test_every_flow_between_okitoki_and_bitrix24_then_quiet_cycles(world):
     # dialer tasks: one pending task per matching contact in dialer 101
     [ivan_task] = _pending(sb, "380671234567")
     [petro_task] = _pending(sb, "380671112233")
+    assert len(_pending(sb, "380501112244")) == 1
 
     # an Oki-Toki edit reaches the portal
     sb.edit_contact(ok_ivan["id"], name="Ivan Franko")
@@ -105,13 +107,14 @@ def test_every_flow_between_okitoki_and_bitrix24_then_quiet_cycles(world):
     assert portal.contacts[petro][STATUS] == "callback"
     assert _pending(sb, "380671234567") == []          # the answered contact no longer dialled
 
-    # do-not-call set in the portal → the number on list 7, pending tasks deleted
+    # do-not-call set in the portal → the number on list 7, its pending task deleted
+    assert len(_pending(sb, "380501112244")) == 1
     time.sleep(1.1)    # DATE_MODIFY has one-second resolution: a later second than syncd's writes
-    portal.touch(petro, **{DNC: "Y"})
+    portal.touch(mykola, **{DNC: "Y"})
     _cycle(syncer)
     blacklist = next(lst for lst in sb.state()["lists"] if lst["id"] == 7)
-    assert any("380671112233" in v for v in blacklist["values"])
-    assert _pending(sb, "380671112233") == []
+    assert any("380501112244" in v for v in blacklist["values"])
+    assert _pending(sb, "380501112244") == []
 
     # two more cycles write nothing to either side
     okitoki, crm = _okitoki_writes(sb), _crm_writes(portal)
