@@ -118,6 +118,7 @@ def test_every_flow_between_okitoki_and_kommo_then_quiet_cycles(world):
 
     # two more cycles write nothing to either side
     okitoki, crm = _okitoki_writes(sb), _crm_writes(account)
+    assert crm and okitoki["contacts/add-update"]   # the counters do see writes
     _cycle(syncer, 2)
     assert _okitoki_writes(sb) == okitoki
     assert _crm_writes(account) == crm
