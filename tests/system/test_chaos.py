@@ -50,3 +50,19 @@ def test_faults_on_a_fifth_of_requests_change_nothing_in_the_end_state(tmp_path,
             proc.kill()
     assert int(report["by_status"].get("429", 0)) > 0 and int(report["by_status"].get("503", 0)) > 0
     assert report["early_retries"] == 0, "a request went out before its Retry-After expired"
+    _no_secret_anywhere(dep, sb.token)
+
+
+def _no_secret_anywhere(dep, token: str) -> None:
+    """After a run full of failures: the token is in no log line, no CLI output, and no byte
+    of the state database (its WAL included)."""
+    outputs = [dep.syncd("status", "--json"), dep.syncd("status"), dep.syncd("dead-letters", "list"),
+               dep.syncd("conflicts")]
+    for result in outputs:
+        assert result.returncode == 0, result.stderr
+        assert token not in result.stdout + result.stderr
+    log = (dep.tmp / "syncd.log").read_text(encoding="utf-8")
+    assert "error" in log and token not in log
+    for path in dep.tmp.glob("state.db*"):
+        assert token.encode() not in path.read_bytes(), f"the token is stored in {path.name}"
+
