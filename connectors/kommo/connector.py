@@ -15,6 +15,8 @@ ones in memory and fetching each page's records by id.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import math
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Iterator
@@ -312,8 +314,29 @@ class KommoConnector:
             results += self._log_chunk(calls[j:j + WRITE_CHUNK])
         return results
 
+    def _as_stored(self, calls: list[Call]) -> list[Call]:
+        """Kommo attaches a call to the contact holding exactly its number: send the number as
+        the linked contact stores it ("0671115566", not Oki-Toki's "380671115566")."""
+        ids = sorted({c.contact_id for c in calls if c.contact_id})
+        if not ids:
+            return calls
+        region = str(self.context.extra.get("default_region") or "UA")
+
+        def e164(raw: str) -> str | None:
+            try:
+                return normalize(raw, region)
+            except InvalidRecord:
+                return None
+        stored = {c.id: c.phones for c in self.fetch_contacts(ids)}
+        out = []
+        for call in calls:
+            want = e164(call.phone)
+            match = next((p for p in stored.get(call.contact_id or "", ()) if want and e164(p) == want), None)
+            out.append(replace(call, phone=match) if match else call)
+        return out
+
     def _log_chunk(self, calls: list[Call]) -> list[WriteResult]:
-        items = call_items(calls, self.options)
+        items = call_items(self._as_stored(calls), self.options)
         try:
             body = self.api.json("POST", "/api/v4/calls", operation="kommo calls", json=items)
             rejected: dict[str, str] = {}
