@@ -88,7 +88,7 @@ def _until(syncer, check: Callable[[], Any], what: str, timeout: float = 20.0,
         if time.monotonic() > deadline:
             seen = sb.state() if sb is not None else {}
             raise AssertionError(f"not reached within {timeout:g} s: {what}; last cycle {report}; "
-                                 f"sandbox contacts {seen.get('contacts')}, tasks {seen.get('tasks')}")
+                                 f"sandbox contacts {seen.get('contacts')}, tasks {seen.get('tasks')}, lists {seen.get('lists')}")
         time.sleep(0.3)
 
 
@@ -115,7 +115,7 @@ def _session(call: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def daemon(request, sandbox, tmp_path):
+def daemon(sandbox, tmp_path):
     """``daemon(crm_handle, **config)`` → a Syncer on the sandbox and that live CRM."""
     syncers = []
 
@@ -137,8 +137,8 @@ def daemon(request, sandbox, tmp_path):
 def test_daemon_between_sandbox_and_live_bottlecrm(daemon, sandbox, bottlecrm_crm):
     crm, sb = bottlecrm_crm, sandbox
     options = crm.crm_section()["options"]
-    if "settle" in crm.options().model_fields:
-        options["settle"] = 0
+    if "settle" in type(crm.options()).model_fields:
+        options["settle"] = 0   # the scan still waits for the Date header's whole second
     phones = _phones(5)
     names = [f"Lead{i} Bottle{random.randint(1000, 9999)}" for i in range(5)]
     ids = [crm.create_contact({"name": n, "title": "new", "do_not_call": False}, [p])
@@ -186,8 +186,8 @@ def test_daemon_between_sandbox_and_live_bottlecrm(daemon, sandbox, bottlecrm_cr
     # do-not-call on lead 3: its number on the blacklist, its pending task deleted
     crm.update_contact(ids[3], {"do_not_call": True})
     blacklist = lambda: next(lst for lst in sb.state()["lists"] if lst["id"] == BLACKLIST)
-    _until(syncer, lambda: phones[3].lstrip("+") in blacklist()["values"]
-           and not _tasks(sb, phones[3]), "do-not-call honoured", 30)
+    _until(syncer, lambda: phones[3].lstrip("+") in {v.lstrip("+") for v in blacklist()["values"]}
+           and not _tasks(sb, phones[3]), "do-not-call honoured", 30, sb)
     assert _tasks(sb, phones[3], "deleted")
 
     # quiet: two more cycles write nothing on either side
