@@ -197,9 +197,11 @@ def test_daemon_between_sandbox_and_live_bottlecrm(daemon, sandbox, bottlecrm_cr
     assert {"contacts/add-update", "imports/tasks/add", "dialers/create_task",
             "dialers/delete_task", "lists/add"} <= set(before)   # the check below can fail
     activities = [crm.count_activities(_session(c)) for c in (answered, missed)]
+    crm_stamp = crm._sql("SELECT max(updated_at), count(*) FROM contacts")
     for _ in range(2):
         assert not syncer.cycle().errors
     assert _write_counts(sb) == before
+    assert crm._sql("SELECT max(updated_at), count(*) FROM contacts") == crm_stamp
     assert [crm.count_activities(_session(c)) for c in (answered, missed)] == activities == [1, 1]
 
     # A sandbox contact with two numbers, created in a one-phone CRM, keeps both in Oki-Toki.
