@@ -165,7 +165,7 @@ class BottleCrmConnector:
         self.capabilities = Capabilities(
             contacts_read=True, contacts_write=True, contacts_create=True, calls_write=True,
             # Large pages: each page of changes costs a full scan; memory stays O(page).
-            do_not_call=True, read_batch_size=1000,
+            do_not_call=True, read_batch_size=1000, max_phones=1,
             notes=("no updated-since filter: each page of changes costs a full scan of "
                    f"ceil(total contacts / {options.scan_page_size}) list requests",
                    "one phone per contact: extra phones are not stored",

@@ -63,6 +63,9 @@ class Capabilities:
     read_batch_size: int = 100       # page size for changed_contacts
     write_batch_size: int = 50       # contacts per upsert_contacts call
     calls_batch_size: int = 50       # calls per log_calls call
+    max_phones: int | None = None    # phones one contact can hold (None: no limit); a contact
+    #                                  read back with only that many of the agreed numbers is
+    #                                  full, not edited
     notes: tuple[str, ...] = ()      # caveats shown by `syncd check` (e.g. cost per poll)
 
 

@@ -61,6 +61,7 @@ class _SchemaCapabilities:
         s = obj.schema
         return Capabilities(contacts_read=True, contacts_write=True, contacts_create=s.can_create,
                             calls_write=s.calls is not None, do_not_call=s.do_not_call is not None,
+                            max_phones=len(obj.options.phone_columns),
                             notes=tuple(s.notes), **_BATCHES)
 
 

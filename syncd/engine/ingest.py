@@ -75,6 +75,7 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
     link_ids = [m.link_id for m in matches.values()]
     bases = {row.link_id: row for row in conn.execute(select(BASE).where(BASE.c.link_id.in_(link_ids)))}
     ts_col = f"{side}_updated_at"
+    cap = getattr(ctx.crm_capabilities, "max_phones", None) if side == "crm" else None
     inserts, updates, changed_links, phone_links = [], [], [], []
     for rec in records:
         m = matches[rec.id]
@@ -82,6 +83,8 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
         if rec.deleted:
             values["__deleted"] = True
         row = bases.get(m.link_id)
+        if cap and row is not None:
+            values = _full_not_edited(values, row.agreed, cap)
         if row is None:
             inserts.append({"link_id": m.link_id, side: values, ts_col: rec.updated_at,
                             "agreed": None})
@@ -128,6 +131,15 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
     counts["new_links"] += sum(1 for m in matches.values() if m.created)
     _resolve_old_quarantine(conn, side, [r.id for r in records], now)
     return counts
+
+
+def _full_not_edited(values: dict[str, Any], agreed: dict[str, Any] | None, cap: int) -> dict[str, Any]:
+    """A CRM that holds at most ``cap`` phones and shows ``cap`` of the agreed numbers is full,
+    not edited: keep the agreed list, so the numbers it cannot hold are not erased elsewhere."""
+    mine, theirs = values.get(PHONES) or [], list((agreed or {}).get(PHONES) or [])
+    if len(mine) == cap and len(theirs) > cap and set(mine) <= set(theirs):
+        return {**values, PHONES: theirs}
+    return values
 
 
 def _resolve_old_quarantine(conn: Connection, side: str, ids: list[str], now: datetime) -> None:

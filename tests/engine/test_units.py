@@ -126,3 +126,12 @@ def test_window_starts_overlap_before_the_cursor():
 def test_an_old_mexican_mobile_written_with_the_00_prefix_is_normalised() -> None:
     from syncd.phones import normalize
     assert normalize("0052 1 55 12345678", "UA") == normalize("+52 55 1234 5678", "UA") == "+525512345678"
+
+
+def test_a_crm_full_of_phones_is_not_an_edit_that_erases_the_others() -> None:
+    from syncd.engine.ingest import _full_not_edited
+    agreed = {"phones": ["+380933334455", "+380443334455"]}
+    full = _full_not_edited({"phones": ["+380933334455"]}, agreed, cap=1)
+    assert full["phones"] == agreed["phones"]
+    edited = _full_not_edited({"phones": ["+380671112233"]}, agreed, cap=1)   # a new number
+    assert edited["phones"] == ["+380671112233"]
