@@ -136,7 +136,7 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
                   instance_id=instance_id or config.daemon.instance_id
                   or f"{socket.gethostname()}:{os.getpid()}", **kwargs)
     _abandon_dead_local_claims(ctx)
-    syncer = Syncer(ctx, closers=tuple(closers))
+    syncer = Syncer(ctx, closers=tuple(closers), flushers=(journal.flush, budget.release))
     if dry_run:
         store.start_dry_run()
         ctx.dry_run = True

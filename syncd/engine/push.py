@@ -27,6 +27,7 @@ from .outbox import LANE_SYSTEMS, LOW_BUDGET_SHARE, URGENT_LANES, Lane, classify
 __all__ = ["push", "Done", "Later", "paused_lanes"]
 
 log = structlog.get_logger()
+BULK_TASKS = 1000                   # the bulk import endpoint takes up to 1000 tasks
 CLAIM_HOLD = timedelta(minutes=2)   # a batch is sized to finish well within this (see _batch_size)
 
 
@@ -92,9 +93,13 @@ def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100)
             continue
         seen: set[int] = set()
         while not stop.is_set():
-            rows = sql.claim(ctx.store, lanes=[lane], limit=_batch_size(ctx, lane, batch),
-                             holder=ctx.instance_id,
-                             now=ctx.now(), hold=CLAIM_HOLD)
+            rows = []
+            if lane == Lane.TASKS:   # task creates go in bulk: one import per dialer per claim
+                rows = sql.claim(ctx.store, lanes=[lane], limit=BULK_TASKS, holder=ctx.instance_id,
+                                 now=ctx.now(), hold=CLAIM_HOLD, operations=["add_task"])
+            if not rows:
+                rows = sql.claim(ctx.store, lanes=[lane], limit=_batch_size(ctx, lane, batch),
+                                 holder=ctx.instance_id, now=ctx.now(), hold=CLAIM_HOLD)
             again = [r.id for r in rows if r.id in seen]
             if again:   # retried or released in this run already: their turn is the next run
                 sql.release(ctx.store, again, holder=ctx.instance_id, now=ctx.now())

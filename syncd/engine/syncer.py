@@ -65,12 +65,13 @@ class Syncer:
     """Runs the flows over one :class:`Context`. Thread-safe per job (the daemon never runs a
     job twice at once); every job commits its work in short transactions as it goes."""
 
-    def __init__(self, ctx: Context, *, closers: tuple = ()) -> None:
+    def __init__(self, ctx: Context, *, closers: tuple = (), flushers: tuple = ()) -> None:
         self.ctx = ctx
         self.store: Store = ctx.store
         self.crm = ctx.crm
         self.okitoki = ctx.okitoki
         self._closers = closers
+        self._flushers = flushers   # buffered accounting: written after each job and at close
         self._hint = threading.Event()
         self._lease_ttl = max(timedelta(seconds=90), 3 * max(ctx.config.crm.poll_interval,
                                                              ctx.config.okitoki.poll_interval))
@@ -95,6 +96,7 @@ class Syncer:
                            errors=report.errors)
             except Exception as exc:  # noqa: BLE001 - never hide the job's own outcome
                 log.warning("run_not_recorded", error=redact(str(exc)))
+            self._flush()
             structlog.contextvars.unbind_contextvars("job")
 
     def _leader(self, stream: str) -> bool:
@@ -229,7 +231,15 @@ class Syncer:
         log.info("call_hint", session_id=str(session_id)[:64])
         self._hint.set()
 
+    def _flush(self) -> None:
+        for flush in self._flushers:
+            try:
+                flush()
+            except Exception as exc:  # noqa: BLE001 - accounting must not break a job
+                log.warning("accounting_not_written", error=redact(str(exc)))
+
     def close(self) -> None:
+        self._flush()
         self.store.end_dry_run()
         for closer in self._closers:
             try:

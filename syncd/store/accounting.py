@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Callable
 
@@ -30,34 +31,71 @@ class StoreBudget:
     """:class:`syncd.http.RequestBudget` kept in the state database, per system per UTC day.
 
     Shared by every instance on the same database. ``limits`` maps system → requests a day
-    (None: unlimited, still counted).
+    (None: unlimited, still counted). To keep a database commit off every request, requests
+    are taken from the database in small reservations of ``reserve`` at a time (never past the
+    limit); :meth:`release` gives the unspent part back (at shutdown). A crash loses at most one
+    unspent reservation per system: the budget is then under-used, never exceeded.
     """
 
-    def __init__(self, store: Store, limits: dict[str, int | None], *, clock: Clock = _utcnow) -> None:
+    def __init__(self, store: Store, limits: dict[str, int | None], *, clock: Clock = _utcnow,
+                 reserve: int = 20) -> None:
         self.store, self.limits, self.clock = store, dict(limits), clock
+        self.reserve = max(1, reserve)
         self._lock = threading.Lock()
+        self._held: dict[str, tuple[str, int]] = {}   # system → (day, reserved but unspent)
 
     def _day(self) -> str:
         return self.clock().astimezone(UTC).date().isoformat()
 
     def spend(self, system: str, n: int = 1) -> None:
         limit, day = self.limits.get(system), self._day()
+        with self._lock:
+            held_day, held = self._held.get(system, (day, 0))
+            if held_day != day:
+                held = 0                       # yesterday's reservation is simply spent
+            if held < n:
+                held += self._take(system, day, limit, n - held)
+            if held < n:
+                self._held[system] = (day, held)
+                raise BudgetExhausted(f"daily request budget of {limit} is spent", system=system)
+            self._held[system] = (day, held - n)
+
+    def _take(self, system: str, day: str, limit: int | None, need: int) -> int:
+        """Reserve at least ``need`` (up to ``reserve``) requests in the database; how many."""
         c = BUDGET.c
-        with self._lock, self.store.begin() as conn:
+        want = max(need, self.reserve)
+        with self.store.begin() as conn:
             insert_ignore(conn, BUDGET, [{"system": system, "day": day, "used": 0}], ["system", "day"])
             cond = and_(c.system == system, c.day == day)
+            used = conn.execute(select(c.used).where(cond)).scalar() or 0
             if limit is not None:
-                cond = and_(cond, c.used + n <= limit)
+                want = min(want, max(0, limit - used))
+                if want < need:
+                    return 0
+                cond = and_(cond, c.used + want <= limit)
             done = conn.execute(update(BUDGET).where(cond)
-                                .values(used=c.used + n, daily_limit=limit)).rowcount
-        if not done:
-            raise BudgetExhausted(f"daily request budget of {limit} is spent", system=system)
+                                .values(used=c.used + want, daily_limit=limit)).rowcount
+        return want if done else 0
+
+    def release(self) -> None:
+        """Give the unspent reservations back (called when the syncer closes)."""
+        c = BUDGET.c
+        with self._lock:
+            held, self._held = self._held, {}
+            for system, (day, unspent) in held.items():
+                if unspent:
+                    with self.store.begin() as conn:
+                        conn.execute(update(BUDGET).where(and_(c.system == system, c.day == day))
+                                     .values(used=c.used - unspent))
 
     def used(self, system: str) -> int:
+        """Requests spent today (reserved but unspent ones of this process not counted)."""
         c = BUDGET.c
+        day = self._day()
         with self.store.begin() as conn:
-            value = conn.execute(select(c.used).where(and_(c.system == system, c.day == self._day()))).scalar()
-        return int(value or 0)
+            value = conn.execute(select(c.used).where(and_(c.system == system, c.day == day))).scalar()
+        held_day, held = self._held.get(system, (day, 0))
+        return max(0, int(value or 0) - (held if held_day == day else 0))
 
     def remaining(self, system: str) -> int | None:
         limit = self.limits.get(system)
@@ -67,17 +105,37 @@ class StoreBudget:
 
 
 class StoreJournal:
-    """The API journal hook (:data:`syncd.http.Journal`): one row per request attempt."""
+    """The API journal hook (:data:`syncd.http.Journal`): one row per request attempt.
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    Rows are buffered and written together (every ``batch`` rows, at most ``interval`` seconds
+    apart, and on :meth:`flush`, which the syncer calls after each job): one commit per batch
+    instead of per request. A crash loses at most the unflushed rows of this journal.
+    """
+
+    def __init__(self, store: Store, *, batch: int = 200, interval: float = 2.0) -> None:
+        self.store, self.batch, self.interval = store, batch, interval
+        self._rows: list[dict] = []
+        self._lock = threading.Lock()
+        self._last = time.monotonic()
 
     def __call__(self, entry: JournalEntry) -> None:
-        with self.store.begin() as conn:
-            conn.execute(insert(JOURNAL).values(
-                at=entry.at, system=entry.system, operation=entry.operation[:64],
-                method=entry.method[:8], status=entry.status, duration_ms=entry.duration_ms,
-                attempt=entry.attempt, error=redact(entry.error)[:1000] if entry.error else None))
+        row = dict(at=entry.at, system=entry.system, operation=entry.operation[:64],
+                   method=entry.method[:8], status=entry.status, duration_ms=entry.duration_ms,
+                   attempt=entry.attempt, error=redact(entry.error)[:1000] if entry.error else None)
+        with self._lock:
+            self._rows.append(row)
+            due = len(self._rows) >= self.batch or time.monotonic() - self._last >= self.interval
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered rows now."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+            self._last = time.monotonic()
+        if rows:
+            with self.store.begin() as conn:
+                conn.execute(insert(JOURNAL), rows)
 
 
 def record_run(store: Store, *, job: str, instance: str | None, started_at: datetime,

@@ -131,9 +131,10 @@ def test_budget_persists_and_refuses_past_the_limit(store):
 def test_journal_stores_no_token(store):
     from syncd.redact import register_secret
     register_secret("sekret-token-value")
-    StoreJournal(store)(JournalEntry(at=NOW, system="okitoki", operation="create_task", method="POST",
-                                     status=401, duration_ms=12, attempt=1,
-                                     error="bad api_token=sekret-token-value"))
+    journal = StoreJournal(store)
+    journal(JournalEntry(at=NOW, system="okitoki", operation="create_task", method="POST",
+                         status=401, duration_ms=12, attempt=1, error="bad api_token=sekret-token-value"))
+    journal.flush()
     with store.begin() as conn:
         row = conn.execute(select(ApiCall.__table__)).one()
     assert "sekret-token-value" not in (row.error or "")
@@ -169,3 +170,33 @@ def test_dry_run_leaves_the_database_unchanged(store):
     store.end_dry_run()
     with store.begin() as conn:
         assert conn.execute(select(Outbox.__table__)).first() is None
+
+
+def test_journal_rows_are_written_in_batches_and_on_flush(store):
+    journal = StoreJournal(store, batch=3, interval=3600)
+    entry = JournalEntry(at=NOW, system="okitoki", operation="dialers", method="GET", status=200,
+                         duration_ms=1, attempt=1)
+    for _ in range(2):
+        journal(entry)
+    with store.begin() as conn:
+        assert conn.execute(select(ApiCall.__table__)).all() == []
+    journal(entry)                                  # the third fills the batch
+    with store.begin() as conn:
+        assert len(conn.execute(select(ApiCall.__table__)).all()) == 3
+    journal(entry)
+    journal.flush()
+    with store.begin() as conn:
+        assert len(conn.execute(select(ApiCall.__table__)).all()) == 4
+
+
+def test_budget_reservations_never_pass_the_limit_and_are_given_back(store):
+    budget = StoreBudget(store, {"okitoki": 30}, clock=lambda: NOW, reserve=20)
+    other = StoreBudget(store, {"okitoki": 30}, clock=lambda: NOW, reserve=20)   # a second instance
+    budget.spend("okitoki")                          # reserves 20 in the database
+    assert budget.used("okitoki") == 1 and other.used("okitoki") == 20
+    for _ in range(10):
+        other.spend("okitoki")                       # the other gets only the 10 left
+    with pytest.raises(BudgetExhausted):
+        other.spend("okitoki")
+    budget.release()                                 # 19 unspent come back
+    assert other.used("okitoki") == 11 and other.remaining("okitoki") == 19
