@@ -27,7 +27,6 @@ from .config import (
     DoNotCallConfig,
     OkitokiConfig,
     format_validation_errors,
-    unknown_key_message,
 )
 from .errors import ConfigError
 

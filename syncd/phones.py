@@ -18,7 +18,7 @@ from phonenumbers import timezone as pn_timezone
 
 from .errors import InvalidRecord
 
-__all__ = ["normalize", "normalize_many", "timezone_for", "is_valid"]
+__all__ = ["normalize", "normalize_or_none", "normalize_many", "timezone_for", "is_valid"]
 
 _UNKNOWN_ZONE = "Etc/Unknown"
 
@@ -59,6 +59,16 @@ def normalize(raw: str, default_region: str = "UA") -> str:
     if not isinstance(raw, str):
         raise InvalidRecord(f"phone {raw!r}: not a string")
     return _parse(raw, (default_region or "ZZ").upper())
+
+
+def normalize_or_none(raw: str | None, default_region: str = "UA") -> str | None:
+    """Like :func:`normalize`, but None for an empty or invalid number (for comparisons)."""
+    if not raw:
+        return None
+    try:
+        return normalize(raw, default_region)
+    except InvalidRecord:
+        return None
 
 
 def is_valid(raw: str, default_region: str = "UA") -> bool:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import InvalidRecord, InvalidRequest, NotFound, RemoteError, TransientError
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
-from syncd.phones import normalize
+from syncd.phones import normalize_or_none
 
 from .._oauth import (OAuthSession, TokenPair, TokenStore, authorized_request, bearer,
                       token_pair_from_response)
@@ -189,10 +189,7 @@ class HubSpotConnector:
         return [c for c in found if phone_e164 in {self._normal(p) for p in c.phones}]
 
     def _normal(self, phone: str) -> str | None:
-        try:
-            return normalize(phone, self.region)
-        except InvalidRecord:
-            return None
+        return normalize_or_none(phone, self.region)
 
     # -- contact writes ------------------------------------------------------------------
     def _write_properties(self, w: ContactWrite) -> dict[str, Any]:

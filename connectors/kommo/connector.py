@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import AuthenticationError, InvalidRecord, InvalidRequest
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
-from syncd.phones import normalize
+from syncd.phones import normalize, normalize_or_none
 
 from .._secrets import secret_from as _secret
 from .._created import record_creates, settle_creates
@@ -323,10 +323,7 @@ class KommoConnector:
         region = str(self.context.extra.get("default_region") or "UA")
 
         def e164(raw: str) -> str | None:
-            try:
-                return normalize(raw, region)
-            except InvalidRecord:
-                return None
+            return normalize_or_none(raw, region)
         stored = {c.id: c.phones for c in self.fetch_contacts(ids)}
         out = []
         for call in calls:

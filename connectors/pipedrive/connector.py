@@ -10,9 +10,9 @@ import structlog
 from pydantic import BaseModel
 
 from syncd.connector import Capabilities, ConnectorContext
-from syncd.errors import InvalidRecord, InvalidRequest, NotFound, TransientError
+from syncd.errors import InvalidRequest, NotFound, TransientError
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
-from syncd.phones import normalize
+from syncd.phones import normalize_or_none
 
 from .._oauth import (OAuthSession, TokenPair, TokenStore, authorized_request,
                       token_pair_from_response)
@@ -152,10 +152,7 @@ class PipedriveConnector:
         return [c for c in self.fetch_contacts(ids) if phone_e164 in {self._normal(p) for p in c.phones}]
 
     def _normal(self, phone: str) -> str | None:
-        try:
-            return normalize(phone, self.region)
-        except InvalidRecord:
-            return None
+        return normalize_or_none(phone, self.region)
 
     # -- contact writes ------------------------------------------------------------------
     def _body(self, w: ContactWrite) -> dict[str, Any]:

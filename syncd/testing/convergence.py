@@ -16,8 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..errors import InvalidRecord
-from ..phones import normalize
+from ..phones import normalize_or_none
 from ..store import CallRow, Conflict, Link, Outbox, TaskRow, open_store
 from .scenario import SqlCrm
 
@@ -26,12 +25,7 @@ __all__ = ["Verdict", "check_convergence", "linked_pairs", "e164"]
 
 def e164(raw: str | None, region: str = "UA") -> str | None:
     """A number as E.164, or None if it is not a valid number (the daemon's own rules)."""
-    if not raw:
-        return None
-    try:
-        return normalize(raw, region)
-    except InvalidRecord:
-        return None
+    return normalize_or_none(raw, region)
 
 
 @dataclass
