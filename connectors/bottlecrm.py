@@ -148,6 +148,8 @@ class BottleCrmConnector:
 
     name: ClassVar[str] = "bottlecrm"
     Options: ClassVar[type[BaseModel]] = BottleCrmOptions
+    # What `syncd check` knows before connecting; an instance refines it (page sizes, notes).
+    capabilities: Capabilities = Capabilities(calls_write=True, do_not_call=True, max_phones=1)
 
     def __init__(self, options: BottleCrmOptions, context: ConnectorContext) -> None:
         self.options = options

@@ -127,6 +127,10 @@ class TrytonConnector:
 
     name: ClassVar[str] = "tryton"
     Options: ClassVar[type[BaseModel]] = TrytonOptions
+    # What `syncd check` knows before connecting; an instance refines it (page size, notes).
+    capabilities: Capabilities = Capabilities(
+        calls_write=True, do_not_call=False,
+        notes=("no do-not-call flag on party.party: [do_not_call] crm_field cannot be mapped",))
 
     def __init__(self, options: TrytonOptions, context: ConnectorContext) -> None:
         self.options = options

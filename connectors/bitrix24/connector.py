@@ -76,6 +76,8 @@ class Bitrix24Connector:
 
     name: ClassVar[str] = "bitrix24"
     Options: ClassVar[type[BaseModel]] = Bitrix24Options
+    # What `syncd check` knows before connecting (do-not-call: a configured UF_CRM_* field).
+    capabilities: Capabilities = Capabilities(calls_write=True, do_not_call=True)
     # Defaults for [crm] requests_per_minute when the config has none.
     default_requests_per_minute: ClassVar[int] = DEFAULT_REQUESTS_PER_MINUTE
     default_burst: ClassVar[int] = DEFAULT_BURST

@@ -99,6 +99,8 @@ class KommoConnector:
 
     name: ClassVar[str] = "kommo"
     Options: ClassVar[type[BaseModel]] = KommoOptions
+    # What `syncd check` knows before connecting (do-not-call: a configured custom field).
+    capabilities: Capabilities = Capabilities(calls_write=True, do_not_call=True)
     # Defaults for [crm] requests_per_minute when the config has none.
     default_requests_per_minute: ClassVar[int] = DEFAULT_REQUESTS_PER_MINUTE
     default_burst: ClassVar[int] = DEFAULT_BURST
