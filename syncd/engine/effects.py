@@ -13,13 +13,13 @@ import structlog
 from sqlalchemy import Connection, and_, bindparam, delete, select, update
 
 from ..store.outbox import insert_ignore
-from ..store.tables import CallRow, Dirty, MergeCandidate, TaskRow
+from ..store.tables import CallRow, MergeCandidate, TaskRow
 from .context import BASE, DIRTY, LINK, OUTBOX, PHONE, mark_dirty, update_many
 from .mapping import PHONES
 
 __all__ = ["Seen", "TaskSettled", "CallLogged", "apply_effects"]
 
-TASK, CALL = TaskRow.__table__, CallRow.__table__
+TASK, CALL, CANDIDATE = TaskRow.__table__, CallRow.__table__, MergeCandidate.__table__
 log = structlog.get_logger()
 
 
@@ -43,8 +43,7 @@ class Seen:
             col = LINK.c.crm_id if side == "crm" else LINK.c.okitoki_id
             created = [{"_k": s.link_id, "_v": s.new_id} for s in group if s.new_id is not None]
             if created:
-                _retire_racing_links(conn, side, created)
-                created = _absorb_one_sided(conn, side, created)
+                created = _make_room(conn, side, created)
                 conn.execute(update(LINK).where(and_(LINK.c.id == bindparam("_k"), col.is_(None)))
                              .values({col.key: bindparam("_v")}), created)
             ids = sorted({s.link_id for s in group})
@@ -63,56 +62,40 @@ class Seen:
             mark_dirty(conn, seen)
 
 
-def _absorb_one_sided(conn: Connection, side: str, created: list[dict]) -> list[dict]:
-    """Make room for the ids of records we just created on ``side``.
+def _make_room(conn: Connection, side: str, created: list[dict]) -> list[dict]:
+    """Make room for the ids of records we just created on ``side``; returns the creates whose
+    id can be recorded.
 
-    A pull running beside the push may read a record we created before the push records its
-    id, and (if its number matched nothing, or several contacts) keep it as a new one-sided
-    link. That link is our own record seen early: fold it into the link that created it
-    (the intended link wins, invariant 2). A record already linked to another contact on the
+    A pull running beside the push may read a record we created before this commit and give it
+    a link of its own (one side only, or a merge candidate): that link is retired (tombstoned,
+    its phones, queue entries, pending rows and merge-candidate report dropped) so the record
+    joins the link it was made for (invariant 2). A record already linked to a contact on the
     other side is left alone and our link stays without the id (logged, never a crash).
     """
     col = LINK.c.crm_id if side == "crm" else LINK.c.okitoki_id
     other = LINK.c.okitoki_id if side == "crm" else LINK.c.crm_id
     wanted = {c["_v"]: c["_k"] for c in created}
-    holders = conn.execute(select(LINK.c.id, col.label("sid"), other.label("oid"))
-                           .where(and_(col.in_(list(wanted)), LINK.c.entity == "contact"))).all()
-    absorb, blocked = [], set()
-    for h in holders:
+    racing, blocked = [], set()
+    for h in conn.execute(select(LINK.c.id, col.label("sid"), other.label("oid"))
+                          .where(col.in_(list(wanted)))):
         if h.id == wanted[h.sid]:
             continue
         if h.oid is None:
-            absorb.append(h.id)
+            racing.append((h.id, h.sid))
         else:
             blocked.add(h.sid)
             log.warning("created_record_linked_elsewhere", side=side, record_id=h.sid,
                         link_id=wanted[h.sid], other_link_id=h.id)
-    if absorb:
-        for table, key in ((BASE, BASE.c.link_id), (PHONE, PHONE.c.link_id),
-                           (Dirty.__table__, Dirty.__table__.c.link_id),
-                           (TASK, TASK.c.link_id)):
-            conn.execute(delete(table).where(key.in_(absorb)))
-        conn.execute(delete(MergeCandidate.__table__).where(and_(
-            MergeCandidate.__table__.c.side == side,
-            MergeCandidate.__table__.c.record_id.in_([h.sid for h in holders if h.id in absorb]))))
-        conn.execute(delete(LINK).where(LINK.c.id.in_(absorb)))
-    return [c for c in created if c["_v"] not in blocked]
-
-
-def _retire_racing_links(conn: Connection, side: str, created: list[dict]) -> None:
-    """A pull may have met the record we just created before this commit and given it a link
-    of its own (one side only): that link is retired so the record joins the intended one."""
-    col = LINK.c.crm_id if side == "crm" else LINK.c.okitoki_id
-    other = LINK.c.okitoki_id if side == "crm" else LINK.c.crm_id
-    ours = {c["_k"] for c in created}
-    racing = [r.id for r in conn.execute(select(LINK.c.id).where(and_(
-        col.in_([c["_v"] for c in created]), LINK.c.id.not_in(ours), other.is_(None))))]
     if racing:
-        conn.execute(update(LINK).where(LINK.c.id.in_(racing)).values({col.key: None, "tombstone": True}))
-        conn.execute(delete(PHONE).where(PHONE.c.link_id.in_(racing)))
-        conn.execute(delete(DIRTY).where(DIRTY.c.link_id.in_(racing)))
-        conn.execute(update(OUTBOX).where(and_(OUTBOX.c.link_id.in_(racing), OUTBOX.c.status == "pending"))
+        ids = [i for i, _ in racing]
+        conn.execute(update(LINK).where(LINK.c.id.in_(ids)).values({col.key: None, "tombstone": True}))
+        conn.execute(delete(PHONE).where(PHONE.c.link_id.in_(ids)))
+        conn.execute(delete(DIRTY).where(DIRTY.c.link_id.in_(ids)))
+        conn.execute(update(OUTBOX).where(and_(OUTBOX.c.link_id.in_(ids), OUTBOX.c.status == "pending"))
                      .values(status="done", last_error="superseded: the record joined the link it was made for"))
+        conn.execute(delete(CANDIDATE).where(and_(CANDIDATE.c.side == side,
+                                                  CANDIDATE.c.record_id.in_([r for _, r in racing]))))
+    return [c for c in created if c["_v"] not in blocked]
 
 
 @dataclass(frozen=True)
