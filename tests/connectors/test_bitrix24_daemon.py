@@ -10,6 +10,10 @@ import pytest
 
 from syncd.engine.build import build_syncer
 from syncd.store import open_store
+from tests.daemon_checks import cycle as _cycle
+from tests.daemon_checks import okitoki_writes as _okitoki_writes
+from tests.daemon_checks import pending_tasks as _pending
+from tests.daemon_checks import sandbox_contact as _contact
 from tests.engine.conftest import make_config
 from tests.fakes.bitrix24 import running_bitrix24
 
@@ -17,8 +21,6 @@ STATUS, DNC = "UF_CRM_CALL_STATUS", "UF_CRM_DNC"
 FIELDS = {"name": {"crm": "NAME", "okitoki": "name", "sync": "both", "conflict": "newest"},
           "email": {"crm": "EMAIL", "okitoki": "email", "sync": "both", "conflict": "crm"},
           "status": {"crm": STATUS, "okitoki": "details.status", "sync": "to_okitoki"}}
-OKITOKI_WRITES = ("contacts/add-update", "imports/tasks/add", "dialers/create_task",
-                  "dialers/delete_task", "lists/add")
 CRM_WRITES = ("crm.contact.add", "crm.contact.update", "crm.activity.add", "crm.activity.update",
               "telephony.externalcall.register", "telephony.externalcall.finish",
               "telephony.externalcall.attachrecord")
@@ -39,35 +41,15 @@ def world(sandbox, tmp_path):
         syncer.close()
 
 
-def _okitoki_writes(sb) -> dict[str, int]:
-    ops = sb.requests(limit=1)["by_operation"]
-    return {op: ops.get(op, 0) for op in OKITOKI_WRITES}
-
-
 def _crm_writes(portal) -> int:
     with portal.lock:
         return sum(1 for method in portal.journal if method.lower() in CRM_WRITES)
-
-
-def _contact(sb, name):
-    return next(c for c in sb.state()["contacts"] if c["name"] == name)
-
-
-def _pending(sb, digits, dialer_id=101):
-    return [t for t in sb.state()["tasks"] if t["status"] == "pending" and t["dialer_id"] == dialer_id
-            and any(digits in p for p in t["phones"])]
 
 
 def _calls_on(portal, cid):
     """Call activities on contact ``cid`` (telephony external calls or the fallback)."""
     with portal.lock:
         return [a for a in portal.activities.values() if int(a["OWNER_ID"]) == cid]
-
-
-def _cycle(syncer, times=1):
-    for _ in range(times):
-        report = syncer.cycle()
-        assert not report.errors, report.errors
 
 
 def test_every_flow_between_okitoki_and_bitrix24_then_quiet_cycles(world):

@@ -9,6 +9,10 @@ import pytest
 
 from syncd.engine.build import build_syncer
 from syncd.store import open_store
+from tests.daemon_checks import cycle as _cycle
+from tests.daemon_checks import okitoki_writes as _okitoki_writes
+from tests.daemon_checks import pending_tasks as _pending
+from tests.daemon_checks import sandbox_contact as _contact
 from tests.engine.conftest import make_config
 from tests.fakes.kommo import running_kommo
 
@@ -16,8 +20,6 @@ EMAIL, DNC, STATUS = 101, 555, 556          # the fake account's field ids
 FIELDS = {"name": {"crm": "name", "okitoki": "name", "sync": "both", "conflict": "newest"},
           "email": {"crm": "cf:EMAIL", "okitoki": "email", "sync": "both", "conflict": "crm"},
           "status": {"crm": f"cf:{STATUS}", "okitoki": "details.status", "sync": "to_okitoki"}}
-OKITOKI_WRITES = ("contacts/add-update", "imports/tasks/add", "dialers/create_task",
-                  "dialers/delete_task", "lists/add")
 
 
 @pytest.fixture
@@ -35,23 +37,9 @@ def world(sandbox, tmp_path):
         syncer.close()
 
 
-def _okitoki_writes(sb) -> dict[str, int]:
-    ops = sb.requests(limit=1)["by_operation"]
-    return {op: ops.get(op, 0) for op in OKITOKI_WRITES}
-
-
 def _crm_writes(account) -> list[tuple[str, str]]:
     with account.lock:
         return [r for r in account.requests if r[0] in ("POST", "PATCH")]
-
-
-def _contact(sb, name):
-    return next(c for c in sb.state()["contacts"] if c["name"] == name)
-
-
-def _pending(sb, digits, dialer_id=101):
-    return [t for t in sb.state()["tasks"] if t["status"] == "pending" and t["dialer_id"] == dialer_id
-            and any(digits in p for p in t["phones"])]
 
 
 def _calls_on(account, cid):
@@ -62,12 +50,6 @@ def _calls_on(account, cid):
 def _value(account, cid, field_id):
     values = account.values_of(cid, field_id)
     return values[0]["value"] if values else None
-
-
-def _cycle(syncer, times=1):
-    for _ in range(times):
-        report = syncer.cycle()
-        assert not report.errors, report.errors
 
 
 def test_every_flow_between_okitoki_and_kommo_then_quiet_cycles(world):

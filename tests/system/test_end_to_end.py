@@ -10,18 +10,13 @@ import pytest
 
 from syncd.demo_data import demo_contacts
 from syncd.testing.convergence import e164
+from tests.daemon_checks import okitoki_writes
 
 from .harness import deploy, stop
 
 pytestmark = pytest.mark.slow
 
-WRITE_OPERATIONS = ("dialers/create_task", "imports/tasks/add", "dialers/delete_task", "lists/add",
-                    "lists/remove", "contacts/add-update", "calls/data/add")
-
-
-def _writes(sandbox) -> int:
-    by_op = sandbox.requests(limit=1).get("by_operation", {})
-    return sum(n for op, n in by_op.items() if op in WRITE_OPERATIONS)
+_writes = okitoki_writes
 
 
 def test_every_flow_reaches_both_sides_and_a_quiet_cycle_writes_nothing(tmp_path, sandbox_proc) -> None:
