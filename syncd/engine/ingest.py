@@ -143,15 +143,18 @@ def _full_not_edited(values: dict[str, Any], agreed: dict[str, Any] | None, cap:
 
 
 def _resolve_old_quarantine(conn: Connection, side: str, ids: list[str], now: datetime) -> None:
-    """A record that now reads fine no longer needs its old dead letters."""
-    dead = conn.execute(select(OUTBOX.c.id, OUTBOX.c.payload).where(and_(
+    """A record that now reads fine no longer needs its old dead letters.
+
+    Runs for every page read, so it looks only at the idempotency keys of the side's dead
+    ingest rows (``ingest:<side>:<record id>:<stamp>``), never at their payloads."""
+    prefix = f"ingest:{side}:"
+    wanted = {f"{prefix}{i}:" for i in ids}
+    dead = conn.execute(select(OUTBOX.c.id, OUTBOX.c.idem_key).where(and_(
         OUTBOX.c.status == "dead", OUTBOX.c.operation == "ingest", OUTBOX.c.target == side))
         .limit(10_000)).all()
-    if not dead:
-        return
-    wanted = set(ids)
-    fixed = [row.id for row in dead
-             if str(((row.payload or {}).get("record") or {}).get("id")) in wanted]
+    fixed = [row.id for row in dead if any(
+        row.idem_key[:k + 1] in wanted
+        for k in range(len(prefix), len(row.idem_key)) if row.idem_key[k] == ":")]
     if fixed:
         conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(fixed))
                      .values(status="done", last_error="resolved: the record was read fine later",

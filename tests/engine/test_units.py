@@ -135,3 +135,21 @@ def test_a_crm_full_of_phones_is_not_an_edit_that_erases_the_others() -> None:
     assert full["phones"] == agreed["phones"]
     edited = _full_not_edited({"phones": ["+380671112233"]}, agreed, cap=1)   # a new number
     assert edited["phones"] == ["+380671112233"]
+
+
+def test_a_record_that_reads_fine_later_resolves_only_its_own_dead_letters(store) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from syncd.engine.context import OUTBOX
+    from syncd.engine.ingest import _resolve_old_quarantine, quarantine
+    now = datetime(2026, 11, 27, 10, tzinfo=UTC)
+    with store.begin() as conn:
+        for rid in ("42", "421", "4:2"):
+            quarantine(conn, side="crm", record_id=rid, reason="no valid phone", payload={"id": rid},
+                       now=now, stamp=now.isoformat())
+        _resolve_old_quarantine(conn, "crm", ["42", "4:2"], now)
+        states = dict(conn.execute(select(OUTBOX.c.idem_key, OUTBOX.c.status)).all())
+    assert sorted(states.values()) == ["dead", "done", "done"]
+    assert states[f"ingest:crm:421:{now.isoformat()}"] == "dead"
