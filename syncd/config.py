@@ -98,6 +98,11 @@ class CrmConfig(_Strict):
     requests_per_minute: int | None = Field(None, ge=1)   # None: the connector's default
     daily_request_budget: int | None = Field(None, ge=1)
     timeout: Duration = timedelta(seconds=15)
+    # Re-read changes of the last `overlap` at every poll (late commits, search indexes that
+    # lag); None: the connector's own default (Capabilities.change_overlap).
+    overlap: Duration | None = None
+    # A change time later than now + clock_skew is reported as being in the future.
+    clock_skew: Duration = timedelta(minutes=5)
     options: dict[str, Any] = Field(default_factory=dict)  # validated by the connector's Options
 
 

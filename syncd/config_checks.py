@@ -35,7 +35,7 @@ __all__ = ["Sections", "partial_sections", "cross_field_problems", "connector_pr
 
 OUTCOMES = ("answered", "no_answer", "busy", "failed")
 # Durations that may be zero; every other duration must be positive.
-_ZERO_OK = {"jitter", "settle_delay", "overlap"}
+_ZERO_OK = {"jitter", "settle_delay", "overlap", "clock_skew"}
 _SECRET_KEY = re.compile(r"(?i)(^|_)(token|secret|password|passwd|key|apikey)$")
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from datetime import timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
@@ -67,6 +68,9 @@ class Capabilities:
     #                                  read back with only that many of the agreed numbers is
     #                                  full, not edited
     notes: tuple[str, ...] = ()      # caveats shown by `syncd check` (e.g. cost per poll)
+    change_overlap: timedelta = timedelta(seconds=5)   # re-read window of the change walk
+    #                                  (default of [crm] overlap): how late a change can
+    #                                  become visible behind its updated_at
 
 
 @dataclass

@@ -18,6 +18,8 @@ __all__ = [
     "ContactWrite",
     "Cursor",
     "Page",
+    "Unreadable",
+    "Untracked",
     "WriteResult",
     "Call",
     "CallDirection",
@@ -57,12 +59,41 @@ class Cursor:
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """A record a walk met but could not read (undecodable bytes, a time that is not a time,
+    a value of the wrong type). The engine quarantines it with ``reason``; the walk goes on.
+
+    ``raw`` is what could be read of it (JSON-safe, for the dead letter); ``updated_at`` the
+    change time when it could be read (it tells a later, fixed version from this one)."""
+
+    id: str | None
+    reason: str
+    raw: dict[str, Any] = field(default_factory=dict)
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Page:
-    """One page of a changed-since walk; ``next`` resumes after it; ``more`` is False at the end."""
+    """One page of a changed-since walk; ``next`` resumes after it; ``more`` is False at the end.
+
+    ``unreadable`` are records of this stretch of the walk that could not be read: ``next``
+    is past them too, so a connector must list them here rather than stop the walk."""
 
     contacts: list[Contact]
     next: Cursor
     more: bool
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Untracked:
+    """What a walk by change time cannot see: rows with no change time (``null``) and rows
+    whose change time is not a time (``unreadable``, at most the sample asked for; their
+    total in ``unreadable_total``)."""
+
+    null: int = 0
+    unreadable: list[Unreadable] = field(default_factory=list)
+    unreadable_total: int = 0
 
 
 @dataclass(frozen=True)

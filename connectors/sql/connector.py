@@ -1,10 +1,12 @@
 """``SqlConnector``: a CRM that lives in a SQL database (any SQLAlchemy URL).
 
 Change detection is a keyset walk on (updated_at, id): the next page is
-``updated_at > ts OR (updated_at = ts AND id > last_id)`` ordered by updated_at, id, ids
-compared in the column's own type. Every write sets updated_at to the database's current UTC
-time, so the daemon reads its own writes back (and recognises them as echoes by value).
-Rows whose updated_at is NULL are not seen by change detection (fetch and find still see them).
+``updated_at > ts OR (updated_at = ts AND id > last_id)`` ordered by updated_at, id, times
+compared as times whatever their spelling (:mod:`.changes`), ids in the column's own type.
+Every write sets updated_at to the database's current UTC time, so the daemon reads its own
+writes back (and recognises them as echoes by value). Rows whose updated_at is NULL or not a
+time are not seen by change detection; :meth:`SqlConnector.untracked_contacts` reports them.
+A row with a value that cannot be read is reported alone (``Page.unreadable``).
 See ``docs/connectors/sql.md`` for the options, the calls table and the guarantees.
 """
 
@@ -22,12 +24,14 @@ import structlog
 
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import ConfigError
-from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
+from syncd.model import Call, Contact, ContactWrite, Cursor, Page, Untracked, WriteResult
 from syncd.redact import register_secret
 
 from .dberrors import driver_message, is_batch_fatal, remote_error, translated
+from .changes import ChangeKey, change_key, untracked
 from .options import SqlOptions
 from .phones import distinct_phones, e164, like_pattern, region_of
+from .rows import CHANGED, RowUnreadable, raw_column, read_row
 from .schema import Schema, native_id, reflect_schema, to_utc
 from .writes import RecordRefused, insert_call, write_contact
 
@@ -116,50 +120,77 @@ class SqlConnector:
                     raise ConfigError(f'crm.options: table "{table.name}" no longer exists')
 
     # -- reads ---------------------------------------------------------------------------
-    def _contact(self, row: sa.Row) -> Contact:
+    @property
+    def change_key(self) -> ChangeKey:
         s = self.schema
-        m = row._mapping
+        return change_key(s.updated_at, s.id, self.dialect)
+
+    def _select(self) -> sa.Select:
+        """The mapped columns (raw on SQLite, read per row by :mod:`.rows`) and the change time
+        as the walk orders it (``_syncd_changed``; NULL when it is not a time)."""
+        s, key = self.schema, self.change_key
+        cols = {c.name: c for c in [s.id, s.updated_at, *s.phones, *s.fields.values()]}
+        changed = sa.case((key.valid(), key.expr), else_=sa.null()).label(CHANGED)
+        return sa.select(*(raw_column(c, self.dialect) for c in cols.values()), changed)
+
+    def _contact(self, row: sa.Row) -> Contact:
+        """A row → Contact; RowUnreadable (with the reason) when a value cannot be read."""
+        s = self.schema
+        m = read_row(row._mapping, self.schema, self.dialect)
         phones = tuple(str(m[c.name]).strip() for c in s.phones
                        if m[c.name] is not None and str(m[c.name]).strip())
         fields = {name: _json(m[col.name]) for name, col in s.fields.items()}
         if s.do_not_call is not None and m[s.do_not_call.name] is not None:
             fields[s.do_not_call.name] = bool(m[s.do_not_call.name])  # MySQL BOOL is TINYINT
+        changed = row._mapping[CHANGED]
         return Contact(id=str(m[s.id.name]), fields=fields, phones=phones,
-                       updated_at=to_utc(m[s.updated_at.name]))
-
-    def _columns(self) -> list[sa.Column]:
-        s = self.schema
-        cols = {c.name: c for c in [s.id, s.updated_at, *s.phones, *s.fields.values()]}
-        return list(cols.values())
+                       updated_at=self.change_key.parse(changed) if changed is not None else None)
 
     def changed_contacts(self, after: Cursor, limit: int) -> Page:
-        """Contacts with (updated_at, id) strictly after ``after`` (a cursor without last_id
-        means every contact at or after its time), ascending, at most ``limit``."""
-        s = self.schema
-        ua, pk = s.updated_at, s.id
-        query = sa.select(*self._columns()).where(ua.is_not(None))
-        if after.updated_at is not None:
-            ts = s.ts_param(after.updated_at)
-            if after.last_id is None:
-                query = query.where(ua >= ts)
-            else:
-                try:
-                    last = native_id(pk, after.last_id)
-                except ValueError:
-                    raise ConfigError(f"cursor id {after.last_id!r} is not a {pk.type} value "
-                                      f"of {s.contacts.name}.{pk.name}") from None
-                # = (ua > ts) OR (ua = ts AND pk > last), spelt so that the range ua >= ts
-                # can use an index on updated_at in every database
-                query = query.where(ua >= ts, sa.or_(ua > ts, pk > last))
-        query = query.order_by(ua, pk).limit(limit + 1)
+        """Contacts with (change time, id) strictly after ``after`` (a cursor without last_id
+        means every contact at or after its time, to the second), ascending, at most ``limit``.
+        Change times compare as times whatever their spelling (see :mod:`.changes`); a row
+        that cannot be read is listed in ``Page.unreadable`` and the walk goes past it."""
+        s, key = self.schema, self.change_key
+        last = None
+        if after.updated_at is not None and after.last_id is not None:
+            try:
+                last = native_id(s.id, after.last_id)
+            except ValueError:
+                raise ConfigError(f"cursor id {after.last_id!r} is not a {s.id.type} value "
+                                  f"of {s.contacts.name}.{s.id.name}") from None
+        query = self._select().where(key.valid(), *key.after(after, last))
         with translated("changed contacts"), self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            for upper in key.windows(conn, after.updated_at):
+                q = query if upper is None else query.where(*key.before(upper))
+                rows = conn.execute(q.order_by(key.expr, s.id).limit(limit + 1)).all()
+                if len(rows) > limit:
+                    break
         more = len(rows) > limit
-        contacts = [self._contact(r) for r in rows[:limit]]
-        if not contacts:
+        rows = rows[:limit]
+        if not rows:
             return Page(contacts=[], next=after, more=False)
-        last_c = contacts[-1]
-        return Page(contacts=contacts, next=Cursor(last_c.updated_at, last_c.id), more=more)
+        contacts, unreadable = [], []
+        for row in rows:
+            try:
+                contacts.append(self._contact(row))
+            except RowUnreadable as exc:
+                unreadable.append(exc.record(key.parse(row._mapping[CHANGED])))
+        tail = rows[-1]._mapping
+        nxt = Cursor(key.parse(tail[CHANGED]), str(tail[s.id.name]))
+        return Page(contacts=contacts, next=nxt, more=more, unreadable=unreadable)
+
+    def untracked_contacts(self, sample: int = 100) -> Untracked:
+        """Rows change detection cannot see: a NULL change time, or one that is not a time."""
+        with translated("untracked contacts"), self.engine.connect() as conn:
+            return untracked(conn, self.schema.contacts, self.change_key, sample=sample)
+
+    def _readable(self, rows: Any) -> Iterator[Contact]:
+        for row in rows:
+            try:
+                yield self._contact(row)
+            except RowUnreadable as exc:
+                log.warning("sql_row_unreadable", record_id=exc.record_id, reason=exc.reason)
 
     def _native_ids(self, ids: list[str]) -> list[Any]:
         out = []
@@ -178,8 +209,7 @@ class SqlConnector:
         with translated("fetch contacts"), self.engine.connect() as conn:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start:start + 500]
-                for row in conn.execute(sa.select(*self._columns()).where(s.id.in_(chunk))):
-                    contact = self._contact(row)
+                for contact in self._readable(conn.execute(self._select().where(s.id.in_(chunk)))):
                     found[contact.id] = contact
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
@@ -196,14 +226,12 @@ class SqlConnector:
         region = region_of(wanted)
         pattern = like_pattern(wanted)
         text_cols = [c if isinstance(c.type, sa.String) else sa.cast(c, sa.String) for c in s.phones]
-        query = (sa.select(*self._columns()).where(sa.or_(*(c.like(pattern) for c in text_cols)))
-                 .order_by(s.id))
+        query = self._select().where(sa.or_(*(c.like(pattern) for c in text_cols))).order_by(s.id)
         opened = contextlib.nullcontext(conn) if conn is not None else self.engine.connect()
         with translated("find by phone"), opened as c:
-            for row in c.execute(query):
-                m = row._mapping
-                if any(e164(m[col.name], region) == wanted for col in s.phones):
-                    yield self._contact(row)
+            for contact in self._readable(c.execute(query)):
+                if any(e164(p, region) == wanted for p in contact.phones):
+                    yield contact
 
     # -- writes --------------------------------------------------------------------------
     def upsert_contacts(self, writes: list[ContactWrite]) -> list[WriteResult]:
@@ -277,6 +305,10 @@ class SqlConnector:
         self.engine.dispose()
 
 
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
 def _session_settings(engine: sa.Engine, dialect: str) -> None:
     """UTC sessions (MySQL TIMESTAMP values), and real SAVEPOINTs on pysqlite."""
     if dialect in ("mysql", "mariadb"):
@@ -288,6 +320,9 @@ def _session_settings(engine: sa.Engine, dialect: str) -> None:
         @sa.event.listens_for(engine, "connect")
         def _no_implicit_tx(dbapi_conn, _record):
             dbapi_conn.isolation_level = None
+            # A TEXT value that is not UTF-8 must fail its row alone (quarantined), not the
+            # whole query: keep its bytes as surrogate escapes; rows.py tells them apart.
+            dbapi_conn.text_factory = _lenient_text
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn):

@@ -13,11 +13,11 @@ from typing import Any, Iterator
 import structlog
 from sqlalchemy import and_, delete
 
-from ..model import Change, Cursor
+from ..model import Change, Cursor, Unreadable
 from ..redact import redact
 from ..store import Store, acquire_lease, record_run
 from ..store.tables import ApiCall, Run
-from . import cursors
+from . import capture, cursors
 from .calls import CRM_CAUGHT_UP, pull_calls
 from .context import OUTBOX, Context
 from .ingest import record_contacts
@@ -32,6 +32,7 @@ OKITOKI_OVERLAP = timedelta(seconds=30)   # export is second-resolution; late co
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 KEEP_DONE = timedelta(days=7)
 KEEP_JOURNAL = timedelta(days=30)
+UNTRACKED_EVERY = timedelta(minutes=10)   # how often rows change detection cannot see are counted
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Syncer:
         self._closers = closers
         self._flushers = flushers   # buffered accounting: written after each job and at close
         self._hint = threading.Event()
+        self._untracked_at: float | None = None   # monotonic time of the last untracked check
         self._lease_ttl = max(timedelta(seconds=90), 3 * max(ctx.config.crm.poll_interval,
                                                              ctx.config.okitoki.poll_interval))
 
@@ -105,7 +107,8 @@ class Syncer:
 
     # -- jobs --------------------------------------------------------------------------------
     def pull_crm_contacts(self) -> RunReport:
-        """Walk the CRM's changed contacts from the cursor; each page commits with its cursor."""
+        """Walk the CRM's changed contacts from the cursor (re-reading the overlap window);
+        each page commits with its cursor, which never moves past the time of the read."""
         with self._run("pull:crm:contacts") as rep:
             if not self._leader(CRM_STREAM):
                 rep.counts["not_leader"] = 1
@@ -113,26 +116,55 @@ class Syncer:
             counts: Counter = Counter()
             with self.store.begin() as conn:
                 cur = cursors.load(conn, CRM_STREAM)
-            after = Cursor(cur.value, cur.last_id)
+                began = cursors.load(conn, CRM_CAUGHT_UP).value
+            after = capture.walk_start(Cursor(cur.value, cur.last_id), began, self._crm_overlap())
             limit = getattr(self.ctx.crm_capabilities, "read_batch_size", 100) or 100
             walk_began = self.ctx.now()
+            future = capture.FutureTimes(CRM_STREAM, self.ctx.config.crm.clock_skew)
             while True:
                 fetched_at = self.ctx.now()
                 page = self.crm.changed_contacts(after, limit)
+                future.check(page.contacts, fetched_at)
+                stored = capture.clamped(page.next, fetched_at)
                 with self.store.begin() as conn:
                     counts += record_contacts(self.ctx, conn, "crm", page.contacts,
                                               fetched_at=fetched_at)
-                    cursors.advance(conn, cursors.StreamCursor(CRM_STREAM, page.next.updated_at,
-                                                               page.next.last_id), now=self.ctx.now())
+                    counts["quarantined"] += capture.quarantine_unreadable(
+                        conn, "crm", page.unreadable, self.ctx.now())
+                    cursors.advance(conn, cursors.StreamCursor(CRM_STREAM, stored.updated_at,
+                                                               stored.last_id), now=self.ctx.now())
                 counts["pages"] += 1
                 if not page.more or page.next == after:
                     with self.store.begin() as conn:   # every CRM contact up to walk_began is in
                         cursors.advance(conn, cursors.StreamCursor(CRM_CAUGHT_UP, walk_began),
                                         now=self.ctx.now())
+                        future.store(conn, self.ctx.now())
                     break
                 after = page.next
+            counts["future_times"] += len(future.found)
+            counts.update(self._check_untracked())
             rep.counts = dict(counts)
         return rep
+
+    def _crm_overlap(self) -> timedelta:
+        configured = self.ctx.config.crm.overlap
+        if configured is not None:
+            return configured
+        return getattr(self.ctx.crm_capabilities, "change_overlap", None) or timedelta(0)
+
+    def _check_untracked(self) -> Counter:
+        """Every UNTRACKED_EVERY: count the rows change detection cannot see (connectors that
+        can tell, e.g. SQL), report them and quarantine the unreadable ones."""
+        probe = getattr(self.crm, "untracked_contacts", None)
+        now = time.monotonic()
+        if probe is None or (self._untracked_at is not None
+                             and now - self._untracked_at < UNTRACKED_EVERY.total_seconds()):
+            return Counter()
+        found = probe()
+        self._untracked_at = now
+        with self.store.begin() as conn:
+            capture.report_untracked(conn, CRM_STREAM, "crm", found, self.ctx.now())
+        return Counter(untracked_null=found.null, unreadable_time=found.unreadable_total)
 
     def pull_okitoki_contacts(self) -> RunReport:
         """Export Oki-Toki contacts changed since the cursor (minus an overlap window)."""
@@ -146,19 +178,29 @@ class Syncer:
             start = cursors.window_start(cur, OKITOKI_OVERLAP, initial=EPOCH)
             top, boundary = cur.value, set(cur.boundary_ids)
             batch: list[Any] = []
+            unreadable: list[Unreadable] = []
             fetched_at = self.ctx.now()   # pages come lazily; the first request bounds them all
+            future = capture.FutureTimes(OKITOKI_STREAM, self.ctx.config.crm.clock_skew)
 
             def flush(final: bool) -> None:
                 nonlocal batch
+                future.check(batch, fetched_at)
                 with self.store.begin() as conn:
                     counts.update(record_contacts(self.ctx, conn, "okitoki", batch,
                                                   fetched_at=fetched_at))
+                    counts["quarantined"] += capture.quarantine_unreadable(
+                        conn, "okitoki", unreadable, self.ctx.now())
+                    if final:
+                        future.store(conn, self.ctx.now())
                     if final and top is not None:
-                        cursors.advance(conn, cursors.StreamCursor(OKITOKI_STREAM, top, None,
-                                                                   frozenset(boundary)), now=self.ctx.now())
+                        # never past the read: a future time is read again next time
+                        at, ids = (top, boundary) if top <= fetched_at else (fetched_at, set())
+                        cursors.advance(conn, cursors.StreamCursor(OKITOKI_STREAM, at, None,
+                                                                   frozenset(ids)), now=self.ctx.now())
                 batch = []
+                unreadable.clear()   # in place: the export's callback appends to this list
 
-            for contact in self.okitoki.export_contacts(start):
+            for contact in self.okitoki.export_contacts(start, on_unreadable=unreadable.append):
                 batch.append(contact)
                 ts = contact.updated_at
                 if isinstance(ts, datetime) and ts.tzinfo is not None:
@@ -169,6 +211,7 @@ class Syncer:
                 if len(batch) >= self.ctx.batch_size:
                     flush(False)
             flush(True)
+            counts["future_times"] += len(future.found)
             rep.counts = dict(counts)
         return rep
 

@@ -19,13 +19,13 @@ import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import structlog
 
 from ..errors import ConfigError, InvalidRecord, TransientError
 from ..http import MemoryBudget, RemoteSystem, RetryPolicy
-from ..model import Call, Contact, ContactWrite, TaskSpec
+from ..model import Call, Contact, ContactWrite, TaskSpec, Unreadable
 from ..redact import register_secret
 from .dates import account_zone, parse_remote_time, to_okitoki
 from .endpoints import Endpoint, Form, resolve_endpoints
@@ -279,14 +279,16 @@ class OkitokiClient:
         return str(self._field(body, "upsert_contact", "contact_id"))
 
     def export_contacts(self, updated_from: datetime, updated_to: datetime | None = None,
-                        per_page: int = 1000) -> Iterator[Contact]:
+                        per_page: int = 1000, *,
+                        on_unreadable: Callable[[Unreadable], None] | None = None) -> Iterator[Contact]:
         """Contacts changed in [updated_from, updated_to], lazily, one page in memory.
 
         Bounds are tz-aware, sent in the account zone to whole seconds (the lower one rounded
         down, the upper one up: windows only ever grow). ``updated_at`` comes back UTC.
         Pages are walked by time (see :mod:`.paging`), so a contact changed during the walk
         never hides another; it may itself come twice (old, then new state).
-        Entries that cannot be read are logged (``okitoki.record_skipped``) and skipped.
+        Entries that cannot be read are logged (``okitoki.record_skipped``), handed to
+        ``on_unreadable`` (the engine quarantines them) and skipped: the walk goes on.
         """
         variables = {"updated_to": to_okitoki(_ceil_second(updated_to), self.zone) if updated_to else None}
         fetch = self._fetcher("export_contacts", variables, "contacts", per_page, "updated_from")
@@ -295,9 +297,14 @@ class OkitokiClient:
         for raw in walk:
             try:
                 yield contact_from_raw(raw, self.zone)
-            except (KeyError, ValueError) as exc:
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                rid = str(raw.get("id")) if isinstance(raw, dict) and raw.get("id") is not None else None
+                reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)
                 log.warning("okitoki.record_skipped", operation="export_contacts",
-                            record_id=str(raw.get("id")), reason=str(exc))
+                            record_id=rid, reason=reason)
+                if on_unreadable is not None:
+                    on_unreadable(Unreadable(id=rid, reason=f"unreadable Oki-Toki contact: {reason}",
+                                             raw=raw if isinstance(raw, dict) else {"raw": repr(raw)[:500]}))
 
     def call_log(self, date_from: datetime, date_to: datetime,
                  per_page: int = 1000) -> Iterator[Call]:

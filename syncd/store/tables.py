@@ -16,7 +16,7 @@ from .types import BigId, JSONValue, UTCDateTime
 
 __all__ = [
     "metadata", "Link", "LinkPhone", "Base", "Dirty", "CursorRow", "Outbox", "Conflict",
-    "CallRow", "TaskRow", "Run", "ApiCall", "BudgetRow", "Lease", "MergeCandidate",
+    "CallRow", "TaskRow", "Run", "ApiCall", "BudgetRow", "Lease", "MergeCandidate", "StreamAlert",
 ]
 
 metadata = SQLModel.metadata
@@ -218,4 +218,16 @@ class MergeCandidate(SQLModel, table=True):
     record_id: str = Field(max_length=128)
     phone: str | None = Field(default=None, max_length=32)
     candidates: list | None = _json()
+    at: datetime | None = _ts()
+
+
+class StreamAlert(SQLModel, table=True):
+    """Something a stream's change walk met that the operator must hear of: change times in
+    the future, rows change detection cannot see. Replaced at each check; shown by status."""
+
+    __tablename__ = "stream_alert"
+    stream: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(primary_key=True, max_length=32)   # future_time | untracked_null | unreadable_time
+    count: int = 0
+    sample: list | None = _json()                        # a few record ids (and what was found)
     at: datetime | None = _ts()

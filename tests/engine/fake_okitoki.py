@@ -39,7 +39,7 @@ class FakeOkitoki:
         return cid
 
     def export_contacts(self, updated_from: datetime, updated_to: datetime | None = None,
-                        per_page: int = 1000) -> Iterator[Contact]:
+                        per_page: int = 1000, *, on_unreadable=None) -> Iterator[Contact]:
         rows = sorted(((r["updated_at"], int(i), i) for i, r in self.contacts.items()
                        if r["updated_at"] >= updated_from.replace(microsecond=0)))
         for n, (_, _, cid) in enumerate(rows):
