@@ -7,9 +7,10 @@ Vendor behaviour this module is built around (https://developers.hubspot.com/doc
   10,000 results per query, so every page is a fresh search anchored on the cursor:
   ``(lastmodifieddate = T AND hs_object_id > I) OR lastmodifieddate > T``; the last timestamp
   group of a window is dropped unless complete, and a group too large for one window is
-  walked by id alone. Search lags writes by a few seconds, so changes younger than
-  ``settle_s`` (server clock) are left for the next poll; ``fetch_contacts`` uses batch read,
-  which does not lag.
+  walked by id alone. Search lags writes by a few seconds: the engine re-reads the last
+  minute of changes at every poll (``Capabilities.change_overlap``, ``[crm] overlap``), and
+  ``settle_s`` (off by default) can still hold back changes younger than that (server clock);
+  ``fetch_contacts`` uses batch read, which does not lag.
 * Batch create/update take ≤ 100 inputs and one bad input fails the whole batch: the batch is
   split in halves and retried until only the bad inputs fail. Creates carry the write's key in
   a unique-value property (``key_property``) so a repeated create after an ambiguous outcome

@@ -35,7 +35,8 @@ class HubSpotOptions(BaseModel):
     call_key_property: str = "syncd_session_id"  # call property holding the Oki-Toki session id
     phone_properties: tuple[str, str] = ("phone", "mobilephone")
     search_lag_s: float = 60.0              # how long an unconfirmed call create may stay unsearchable
-    settle_s: float = 30.0                  # changes younger than this wait for the next poll
+    settle_s: float = 0.0                   # changes younger than this wait for the next poll
+    #                                         (the engine's [crm] overlap re-reads them instead)
 
     @model_validator(mode="after")
     def _one_credential(self) -> "HubSpotOptions":

@@ -40,10 +40,11 @@ class HubSpotConnector:
     # Class-level so `syncd check` sees it; do-not-call goes to a property you create.
     capabilities: ClassVar[Capabilities] = Capabilities(
         calls_write=True, do_not_call=True, read_batch_size=100, write_batch_size=100,
-        calls_batch_size=50,
+        calls_batch_size=50, change_overlap=timedelta(seconds=60),
         notes=("needs the unique contact property syncd_key and the call property "
                "syncd_session_id (see docs/connectors/hubspot.md)",
-               "search lags writes by a few seconds: changes are read settle_s (30 s) after them"))
+               "search lags writes by a few seconds: every poll re-reads the last minute of "
+               "changes ([crm] overlap)"))
 
     def __init__(self, options: HubSpotOptions, context: ConnectorContext) -> None:
         self.options, self.context = options, context

@@ -6,8 +6,9 @@ Vendor behaviour this module is built around (https://developers.pipedrive.com/d
   sort_direction=asc`` with opaque cursor paging (``additional_data.next_cursor`` null at the
   end). ``update_time`` has one-second resolution, ``updated_since`` is inclusive, and persons
   that tie on it come back in no promised order: a page is cut only where every person of the
-  boundary second has been seen, then ordered by (update_time, id) here; persons of seconds
-  younger than ``settle_s`` (server clock) wait for the next poll.
+  boundary second has been seen, then ordered by (update_time, id) here. A second still
+  running can gain changes after it was read: the engine re-reads the last 10 s at every poll
+  (``Capabilities.change_overlap``); ``settle_s`` (off by default) can hold them back instead.
 * Writes are per person (``POST /api/v2/persons``, ``PATCH /api/v2/persons/{id}``); ``phones``
   replaces the whole list, so numbers are sent once each (first one primary), never appended.
   A create whose answer was lost is looked up among the newest persons (same name and

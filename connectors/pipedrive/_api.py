@@ -32,7 +32,8 @@ class PipedriveOptions(BaseModel):
     phone_label: str = "work"
     user_id: int | None = None                # Pipedrive user owning logged calls (default: token's)
     call_lookup_pages: int = 20               # pages of 50 call logs searched after a lost answer
-    settle_s: float = 2.0                     # persons changed more recently wait for the next poll
+    settle_s: float = 0.0                     # persons changed more recently wait for the next
+    #                                           poll (the engine's [crm] overlap re-reads instead)
 
     @model_validator(mode="after")
     def _one_credential(self) -> "PipedriveOptions":

@@ -38,7 +38,7 @@ class PipedriveConnector:
     # Class-level so `syncd check` sees it; do-not-call goes to a custom field you create.
     capabilities: ClassVar[Capabilities] = Capabilities(
         calls_write=True, do_not_call=True, read_batch_size=100, write_batch_size=50,
-        calls_batch_size=50,
+        calls_batch_size=50, change_overlap=timedelta(seconds=10),
         notes=("every request spends the company's daily token budget (list 10-20, write 5-10, "
                "call-log add 10): set crm.daily_request_budget to your plan's share",
                "recordings are linked in the call note, not uploaded"))  # ≈ 30,000 base tokens / ~20 per request

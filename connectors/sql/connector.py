@@ -16,7 +16,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -52,7 +52,9 @@ def _json(value: Any) -> Any:
     return value
 
 
-_BATCHES = dict(read_batch_size=500, write_batch_size=200, calls_batch_size=200)
+# Re-read window: a transaction can commit a few seconds after the updated_at it wrote.
+_BATCHES = dict(read_batch_size=500, write_batch_size=200, calls_batch_size=200,
+                change_overlap=timedelta(seconds=10))
 
 
 class _SchemaCapabilities:

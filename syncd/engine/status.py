@@ -11,6 +11,7 @@ from sqlalchemy import and_, delete, func, select, update
 
 from ..store import Store
 from ..store.tables import BudgetRow, Conflict, CursorRow, Dirty, MergeCandidate, Outbox, Run
+from .capture import alerts as stream_alerts
 from .outbox import Lane
 
 __all__ = ["status_report", "list_conflicts", "list_dead_letters", "retry_dead_letters",
@@ -27,7 +28,8 @@ def _iso(value: datetime | None) -> str | None:
 def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
                   now: datetime | None = None) -> dict[str, Any]:
     """Cursors and their lag, outbox by lane and state, dead letters, conflicts, API use today
-    (vs ``limits``, the daily budgets, when given), merge backlog, and the last run of each job."""
+    (vs ``limits``, the daily budgets, when given), merge backlog, the last run of each job,
+    and the streams' alerts (future change times, rows change detection cannot see)."""
     now = now or datetime.now(UTC)
     with store.begin() as conn:
         cursors = {r.stream: {"value": _iso(r.value), "updated_at": _iso(r.updated_at),
@@ -53,6 +55,7 @@ def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
         runs = {r.job: {"started_at": _iso(r.started_at), "duration_ms": r.duration_ms,
                         "counts": r.counts or {}, "errors": len(r.errors or [])}
                 for r in conn.execute(select(RUN).where(RUN.c.id.in_([i for _, i in last])))}
+        alerts = [{**a, "at": _iso(a["at"])} for a in stream_alerts(conn)]
     for system, limit in (limits or {}).items():   # the configured budgets win
         entry = api.setdefault(system, {"used": 0})
         entry["budget"] = limit
@@ -60,7 +63,7 @@ def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
     return {"cursors": cursors, "outbox": outbox, "dead_letters": dead,
             "conflicts": {"open": open_conflicts, "total": all_conflicts},
             "merge_backlog": merge_backlog, "merge_candidates": candidates,
-            "api_today": api, "last_runs": runs}
+            "api_today": api, "last_runs": runs, "alerts": alerts}
 
 
 def list_conflicts(store: Store, *, limit: int = 500) -> list[dict[str, Any]]:
