@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import io
 import json
 import os
 import sys
@@ -361,6 +362,14 @@ def _plug_arguments(parser: argparse.ArgumentParser, module: str) -> bool:
         return False
 
 
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``syncd`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -377,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `syncd dead-letters list | head`: the reader has what it wanted. Point stdout at
+        # /dev/null so the interpreter's final flush does not fail again, and end quietly.
+        _silence_stdout()
+        return 141   # 128 + SIGPIPE, as a program killed by the closed pipe would
     except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback with secrets
         _err(f"syncd {args.command}: {type(exc).__name__}: {exc}")
         return 1

@@ -86,7 +86,7 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
         if cap and row is not None:
             values = _full_not_edited(values, row.agreed, cap)
         if row is None:
-            inserts.append({"link_id": m.link_id, side: values, ts_col: rec.updated_at,
+            inserts.append({"link_id": m.link_id, side: values, ts_col: _not_after(rec.updated_at, now),
                             "agreed": None})
             changed_links.append(m.link_id)
             phone_links.append((m.link_id, values.get(PHONES) or []))
@@ -101,11 +101,11 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
         if unchanged and not m.attached:
             counts["unchanged"] += 1
             continue
-        if seen_ts is not None and rec.updated_at is not None and rec.updated_at < seen_ts \
+        if seen_ts is not None and rec.updated_at is not None and _not_after(rec.updated_at, now) < seen_ts \
                 and not m.attached:
             counts["stale"] += 1   # an older version than one already seen (overlap window)
             continue
-        upd = {"link_id": m.link_id, side: values, ts_col: rec.updated_at}
+        upd = {"link_id": m.link_id, side: values, ts_col: _not_after(rec.updated_at, now)}
         if m.attached:
             # First merge of two records: no common base yet (the "_" keys are bookkeeping).
             upd["agreed"] = {k: v for k, v in (row.agreed or {}).items() if k.startswith("_")}
@@ -131,6 +131,13 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
     counts["new_links"] += sum(1 for m in matches.values() if m.created)
     _resolve_old_quarantine(conn, side, [r.id for r in records], now)
     return counts
+
+
+def _not_after(at: datetime | None, now: datetime) -> datetime | None:
+    """A change time as stored: never later than now. A record stamped in the future (a wrong
+    clock, a bad import) would otherwise win every "newest" conflict and make its own
+    correction to a true time look older than what was seen."""
+    return now if at is not None and at > now else at
 
 
 def _full_not_edited(values: dict[str, Any], agreed: dict[str, Any] | None, cap: int) -> dict[str, Any]:

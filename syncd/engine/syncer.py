@@ -74,7 +74,7 @@ class Syncer:
         self._closers = closers
         self._flushers = flushers   # buffered accounting: written after each job and at close
         self._hint = threading.Event()
-        self._untracked_at: float | None = None   # monotonic time of the last untracked check
+        self._untracked_at: datetime | None = None   # when rows without a change time were counted
         self._lease_ttl = max(timedelta(seconds=90), 3 * max(ctx.config.crm.poll_interval,
                                                              ctx.config.okitoki.poll_interval))
 
@@ -83,23 +83,24 @@ class Syncer:
     def _run(self, job: str) -> Iterator[RunReport]:
         report = RunReport(job)
         started, t0 = self.ctx.now(), time.monotonic()
-        structlog.contextvars.bind_contextvars(job=job)
-        try:
-            yield report
-        except Exception as exc:
-            report.errors.append(redact(f"{type(exc).__name__}: {exc}"))
-            raise
-        finally:
-            report.duration = round(time.monotonic() - t0, 3)
-            report.counts = {k: int(v) for k, v in report.counts.items() if v}
+        # bound_contextvars restores what the caller had bound (the daemon binds ``job`` for
+        # its own job_finished/job_error lines): unbinding would strip it from them.
+        with structlog.contextvars.bound_contextvars(job=job):
             try:
-                record_run(self.store, job=job, instance=self.ctx.instance_id, started_at=started,
-                           duration_ms=int(report.duration * 1000), counts=report.counts,
-                           errors=report.errors)
-            except Exception as exc:  # noqa: BLE001 - never hide the job's own outcome
-                log.warning("run_not_recorded", error=redact(str(exc)))
-            self._flush()
-            structlog.contextvars.unbind_contextvars("job")
+                yield report
+            except Exception as exc:
+                report.errors.append(redact(f"{type(exc).__name__}: {exc}"))
+                raise
+            finally:
+                report.duration = round(time.monotonic() - t0, 3)
+                report.counts = {k: int(v) for k, v in report.counts.items() if v}
+                try:
+                    record_run(self.store, job=job, instance=self.ctx.instance_id, started_at=started,
+                               duration_ms=int(report.duration * 1000), counts=report.counts,
+                               errors=report.errors)
+                except Exception as exc:  # noqa: BLE001 - never hide the job's own outcome
+                    log.warning("run_not_recorded", error=redact(str(exc)))
+                self._flush()
 
     def _leader(self, stream: str) -> bool:
         return acquire_lease(self.store, f"stream:{stream}", self.ctx.instance_id,
@@ -156,9 +157,8 @@ class Syncer:
         """Every UNTRACKED_EVERY: count the rows change detection cannot see (connectors that
         can tell, e.g. SQL), report them and quarantine the unreadable ones."""
         probe = getattr(self.crm, "untracked_contacts", None)
-        now = time.monotonic()
-        if probe is None or (self._untracked_at is not None
-                             and now - self._untracked_at < UNTRACKED_EVERY.total_seconds()):
+        now = self.ctx.now()
+        if probe is None or (self._untracked_at is not None and now - self._untracked_at < UNTRACKED_EVERY):
             return Counter()
         found = probe()
         self._untracked_at = now

@@ -141,6 +141,74 @@ class ConnectorConformance:
             stamps = {c.updated_at for c in seen if c.id in ids}
             assert len(stamps) == 1, f"the backend did not make updated_at equal: {stamps}"
 
+    def _walk_all(self, connector: CrmConnector, after: Cursor, limit: int):
+        """(contacts, ids reported unreadable) of a walk from ``after`` to its end."""
+        contacts, unreadable, cursor = [], [], after
+        for _ in range(10_000):
+            page = connector.changed_contacts(cursor, limit)
+            assert len(page.contacts) + len(page.unreadable) <= limit, "a page larger than its limit"
+            contacts += page.contacts
+            unreadable += page.unreadable
+            assert not page.more or page.next != cursor or page.contacts, "no progress"
+            cursor = page.next
+            if not page.more:
+                return contacts, unreadable
+        raise AssertionError("the walk never ended")
+
+    def test_an_unreadable_record_fails_alone_and_the_walk_goes_on(self):
+        self.require("unreadable_record")
+        connector = self.connect()
+        start = walk_to_end(connector)
+        self.settle()
+        ids = self.seeded(5)
+        self.crm.make_unreadable(ids[2])
+        self.settle()
+        for limit in (1, 2, 3):
+            seen, bad = self._walk_all(connector, start, limit)
+            good = [i for i in ids if i != ids[2]]
+            self.assert_each_once([c.id for c in seen if c.id in ids], good, f"walk with limit={limit}")
+            assert ids[2] not in {c.id for c in seen}, "the unreadable contact came back as readable"
+            assert [u.id for u in bad] == [ids[2]], f"unreadable not reported exactly once: {bad}"
+            assert bad[0].reason, "an unreadable record needs a reason"
+
+    def test_records_change_detection_cannot_see_are_counted(self):
+        kinds = [k for k in ("null_change_time", "bad_change_time") if k in abilities(self.crm)]
+        if not kinds:
+            self.require("null_change_time")
+        connector = self.connect()
+        probe = getattr(connector, "untracked_contacts", None)
+        assert probe is not None, "a connector whose CRM can hide rows from change detection " \
+                                  "must report them (untracked_contacts)"
+        before = probe()
+        ids = self.seeded(3)
+        if "null_change_time" in kinds:
+            self.crm.set_change_time(ids[0], None)
+        if "bad_change_time" in kinds:
+            self.crm.set_change_time(ids[1], "not a time")
+        seen, _ = self._walk_all(connector, Cursor(), 2)
+        assert ids[2] in {c.id for c in seen}
+        after = probe()
+        if "null_change_time" in kinds:
+            assert ids[0] not in {c.id for c in seen} and after.null == before.null + 1
+        if "bad_change_time" in kinds:
+            assert ids[1] not in {c.id for c in seen}
+            assert after.unreadable_total == before.unreadable_total + 1
+            assert ids[1] in {u.id for u in after.unreadable}
+
+    def test_change_times_spelt_differently_walk_in_time_order_each_once(self):
+        self.require("time_spellings")
+        connector = self.connect()
+        start = walk_to_end(connector)
+        self.settle()
+        ids = self.seeded(6)
+        self.crm.respell_change_times(ids)
+        self.settle()
+        for limit in (1, 2, 4):
+            seen, _, _ = walk(connector, start, limit)
+            self.assert_each_once([c.id for c in seen], ids, f"walk with limit={limit}")
+            stamps = [c.updated_at for c in seen]
+            assert stamps == sorted(stamps), "not in time order"
+
     def test_cursor_resumes_after_a_restart(self):
         first = self.connect()
         start = walk_to_end(first)

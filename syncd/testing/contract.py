@@ -29,6 +29,11 @@ ABILITIES: dict[str, str] = {
     "auth_failure": "build a connector with wrong credentials (unauthorised_connector)",
     "invalid_value": "name field values the CRM refuses on create (invalid_fields)",
     "raw_phone_formats": "store phones exactly as given, e.g. '+380 (67) 123-45-67'",
+    "unreadable_record": "store a contact the connector cannot read, e.g. bytes that are not "
+                         "UTF-8 (make_unreadable)",
+    "null_change_time": "give a contact no change time at all (set_change_time(id, None))",
+    "bad_change_time": "give a contact a change time that is not a time (set_change_time(id, 'x'))",
+    "time_spellings": "store change times spelt in several ways (respell_change_times)",
 }
 
 
@@ -104,6 +109,21 @@ class ConformanceCrm(Protocol):
 
     def invalid_fields(self) -> Mapping[str, Any]:
         """Ability ``invalid_value``: fields (valid names) whose values the CRM refuses."""
+        raise NotImplementedError
+
+    def make_unreadable(self, contact_id: str) -> None:
+        """Ability ``unreadable_record``: corrupt this contact so the connector cannot read it
+        (its change time moves forward and stays readable)."""
+        raise NotImplementedError
+
+    def set_change_time(self, contact_id: str, value: Any) -> None:
+        """Abilities ``null_change_time`` (value None) and ``bad_change_time`` (a value that
+        is not a time): store this raw change time for the contact."""
+        raise NotImplementedError
+
+    def respell_change_times(self, contact_ids: Sequence[str]) -> None:
+        """Ability ``time_spellings``: give these contacts new, distinct change times later
+        than every one before, each spelt differently (zone suffixes, ``T``, no fraction)."""
         raise NotImplementedError
 
 

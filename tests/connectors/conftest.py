@@ -234,7 +234,7 @@ def contacts_table(meta: sa.MetaData, name: str = "contacts") -> sa.Table:
         sa.Column("phone2", sa.String(64)),
         sa.Column("mobile", sa.String(64)),
         sa.Column("do_not_call", sa.Boolean, nullable=False, server_default=sa.false()),
-        sa.Column("updated_at", stamp, nullable=False, index=True),
+        sa.Column("updated_at", stamp, nullable=True, index=True),
     )
 
 
@@ -259,6 +259,9 @@ class SqlBackend:
                      "delete"}
         if db.dialect != "sqlite":
             abilities |= {"throttle", "auth_failure"}
+        else:   # SQLite stores anything: undecodable text, any spelling of a time
+            abilities |= {"unreadable_record", "bad_change_time", "time_spellings"}
+        abilities.add("null_change_time")
         self.abilities = frozenset(abilities)
         self.meta = sa.MetaData()
         self.table = contacts_table(self.meta)
@@ -298,6 +301,31 @@ class SqlBackend:
             stamp = max(latest, utcnow_naive()) + timedelta(milliseconds=1)
             conn.execute(self.table.update().where(self.table.c.id.in_([int(i) for i in contact_ids]))
                          .values(updated_at=stamp))
+
+    def _raw(self, sql: str, *params) -> None:
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(sql, params)
+
+    def make_unreadable(self, contact_id) -> None:
+        stamp = utcnow_naive().isoformat(sep=" ")
+        self._raw("UPDATE contacts SET name = CAST(X'4f6c65ff' AS TEXT), updated_at = ? WHERE id = ?",
+                  stamp, int(contact_id))
+
+    def set_change_time(self, contact_id, value) -> None:
+        mark = "?" if self.db.dialect == "sqlite" else "%s"
+        self._raw(f"UPDATE contacts SET updated_at = {mark} WHERE id = {mark}", value, int(contact_id))
+
+    def respell_change_times(self, contact_ids) -> None:
+        from datetime import UTC, timedelta, timezone
+        base = utcnow_naive().replace(tzinfo=UTC) + timedelta(seconds=1)
+        forms = [lambda t: t.strftime("%Y-%m-%d %H:%M:%S"), lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.%f"),
+                 lambda t: t.astimezone(timezone(timedelta(hours=3))).isoformat(),
+                 lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ"), lambda t: t.replace(tzinfo=None).isoformat(sep=" "),
+                 lambda t: t.astimezone(timezone(timedelta(hours=-5))).strftime("%Y-%m-%d %H:%M:%S-05:00")]
+        for n, cid in enumerate(contact_ids):
+            # distinct instants, each spelt differently; text order differs from time order
+            at = base + timedelta(seconds=(n * 5) % len(contact_ids))
+            self._raw("UPDATE contacts SET updated_at = ? WHERE id = ?", forms[n % len(forms)](at), int(cid))
 
     def count_activities(self, session_id: str) -> int:
         calls = sa.Table("calls", sa.MetaData(), autoload_with=self.engine)
