@@ -55,6 +55,7 @@ def test_every_flow_reaches_both_sides_and_a_quiet_cycle_writes_nothing(tmp_path
         calls = dep.crm.calls()
         assert len(calls) == 3 and len({c["session_id"] for c in calls}) == 3
         assert stop(proc) == 0
+        _every_job_line_names_its_job(tmp_path / "syncd.log")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -86,3 +87,13 @@ def test_an_edit_in_okitoki_reaches_the_crm_and_is_not_echoed_back(tmp_path, san
     before = _writes(sb)
     assert dep.syncd("once").returncode == 0
     assert _writes(sb) == before
+
+
+def _every_job_line_names_its_job(log_file) -> None:
+    """The daemon's JSON log (what journald gets): each line of a job run says which job and
+    which run it belongs to, the daemon's own job_* lines included."""
+    lines = [json.loads(line) for line in log_file.read_text().splitlines() if line.startswith("{")]
+    job_lines = [l for l in lines if l.get("event", "").startswith("job_") or "run_id" in l]
+    assert any(l["event"] == "job_finished" for l in job_lines)
+    unnamed = [l for l in job_lines if not l.get("job") or not l.get("run_id")]
+    assert not unnamed, unnamed[:5]
