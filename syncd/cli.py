@@ -299,6 +299,25 @@ def cmd_resync(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_journal(args: argparse.Namespace) -> int:
+    return _report(args, "journal")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    return _report(args, "history")
+
+
+def _report(args: argparse.Namespace, kind: str) -> int:
+    config = _load(args)
+    from .reports import run
+
+    store = _store(config)
+    try:
+        return run(args, kind, store, config.okitoki.price_per_request)
+    finally:
+        _close(store)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     return importlib.import_module("syncd.demo").main(args)
 
@@ -345,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("resync", cmd_resync, "re-read both sides from the beginning (links are kept)")
     p.add_argument("--stream", action="append", metavar="NAME",
                    help="only this stream (crm:contacts, okitoki:contacts, okitoki:calls); repeatable")
+    from .reports import add_arguments as report_arguments
+    report_arguments(add("journal", cmd_journal, "the API call journal: filter, group, export "
+                         "(table, csv, xlsx, html, json)"), "journal")
+    report_arguments(add("history", cmd_history, "job runs (the event log): filter, group, export"),
+                     "history")
     p = add("demo", cmd_demo, "run the embedded demo (sandbox + SQLite CRM); needs no config")
     if not _plug_arguments(p, "syncd.demo"):
         p.add_argument("--json", action="store_true", help="print the summary as JSON")

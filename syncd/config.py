@@ -90,6 +90,8 @@ class OkitokiConfig(_Strict):
     webhook_token: str | None = None        # shared token Oki-Toki's event webhooks must carry
     webhook_token_file: str | None = None
     endpoints: dict[str, str] = Field(default_factory=dict)  # operation → path override
+    # What one API request costs (in the account's currency), for `syncd journal --by`.
+    price_per_request: float | None = Field(None, ge=0, allow_inf_nan=False)
 
 
 class CrmConfig(_Strict):
