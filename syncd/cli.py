@@ -318,6 +318,25 @@ def _report(args: argparse.Namespace, kind: str) -> int:
         _close(store)
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    config = _load(args)
+    from .engine.trace import render_trace, trace
+
+    store = _store(config)
+    try:
+        report = trace(store, config, args.who)
+    except ValueError as exc:
+        _err(f"syncd trace: {exc}")
+        return 2
+    finally:
+        _close(store)
+    if args.json:
+        _emit(report, True)
+    else:
+        _out(render_trace(report))
+    return 0 if report["contacts"] or report["merge_candidates"] else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     return importlib.import_module("syncd.demo").main(args)
 
@@ -369,6 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "(table, csv, xlsx, html, json)"), "journal")
     report_arguments(add("history", cmd_history, "job runs (the event log): filter, group, export"),
                      "history")
+    p = add("trace", cmd_trace, "one contact's story: values on both sides, dialer rules and why, "
+            "tasks, calls, conflicts, dead letters")
+    p.add_argument("who", metavar="PHONE|crm:ID|okitoki:ID")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p = add("demo", cmd_demo, "run the embedded demo (sandbox + SQLite CRM); needs no config")
     if not _plug_arguments(p, "syncd.demo"):
         p.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -8,7 +8,7 @@ from ..config import DialerRule
 from ..phones import timezone_for
 from .mapping import DNC, PHONES
 
-__all__ = ["rule_matches", "wanted_dialers", "task_payload", "MAX_TASK_PHONES"]
+__all__ = ["rule_matches", "unmet", "wanted_dialers", "task_payload", "MAX_TASK_PHONES"]
 
 MAX_TASK_PHONES = 5  # Oki-Toki's create_task limit
 
@@ -27,6 +27,18 @@ def rule_matches(rule: DialerRule, values: dict[str, Any]) -> bool:
     if values.get(DNC) or not values.get(PHONES):
         return False
     return all(_value_in(values.get(name), list(allowed)) for name, allowed in rule.when.items())
+
+
+def unmet(rule: DialerRule, values: dict[str, Any]) -> list[str]:
+    """Why ``rule`` does not match ``values``, one reason per failed condition (empty: it matches)."""
+    reasons = []
+    if values.get(DNC):
+        reasons.append("do-not-call")
+    if not values.get(PHONES):
+        reasons.append("no phone number")
+    reasons += [f"{name} is {values.get(name)!r}, not one of {list(allowed)}"
+                for name, allowed in rule.when.items() if not _value_in(values.get(name), list(allowed))]
+    return reasons
 
 
 def wanted_dialers(rules: list[DialerRule], values: dict[str, Any]) -> dict[str, DialerRule]:

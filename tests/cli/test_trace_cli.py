@@ -1,0 +1,27 @@
+"""`syncd trace` on the command line: exit 1 when nothing is known, 2 for a name that is no
+id and no number, JSON on request."""
+
+from __future__ import annotations
+
+import json
+
+from cfgkit import base, write
+from syncd.cli import main
+from syncd.store import open_store
+
+
+def _cfg(tmp_path):
+    cfg = base()
+    cfg["daemon"]["state_url"] = f"sqlite:///{tmp_path / 'state.db'}"
+    open_store(cfg["daemon"]["state_url"], create=True).close()
+    return str(write(tmp_path, cfg))
+
+
+def test_trace_exit_codes_and_json(tmp_path, capsys):
+    cfg = _cfg(tmp_path)
+    assert main(["trace", "crm:42", "-c", cfg]) == 1
+    assert "crm id 42: 0 contact(s)" in capsys.readouterr().out
+    assert main(["trace", "not a number", "-c", cfg]) == 2
+    assert "neither crm:ID" in capsys.readouterr().err
+    assert main(["trace", "+380671234567", "--json", "-c", cfg]) == 1
+    assert json.loads(capsys.readouterr().out)["looked_up"] == "phone +380671234567"
