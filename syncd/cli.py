@@ -258,11 +258,36 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_conflicts(args: argparse.Namespace) -> int:
     config = _load(args)
+    if args.action == "resolve":
+        return _resolve_conflict(args, config)
     rows = _engine("list_conflicts")(_store(config))
     if not rows and not args.json:
         _out("no conflicts")
         return 0
     _emit(rows, args.json)
+    return 0
+
+
+def _resolve_conflict(args: argparse.Namespace, config: Config) -> int:
+    from .engine.context import Context
+    from .engine.resolve import ConflictNotFound, resolve_conflict
+
+    take = args.take or []
+    if args.id is None or not take or (take[0] == "value") != (len(take) == 2) or len(take) > 2:
+        _err("syncd conflicts resolve: usage: resolve ID --take crm|okitoki|value VALUE")
+        return 2
+    store = _store(config)
+    try:
+        done = resolve_conflict(Context(config=config, store=store, crm=None, okitoki=None),
+                                args.id, take[0], take[1] if len(take) == 2 else None)
+    except (ConflictNotFound, ValueError) as exc:
+        _err(f"syncd conflicts resolve: {exc}")
+        return 1 if isinstance(exc, ConflictNotFound) else 2
+    finally:
+        _close(store)
+    sides = " and ".join(done["writes"]) or "neither side (both hold it already)"
+    _out(f"conflict {done['conflict']}: {done['field']} = {done['value']!r}; written to {sides} "
+         f"by the next push")
     return 0
 
 
@@ -373,7 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", cmd_status, "cursors, lag, outbox, dead letters, conflicts, API use")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add("migrate", cmd_migrate, "create or upgrade the state database schema")
-    p = add("conflicts", cmd_conflicts, "list the conflict journal")
+    p = add("conflicts", cmd_conflicts, "list the conflict journal, or resolve a conflict")
+    p.add_argument("action", nargs="?", choices=["list", "resolve"], default="list")
+    p.add_argument("id", nargs="?", type=int, help="conflict id (resolve)")
+    p.add_argument("--take", nargs="+", metavar="SIDE", help="resolve: crm, okitoki, or value VALUE "
+                   "(a JSON literal, or text)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = add("dead-letters", cmd_dead_letters, "list, retry or drop quarantined operations")
     p.add_argument("action", choices=["list", "retry", "drop"])

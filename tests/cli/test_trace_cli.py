@@ -25,3 +25,13 @@ def test_trace_exit_codes_and_json(tmp_path, capsys):
     assert "neither crm:ID" in capsys.readouterr().err
     assert main(["trace", "+380671234567", "--json", "-c", cfg]) == 1
     assert json.loads(capsys.readouterr().out)["looked_up"] == "phone +380671234567"
+
+
+def test_conflicts_resolve_usage_and_unknown_ids(tmp_path, capsys):
+    cfg = _cfg(tmp_path)
+    assert main(["conflicts", "resolve", "7", "--take", "crm", "-c", cfg]) == 1
+    assert "no conflict with id 7" in capsys.readouterr().err
+    assert main(["conflicts", "resolve", "7", "--take", "value", "-c", cfg]) == 2
+    assert main(["conflicts", "resolve", "--take", "crm", "-c", cfg]) == 2
+    assert "usage: resolve ID --take" in capsys.readouterr().err
+    assert main(["conflicts", "-c", cfg]) == 0 and "no conflicts" in capsys.readouterr().out
