@@ -67,6 +67,10 @@ class Capabilities:
     #                                  read back with only that many of the agreed numbers is
     #                                  full, not edited
     notes: tuple[str, ...] = ()      # caveats shown by `syncd check` (e.g. cost per poll)
+    deletes: str = "verify_only"     # how deletes are seen: "flag" (the change walk returns
+    #                                  deleted/archived records as Contact(deleted=True)) or
+    #                                  "verify_only" (records just vanish: `syncd verify` finds them)
+    contacts_delete: bool = False    # delete_contacts(ids) works (on_delete = "propagate")
 
 
 @dataclass
@@ -106,6 +110,11 @@ class CrmConnector(Protocol):
 
     def log_calls(self, calls: list[Call]) -> list[WriteResult]:
         """Log calls as CRM activities, once per ``session_id``; result key = session_id."""
+
+    # Optional, with ``capabilities.contacts_delete``:
+    #   def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
+    #       """Delete (or archive, as the CRM's own delete does) contacts; one result per id,
+    #       in order, key = the id. An id already gone is ok (a retry must not fail)."""
 
     def close(self) -> None:
         """Release connections."""
