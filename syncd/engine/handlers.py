@@ -241,16 +241,18 @@ def _earlier_generations(ctx: Context, rows: list[Any]) -> dict[int, Later]:
             OUTBOX.c.link_id.in_(sorted({k[0] for k in keys.values()})),
             OUTBOX.c.operation.in_(["add_task", "remove_task"]),
             OUTBOX.c.status.in_(["pending", "claimed", "dead"])))).all()
+    by_link: dict[int, list[Any]] = {}
+    for q in before:
+        by_link.setdefault(q.link_id, []).append(q)
     out: dict[int, Later] = {}
     for rid, (lid, dialer, gen) in keys.items():
-        for q in before:
+        for q in by_link.get(lid, ()):
             p = q.payload or {}
-            if q.id == rid or q.link_id != lid or str(p.get("dialer_id")) != dialer \
-                    or p.get("generation", 0) >= gen:
+            if q.id == rid or str(p.get("dialer_id")) != dialer or p.get("generation", 0) >= gen:
                 continue
             if q.operation == "remove_task" and q.status == "dead":
                 out[rid] = Later(ctx.now() + WAIT * 12, "waiting for the removal of the contact's "
-                                 "previous task, a dead letter (syncd dead-letters retry)")
+                                 "previous task, a dead letter (syncd dead-letters retry or drop)")
             elif q.status != "dead":
                 out.setdefault(rid, Later(ctx.now() + WAIT, "waiting for the contact's previous "
                                           "task to be removed"))

@@ -13,16 +13,15 @@ from collections import Counter
 from typing import Any
 
 import structlog
-
 from sqlalchemy import and_, bindparam, delete, insert, select, tuple_, update
 
 from ..store.outbox import enqueue
 from ..store.tables import Conflict, TaskRow
 from .context import BASE, DIRTY, LINK, OUTBOX, Context, update_many
+from .deletes import retire_links
 from .mapping import DELETED, DNC, PHONES
 from .merge import merge_fields
 from .outbox import Lane
-from .deletes import retire_links
 from .rules import task_payload, wanted_dialers
 
 __all__ = ["reconcile", "LISTED", "add_key"]
