@@ -30,7 +30,7 @@ import difflib
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
+from typing import Any, Callable, ClassVar, Literal, Protocol, runtime_checkable
 
 import httpx
 from pydantic import BaseModel
@@ -67,7 +67,7 @@ class Capabilities:
     #                                  read back with only that many of the agreed numbers is
     #                                  full, not edited
     notes: tuple[str, ...] = ()      # caveats shown by `syncd check` (e.g. cost per poll)
-    deletes: str = "verify_only"     # how deletes are seen: "flag" (the change walk returns
+    deletes: Literal["flag", "verify_only"] = "verify_only"   # how deletes are seen: "flag" (the change walk returns
     #                                  deleted/archived records as Contact(deleted=True)) or
     #                                  "verify_only" (records just vanish: `syncd verify` finds them)
     contacts_delete: bool = False    # delete_contacts(ids) works (on_delete = "propagate")
