@@ -142,9 +142,9 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 continue
             values = _create_values(ctx, r, bases.get(r.link_id), "crm")
             if r.attempts > 1 and values.get(PHONES):
-                # an earlier try may have made it: adopt a contact with the number that no
-                # other link holds
-                ids = [c.id for c in ctx.crm.find_by_phone(values[PHONES][0])]
+                # an earlier try may have made it: adopt a live contact with the number that
+                # no other link holds
+                ids = [c.id for c in ctx.crm.find_by_phone(values[PHONES][0]) if not c.deleted]
                 with ctx.store.begin() as conn:
                     taken = {cid: lid for cid, lid in conn.execute(
                         select(LINK.c.crm_id, LINK.c.id).where(LINK.c.crm_id.in_(ids)))} if ids else {}
