@@ -104,6 +104,8 @@ def _okitoki_made_since(ctx: Context, rows: list[Any]) -> dict[str, list[str]]:
     since = min(r.created_at for r in rows) - timedelta(minutes=2)
     by_phone: dict[str, list[str]] = {}
     for c in ctx.okitoki.export_contacts(since):
+        if c.deleted:    # the export shows deleted contacts once more: never adopt one
+            continue
         got, _ = normalize_many(c.phones, ctx.config.contacts.default_region)
         for p in got:
             by_phone.setdefault(p, []).append(c.id)
