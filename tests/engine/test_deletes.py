@@ -192,3 +192,16 @@ def test_propagate_cannot_delete_in_okitoki_and_says_so(propagate):
         cycle(syncer)
     assert any(e["event"] == "delete_not_propagated" and e["side"] == "okitoki" for e in logs)
     assert sandbox_contact(sb, "Lead") and pending_tasks(sb, "677770001") == []
+
+
+def test_hard_delete_in_okitoki_found_by_verify_removes_the_task_and_keeps_the_crm_record(w):
+    syncer, sb, crm = w
+    cid = _lead(syncer, crm)
+    link, before, _, _ = _link(syncer.store, cid)
+    counts = _verify_found_deleted(syncer, "okitoki", link.okitoki_id)
+    assert counts["deleted"] == 1
+    cycle(syncer, 2)
+    assert pending_tasks(sb, "677770001") == []
+    link, base, _, _ = _link(syncer.store, cid)
+    assert link.tombstone and base.crm == before.crm and base.agreed == before.agreed
+    assert crm.rows[cid].phones == ("0677770001",) and crm.deleted == []
