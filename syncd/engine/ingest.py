@@ -96,6 +96,11 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
             phone_links.append((m.link_id, values.get(PHONES) or []))
             continue
         seen, seen_ts = getattr(row, side), getattr(row, ts_col)
+        if (seen or {}).get(DELETED) and not rec.deleted:
+            # A deletion is final (the link retires): a later read of the record alive is a
+            # stale copy, or a restore, which does not bring the link back.
+            counts["after_delete"] += 1
+            continue
         written = getattr(row, f"{side}_written_at")
         # A deletion is final: a write of ours after the read cannot have made it stale.
         if fetched_at is not None and written is not None and written >= fetched_at \
@@ -111,7 +116,8 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
                 and not m.attached and not rec.deleted:
             counts["stale"] += 1   # an older version than one already seen (overlap window)
             continue
-        upd = {"link_id": m.link_id, side: values, ts_col: rec.updated_at}
+        upd = {"link_id": m.link_id, side: values,
+               ts_col: seen_ts if rec.deleted and rec.updated_at is None else rec.updated_at}
         if m.attached:
             # First merge of two records: no common base yet (the "_" keys are bookkeeping).
             upd["agreed"] = {k: v for k, v in (row.agreed or {}).items() if k.startswith("_")}

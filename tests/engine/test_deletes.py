@@ -200,8 +200,22 @@ def test_hard_delete_in_okitoki_found_by_verify_removes_the_task_and_keeps_the_c
     link, before, _, _ = _link(syncer.store, cid)
     counts = _verify_found_deleted(syncer, "okitoki", link.okitoki_id)
     assert counts["deleted"] == 1
-    cycle(syncer, 2)
+    cycle(syncer, 2)   # the export's overlap window reads the (sandbox's) contact alive: ignored
     assert pending_tasks(sb, "677770001") == []
     link, base, _, _ = _link(syncer.store, cid)
     assert link.tombstone and base.crm == before.crm and base.agreed == before.agreed
     assert crm.rows[cid].phones == ("0677770001",) and crm.deleted == []
+
+
+def test_a_record_read_alive_after_its_deletion_stays_retired(w):
+    syncer, sb, crm = w
+    cid = _lead(syncer, crm)
+    row = crm.rows[cid]
+    crm.injected.append(Contact(cid, dict(row.fields), row.phones, row.updated_at, deleted=True))
+    cycle(syncer, 2)
+    assert pending_tasks(sb, "677770001") == []
+    crm.edit(cid, name="Restored from the trash", status="callback")
+    writes = okitoki_writes(sb)
+    cycle(syncer, 2)
+    assert pending_tasks(sb, "677770001") == [] and okitoki_writes(sb) == writes
+    assert _link(syncer.store, cid)[0].tombstone
