@@ -149,7 +149,8 @@ class BottleCrmConnector:
     name: ClassVar[str] = "bottlecrm"
     Options: ClassVar[type[BaseModel]] = BottleCrmOptions
     # What `syncd check` knows before connecting; an instance refines it (page sizes, notes).
-    capabilities: Capabilities = Capabilities(calls_write=True, do_not_call=True, max_phones=1)
+    capabilities: Capabilities = Capabilities(calls_write=True, do_not_call=True, max_phones=1,
+                                              contacts_delete=True)
 
     def __init__(self, options: BottleCrmOptions, context: ConnectorContext) -> None:
         self.options = options
@@ -167,7 +168,8 @@ class BottleCrmConnector:
         self.capabilities = Capabilities(
             contacts_read=True, contacts_write=True, contacts_create=True, calls_write=True,
             # Large pages: each page of changes costs a full scan; memory stays O(page).
-            do_not_call=True, read_batch_size=1000, max_phones=1,
+            do_not_call=True, read_batch_size=1000, max_phones=1, deletes="verify_only",
+            contacts_delete=True,
             notes=("no updated-since filter: each page of changes costs a full scan of "
                    f"ceil(total contacts / {options.scan_page_size}) list requests",
                    "one phone per contact: extra phones are not stored",
@@ -277,6 +279,20 @@ class BottleCrmConnector:
                 if isinstance(exc, Throttled):
                     raise
                 results.append(WriteResult(write.key, False, write.id, str(exc), retriable=True))
+        return results
+
+    def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
+        """``DELETE contacts/<id>/``, one request each; the list simply stops showing a deleted
+        contact (verify finds those). A contact already gone (404) counts as deleted."""
+        results = []
+        for contact_id in ids:
+            try:
+                self.remote.request("DELETE", f"contacts/{contact_id}/", operation="delete contact")
+                results.append(WriteResult(contact_id, True, contact_id))
+            except NotFound:
+                results.append(WriteResult(contact_id, True, contact_id))
+            except InvalidRequest as exc:
+                results.append(WriteResult(contact_id, False, contact_id, str(exc)))
         return results
 
     def _body(self, write: ContactWrite) -> dict[str, Any]:

@@ -129,7 +129,7 @@ class TrytonConnector:
     Options: ClassVar[type[BaseModel]] = TrytonOptions
     # What `syncd check` knows before connecting; an instance refines it (page size, notes).
     capabilities: Capabilities = Capabilities(
-        calls_write=True, do_not_call=False,
+        calls_write=True, do_not_call=False, deletes="flag", contacts_delete=True,
         notes=("no do-not-call flag on party.party: [do_not_call] crm_field cannot be mapped",))
 
     def __init__(self, options: TrytonOptions, context: ConnectorContext) -> None:
@@ -148,7 +148,8 @@ class TrytonConnector:
         self.party_fields = tuple(f for f in context.field_names if f not in _SPECIAL)
         self.capabilities = Capabilities(
             contacts_read=True, contacts_write=True, contacts_create=True, calls_write=True,
-            do_not_call=False, read_batch_size=options.page_size,
+            do_not_call=False, read_batch_size=options.page_size, deletes="flag",
+            contacts_delete=True,
             notes=("no do-not-call flag on party.party: [do_not_call] crm_field cannot be mapped",
                    "cost per poll: one search request per page of changed parties "
                    "(plus one read of party.party's field list per process)",
@@ -311,6 +312,24 @@ class TrytonConnector:
                 if isinstance(exc, Throttled):
                     raise
                 results.append(WriteResult(write.key, False, write.id, str(exc), retriable=True))
+        return results
+
+    def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
+        """Archive parties (``active`` false: Tryton's own way to retire a party that other
+        records may reference), one request each; the walk then reports them deleted.
+        A party already gone counts as deleted."""
+        results = []
+        for party in ids:
+            try:
+                if not str(party).isdigit():
+                    raise InvalidRecord(f"not a Tryton party id: {party!r}", record_id=party)
+                self.remote.request("PUT", f"party.party/{int(party)}", json={"active": False},
+                                    operation="archive contact")
+                results.append(WriteResult(party, True, party))
+            except NotFound:
+                results.append(WriteResult(party, True, party))
+            except (InvalidRecord, InvalidRequest) as exc:
+                results.append(WriteResult(party, False, party, str(exc)))
         return results
 
     def _parties_by_key(self, keys: list[str]) -> dict[str, int]:

@@ -123,6 +123,7 @@ class ContactsConfig(_Strict):
     default_region: str = "UA"
     create_in_okitoki: bool = True
     create_in_crm: bool = False
+    on_delete: Literal["unlink", "propagate"] = "unlink"   # propagate: delete the other side's record too
     fields: dict[str, FieldMap] = Field(default_factory=dict)
 
 

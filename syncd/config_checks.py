@@ -267,6 +267,12 @@ def capability_problems(data: Mapping[str, Any], s: Sections, cls: type) -> tupl
     if s.contacts:
         need(caps.contacts_create or not s.contacts.create_in_crm, "contacts.create_in_crm",
              True, "create contacts", "set contacts.create_in_crm = false")
+        if s.contacts.on_delete == "propagate":
+            need(getattr(caps, "contacts_delete", False), "contacts.on_delete", True,
+                 "delete contacts", 'set contacts.on_delete = "unlink"')
+            warnings.append('contacts.on_delete: "propagate" deletes the CRM records of contacts '
+                            "deleted in Oki-Toki; Oki-Toki's API has no contact delete, so a "
+                            "contact deleted in the CRM is only unlinked in Oki-Toki")
         writes = [n for n, f in s.contacts.fields.items() if f.sync in ("both", "to_crm") and f.crm]
         if writes and not caps.contacts_write:
             errors.append(f'contacts.fields.{writes[0]}.sync: the "{name}" connector cannot '

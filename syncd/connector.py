@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
+from typing import Any, Callable, ClassVar, Literal, Protocol, runtime_checkable
 
 import httpx
 from pydantic import BaseModel
@@ -71,6 +71,10 @@ class Capabilities:
     change_overlap: timedelta = timedelta(seconds=5)   # re-read window of the change walk
     #                                  (default of [crm] overlap): how late a change can
     #                                  become visible behind its updated_at
+    deletes: Literal["flag", "verify_only"] = "verify_only"   # how deletes are seen: "flag" (the change walk returns
+    #                                  deleted/archived records as Contact(deleted=True)) or
+    #                                  "verify_only" (records just vanish: `syncd verify` finds them)
+    contacts_delete: bool = False    # delete_contacts(ids) works (on_delete = "propagate")
 
 
 @dataclass
@@ -110,6 +114,11 @@ class CrmConnector(Protocol):
 
     def log_calls(self, calls: list[Call]) -> list[WriteResult]:
         """Log calls as CRM activities, once per ``session_id``; result key = session_id."""
+
+    # Optional, with ``capabilities.contacts_delete``:
+    #   def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
+    #       """Delete (or archive, as the CRM's own delete does) contacts; one result per id,
+    #       in order, key = the id. An id already gone is ok (a retry must not fail)."""
 
     def close(self) -> None:
         """Release connections."""

@@ -77,7 +77,7 @@ class Bitrix24Connector:
     name: ClassVar[str] = "bitrix24"
     Options: ClassVar[type[BaseModel]] = Bitrix24Options
     # What `syncd check` knows before connecting (do-not-call: a configured UF_CRM_* field).
-    capabilities: Capabilities = Capabilities(calls_write=True, do_not_call=True)
+    capabilities: Capabilities = Capabilities(calls_write=True, do_not_call=True, contacts_delete=True)
     # Defaults for [crm] requests_per_minute when the config has none.
     default_requests_per_minute: ClassVar[int] = DEFAULT_REQUESTS_PER_MINUTE
     default_burst: ClassVar[int] = DEFAULT_BURST
@@ -88,6 +88,7 @@ class Bitrix24Connector:
         self.capabilities = Capabilities(
             calls_write=True, do_not_call=bool(context.do_not_call_field),
             read_batch_size=BATCH_LIMIT, write_batch_size=BATCH_LIMIT, calls_batch_size=BATCH_LIMIT,
+            deletes="verify_only", contacts_delete=True,
             notes=("one request per 50 changed contacts; writes and calls go through batch",))
         # The rate itself comes from [crm] requests_per_minute (default_requests_per_minute when
         # unset); the burst is the portal's bucket size.
@@ -267,6 +268,23 @@ class Bitrix24Connector:
         record_creates(self.ledger, [results[int(name[1:])] for name, method, _ in commands
                                      if method == "crm.contact.add"])
         return [results[i] for i in range(len(writes))]
+
+    def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
+        """``crm.contact.delete`` through ``batch`` (50 per request). Bitrix24's list never
+        shows deleted contacts, so deletes are found by verify. Already gone ("Not found") is
+        deleted too, so a retry is harmless."""
+        out = {i: WriteResult(i, False, i, error=f"not a Bitrix24 contact ID: {i!r}")
+               for i in ids if not str(i).isdigit()}
+        commands = [(f"d{n}", "crm.contact.delete", {"id": int(i)})
+                    for n, i in enumerate(ids) if i not in out]
+        for name, answer in self.rest.batch(commands).items():
+            i = ids[int(name[1:])]
+            gone = isinstance(answer, CommandError) and "not found" in answer.description.lower()
+            if isinstance(answer, CommandError) and not gone:
+                out[i] = WriteResult(i, False, i, error=str(answer), retriable=answer.retriable)
+            else:
+                out[i] = WriteResult(i, True, i)
+        return [out[i] for i in ids]
 
     def log_calls(self, calls: list[Call]) -> list[WriteResult]:
         """Once per session_id; see :mod:`connectors.bitrix24._calls`."""

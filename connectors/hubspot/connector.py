@@ -40,7 +40,8 @@ class HubSpotConnector:
     # Class-level so `syncd check` sees it; do-not-call goes to a property you create.
     capabilities: ClassVar[Capabilities] = Capabilities(
         calls_write=True, do_not_call=True, read_batch_size=100, write_batch_size=100,
-        calls_batch_size=50, change_overlap=timedelta(seconds=60),
+        calls_batch_size=50, change_overlap=timedelta(seconds=60), deletes="verify_only",
+        contacts_delete=True,
         notes=("needs the unique contact property syncd_key and the call property "
                "syncd_session_id (see docs/connectors/hubspot.md)",
                "search lags writes by a few seconds: every poll re-reads the last minute of "
@@ -227,6 +228,14 @@ class HubSpotConnector:
         for chunk in chunks(updates, 100):
             self._update(chunk, results)
         return [results[i] for i in range(len(writes))]
+
+    def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
+        """Archive contacts (HubSpot's delete; restorable for 90 days), 100 per batch request.
+        The batch answers 204 whether or not an id still exists: a retry is harmless."""
+        for chunk in chunks(ids, 100):
+            self._call("POST", "/crm/v3/objects/contacts/batch/archive", "archive contacts",
+                       json={"inputs": [{"id": i} for i in chunk]})
+        return [WriteResult(i, True, i) for i in ids]
 
     def _create(self, items: list, results: dict[int, WriteResult], updates: list,
                 read_first: bool = True) -> None:

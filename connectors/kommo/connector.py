@@ -111,6 +111,7 @@ class KommoConnector:
         self.capabilities = Capabilities(
             calls_write=True, do_not_call=bool(context.do_not_call_field), read_batch_size=PAGE,
             write_batch_size=WRITE_CHUNK, calls_batch_size=WRITE_CHUNK,
+            deletes="verify_only", contacts_delete=False,   # API v4 cannot delete contacts
             notes=("if the account ignores filter[updated_at], every poll scans all contacts",))
         base = options.url.rstrip("/")
         token = _secret(options.token, options.token_file, "token")

@@ -38,7 +38,8 @@ class PipedriveConnector:
     # Class-level so `syncd check` sees it; do-not-call goes to a custom field you create.
     capabilities: ClassVar[Capabilities] = Capabilities(
         calls_write=True, do_not_call=True, read_batch_size=100, write_batch_size=50,
-        calls_batch_size=50, change_overlap=timedelta(seconds=10),
+        calls_batch_size=50, change_overlap=timedelta(seconds=10), deletes="verify_only",
+        contacts_delete=True,
         notes=("every request spends the company's daily token budget (list 10-20, write 5-10, "
                "call-log add 10): set crm.daily_request_budget to your plan's share",
                "recordings are linked in the call note, not uploaded"))  # ≈ 30,000 base tokens / ~20 per request
@@ -208,6 +209,20 @@ class PipedriveConnector:
         if w.id is None:
             self.creates_ledger.confirmed(w.key, pid)
         return WriteResult(w.key, True, pid)
+
+    def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
+        """Delete persons, one request each (Pipedrive keeps them 30 days, then purges). A
+        person already gone (404) counts as deleted, so a retry is harmless."""
+        results = []
+        for pid in ids:
+            try:
+                self._call("DELETE", f"/api/v2/persons/{pid}", "delete person")
+                results.append(WriteResult(pid, True, pid))
+            except NotFound:
+                results.append(WriteResult(pid, True, pid))
+            except InvalidRequest as exc:
+                results.append(WriteResult(pid, False, pid, error=exc.message))
+        return results
 
     def _made_by_lost_attempt(self, body: dict[str, Any], sent_at: datetime) -> str | None:
         """The person an unconfirmed create made (None: it was not made).

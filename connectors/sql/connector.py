@@ -63,12 +63,13 @@ class _SchemaCapabilities:
 
     def __get__(self, obj: "SqlConnector | None", owner: type) -> Capabilities:
         if obj is None:
-            return Capabilities(calls_write=True, do_not_call=True, **_BATCHES)
+            return Capabilities(calls_write=True, do_not_call=True, contacts_delete=True, **_BATCHES)
         s = obj.schema
         return Capabilities(contacts_read=True, contacts_write=True, contacts_create=s.can_create,
                             calls_write=s.calls is not None, do_not_call=s.do_not_call is not None,
                             max_phones=len(obj.options.phone_columns),
-                            notes=tuple(s.notes), **_BATCHES)
+                            deletes="flag" if s.deleted is not None else "verify_only",
+                            contacts_delete=True, notes=tuple(s.notes), **_BATCHES)
 
 
 class SqlConnector:
@@ -131,7 +132,8 @@ class SqlConnector:
         """The mapped columns (raw on SQLite, read per row by :mod:`.rows`) and the change time
         as the walk orders it (``_syncd_changed``; NULL when it is not a time)."""
         s, key = self.schema, self.change_key
-        cols = {c.name: c for c in [s.id, s.updated_at, *s.phones, *s.fields.values()]}
+        extra = [s.deleted] if s.deleted is not None else []
+        cols = {c.name: c for c in [s.id, s.updated_at, *s.phones, *s.fields.values(), *extra]}
         changed = sa.case((key.valid(), key.expr), else_=sa.null()).label(CHANGED)
         return sa.select(*(raw_column(c, self.dialect) for c in cols.values()), changed)
 
@@ -146,7 +148,8 @@ class SqlConnector:
             fields[s.do_not_call.name] = bool(m[s.do_not_call.name])  # MySQL BOOL is TINYINT
         changed = row._mapping[CHANGED]
         return Contact(id=str(m[s.id.name]), fields=fields, phones=phones,
-                       updated_at=self.change_key.parse(changed) if changed is not None else None)
+                       updated_at=self.change_key.parse(changed) if changed is not None else None,
+                       deleted=s.deleted is not None and s.is_deleted(m[s.deleted.name]))
 
     def changed_contacts(self, after: Cursor, limit: int) -> Page:
         """Contacts with (change time, id) strictly after ``after`` (a cursor without last_id
@@ -221,6 +224,7 @@ class SqlConnector:
         return list(self._by_phone(phone_e164, None))
 
     def _by_phone(self, phone_e164: str, conn: sa.Connection | None) -> Iterator[Contact]:
+        """Live contacts with the number (a soft-deleted row is never adopted by a create)."""
         s = self.schema
         wanted = e164(phone_e164)
         if wanted is None:
@@ -232,7 +236,7 @@ class SqlConnector:
         opened = contextlib.nullcontext(conn) if conn is not None else self.engine.connect()
         with translated("find by phone"), opened as c:
             for contact in self._readable(c.execute(query)):
-                if any(e164(p, region) == wanted for p in contact.phones):
+                if not contact.deleted and any(e164(p, region) == wanted for p in contact.phones):
                     yield contact
 
     # -- writes --------------------------------------------------------------------------
@@ -278,6 +282,36 @@ class SqlConnector:
         matches = [c.id for c in self._by_phone(want[0], conn)
                    if sorted(filter(None, (e164(p, region_of(want[0])) for p in c.phones))) == want]
         return matches[0] if len(matches) == 1 else None
+
+    def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
+        """Delete rows (``on_delete = "propagate"``): with ``deleted_column``, mark them deleted
+        and touch updated_at; without, ``DELETE`` them. A row already gone is ok."""
+        s = self.schema
+        results: list[WriteResult] = []
+        with translated("delete contacts"), self.engine.begin() as conn:
+            for contact_id in ids:
+                try:
+                    key = native_id(s.id, contact_id)
+                except ValueError:
+                    results.append(WriteResult(key=contact_id, ok=False,
+                                               error=f"{contact_id!r} is not a valid {s.id.name}"))
+                    continue
+                if s.deleted is not None:
+                    stmt = s.contacts.update().where(s.id == key).values({
+                        s.deleted.name: s.deleted_value(self.dialect),
+                        s.updated_at.name: s.now(s.updated_at, self.dialect)})
+                else:
+                    stmt = s.contacts.delete().where(s.id == key)
+                try:
+                    with conn.begin_nested():
+                        conn.execute(stmt)
+                    results.append(WriteResult(key=contact_id, ok=True, id=contact_id))
+                except sa.exc.DBAPIError as exc:
+                    if is_batch_fatal(exc):
+                        raise remote_error(exc, "delete contacts") from None
+                    results.append(WriteResult(key=contact_id, ok=False, id=contact_id,
+                                               error=f"refused by the database: {driver_message(exc)}"))
+        return results
 
     def log_calls(self, calls: list[Call]) -> list[WriteResult]:
         """Insert each call once per ``session_id`` (a repeat answers the existing row's id,

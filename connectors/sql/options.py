@@ -20,6 +20,10 @@ class SqlOptions(BaseModel):
     id_column: str = "id"
     updated_at_column: str = "updated_at"
     phone_columns: list[str] = Field(default_factory=lambda: ["phone"], min_length=1)
+    # Soft deletes: a boolean/integer column (true = deleted) or a date-time one (set = deleted).
+    # The change walk then returns deleted rows as deleted (whoever sets it must touch
+    # updated_at); on_delete = "propagate" sets it instead of deleting the row.
+    deleted_column: str | None = None
     calls_table: str | None = "calls"       # None: calls are not written to this database
     create_calls_table: bool = False        # create `calls_table` when missing (never alters contacts)
 

@@ -110,7 +110,8 @@ def read_row(mapping: Mapping[str, Any], schema: Schema, dialect: str) -> dict[s
     """The row's mapped columns as Python values; RowUnreadable when one cannot be read."""
     # The change time is read by the walk's own key (CHANGED), not here: a row whose
     # updated_at is not a time is still a contact fetch and find must see.
-    columns = {c.name: c for c in [schema.id, *schema.phones, *schema.fields.values()]}
+    extra = [schema.deleted] if getattr(schema, "deleted", None) is not None else []
+    columns = {c.name: c for c in [schema.id, *schema.phones, *schema.fields.values(), *extra]}
     out: dict[str, Any] = {}
     record_id = mapping.get(schema.id.name)
     for name, column in columns.items():

@@ -39,6 +39,18 @@ class Schema:
     calls_id: sa.Column | None              # the calls table's primary key, if one column
     can_create: bool
     notes: list[str] = field(default_factory=list)
+    deleted: sa.Column | None = None        # the soft-delete column, if configured
+
+    def is_deleted(self, value: Any) -> bool:
+        """A value of the soft-delete column: set (date-time) or true (boolean/integer)."""
+        return value is not None and (isinstance(self.deleted.type, sa.DateTime) or bool(value))
+
+    def deleted_value(self, dialect: str) -> Any:
+        """What marks a row deleted: the database's now for a date-time column, else true."""
+        assert self.deleted is not None
+        if isinstance(self.deleted.type, sa.DateTime):
+            return self.now(self.deleted, dialect)
+        return True if isinstance(self.deleted.type, sa.Boolean) else 1
 
     def now(self, column: sa.Column, dialect: str) -> Any:
         """The database's current time for ``column`` (UTC; naive columns get naive UTC)."""
@@ -144,6 +156,11 @@ def reflect_schema(conn: sa.Connection, options: SqlOptions, field_names: tuple[
     fields = {n: _column(contacts, n, "contacts.fields", problems) for n in field_names}
     dnc = (_column(contacts, do_not_call_field, "do_not_call.crm_field", problems)
            if do_not_call_field else None)
+    deleted = (_column(contacts, options.deleted_column, "crm.options.deleted_column", problems)
+               if options.deleted_column else None)
+    if deleted is not None and not isinstance(deleted.type, (sa.Boolean, sa.Integer, sa.DateTime)):
+        problems.append(f'crm.options.deleted_column: column "{deleted.name}" is {deleted.type}; '
+                        f"a soft-delete column is boolean, integer or date-time")
     if problems:
         raise ConfigError(problems)
     assert id_col is not None and updated is not None
@@ -172,4 +189,5 @@ def reflect_schema(conn: sa.Connection, options: SqlOptions, field_names: tuple[
     return Schema(contacts=contacts, id=id_col, updated_at=updated,
                   phones=[p for p in phones if p is not None],
                   fields={k: v for k, v in fields.items() if v is not None}, do_not_call=dnc,
-                  calls=calls, calls_id=calls_id, can_create=_can_create(id_col), notes=notes)
+                  calls=calls, calls_id=calls_id, can_create=_can_create(id_col), notes=notes,
+                  deleted=deleted)

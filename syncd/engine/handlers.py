@@ -19,6 +19,7 @@ from ..phones import normalize_many
 from ..model import ContactWrite, TaskSpec
 from ..store.tables import TaskRow
 from .context import BASE, LINK, OUTBOX, Context, chunks
+from .deletes import crm_deletes
 from .effects import Seen, TaskSettled
 from .mapping import PHONES
 from .push import Done, Later
@@ -58,8 +59,8 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         if ctx.stopping():
             break                      # one request per row: do not hold up a shutdown
         link = links.get(r.link_id)
-        if link is None:
-            out[r.id] = Done(note="link gone")
+        if link is None or link.tombstone:
+            out[r.id] = Done(note="link gone" if link is None else "link retired")
             continue
         try:
             if r.operation == "contact_create":
@@ -103,6 +104,8 @@ def _okitoki_made_since(ctx: Context, rows: list[Any]) -> dict[str, list[str]]:
     since = min(r.created_at for r in rows) - timedelta(minutes=2)
     by_phone: dict[str, list[str]] = {}
     for c in ctx.okitoki.export_contacts(since):
+        if c.deleted:    # the export shows deleted contacts once more: never adopt one
+            continue
         got, _ = normalize_many(c.phones, ctx.config.contacts.default_region)
         for p in got:
             by_phone.setdefault(p, []).append(c.id)
@@ -130,8 +133,8 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     writes: list[tuple[Any, ContactWrite, dict, bool]] = []
     for r in rows:
         link = links.get(r.link_id)
-        if link is None:
-            out[r.id] = Done(note="link gone")
+        if link is None or link.tombstone:
+            out[r.id] = Done(note="link gone" if link is None else "link retired")
             continue
         if r.operation == "contact_create":
             with ctx.store.begin() as conn:
@@ -141,9 +144,9 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 continue
             values = _create_values(ctx, r, bases.get(r.link_id), "crm")
             if r.attempts > 1 and values.get(PHONES):
-                # an earlier try may have made it: adopt a contact with the number that no
-                # other link holds
-                ids = [c.id for c in ctx.crm.find_by_phone(values[PHONES][0])]
+                # an earlier try may have made it: adopt a live contact with the number that
+                # no other link holds
+                ids = [c.id for c in ctx.crm.find_by_phone(values[PHONES][0]) if not c.deleted]
                 with ctx.store.begin() as conn:
                     taken = {cid: lid for cid, lid in conn.execute(
                         select(LINK.c.crm_id, LINK.c.id).where(LINK.c.crm_id.in_(ids)))} if ids else {}
@@ -184,9 +187,13 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     out: dict[int, Any] = {}
     links = _links(ctx, [r.link_id for r in rows])
     by_dialer: dict[str, list[tuple[Any, TaskSpec]]] = {}
+    blocked = _earlier_generations(ctx, rows)
     for r in rows:
         p = r.payload or {}
         link = links.get(r.link_id)
+        if r.id in blocked:
+            out[r.id] = blocked[r.id]
+            continue
         if not p.get("phones"):
             out[r.id] = InvalidRecord("no phone number for the task")
             continue
@@ -223,6 +230,37 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     return out
 
 
+def _earlier_generations(ctx: Context, rows: list[Any]) -> dict[int, Later]:
+    """Task creates that must wait: an earlier generation of the same link and dialer is still
+    being created or removed. A replaced task (new numbers) is thus removed before its successor
+    exists, so the dialer never holds two tasks of one contact, nor refuses the new one as a
+    duplicate; a crash between the two leaves the create queued, never lost."""
+    keys = {r.id: (r.link_id, str((r.payload or {}).get("dialer_id")), (r.payload or {}).get("generation", 0))
+            for r in rows}
+    with ctx.store.begin() as conn:
+        before = conn.execute(select(OUTBOX.c.id, OUTBOX.c.link_id, OUTBOX.c.operation, OUTBOX.c.status,
+                                     OUTBOX.c.payload).where(and_(
+            OUTBOX.c.link_id.in_(sorted({k[0] for k in keys.values()})),
+            OUTBOX.c.operation.in_(["add_task", "remove_task"]),
+            OUTBOX.c.status.in_(["pending", "claimed", "dead"])))).all()
+    by_link: dict[int, list[Any]] = {}
+    for q in before:
+        by_link.setdefault(q.link_id, []).append(q)
+    out: dict[int, Later] = {}
+    for rid, (lid, dialer, gen) in keys.items():
+        for q in by_link.get(lid, ()):
+            p = q.payload or {}
+            if q.id == rid or str(p.get("dialer_id")) != dialer or p.get("generation", 0) >= gen:
+                continue
+            if q.operation == "remove_task" and q.status == "dead":
+                out[rid] = Later(ctx.now() + WAIT * 12, "waiting for the removal of the contact's "
+                                 "previous task, a dead letter (syncd dead-letters retry or drop)")
+            elif q.status != "dead":
+                out.setdefault(rid, Later(ctx.now() + WAIT, "waiting for the contact's previous "
+                                          "task to be removed"))
+    return out
+
+
 def remove_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     """Remove a link's task of one generation: by its id once its create has settled.
 
@@ -239,9 +277,9 @@ def remove_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         dialer, gen = p["dialer_id"], p.get("generation", 0)
         settled = TaskSettled(r.link_id, dialer, gen, "removed")
         try:
-            if p.get("task_id"):
+            if p.get("task_id"):   # an orphan, or a replaced task whose create had settled
                 ctx.okitoki.remove_task(dialer, task_id=str(p["task_id"]))
-                out[r.id] = Done()
+                out[r.id] = Done(settled)
                 continue
             with ctx.store.begin() as conn:
                 task = conn.execute(select(TASK).where(and_(
@@ -251,14 +289,17 @@ def remove_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             if add is not None and add.status in ("pending", "claimed"):
                 out[r.id] = Later(ctx.now() + WAIT, "waiting for the task's create to settle")
                 continue
-            if task is None or task.generation != gen:
-                out[r.id] = Done(note="the link moved on; an orphan task is removed by id")
-                continue
-            if task.task_id:
+            mine = task is not None and task.generation == gen
+            if mine and task.task_id:
                 ctx.okitoki.remove_task(dialer, task_id=task.task_id)
             elif add is None or add.status == "dead":
                 # the create may have reached Oki-Toki before it failed: remove by number
-                ctx.okitoki.remove_task(dialer, phones=p.get("phones") or list(task.phones or []))
+                phones = p.get("phones") or (list(task.phones or []) if mine else [])
+                if phones:
+                    ctx.okitoki.remove_task(dialer, phones=phones)
+            elif not mine:
+                out[r.id] = Done(note="the link moved on; an orphan task is removed by id")
+                continue
             out[r.id] = Done(settled)
         except Exception as exc:  # noqa: BLE001
             out[r.id] = exc
@@ -300,6 +341,7 @@ HANDLERS = {
     ("okitoki", "contact_update"): okitoki_contacts,
     ("crm", "contact_create"): crm_contacts,
     ("crm", "contact_update"): crm_contacts,
+    ("crm", "contact_delete"): crm_deletes,
     ("okitoki", "add_task"): add_tasks,
     ("okitoki", "remove_task"): remove_tasks,
     ("okitoki", "dnc_add"): dnc,

@@ -17,8 +17,8 @@ from sqlalchemy import Connection, and_, delete, insert, select, update
 from ..errors import InvalidRecord
 from ..model import Contact
 from ..store.outbox import enqueue, insert_ignore
-from .context import BASE, OUTBOX, PHONE, Context, jsonable, mark_dirty, update_many
-from .mapping import PHONES, Observed, Side, same
+from .context import BASE, LINK, OUTBOX, PHONE, Context, jsonable, mark_dirty, update_many
+from .mapping import DELETED, PHONES, Observed, Side, same
 from .matching import match_records
 from .outbox import Lane
 
@@ -70,7 +70,9 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
         observed[obs.id] = obs  # a page may repeat a record: the last one wins
     if not observed:
         return counts
-    records = list(observed.values())
+    records = _known_or_alive(conn, side, list(observed.values()), counts)
+    if not records:
+        return counts
     matches = match_records(conn, side, records, now=now)
     link_ids = [m.link_id for m in matches.values()]
     bases = {row.link_id: row for row in conn.execute(select(BASE).where(BASE.c.link_id.in_(link_ids)))}
@@ -80,10 +82,12 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
     for rec in records:
         m = matches[rec.id]
         values = dict(rec.values)
-        if rec.deleted:
-            values["__deleted"] = True
         row = bases.get(m.link_id)
-        if cap and row is not None:
+        if rec.deleted:
+            # A deletion may come as a bare id (a hard delete found by verify): it marks the
+            # side's last values deleted; it never empties them, the phones included.
+            values = {**((getattr(row, side) if row is not None else None) or {}), DELETED: True}
+        if cap and row is not None and not rec.deleted:
             values = _full_not_edited(values, row.agreed, cap)
         if row is None:
             inserts.append({"link_id": m.link_id, side: values, ts_col: _not_after(rec.updated_at, now),
@@ -92,8 +96,15 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
             phone_links.append((m.link_id, values.get(PHONES) or []))
             continue
         seen, seen_ts = getattr(row, side), getattr(row, ts_col)
+        if (seen or {}).get(DELETED) and not rec.deleted:
+            # A deletion is final (the link retires): a later read of the record alive is a
+            # stale copy, or a restore, which does not bring the link back.
+            counts["after_delete"] += 1
+            continue
         written = getattr(row, f"{side}_written_at")
-        if fetched_at is not None and written is not None and written >= fetched_at and not m.attached:
+        # A deletion is final: a write of ours after the read cannot have made it stale.
+        if fetched_at is not None and written is not None and written >= fetched_at \
+                and not m.attached and not rec.deleted:
             counts["stale"] += 1
             continue
         unchanged = seen is not None and all(same(k, seen.get(k), values.get(k))
@@ -102,15 +113,18 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
             counts["unchanged"] += 1
             continue
         if seen_ts is not None and rec.updated_at is not None and _not_after(rec.updated_at, now) < seen_ts \
-                and not m.attached:
+                and not m.attached and not rec.deleted:
             counts["stale"] += 1   # an older version than one already seen (overlap window)
             continue
-        upd = {"link_id": m.link_id, side: values, ts_col: _not_after(rec.updated_at, now)}
+        upd = {"link_id": m.link_id, side: values,
+               ts_col: seen_ts if rec.deleted and rec.updated_at is None else _not_after(rec.updated_at, now)}
         if m.attached:
             # First merge of two records: no common base yet (the "_" keys are bookkeeping).
             upd["agreed"] = {k: v for k, v in (row.agreed or {}).items() if k.startswith("_")}
         updates.append(upd)
         changed_links.append(m.link_id)
+        if rec.deleted:
+            continue
         if seen is None or not same(PHONES, seen.get(PHONES), values.get(PHONES)):
             phone_links.append((m.link_id, values.get(PHONES) or []))
     if inserts:
@@ -138,6 +152,23 @@ def _not_after(at: datetime | None, now: datetime) -> datetime | None:
     clock, a bad import) would otherwise win every "newest" conflict and make its own
     correction to a true time look older than what was seen."""
     return now if at is not None and at > now else at
+
+
+def _known_or_alive(conn: Connection, side: Side, records: list[Observed],
+                    counts: Counter) -> list[Observed]:
+    """The records worth taking in: every live one, and the deletions of records we link.
+
+    A deleted record we never linked changes nothing; matching it by number would only make a
+    link (or a merge candidate) for a record that no longer exists."""
+    gone = [r.id for r in records if r.deleted]
+    if not gone:
+        return records
+    col = LINK.c.crm_id if side == "crm" else LINK.c.okitoki_id
+    known = set(conn.execute(select(col).where(and_(LINK.c.entity == "contact", col.in_(gone))))
+                .scalars())
+    counts["deleted_unknown"] += sum(1 for i in gone if i not in known)
+    counts["deleted"] += len(known)
+    return [r for r in records if not r.deleted or r.id in known]
 
 
 def _full_not_edited(values: dict[str, Any], agreed: dict[str, Any] | None, cap: int) -> dict[str, Any]:

@@ -18,10 +18,11 @@ from ..errors import InvalidRecord
 from ..model import Contact
 from ..phones import normalize_many
 
-__all__ = ["Side", "FieldSpec", "Mapping", "Observed", "PHONES", "DNC", "is_empty", "same"]
+__all__ = ["Side", "FieldSpec", "Mapping", "Observed", "PHONES", "DNC", "DELETED", "is_empty", "same"]
 
 Side = Literal["crm", "okitoki"]
 PHONES, DNC = "phones", "do_not_call"
+DELETED = "__deleted"   # side-values key (never canonical): the record was deleted on that side
 MAX_TEXT = 4000
 MAX_PHONES = 20
 _TRUE = {"1", "true", "yes", "y", "on", "t"}
@@ -138,6 +139,12 @@ class Mapping:
         """Validate and map one side's record; raises InvalidRecord with the reason."""
         if not isinstance(contact.id, str) or not contact.id.strip():
             raise InvalidRecord("record has no id")
+        if contact.deleted:
+            # Only the id matters (a hard delete found by verify has nothing else): what the
+            # record held before, however malformed, must not keep its deletion out.
+            at = contact.updated_at if isinstance(contact.updated_at, datetime) \
+                and contact.updated_at.tzinfo is not None else None
+            return Observed(side, contact.id, {}, at, True)
         if contact.updated_at is not None and contact.updated_at.tzinfo is None:
             raise InvalidRecord("updated_at has no time zone", record_id=contact.id)
         values: dict[str, Any] = {}

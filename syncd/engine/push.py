@@ -94,9 +94,14 @@ def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100)
         seen: set[int] = set()
         while not stop.is_set():
             rows = []
-            if lane == Lane.TASKS:   # task creates go in bulk: one import per dialer per claim
-                rows = sql.claim(ctx.store, lanes=[lane], limit=BULK_TASKS, holder=ctx.instance_id,
-                                 now=ctx.now(), hold=CLAIM_HOLD, operations=["add_task"])
+            if lane == Lane.TASKS:
+                # Removals first (a replaced task must be gone before its successor is made),
+                # then creates in bulk: one import per dialer per claim.
+                rows = sql.claim(ctx.store, lanes=[lane], limit=_batch_size(ctx, lane, batch),
+                                 holder=ctx.instance_id, now=ctx.now(), hold=CLAIM_HOLD,
+                                 operations=["remove_task"]) or \
+                    sql.claim(ctx.store, lanes=[lane], limit=BULK_TASKS, holder=ctx.instance_id,
+                              now=ctx.now(), hold=CLAIM_HOLD, operations=["add_task"])
             if not rows:
                 rows = sql.claim(ctx.store, lanes=[lane], limit=_batch_size(ctx, lane, batch),
                                  holder=ctx.instance_id, now=ctx.now(), hold=CLAIM_HOLD)

@@ -12,12 +12,14 @@ import uuid
 from collections import Counter
 from typing import Any
 
+import structlog
 from sqlalchemy import and_, bindparam, delete, insert, select, tuple_, update
 
 from ..store.outbox import enqueue
 from ..store.tables import Conflict, TaskRow
 from .context import BASE, DIRTY, LINK, OUTBOX, Context, update_many
-from .mapping import DNC, PHONES
+from .deletes import retire_links
+from .mapping import DELETED, DNC, PHONES
 from .merge import merge_fields
 from .outbox import Lane
 from .rules import task_payload, wanted_dialers
@@ -26,6 +28,7 @@ __all__ = ["reconcile", "LISTED", "add_key"]
 
 TASK, CONFLICT = TaskRow.__table__, Conflict.__table__
 LISTED = "_dnc_listed"    # agreed-values key: numbers this link put on the do-not-call list
+log = structlog.get_logger()
 
 
 class _Batch:
@@ -36,7 +39,8 @@ class _Batch:
         self.base_updates: list[dict] = []
         self.task_upserts: list[dict] = []
         self.task_updates: list[dict] = []
-        self.cancel_ops: list[int] = []
+        self.cancel_ops: list[tuple[int, str]] = []
+        self.retired: list[tuple[int, dict[str, str | None]]] = []
         self.conflicts: list[dict] = []
         self.resolved: list[tuple[int, str]] = []
         self.counts: Counter = Counter()
@@ -112,8 +116,13 @@ def _reconcile_link(b: _Batch, link: Any, base: Any, pending: dict, tasks: dict,
     crm = dict(base.crm) if link.crm_id and base.crm is not None else None
     oki = dict(base.okitoki) if link.okitoki_id and base.okitoki is not None else None
     agreed_old = dict(base.agreed or {})
-    deleted = bool((crm or {}).get("__deleted") or (oki or {}).get("__deleted"))
-    if crm is not None and oki is not None and not deleted:
+    gone = [side for side, values in (("crm", crm), ("okitoki", oki)) if (values or {}).get(DELETED)]
+    deleted = bool(gone)
+    if deleted:
+        agreed = dict(agreed_old)     # nothing merges with a deleted record
+        if not link.tombstone:
+            _retire(b, link, gone)
+    elif crm is not None and oki is not None:
         # A create still claimed for a side that already has the record (its id arrived
         # through a pull) is no pending value of that side: only updates are.
         crm.update(_pending_values(pending.get((lid, "crm"), []), updates_only=True))
@@ -141,7 +150,7 @@ def _reconcile_link(b: _Batch, link: Any, base: Any, pending: dict, tasks: dict,
         other = "okitoki" if side == "crm" else "crm"
         allowed = ctx.config.contacts.create_in_okitoki if other == "okitoki" else \
             ctx.config.contacts.create_in_crm and getattr(ctx.crm_capabilities, "contacts_create", True)
-        if present is not None and not deleted and allowed and not link.hold and not link.tombstone:
+        if present is not None and allowed and not link.hold and not link.tombstone:
             values = ctx.mapping.writable(other, agreed)
             if values.get(PHONES) or other == "crm":
                 b.op(Lane.CONTACTS, other, "contact_create", lid, {"values": values},
@@ -186,16 +195,43 @@ def _plan_dnc(b: _Batch, lid: int, agreed: dict) -> None:
         agreed[LISTED] = []
 
 
+def _retire(b: _Batch, link: Any, gone: list[str]) -> None:
+    """A record of the link was deleted: retire the link (its tasks go through _plan_tasks).
+
+    With ``[contacts] on_delete = "propagate"`` the other side's record is deleted too, where
+    that side can delete (Oki-Toki's API profile has no contact delete: it is only unlinked)."""
+    ctx, lid = b.ctx, link.id
+    b.retired.append((lid, {side: link.crm_id if side == "crm" else link.okitoki_id for side in gone}))
+    b.counts["retired_links"] += 1
+    log.info("link_retired", link_id=lid, deleted_on=",".join(gone))
+    other = "okitoki" if gone == ["crm"] else "crm" if gone == ["okitoki"] else None
+    other_id = (link.okitoki_id if other == "okitoki" else link.crm_id) if other else None
+    if ctx.config.contacts.on_delete != "propagate" or not other_id:
+        return
+    if other == "crm" and getattr(ctx.crm_capabilities, "contacts_delete", False):
+        b.op(Lane.CONTACTS, "crm", "contact_delete", lid, {"id": other_id}, f"contact:crm:{lid}:delete")
+        return
+    b.counts["delete_not_propagated"] += 1
+    log.warning("delete_not_propagated", link_id=lid, side=other,
+                reason="Oki-Toki's API has no contact delete" if other == "okitoki"
+                else "the CRM connector cannot delete contacts")
+
+
 def _plan_tasks(b: _Batch, link: Any, agreed: dict, tasks: dict, deleted: bool) -> None:
     ctx, lid = b.ctx, link.id
     # A merge candidate is a duplicate of another contact, which gets the task.
     wanted = {} if (deleted or link.tombstone or link.hold) else wanted_dialers(ctx.config.dialer, agreed)
     for dialer, rule in wanted.items():
         row = tasks.get(dialer)
-        if row is not None and row.state in ("creating", "active"):
-            continue
-        gen = (row.generation + 1) if row is not None else 1
         payload = task_payload(rule, agreed)
+        if row is not None and row.state in ("creating", "active"):
+            if set(row.phones or []) == set(payload["phones"]):
+                continue
+            # The numbers changed: the old task goes first (add_tasks waits for its removal),
+            # so the dialer never calls an old number, nor holds two tasks for one contact.
+            _take_back(b, lid, dialer, row, Lane.TASKS, "the numbers changed")
+            b.counts["replaced_task"] += 1
+        gen = (row.generation + 1) if row is not None else 1
         b.task_upserts.append({"link_id": lid, "dialer_id": dialer, "rule": rule.name,
                                "phones": payload["phones"], "state": "creating",
                                "generation": gen, "task_id": None, "updated_at": b.now,
@@ -206,17 +242,25 @@ def _plan_tasks(b: _Batch, link: Any, agreed: dict, tasks: dict, deleted: bool) 
     for dialer, row in tasks.items():
         if dialer in wanted or row.state not in ("creating", "active"):
             continue
-        add = b.adds.get(add_key(lid, dialer, row.generation)) if row.state == "creating" else None
-        if add is not None and add.status == "pending" and add.attempts == 0:
-            # never sent: cancel it rather than create and remove
-            b.cancel_ops.append(add.id)
+        if _take_back(b, lid, dialer, row, lane, "the contact stopped matching"):
             b.task_updates.append({"id": row.id, "state": "removed", "updated_at": b.now})
-            b.counts["cancelled_add_task"] += 1
-            continue
-        b.task_updates.append({"id": row.id, "state": "removing", "updated_at": b.now})
-        b.op(lane, "okitoki", "remove_task", lid,
-             {"dialer_id": dialer, "generation": row.generation, "phones": row.phones or []},
-             f"task:remove:{lid}:{dialer}:{row.generation}")
+        else:
+            b.task_updates.append({"id": row.id, "state": "removing", "updated_at": b.now})
+
+
+def _take_back(b: _Batch, lid: int, dialer: str, row: Any, lane: Lane, why: str) -> bool:
+    """Undo the link's task of ``row``'s generation: cancel its create if it was never sent
+    (returns True), else queue its removal (by id when known)."""
+    add = b.adds.get(add_key(lid, dialer, row.generation)) if row.state == "creating" else None
+    if add is not None and add.status == "pending" and add.attempts == 0:
+        b.cancel_ops.append((add.id, f"cancelled: {why}"))
+        b.counts["cancelled_add_task"] += 1
+        return True
+    payload = {"dialer_id": dialer, "generation": row.generation, "phones": row.phones or []}
+    if row.state == "active" and row.task_id:
+        payload["task_id"] = row.task_id
+    b.op(lane, "okitoki", "remove_task", lid, payload, f"task:remove:{lid}:{dialer}:{row.generation}")
+    return False
 
 
 def add_key(link_id: int, dialer_id: str, generation: int) -> str:
@@ -226,10 +270,11 @@ def add_key(link_id: int, dialer_id: str, generation: int) -> str:
 
 def _write(conn: Any, b: _Batch, dirty: list[Any]) -> None:
     now = b.now
-    if b.cancel_ops:
-        conn.execute(update(OUTBOX).where(and_(OUTBOX.c.id.in_(b.cancel_ops), OUTBOX.c.status == "pending"))
-                     .values(status="done", last_error="cancelled: the contact stopped matching",
-                             updated_at=now))
+    for op_id, why in b.cancel_ops:
+        conn.execute(update(OUTBOX).where(and_(OUTBOX.c.id == op_id, OUTBOX.c.status == "pending"))
+                     .values(status="done", last_error=why, updated_at=now))
+    if b.retired:
+        retire_links(conn, b.retired, now=now)
     enqueue(conn, b.ops, now=now)
     for m in b.op_merges:
         conn.execute(update(OUTBOX).where(and_(OUTBOX.c.id == m["id"], OUTBOX.c.status == "pending"))

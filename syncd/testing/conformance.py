@@ -369,6 +369,18 @@ class ConnectorConformance:
         self.settle()
         assert all(c.deleted for c in connector.fetch_contacts([contact_id]))
 
+    def test_delete_contacts_deletes_and_a_repeat_is_harmless(self):
+        connector = self.connect()
+        self.require_capability(connector, "contacts_delete")
+        gone, kept = self.seeded(2)
+        self.settle()
+        results = connector.delete_contacts([gone])
+        assert [(r.key, r.ok) for r in results] == [(gone, True)], results
+        assert [r.ok for r in connector.delete_contacts([gone])] == [True]   # already gone
+        self.settle()
+        assert all(c.deleted for c in connector.fetch_contacts([gone]))
+        assert not self.fetch_one(connector, kept).deleted
+
     # -- calls ----------------------------------------------------------------------------
     def _call(self, contact_id: str | None, phone: str) -> Call:
         started = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)

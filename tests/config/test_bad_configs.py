@@ -89,6 +89,7 @@ CASES = [
     ("dialer-when-not-list", _set("dialer[0].when", {"status": "new"}), "dialer[0].when.status", "valid list"),
     ("dialer-typo", _set("dialer[1].dialer", 3), "dialer[1].dialer", 'did you mean "dialer_id"'),
     ("unknown-numbers", _set("calls.unknown_numbers", "ignore"), "calls.unknown_numbers", "'skip'"),
+    ("on-delete", _set("contacts.on_delete", "delete"), "contacts.on_delete", "'unlink' or 'propagate'"),
     ("outcome-not-in-order", _set("calls.outcome_status.answered", "talked"), "calls.outcome_status.answered", '"talked" is not in calls.status_order'),
     ("outcome-unknown", _set("calls.outcome_status.picked_up", "contacted"), "calls.outcome_status.picked_up", "unknown call outcome"),
     ("settle-negative", _set("calls.settle_delay", "-5s"), "calls.settle_delay", "is not a duration"),

@@ -253,3 +253,15 @@ def test_operating_time_near_the_limit_is_warned_once(fake, tmp_path):
             conn.changed_contacts(Cursor(), 10)
     warned = [e for e in logs if e["event"] == "bitrix24.operating_time_high"]
     assert len(warned) == 1 and warned[0]["method"] == "crm.contact.list"
+
+
+def test_delete_contacts_goes_through_one_batch_and_a_missing_contact_is_deleted_too(fake, tmp_path):
+    gone = str(fake.state.add_contact(("+380501234001",), NAME="Gone"))
+    kept = str(fake.state.add_contact(("+380501234002",), NAME="Kept"))
+    conn = connector(fake, tmp_path)
+    before = len(fake.state.journal)
+    results = conn.delete_contacts([gone, "987654", "x1"])
+    assert [(r.key, r.ok) for r in results] == [(gone, True), ("987654", True), ("x1", False)]
+    assert fake.state.journal[before:] == ["batch", "crm.contact.delete", "crm.contact.delete"]
+    assert [c.id for c in conn.fetch_contacts([gone, kept])] == [kept]
+    assert conn.capabilities.contacts_delete and conn.capabilities.deletes == "verify_only"

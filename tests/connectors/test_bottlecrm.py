@@ -190,3 +190,21 @@ def test_health_check_names_mapped_fields_bottlecrm_lacks(tmp_path):
     connector = BottleCrmConnector(BottleCrmOptions(url="http://bcrm.test", token=TOKEN), ctx)
     with pytest.raises(ConfigError, match="no field 'status'"):
         connector.health_check()
+
+
+def test_delete_contacts_deletes_each_and_a_contact_already_gone_is_ok(tmp_path):
+    seen = []
+    gone = str(uuid.uuid4())
+
+    def handler(request):
+        seen.append((request.method, request.url.path))
+        if gone in request.url.path:
+            return httpx.Response(404, json={"detail": "Not found."})
+        return httpx.Response(204)
+
+    kept = str(uuid.uuid4())
+    connector = make(tmp_path, handler)
+    results = connector.delete_contacts([kept, gone])
+    assert [(r.key, r.ok) for r in results] == [(kept, True), (gone, True)]
+    assert seen == [("DELETE", f"/api/contacts/{kept}/"), ("DELETE", f"/api/contacts/{gone}/")]
+    assert connector.capabilities.contacts_delete and connector.capabilities.deletes == "verify_only"

@@ -306,3 +306,15 @@ def test_changes_younger_than_the_settle_time_wait_for_the_next_poll(fake, tmp_p
     assert [c.id for c in page.contacts] == [old] and not page.more
     fake.edit_contact(young, updated_at=now - timedelta(seconds=30))   # time passed
     assert [c.id for c in connector.changed_contacts(page.next, 10).contacts] == [young]
+
+
+def test_delete_contacts_archives_them_in_one_batch_and_a_repeat_is_harmless(fake, hubspot):
+    ids = [fake.add_contact(firstname=f"Gone{i}", phone=f"+38067111000{i}") for i in range(3)]
+    keep = fake.add_contact(firstname="Kept", phone="+380671110009")
+    before = len(fake.requests)
+    results = hubspot.delete_contacts(ids)
+    assert [(r.key, r.ok) for r in results] == [(i, True) for i in ids]
+    assert [p for _, p, _ in fake.requests[before:]] == ["/crm/v3/objects/contacts/batch/archive"]
+    assert [c.id for c in hubspot.fetch_contacts(ids + [keep])] == [keep]
+    assert all(r.ok for r in hubspot.delete_contacts(ids))          # already archived
+    assert hubspot.capabilities.contacts_delete and hubspot.capabilities.deletes == "verify_only"

@@ -280,3 +280,13 @@ def test_persons_of_a_second_still_running_wait_for_the_next_poll(fake, tmp_path
     assert [c.id for c in page.contacts] == [old] and not page.more
     fake.edit_person(young, updated_at=now - timedelta(seconds=5))    # time passed
     assert [c.id for c in connector.changed_contacts(page.next, 10).contacts] == [young]
+
+
+def test_delete_contacts_deletes_each_person_and_a_person_already_gone_is_ok(fake, pipedrive):
+    gone = fake.add_person("Gone", ["+380671110001"])
+    kept = fake.add_person("Kept", ["+380671110002"])
+    results = pipedrive.delete_contacts([gone, "424242"])
+    assert [(r.key, r.ok) for r in results] == [(gone, True), ("424242", True)]
+    assert [c.id for c in pipedrive.fetch_contacts([gone, kept])] == [kept]
+    assert ("DELETE", f"/api/v2/persons/{gone}") in [(m, p) for m, p, _ in fake.requests]
+    assert pipedrive.capabilities.contacts_delete and pipedrive.capabilities.deletes == "verify_only"

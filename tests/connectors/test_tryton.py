@@ -156,3 +156,28 @@ def test_options_need_exactly_one_key_source(tmp_path):
         missing.key()
     (tmp_path / "key").write_text(KEY + "\n")
     assert TrytonOptions(url="http://x", database="d", api_key_file=tmp_path / "key").key() == KEY
+
+
+def test_delete_contacts_archives_the_party_and_a_party_already_gone_is_ok(tmp_path):
+    seen = []
+
+    def handler(request):
+        seen.append((request.method, request.url.path, json.loads(request.content or b"null")))
+        if request.url.path.endswith("/404"):
+            return httpx.Response(404, json={"status": 404, "message": "Not Found"})
+        return httpx.Response(200, json={"id": 7})
+
+    connector = make(tmp_path, handler)
+    results = connector.delete_contacts(["7", "404", "x"])
+    assert [r.ok for r in results] == [True, True, False]
+    assert seen[0] == ("PUT", "/db/rest/model/party.party/7", {"active": False})
+    assert len(seen) == 2 and connector.capabilities.deletes == "flag"
+
+
+def test_an_archived_party_is_read_as_deleted(tmp_path):
+    row = {"id": 5, "name": "Old", "active": False, "write_date": None,
+           "create_date": {"__class__": "datetime", "year": 2026, "month": 1, "day": 2, "hour": 3,
+                           "minute": 4, "second": 5, "microsecond": 0},
+           "contact_mechanisms": []}
+    connector = make(tmp_path, lambda request: httpx.Response(200, json=[row]))
+    assert [c.deleted for c in connector.fetch_contacts(["5"])] == [True]

@@ -106,6 +106,16 @@ def test_archived_party_is_reported_deleted(tryton_crm, connector):
     assert contact.id == party and contact.deleted
 
 
+def test_delete_contacts_archives_and_the_walk_reports_it_deleted(tryton_crm, connector):
+    party = tryton_crm.create_contact({"name": "Propagated"}, ["+380671119876"])
+    cursor = connector.changed_contacts(Cursor(), 10_000).next
+    assert [r.ok for r in connector.delete_contacts([party])] == [True]
+    [contact] = connector.changed_contacts(cursor, 10).contacts
+    assert contact.id == party and contact.deleted
+    assert connector.find_by_phone("+380671119876") == [] or \
+        all(c.deleted for c in connector.find_by_phone("+380671119876"))
+
+
 def test_find_by_phone_is_exact(tryton_crm, connector):
     target = tryton_crm.create_contact({"name": "Exact"}, ["+380 (67) 777-12-34"])
     tryton_crm.create_contact({"name": "Longer"}, ["+380677771234 5"])

@@ -38,11 +38,13 @@ class FakeCrm:
 
     def __init__(self, *, read_batch: int = 50) -> None:
         self.capabilities = Capabilities(calls_write=True, do_not_call=True, read_batch_size=read_batch,
-                                         write_batch_size=20, calls_batch_size=20)
+                                         write_batch_size=20, calls_batch_size=20,
+                                         contacts_delete=True)
         self.rows: dict[str, Row] = {}
         self.calls: dict[str, Call] = {}
         self.refuse: set[str] = set()
         self.writes = 0            # contact writes (create or update) the engine made
+        self.deleted: list[str] = []   # ids delete_contacts removed
         self.requests = 0
         self.injected: list[Contact] = []   # raw records served once, verbatim, by the next walk
         self._ids = itertools.count(1)
@@ -129,6 +131,14 @@ class FakeCrm:
                     cid = w.id
                 results.append(WriteResult(w.key, True, id=cid))
         return results
+
+    def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
+        self.requests += 1
+        with self._lock:
+            for i in ids:
+                if self.rows.pop(i, None) is not None:
+                    self.deleted.append(i)
+            return [WriteResult(i, True, id=i) for i in ids]   # already gone: deleted too
 
     def log_calls(self, calls: list[Call]) -> list[WriteResult]:
         self.requests += 1

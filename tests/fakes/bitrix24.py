@@ -278,6 +278,13 @@ class Bitrix24App:
         self.s.touch(cid, **(p.get("fields") or {}))
         return True
 
+    def m_crm_contact_delete(self, p: dict[str, Any]) -> bool:
+        cid = int(p.get("id") or p.get("ID") or 0)
+        if cid not in self.s.contacts:
+            raise BxError(400, "", "Not found")
+        self.s.delete(cid)
+        return True
+
     def m_crm_duplicate_findbycomm(self, p: dict[str, Any]) -> Any:
         digits = {re.sub(r"\D", "", v) for v in as_list(p.get("values"))}
         found = [r["ID"] for r in self.s.contacts.values()

@@ -229,6 +229,10 @@ class FakeHubSpot:
             return self._batch_write(body, create=True)
         if route == ("POST", "/crm/v3/objects/contacts/batch/update"):
             return self._batch_write(body, create=False)
+        if route == ("POST", "/crm/v3/objects/contacts/batch/archive"):
+            for item in (body or {}).get("inputs") or []:   # unknown ids are ignored (204)
+                self.contacts.pop(int(item["id"]), None)
+            return Response(status_code=204)
         if route == ("POST", "/crm/v3/objects/calls"):
             return self._create_call(body)
         return _error(404, "OBJECT_NOT_FOUND", f"Unknown endpoint {request.method} {path}")

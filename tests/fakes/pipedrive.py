@@ -182,6 +182,11 @@ class FakePipedrive:
             return self._search(q)
         if (request.method, path) == ("POST", "/api/v2/persons"):
             return self._write(None, body)
+        if request.method == "DELETE" and path.startswith("/api/v2/persons/"):
+            pid = int(path.rsplit("/", 1)[1])
+            if self.persons.pop(pid, None) is None:
+                return _fail(404, "Person not found")
+            return JSONResponse({"success": True, "data": {"id": pid}})
         if request.method == "PATCH" and path.startswith("/api/v2/persons/"):
             return self._write(path.rsplit("/", 1)[1], body)
         if (request.method, path) == ("POST", "/v1/callLogs"):

@@ -10,7 +10,7 @@ import structlog
 from syncd.errors import InvalidRecord
 from syncd.model import CallDirection, CallOutcome, ContactWrite, TaskSpec
 from syncd.okitoki.dates import account_zone
-from syncd.okitoki.records import call_from_raw, contact_payload, task_payload
+from syncd.okitoki.records import call_from_raw, contact_from_raw, contact_payload, task_payload
 
 from .conftest import make_client
 from .scripted import Answer
@@ -94,3 +94,10 @@ def test_paging_stops_on_an_empty_page_even_if_more_pages_were_announced(scripte
 def test_a_page_size_above_the_endpoint_limit_is_refused(scripted) -> None:
     with pytest.raises(ValueError, match="per_page must be 1..1000"):
         next(make_client(scripted.url).export_contacts(datetime(2024, 1, 1, tzinfo=UTC), per_page=5000))
+
+
+def test_an_exported_contact_marked_deleted_reads_as_deleted() -> None:
+    raw = {"id": 9, "name": "Gone", "phones": ["380671110001"], "details": {},
+           "updated_at": "01.12.2026 10:00:00"}
+    assert contact_from_raw({**raw, "deleted": True}, KYIV).deleted
+    assert not contact_from_raw(raw, KYIV).deleted

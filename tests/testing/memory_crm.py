@@ -68,7 +68,7 @@ class MemoryConnector:
         self.options, self.context, self.crm = options, context, crm
         if "log_secret" not in self.flaws:
             register_secret(options.token)
-        self.capabilities = Capabilities(calls_write=True)
+        self.capabilities = Capabilities(calls_write=True, contacts_delete=True)
 
     def _check(self, operation: str) -> None:
         if "log_secret" in self.flaws:
@@ -137,6 +137,12 @@ class MemoryConnector:
             row.phones = (row.phones + list(w.phones)) if "phones_append" in self.flaws else list(w.phones)
         row.updated_at = self.crm.tick()
         return str(row.id)
+
+    def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
+        self._check("delete contacts")
+        for i in ids:
+            self.crm.rows.pop(int(i), None)
+        return [WriteResult(i, True, i) for i in ids]
 
     def upsert_contacts(self, writes: list[ContactWrite]) -> list[WriteResult]:
         self._check("upsert contacts")
