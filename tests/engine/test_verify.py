@@ -1,0 +1,207 @@
+"""``syncd verify``: drift made by hand on each side (behind the stream cursors' backs) is
+found, reported by kind, repaired through the outbox, and a second verify finds nothing.
+The real SQL connector (a CRM in a SQLite file), the real sandbox over loopback HTTP, a
+SQLite and a PostgreSQL state database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import delete, select, update
+
+from syncd.demo_data import DemoContact
+from syncd.engine.build import build_syncer
+from syncd.engine.drift import last_report
+from syncd.store import open_store
+from syncd.store.tables import Base, CallRow, Link, Outbox, TaskRow
+from syncd.testing.scenario import SqlCrm
+
+from .conftest import make_config
+
+LINK, BASE, OUTBOX, TASK, CALL = (Link.__table__, Base.__table__, Outbox.__table__,
+                                  TaskRow.__table__, CallRow.__table__)
+OLD = datetime(2001, 1, 1)
+
+
+@pytest.fixture
+def sql_world(state_url, sandbox, tmp_path):
+    crm = SqlCrm(f"sqlite:///{tmp_path / 'crm.db'}").create()
+    open_store(state_url, create=True).close()
+    config = make_config(state_url, sandbox.url, sandbox.token,
+                         crm={"connector": "sql", "options": {
+                             "url": crm.url, "phone_columns": ["phone", "phone2"],
+                             "create_calls_table": True}},
+                         calls={"to_crm": True, "settle_delay": "0s", "overlap": "10m",
+                                "unknown_numbers": "skip",
+                                "status_order": ["new", "callback", "contacted", "won"],
+                                "outcome_status": {}})
+    syncer = build_syncer(config, state_dir=tmp_path / "state", instance_id="verify-test")
+    yield syncer, sandbox, crm
+    syncer.close()
+    crm.dispose()
+
+
+def _converge(syncer, cycles: int = 3) -> None:
+    for _ in range(cycles):
+        report = syncer.cycle()
+        assert not report.errors, report.errors
+
+
+def _crm_sql(crm, stmt) -> None:
+    with crm.engine.begin() as conn:
+        conn.execute(stmt)
+
+
+def _oki(sb, name):
+    return next((c for c in sb.state()["contacts"] if c["name"] == name and not c.get("deleted")), None)
+
+
+def _crm_row(crm, name):
+    return next((r for r in crm.all() if r["name"] == name), None)
+
+
+def _seed(syncer, crm):
+    crm.insert([DemoContact("Oksana Lysenko", "+380 67 100 20 30", None, "ok@x.ua", "UA", "won"),
+                DemoContact("Jan Kowalski", "48 601 234 567", None, None, "PL", "won"),
+                DemoContact("Ana Perez", "+52 1 55 1234 5678", None, "ana@x.mx", "MX", "won"),
+                DemoContact("Lead Leader", "+380 67 555 00 11", None, None, "UA", "new"),
+                DemoContact("Gone Soon", "+380 67 555 00 22", None, None, "UA", "won")])
+    _converge(syncer)
+    first = syncer.verify(repair=False)
+    assert first.drift.drift == 0, first.drift.as_dict()
+
+
+def test_verify_finds_and_repairs_drift_made_by_hand_on_each_side(sql_world):
+    syncer, sb, crm = sql_world
+    _seed(syncer, crm)
+    store = syncer.store
+    contacts = crm.contacts
+    # CRM: a row inserted behind the cursor's back, a row changed without touching
+    # updated_at, a row hard-deleted
+    _crm_sql(crm, contacts.insert().values(name="Behind Cursor", phone="+380 67 777 88 99",
+                                           status="won", do_not_call=False, updated_at=OLD))
+    jan = _crm_row(crm, "Jan Kowalski")
+    _crm_sql(crm, contacts.update().where(contacts.c.id == jan["id"]).values(name="Jan Kowalski-Nowak"))
+    gone = _crm_row(crm, "Gone Soon")
+    _crm_sql(crm, contacts.delete().where(contacts.c.id == gone["id"]))
+    # Oki-Toki: a contact edited with an old timestamp (the export window never sees it),
+    # another one purged without a tombstone
+    ana, oksana = _oki(sb, "Ana Perez"), _oki(sb, "Oksana Lysenko")
+    sb.edit_contact(ana["id"], email="ana@new.mx", updated_at="2001-01-01T00:00:00Z")
+    with sb.sandbox.state.lock:
+        del sb.sandbox.state.contacts[oksana["id"]]
+        sb.sandbox.state.changed()
+    # the lead's task removed in Oki-Toki while the state database lost its row (Oki-Toki
+    # cannot list tasks, so only the state database's side of it can be seen); a call in the
+    # log the calls stream never read (it started long before its window)
+    lead = _crm_row(crm, "Lead Leader")
+    with store.begin() as conn:
+        lid = conn.execute(select(LINK.c.id).where(LINK.c.crm_id == str(lead["id"]))).scalar()
+        task_id = conn.execute(select(TASK.c.task_id).where(TASK.c.link_id == lid)).scalar()
+        conn.execute(update(TASK).where(TASK.c.link_id == lid).values(state="removed"))
+    httpx.post(f"{sb.api_url}/dialers/delete_task",
+               data={"api_token": sb.token, "dialer_id": 101, "task_id": task_id}).raise_for_status()
+    call = sb.add_call(phone="380671002030", direction="in", outcome="answered",
+                       started_at=(datetime.now(UTC) - timedelta(hours=3)).isoformat())
+    # the normal cycle misses all of it
+    _converge(syncer, 1)
+
+    rep = syncer.verify(repair=True)
+    drift = rep.drift
+    assert drift.complete, drift.notes
+    counts = drift.as_dict()["counts"]
+    assert counts == {"crm_unlinked": 1, "okitoki_unlinked": 0, "gone_crm": 1, "gone_okitoki": 1,
+                      "values_differ": 2, "task_missing": 1, "task_orphan": 0, "call_missing": 1}, counts
+    samples = drift.samples
+    assert samples["gone_crm"] == [f"crm:{gone['id']}"]
+    assert samples["gone_okitoki"] == [f"okitoki:{oksana['id']}"]
+    assert f"crm:{jan['id']} (name)" in samples["values_differ"]
+    assert f"okitoki:{ana['id']} (email)" in samples["values_differ"]
+    assert samples["call_missing"] == [f"session {call['session_id']}"]
+    assert rep.counts["drift_values_differ"] == 2
+    assert drift.repairs == {"crm_unlinked": 1, "gone_crm": 1, "gone_okitoki": 1, "values_differ": 2,
+                             "task_missing": 1, "call_missing": 1}, drift.repairs
+    stored = last_report(store)
+    assert stored["drift"] == 7 and stored["repaired"] and stored["counts"]["gone_crm"] == 1
+
+    _converge(syncer)
+    # both sides agree again
+    assert _oki(sb, "Behind Cursor") is not None
+    assert _oki(sb, "Jan Kowalski-Nowak") is not None
+    assert _crm_row(crm, "Ana Perez")["email"] == "ana@new.mx"
+    with store.begin() as conn:   # the CRM deletion is known (the link retired or marked)
+        link = conn.execute(select(LINK).where(LINK.c.crm_id == str(gone["id"]))).first()
+        crm_seen = conn.execute(select(BASE.c.crm).where(BASE.c.link_id == link.id)).scalar() if link else None
+    assert link is None or link.tombstone or (crm_seen or {}).get("__deleted")
+    pending = [t for t in sb.state()["tasks"] if t["status"] == "pending" and t["dialer_id"] == 101]
+    assert sum("380675550011" in "".join(t["phones"]) for t in pending) >= 1
+    assert [c["session_id"] for c in crm.calls()].count(str(call["session_id"])) == 1 or \
+        [str(c["session_id"]) for c in crm.calls()].count(str(call["session_id"])) == 1
+    again = syncer.verify(repair=False).drift
+    assert again.drift == 0, (again.counts, again.samples)
+
+
+def test_verify_without_repair_reports_and_changes_nothing(sql_world):
+    syncer, sb, crm = sql_world
+    _seed(syncer, crm)
+    _crm_sql(crm, crm.contacts.insert().values(name="Behind Cursor", phone="+380 67 777 88 99",
+                                               status="won", do_not_call=False, updated_at=OLD))
+    with syncer.store.begin() as conn:
+        before = conn.execute(select(sa.func.count()).select_from(LINK)).scalar()
+    drift = syncer.verify(repair=False).drift
+    assert drift.counts["crm_unlinked"] == 1 and not drift.repairs
+    with syncer.store.begin() as conn:
+        assert conn.execute(select(sa.func.count()).select_from(LINK)).scalar() == before
+    # it stays drift until repaired
+    assert syncer.verify(repair=False).drift.counts["crm_unlinked"] == 1
+
+
+def test_tasks_of_a_changed_dialer_rule_are_orphans_and_verify_removes_them(sql_world, tmp_path):
+    # the merge only re-plans a contact when it changes; a rule edited in the configuration
+    # leaves the old tasks behind until verify finds them
+    syncer, sb, crm = sql_world
+    _seed(syncer, crm)
+    config = syncer.ctx.config
+    rules = [config.dialer[0].model_copy(update={"when": {"status": ["callback"]}})]
+    narrowed = build_syncer(config.model_copy(update={"dialer": rules}), crm=syncer.crm,
+                            state_dir=tmp_path / "state2", instance_id="verify-test")
+    try:
+        drift = narrowed.verify(repair=True).drift
+        lead = _crm_row(crm, "Lead Leader")
+        assert f"crm:{lead['id']} dialer 101" in drift.samples["task_orphan"], drift.samples
+        assert drift.counts == {"task_orphan": drift.repairs["task_orphan"]}
+        for _ in range(2):
+            assert not narrowed.cycle().errors
+        assert [t for t in sb.state()["tasks"] if t["status"] == "pending"] == []
+        assert narrowed.verify().drift.drift == 0
+    finally:
+        narrowed.close()
+
+
+def test_quarantined_crm_record_is_not_reported_as_unlinked(sql_world):
+    syncer, sb, crm = sql_world
+    _seed(syncer, crm)
+    _crm_sql(crm, crm.contacts.insert().values(name="Bad Number", phone="12", status="won",
+                                               do_not_call=False, updated_at=OLD))
+    _converge(syncer, 1)   # the pull does not see it (old updated_at)
+    drift = syncer.verify(repair=True).drift
+    assert drift.counts["crm_unlinked"] == 1
+    # repair recorded it: it could not be mapped, so it is quarantined, not drift any more
+    with syncer.store.begin() as conn:
+        dead = conn.execute(select(OUTBOX.c.idem_key).where(OUTBOX.c.status == "dead")).scalars().all()
+    assert any(k.startswith("ingest:crm:") for k in dead)
+    assert syncer.verify().drift.drift == 0
+
+
+def test_verify_stops_with_a_partial_report_when_the_budget_runs_low(sql_world):
+    syncer, sb, crm = sql_world
+    _seed(syncer, crm)
+    budget = syncer.ctx.budget
+    budget.limits["okitoki"] = budget.used("okitoki") + 1     # nearly spent: below 10 %
+    rep = syncer.verify(repair=True)
+    assert not rep.drift.complete and "okitoki budget low" in rep.deferred
+    assert rep.counts["incomplete"] == 1
+    assert last_report(syncer.store)["complete"] is False
