@@ -128,6 +128,10 @@ def _walk_okitoki(ctx: Context, report: DriftReport, repair: bool,
     """Every Oki-Toki contact (the export since 2000, tombstones included)."""
     seen = SeenIds()
     fetched_at = ctx.now()
+    why = _low(ctx, "okitoki")
+    if why:
+        report.stop(why)
+        return None
     for batch in _batches(ctx.okitoki.export_contacts(EPOCH), ctx.batch_size):
         with ctx.store.begin() as conn:
             check_page(ctx, conn, "okitoki", batch, report, seen, repair=repair, fetched_at=fetched_at)
