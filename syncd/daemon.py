@@ -45,6 +45,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import Config
 from .errors import BudgetExhausted, ConfigError, FatalRemoteError, RetriableRemoteError
+from .engine.drift import next_run
 from .health import StreamWatch, outcome_of
 from .notify import Notifier, watchdog_interval
 from .redact import redact
@@ -269,7 +270,8 @@ class Daemon:
             repair = self.config.verify.repair
             sched.add_job(self._run_job, IntervalTrigger(seconds=every.total_seconds(), jitter=jitter or None),
                           args=("verify", lambda: self.syncer.verify(repair=repair)), id="verify",
-                          name="verify", next_run_time=_utcnow() + every)
+                          name="verify", next_run_time=next_run(getattr(self.syncer, "store", None),
+                                                                every, _utcnow()))
         ctx = getattr(self.syncer, "ctx", None)
         if ctx is not None:   # the push reports each settled batch: a long drain is progress
             ctx.heartbeat = lambda stream: self.streams.advanced(stream, self.clock())

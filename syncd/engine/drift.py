@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -29,7 +29,7 @@ from sqlalchemy import delete, insert, select
 from ..store import Store
 from ..store.tables import VerifyReport
 
-__all__ = ["KINDS", "SAMPLE", "DriftReport", "save_report", "last_report"]
+__all__ = ["KINDS", "SAMPLE", "DriftReport", "save_report", "last_report", "next_run"]
 
 log = structlog.get_logger("syncd.verify")
 KINDS = ("crm_unlinked", "okitoki_unlinked", "gone_crm", "gone_okitoki", "values_differ",
@@ -108,3 +108,16 @@ def last_report(store: Store) -> dict[str, Any] | None:
     return {"started_at": row.started_at, "finished_at": row.finished_at, "complete": row.complete,
             "repaired": row.repaired, "drift": sum(counts.values()), "counts": counts,
             "samples": row.samples or {}, "notes": row.notes or [], "requests": row.requests or {}}
+
+
+def next_run(store: Store | None, every: timedelta, now: datetime) -> datetime:
+    """When the daemon's next verify is due: one ``every`` after the last stored report (at
+    least a minute from ``now``), or one ``every`` from ``now`` when there is none, so that
+    restarts neither skip verify nor repeat it."""
+    try:
+        last = last_report(store) if store is not None else None
+    except Exception:  # noqa: BLE001 - an unreadable report is no reason not to schedule
+        last = None
+    if last is None or last["started_at"] is None:
+        return now + every
+    return max(now + timedelta(minutes=1), last["started_at"] + every)

@@ -228,3 +228,14 @@ def test_metrics_export_the_last_drift_report_by_kind(store):
     assert 'syncd_drift_records{kind="values_differ"} 2.0' in text
     assert 'syncd_drift_records{kind="gone_crm"} 1.0' in text
     assert 'syncd_drift_records{kind="call_missing"} 0.0' in text
+
+
+def test_next_verify_follows_the_last_stored_report_so_restarts_neither_skip_nor_repeat_it(store):
+    from syncd.engine.drift import DriftReport, next_run, save_report
+
+    day = timedelta(days=1)
+    assert next_run(store, day, T0) == T0 + day                      # none yet: a day from now
+    save_report(store, DriftReport(started_at=T0 - timedelta(hours=20), finished_at=T0))
+    assert next_run(store, day, T0) == T0 + timedelta(hours=4)
+    save_report(store, DriftReport(started_at=T0 - timedelta(days=3), finished_at=T0))
+    assert next_run(store, day, T0) == T0 + timedelta(minutes=1)     # overdue: soon, not at once
