@@ -35,14 +35,14 @@ from . import cursors
 from .context import Context
 from .drift import DriftReport, save_report
 from .outbox import LOW_BUDGET_SHARE
+from .syncer import EPOCH
 from .verify_links import sweep_links
 from .verify_sides import SeenIds, check_page
 
-__all__ = ["verify", "record_missed_calls", "EPOCH", "LEASE"]
+__all__ = ["verify", "record_missed_calls", "LEASE"]
 
 log = structlog.get_logger("syncd.verify")
 CALL = CallRow.__table__
-EPOCH = datetime.fromisoformat("2000-01-01T00:00:00+00:00")
 LEASE = "verify"
 CALLS_STREAM = "okitoki:calls"
 Progress = Callable[[str, int], None]
@@ -56,13 +56,13 @@ def verify(ctx: Context, *, repair: bool, progress: Progress | None = None,
     not ``complete`` and says so. Budget or lease trouble ends the walk early, never raises.
     """
     report = DriftReport(started_at=ctx.now(), repair=repair)
-    if not acquire_lease(ctx.store, LEASE, ctx.instance_id, ttl=lease_ttl, now=ctx.now()):
+    if not _hold_lease(ctx, lease_ttl):
         report.stop("another instance is verifying now")
         report.finished_at = ctx.now()
         return report
     spent = _spent(ctx)
     try:
-        _run(ctx, report, repair=repair, progress=progress)
+        _run(ctx, report, repair=repair, progress=progress, lease_ttl=lease_ttl)
     except BudgetExhausted as exc:
         report.stop(f"{exc.system or 'a system'} daily budget spent")
     finally:
@@ -76,13 +76,25 @@ def verify(ctx: Context, *, repair: bool, progress: Progress | None = None,
     return report
 
 
-def _run(ctx: Context, report: DriftReport, *, repair: bool, progress: Progress | None) -> None:
+def _run(ctx: Context, report: DriftReport, *, repair: bool, progress: Progress | None,
+         lease_ttl: timedelta) -> None:
+    def low(*systems: str) -> str | None:
+        """Why verifying must stop now: the lease lost, or a system's budget low."""
+        if not _hold_lease(ctx, lease_ttl):
+            return "another instance took over verifying"
+        return next((why for s in systems if (why := _low(ctx, s))), None)
+
     walk_began = ctx.now()
-    seen: dict[str, SeenIds | None] = {"crm": _walk_crm(ctx, report, repair, progress),
-                                       "okitoki": _walk_okitoki(ctx, report, repair, progress)}
+    seen: dict[str, SeenIds | None] = {"crm": _walk_crm(ctx, report, repair, progress, low),
+                                       "okitoki": _walk_okitoki(ctx, report, repair, progress, low)}
     sweep_links(ctx, report, seen, walk_began=walk_began, repair=repair, progress=progress,
-                should_stop=lambda: _low(ctx, "okitoki") or _low(ctx, "crm"))
-    _check_calls(ctx, report, repair, progress)
+                should_stop=lambda: low("okitoki", "crm"))
+    _check_calls(ctx, report, repair, progress, low)
+
+
+def _hold_lease(ctx: Context, ttl: timedelta) -> bool:
+    """Take or renew the ``verify`` lease (renewed before each page: a long walk keeps it)."""
+    return acquire_lease(ctx.store, LEASE, ctx.instance_id, ttl=ttl, now=ctx.now())
 
 
 def _spent(ctx: Context) -> dict[str, int]:
@@ -102,13 +114,14 @@ def _low(ctx: Context, system: str) -> str | None:
     return None
 
 
-def _walk_crm(ctx: Context, report: DriftReport, repair: bool, progress: Progress | None) -> SeenIds | None:
+def _walk_crm(ctx: Context, report: DriftReport, repair: bool, progress: Progress | None,
+              low: Callable[..., str | None]) -> SeenIds | None:
     """Every CRM contact, page by page; the ids met (None if the walk did not finish)."""
     seen = SeenIds()
     after = Cursor()
     limit = getattr(ctx.crm_capabilities, "read_batch_size", 100) or 100
     while True:
-        why = _low(ctx, "crm")
+        why = low("crm")
         if why:
             report.stop(why)
             return None
@@ -123,12 +136,12 @@ def _walk_crm(ctx: Context, report: DriftReport, repair: bool, progress: Progres
         after = page.next
 
 
-def _walk_okitoki(ctx: Context, report: DriftReport, repair: bool,
-                  progress: Progress | None) -> SeenIds | None:
+def _walk_okitoki(ctx: Context, report: DriftReport, repair: bool, progress: Progress | None,
+                  low: Callable[..., str | None]) -> SeenIds | None:
     """Every Oki-Toki contact (the export since 2000, tombstones included)."""
     seen = SeenIds()
     fetched_at = ctx.now()
-    why = _low(ctx, "okitoki")
+    why = low("okitoki")
     if why:
         report.stop(why)
         return None
@@ -137,7 +150,7 @@ def _walk_okitoki(ctx: Context, report: DriftReport, repair: bool,
             check_page(ctx, conn, "okitoki", batch, report, seen, repair=repair, fetched_at=fetched_at)
         if progress is not None:
             progress("okitoki", len(seen))
-        why = _low(ctx, "okitoki")
+        why = low("okitoki")
         if why:
             report.stop(why)
             return None
@@ -149,7 +162,8 @@ def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def _check_calls(ctx: Context, report: DriftReport, repair: bool, progress: Progress | None) -> None:
+def _check_calls(ctx: Context, report: DriftReport, repair: bool, progress: Progress | None,
+                 low: Callable[..., str | None]) -> None:
     """Calls of the last ``calls_days`` days the calls stream has read past for good (before
     its cursor minus the overlap) that have no ``call`` row: the stream missed them."""
     days = ctx.config.verify.calls_days
@@ -165,7 +179,7 @@ def _check_calls(ctx: Context, report: DriftReport, repair: bool, progress: Prog
     end = min(now - ctx.config.calls.settle_delay, cur.value - ctx.config.calls.overlap)
     if end <= start:
         return
-    why = _low(ctx, "okitoki")
+    why = low("okitoki")
     if why:
         report.stop(why)
         return
@@ -179,8 +193,7 @@ def _check_calls(ctx: Context, report: DriftReport, repair: bool, progress: Prog
                 report.add("call_missing", f"session {call.session_id}")
             if repair and missing:
                 got = record_missed_calls(ctx, conn, missing)
-                report.repairs["call_missing"] += int(got.get("queued_calls", 0)) \
-                    + int(got.get("unknown_number", 0))
+                report.repairs["call_missing"] += len(missing) - int(got.get("waiting_for_crm", 0))
         if progress is not None:
             progress("calls", report.read["calls"])
 

@@ -10,6 +10,7 @@ side agrees with our shadow but not with the agreed values is marked dirty for t
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -50,7 +51,6 @@ class SeenIds:
         if not self._sorted:
             self._hashes = array("q", sorted(self._hashes))
             self._sorted = True
-        from bisect import bisect_left
         h = hash(record_id)
         i = bisect_left(self._hashes, h)
         return i < len(self._hashes) and self._hashes[i] == h
@@ -156,8 +156,9 @@ def _values(ctx: Context, side: Side, contact: Contact, agreed: dict | None) -> 
 def _differing(ctx: Context, side: Side, contact: Contact, base: Any, held: set[str]) -> set[str] | None:
     """Mapped fields whose value on ``side`` now differs from the agreed one (None: unreadable).
 
-    A value the side emptied is not drift (an empty value never erases, by design); a field
-    held as a manual conflict is reported by ``syncd conflicts`` instead."""
+    Not drift: a value the side emptied (an empty value never erases, by design); a value
+    only this side has in a field that does not flow from it (nothing would ever change it);
+    a field held as a manual conflict (``syncd conflicts`` shows it)."""
     agreed = base.agreed or {}
     if not any(not k.startswith("_") for k in agreed):
         return set()    # never merged yet: the merge's first pass decides
@@ -169,6 +170,8 @@ def _differing(ctx: Context, side: Side, contact: Contact, base: Any, held: set[
         if name != PHONES and spec.side_name(side) is None:
             continue
         if name in held or is_empty(values.get(name)):
+            continue
+        if is_empty(agreed.get(name)) and spec.sync == f"to_{side}":
             continue
         if not same(name, values.get(name), agreed.get(name)):
             out.add(name)

@@ -205,3 +205,16 @@ def test_verify_stops_with_a_partial_report_when_the_budget_runs_low(sql_world):
     assert not rep.drift.complete and "okitoki budget low" in rep.deferred
     assert rep.counts["incomplete"] == 1
     assert last_report(syncer.store)["complete"] is False
+
+
+def test_only_one_instance_verifies_at_a_time(sql_world):
+    from syncd.store import acquire_lease
+
+    syncer, sb, crm = sql_world
+    _seed(syncer, crm)
+    assert acquire_lease(syncer.store, "verify", "other-host:1", ttl=timedelta(hours=1),
+                         now=datetime.now(UTC))
+    sb.clear_requests()
+    rep = syncer.verify(repair=True)
+    assert not rep.drift.complete and rep.deferred == "another instance is verifying now"
+    assert sb.requests()["total"] == 0          # it did not walk anything
