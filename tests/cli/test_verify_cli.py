@@ -104,3 +104,22 @@ def test_bad_verify_keys_exit_78_naming_the_key(world, capsys, key, value):
     bad = write(tmp_path, cfg, name="bad.toml")
     assert main(["verify", "-c", str(bad)]) == 78
     assert f"verify.{key}" in capsys.readouterr().err
+
+
+def test_progress_is_shown_on_a_terminal_only():
+    import io
+
+    from syncd.cli_verify import terminal_progress
+
+    assert terminal_progress(io.StringIO()) is None          # a pipe or a file: silent
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    show = terminal_progress(tty, every=0)
+    show("crm", 12300)
+    show("okitoki", 500)
+    assert "verify: 12,300 CRM contacts checked" in tty.getvalue()
+    assert tty.getvalue().count("\r") == 2                    # one line, rewritten

@@ -11,12 +11,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import delete, select, update
+from structlog.testing import capture_logs
 
 from syncd.demo_data import DemoContact
 from syncd.engine.build import build_syncer
-from syncd.engine.drift import last_report
+from syncd.engine.drift import KINDS, last_report
 from syncd.store import open_store
-from syncd.store.tables import Base, CallRow, Link, Outbox, TaskRow
+from syncd.store.tables import Base, CallRow, Dirty, Link, Outbox, TaskRow
 from syncd.testing.scenario import SqlCrm
 
 from .conftest import make_config
@@ -218,3 +219,27 @@ def test_only_one_instance_verifies_at_a_time(sql_world):
     rep = syncer.verify(repair=True)
     assert not rep.drift.complete and rep.deferred == "another instance is verifying now"
     assert sb.requests()["total"] == 0          # it did not walk anything
+
+
+def test_a_change_recorded_but_never_merged_is_drift_and_the_repair_merges_it(sql_world):
+    # the pull recorded the CRM's new name, then the merge's queue entry was lost: the state
+    # database holds the change, nothing will ever act on it
+    syncer, sb, crm = sql_world
+    _seed(syncer, crm)
+    jan = _crm_row(crm, "Jan Kowalski")
+    crm.update(jan["id"], name="Jan Nowak")
+    assert not syncer.pull_crm_contacts().errors
+    with syncer.store.begin() as conn:
+        conn.execute(delete(Dirty.__table__))
+    assert not syncer.cycle().errors and _oki(sb, "Jan Nowak") is None
+    with capture_logs() as logs:
+        drift = syncer.verify(repair=True).drift
+    assert drift.samples == {"values_differ": [f"crm:{jan['id']} (name)"]}
+    assert drift.repairs == {"values_differ": 1}
+    lines = {e["kind"]: e for e in logs if e["event"] == "verify_drift"}
+    assert set(lines) == set(KINDS)                       # one structured line per kind
+    assert lines["values_differ"]["records"] == 1 and lines["values_differ"]["log_level"] == "warning"
+    assert lines["gone_crm"]["records"] == 0 and lines["gone_crm"]["log_level"] == "info"
+    _converge(syncer, 2)
+    assert _oki(sb, "Jan Nowak") is not None
+    assert syncer.verify().drift.drift == 0
