@@ -154,10 +154,6 @@ class Daemon:
         """Streams with no progress for 3 of their intervals, each with its ``reason``."""
         return self.streams.stuck(now)
 
-    def healthy(self, now: datetime) -> bool:
-        """Jobs make progress overall and no stream is stuck (``/healthz``, the watchdog)."""
-        return self.progress.healthy(now, self.health_window()) and not self.stuck_streams(now)
-
     def stop(self) -> None:
         """Ask the daemon to stop (what SIGTERM does)."""
         self.stop_event.set()
@@ -332,7 +328,7 @@ class Daemon:
                 self.notifier.watchdog()
             status = self.progress.summary(now)
             if stuck:
-                status = (f"STUCK: " + ", ".join(f"{j['stream']} ({j['reason']})" for j in stuck))[:200]
+                status = ("STUCK: " + ", ".join(f"{j['stream']} ({j['reason']})" for j in stuck))[:200]
             if status != last_status and time.monotonic() - last_sent >= self.status_every:
                 self.notifier.status(status)
                 last_status, last_sent = status, time.monotonic()

@@ -218,7 +218,8 @@ class Syncer:
 
         with self._run("verify") as rep:
             drift = verify(self.ctx, repair=repair, progress=progress)
-            rep.counts = {**{f"drift_{k}": v for k, v in drift.counts.items()}, **drift.repairs}
+            rep.counts = {**{f"drift_{k}": v for k, v in drift.counts.items()},
+                          **{f"repaired_{k}": v for k, v in drift.repairs.items()}}
             rep.drift = drift
             if not drift.complete:
                 rep.deferred = "; ".join(drift.notes) or "incomplete"
