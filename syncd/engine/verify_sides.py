@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -124,16 +123,15 @@ def check_page(ctx: Context, conn: Connection, side: Side, contacts: list[Contac
         written = getattr(base, f"{side}_written_at")
         if written is not None and written >= fetched_at:
             continue   # read before our last write to it: the next read shows the write
+        seen_ts = getattr(base, f"{side}_updated_at")
+        if seen_ts is not None and contact.updated_at is not None and contact.updated_at < seen_ts:
+            continue   # a pull recorded a newer version meanwhile: this read is the stale one
         fields = _differing(ctx, side, contact, base, {f for l, f in st["held"] if l == link.id})
         if fields is None or not fields:
             continue
         report.add("values_differ", f"{side}:{contact.id} ({', '.join(sorted(fields))})")
         if _shadow_differs(ctx, side, contact, shadow, base):
-            seen_ts = getattr(base, f"{side}_updated_at")
-            ts = contact.updated_at
-            if seen_ts is not None and (ts is None or ts < seen_ts):
-                ts = seen_ts   # changed without a newer timestamp: still the current version
-            record.append(("values_differ", replace(contact, updated_at=ts)))
+            record.append(("values_differ", contact))   # a change without a newer timestamp
         else:
             dirty.append(link.id)
     if repair and record:

@@ -243,3 +243,20 @@ def test_a_change_recorded_but_never_merged_is_drift_and_the_repair_merges_it(sq
     _converge(syncer, 2)
     assert _oki(sb, "Jan Nowak") is not None
     assert syncer.verify().drift.drift == 0
+
+
+def test_a_read_older_than_the_version_already_recorded_is_not_drift_and_never_recorded(sql_world):
+    # a pull recorded a newer version while verify walked: verify's copy is the stale one and
+    # must not be taken for a change (it would undo the newer one)
+    syncer, sb, crm = sql_world
+    _seed(syncer, crm)
+    jan = _crm_row(crm, "Jan Kowalski")
+    with syncer.store.begin() as conn:
+        lid = conn.execute(select(LINK.c.id).where(LINK.c.crm_id == str(jan["id"]))).scalar()
+        conn.execute(update(BASE).where(BASE.c.link_id == lid).values(
+            crm_updated_at=datetime.now(UTC) + timedelta(hours=1)))
+    _crm_sql(crm, crm.contacts.update().where(crm.contacts.c.id == jan["id"]).values(name="Stale Copy"))
+    drift = syncer.verify(repair=True).drift
+    assert drift.drift == 0, drift.samples
+    with syncer.store.begin() as conn:
+        assert conn.execute(select(BASE.c.crm).where(BASE.c.link_id == lid)).scalar()["name"] == "Jan Kowalski"
