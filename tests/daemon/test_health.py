@@ -239,3 +239,18 @@ def test_next_verify_follows_the_last_stored_report_so_restarts_neither_skip_nor
     assert next_run(store, day, T0) == T0 + timedelta(hours=4)
     save_report(store, DriftReport(started_at=T0 - timedelta(days=3), finished_at=T0))
     assert next_run(store, day, T0) == T0 + timedelta(minutes=1)     # overdue: soon, not at once
+
+
+@pytest.mark.parametrize("off", ["0", "off", "OFF", 0, False])
+def test_verify_interval_off_disables_the_job_and_its_health(off):
+    from cfgkit import ENV, base
+    from syncd.config import validate_config_dict
+    from syncd.health import stream_intervals
+
+    cfg = base()
+    cfg["verify"] = {"interval": off}
+    config = validate_config_dict(cfg, "test.toml", environ=ENV)
+    assert config.verify.interval is None and "verify" not in stream_intervals(config)
+    cfg["verify"] = {"interval": "12h"}
+    config = validate_config_dict(cfg, "test.toml", environ=ENV)
+    assert stream_intervals(config)["verify"] == timedelta(hours=12)
