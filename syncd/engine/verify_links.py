@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 
 from ..model import Contact
 from ..store.tables import TaskRow
@@ -22,10 +22,11 @@ from .mapping import Side
 from .rules import wanted_dialers
 from .verify_sides import SeenIds
 
-__all__ = ["sweep_links"]
+__all__ = ["sweep_links", "walk_looks_short"]
 
 TASK = TaskRow.__table__
 LIVE_TASK = ("creating", "active")
+SHORT_WALK = 0.5     # a walk that met fewer than half the linked records is not trusted
 
 
 def sweep_links(ctx: Context, report: DriftReport, seen: dict[Side, SeenIds | None], *,
@@ -33,7 +34,16 @@ def sweep_links(ctx: Context, report: DriftReport, seen: dict[Side, SeenIds | No
                 should_stop: Callable[[], str | None] = lambda: None) -> None:
     """Every link in batches (keyset by id): ``gone_<side>`` for a side whose complete walk
     did not meet the link's record (confirmed by ``fetch_contacts`` on the CRM), and
-    ``task_missing`` / ``task_orphan``. ``seen[side]`` None: that walk did not complete."""
+    ``task_missing`` / ``task_orphan``. ``seen[side]`` None: that walk did not complete.
+
+    A walk that met far fewer records than are linked (an export or a connector answering
+    short) is not trusted to say what is gone: those records are reported, not repaired."""
+    trusted = {}
+    for side, ids_seen in seen.items():
+        why = walk_looks_short(ctx, side, ids_seen) if ids_seen is not None else None
+        trusted[side] = why is None
+        if why:
+            report.notes.append(why)
     last, done = 0, 0
     while True:
         why = should_stop()
@@ -59,7 +69,7 @@ def sweep_links(ctx: Context, report: DriftReport, seen: dict[Side, SeenIds | No
             for side, side_ids in gone.items():
                 for rid in side_ids:
                     report.add(f"gone_{side}", f"{side}:{rid}")
-                if repair and side_ids:
+                if repair and side_ids and trusted.get(side):
                     record_contacts(ctx, conn, side, [Contact(id=rid, deleted=True) for rid in side_ids])
                     report.repairs[f"gone_{side}"] += len(side_ids)
             replan = _check_tasks(ctx, report, links, bases, dirty, tasks)
@@ -70,6 +80,18 @@ def sweep_links(ctx: Context, report: DriftReport, seen: dict[Side, SeenIds | No
         report.read["links"] += len(links)
         if progress is not None:
             progress("links", done)
+
+
+def walk_looks_short(ctx: Context, side: Side, seen: SeenIds) -> str | None:
+    """Why the ids a walk met cannot be trusted for ``gone_<side>`` repairs (None: they can)."""
+    col = LINK.c.crm_id if side == "crm" else LINK.c.okitoki_id
+    with ctx.store.begin() as conn:
+        linked = conn.execute(select(func.count()).select_from(LINK).where(and_(
+            LINK.c.entity == "contact", col.is_not(None), LINK.c.tombstone.is_(False)))).scalar() or 0
+    if linked >= 20 and len(seen) < linked * SHORT_WALK:
+        return (f"the {side} walk met {len(seen)} records but {linked} are linked: records "
+                f"missing from it are reported as gone_{side}, not repaired; check the {side} side")
+    return None
 
 
 def _gone(ctx: Context, links: list[Any], bases: dict[int, Any], dirty: set[int], side: Side,

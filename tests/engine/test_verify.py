@@ -64,6 +64,16 @@ def _crm_row(crm, name):
     return next((r for r in crm.all() if r["name"] == name), None)
 
 
+def _purge(sb, ids) -> None:
+    """Remove Oki-Toki contacts without a tombstone (a purge the export never shows)."""
+    state = sb.sandbox.state
+    with state.lock:
+        for cid in ids:
+            del state.contacts[cid]
+        state._contact_version += 1
+        state.changed()
+
+
 def _seed(syncer, crm):
     crm.insert([DemoContact("Oksana Lysenko", "+380 67 100 20 30", None, "ok@x.ua", "UA", "won"),
                 DemoContact("Jan Kowalski", "48 601 234 567", None, None, "PL", "won"),
@@ -92,9 +102,7 @@ def test_verify_finds_and_repairs_drift_made_by_hand_on_each_side(sql_world):
     # another one purged without a tombstone
     ana, oksana = _oki(sb, "Ana Perez"), _oki(sb, "Oksana Lysenko")
     sb.edit_contact(ana["id"], email="ana@new.mx", updated_at="2001-01-01T00:00:00Z")
-    with sb.sandbox.state.lock:
-        del sb.sandbox.state.contacts[oksana["id"]]
-        sb.sandbox.state.changed()
+    _purge(sb, [oksana["id"]])
     # the lead's task removed in Oki-Toki while the state database lost its row (Oki-Toki
     # cannot list tasks, so only the state database's side of it can be seen); a call in the
     # log the calls stream never read (it started long before its window)
@@ -260,3 +268,15 @@ def test_a_read_older_than_the_version_already_recorded_is_not_drift_and_never_r
     assert drift.drift == 0, drift.samples
     with syncer.store.begin() as conn:
         assert conn.execute(select(BASE.c.crm).where(BASE.c.link_id == lid)).scalar()["name"] == "Jan Kowalski"
+
+
+def test_an_export_that_answers_short_is_reported_but_not_trusted_to_delete(sql_world):
+    syncer, sb, crm = sql_world
+    crm.insert(DemoContact(f"Person {i}", f"+380 67 300 {i:04d}", None, None, "UA", "won")
+               for i in range(25))
+    _converge(syncer)
+    _purge(sb, sorted(sb.sandbox.state.contacts)[:20])   # most vanish from the export
+    drift = syncer.verify(repair=True).drift
+    assert drift.counts["gone_okitoki"] == 20 and "gone_okitoki" not in drift.repairs
+    assert any("not repaired" in n for n in drift.notes)
+    assert syncer.verify().drift.counts["gone_okitoki"] == 20      # still there, still reported
