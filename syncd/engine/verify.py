@@ -24,11 +24,11 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any, Callable, Iterator
 
-import structlog
 from sqlalchemy import select
 
-from ..errors import BudgetExhausted
+from ..errors import BudgetExhausted, RetriableRemoteError
 from ..model import Call, Cursor
+from ..redact import redact
 from ..store import acquire_lease, release_lease
 from ..store.tables import CallRow
 from . import cursors
@@ -41,7 +41,6 @@ from .verify_sides import SeenIds, check_page
 
 __all__ = ["verify", "record_missed_calls", "LEASE"]
 
-log = structlog.get_logger("syncd.verify")
 CALL = CallRow.__table__
 LEASE = "verify"
 CALLS_STREAM = "okitoki:calls"
@@ -53,7 +52,8 @@ def verify(ctx: Context, *, repair: bool, progress: Progress | None = None,
     """One full comparison; the report is stored (``verify_report``) and logged per kind.
 
     Only one instance verifies at a time (lease ``verify``); another gets a report that is
-    not ``complete`` and says so. Budget or lease trouble ends the walk early, never raises.
+    not ``complete`` and says so. A low budget, a lost lease or a remote that stays down
+    ends the walk early with a partial report; only a refusal (401/403/...) raises.
     """
     report = DriftReport(started_at=ctx.now(), repair=repair)
     if not _hold_lease(ctx, lease_ttl):
@@ -65,6 +65,8 @@ def verify(ctx: Context, *, repair: bool, progress: Progress | None = None,
         _run(ctx, report, repair=repair, progress=progress, lease_ttl=lease_ttl)
     except BudgetExhausted as exc:
         report.stop(f"{exc.system or 'a system'} daily budget spent")
+    except RetriableRemoteError as exc:   # throttled past its retries, or the remote is down
+        report.stop(redact(f"stopped by the remote: {exc}")[:300])
     finally:
         release_lease(ctx.store, LEASE, ctx.instance_id)
     after = _spent(ctx)
