@@ -292,3 +292,17 @@ def test_a_remote_that_stays_down_ends_verify_with_a_partial_report(sql_world):
     assert not rep.drift.complete and "stopped by the remote" in rep.deferred
     assert sb.token not in rep.deferred
     assert last_report(syncer.store)["complete"] is False
+
+
+def test_a_contact_deleted_through_the_sandbox_admin_is_found_by_its_tombstone(sql_world):
+    syncer, sb, crm = sql_world
+    _seed(syncer, crm)
+    lead = _oki(sb, "Lead Leader")
+    sb.delete_contact(lead["id"])                  # the export shows it once more, deleted
+    drift = syncer.verify(repair=True).drift       # before any pull has seen it
+    assert drift.samples == {"gone_okitoki": [f"okitoki:{lead['id']}"]}
+    _converge(syncer, 2)
+    pending = [t for t in sb.state()["tasks"] if t["status"] == "pending"
+               and "380675550011" in "".join(t["phones"])]
+    assert pending == []                           # a deleted contact is not dialled
+    assert syncer.verify().drift.drift == 0
