@@ -8,7 +8,9 @@ daemon stops its systemd watchdog pings, and ``syncd status`` shows it.
 
 Evidence of progress, newest wins: the end of the last completed run (``stream_health`` table,
 written by the daemon after each run), and for the pulls the ``updated_at`` of their cursor,
-which moves with every committed page, so a long first walk is not mistaken for a stuck one.
+which moves with every committed page, so a long first walk is not mistaken for a stuck one
+(a commit counts only when it is newer than the end of the last run: pages re-read by runs
+that then fail do not keep a failing stream green).
 A run that lost the stream's lease to another instance records nothing: the leader's runs
 write the shared row.
 """
@@ -143,7 +145,11 @@ class StreamTracker:
 
 
 def _with_evidence(state: StreamState, seen: datetime | None) -> StreamState:
-    if seen is not None and (state.advanced_at is None or seen > state.advanced_at):
+    """``state`` with a cursor commit at ``seen`` as its last advance, when that is newer than
+    both the last advance and the end of the last run: a page committed by a run that then
+    failed (a re-read overlap, say) is no progress, one committed by a run still going is."""
+    if seen is not None and (state.advanced_at is None or seen > state.advanced_at) \
+            and (state.run_at is None or seen > state.run_at):
         return StreamState(state.stream, seen, state.run_at, state.outcome, state.reason)
     return state
 

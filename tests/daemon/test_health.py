@@ -167,8 +167,14 @@ def test_status_reads_each_streams_last_advance_from_the_state_database(store):
         conn.execute(CursorRow.__table__.insert().values(stream="crm:contacts", value=T0,
                                                          updated_at=now - timedelta(seconds=10)))
     assert not {h["stream"]: h for h in stream_health(store, intervals, now)}["pull:crm:contacts"]["stuck"]
+    # ... but not a page committed by a run that then failed (re-reading its overlap, say)
+    record_outcome(store, "pull:crm:contacts", at=now - timedelta(seconds=5), outcome="failed",
+                   reason="RuntimeError: page 2")
+    crm = {h["stream"]: h for h in stream_health(store, intervals, now)}["pull:crm:contacts"]
+    assert crm["stuck"] and crm["advanced_at"] == T0 and crm["reason"] == "RuntimeError: page 2"
+    record_outcome(store, "pull:crm:contacts", at=now - timedelta(seconds=1), outcome="ok")
     report = status_report(store, intervals=intervals, now=now)
-    assert report["streams"]["pull:crm:contacts"]["advanced_at"] == (now - timedelta(seconds=10)).isoformat()
+    assert report["streams"]["pull:crm:contacts"]["advanced_at"] == (now - timedelta(seconds=1)).isoformat()
     assert report["streams"]["push"]["stuck"] is False and report["drift"] is None
 
 
