@@ -20,7 +20,7 @@ record, mark links dirty, record calls), so the next push writes them through th
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import timedelta
 from itertools import islice
 from typing import Any, Callable, Iterator
 
