@@ -19,15 +19,18 @@ from sqlalchemy import Connection, and_, select
 from ..errors import InvalidRecord
 from ..model import Contact
 from ..store.tables import Conflict, MergeCandidate
+from . import cursors
 from .context import BASE, DIRTY, LINK, OUTBOX, Context, mark_dirty
 from .drift import DriftReport
 from .ingest import _full_not_edited, record_contacts
 from .mapping import PHONES, Side, is_empty, same
+from .syncer import OKITOKI_OVERLAP
 
 __all__ = ["SeenIds", "check_page", "side_id_column", "WRITES"]
 
 CONFLICT, CANDIDATE = Conflict.__table__, MergeCandidate.__table__
 WRITES = ("contact_create", "contact_update", "status")   # outbox writes that change a contact
+STREAM_OF = {"crm": "crm:contacts", "okitoki": "okitoki:contacts"}   # the pulls' cursors
 
 
 class SeenIds:
@@ -98,9 +101,15 @@ def check_page(ctx: Context, conn: Connection, side: Side, contacts: list[Contac
     if not page:
         return
     st = _context(conn, side, sorted({c.id for c in page}))
+    read_up_to = cursors.load(conn, STREAM_OF[side]).value
+    if read_up_to is not None and side == "okitoki":
+        read_up_to -= OKITOKI_OVERLAP    # the export is re-read from there on every pull
     record: list[tuple[str, Contact]] = []   # (kind, record to record again)
     dirty: list[int] = []
     for contact in page:
+        if not _behind(contact, read_up_to):
+            report.read[f"{side}_ahead_of_pull"] += 1
+            continue   # the pull has not read that far yet: its next run takes it
         link = st["links"].get(contact.id)
         base = st["bases"].get(link.id) if link is not None else None
         shadow = getattr(base, side, None) if base is not None else None
@@ -140,6 +149,14 @@ def check_page(ctx: Context, conn: Connection, side: Side, contacts: list[Contac
     if repair and dirty:
         mark_dirty(conn, dirty)
         report.repairs["values_differ"] += len(dirty)
+
+
+def _behind(contact: Contact, read_up_to: datetime | None) -> bool:
+    """Whether the side's pull has read past ``contact`` (so missing it would be drift).
+    A record without a timestamp is always compared; none is before the first pull."""
+    if contact.updated_at is None:
+        return True
+    return read_up_to is not None and contact.updated_at <= read_up_to
 
 
 def _values(ctx: Context, side: Side, contact: Contact, agreed: dict | None) -> dict | None:

@@ -299,10 +299,28 @@ def test_a_contact_deleted_through_the_sandbox_admin_is_found_by_its_tombstone(s
     _seed(syncer, crm)
     lead = _oki(sb, "Lead Leader")
     sb.delete_contact(lead["id"])                  # the export shows it once more, deleted
-    drift = syncer.verify(repair=True).drift       # before any pull has seen it
+    assert syncer.verify().drift.drift == 0        # ... ahead of the pull: not drift yet
+    state = sb.sandbox.state                       # a tombstone behind the pull's cursor
+    with state.lock:
+        state.contacts[lead["id"]].updated_at -= 3600
+        state._contact_version += 1
+    drift = syncer.verify(repair=True).drift
     assert drift.samples == {"gone_okitoki": [f"okitoki:{lead['id']}"]}
     _converge(syncer, 2)
     pending = [t for t in sb.state()["tasks"] if t["status"] == "pending"
                and "380675550011" in "".join(t["phones"])]
     assert pending == []                           # a deleted contact is not dialled
     assert syncer.verify().drift.drift == 0
+
+
+def test_a_change_the_pull_has_not_reached_yet_is_not_drift(sql_world):
+    syncer, sb, crm = sql_world
+    _seed(syncer, crm)
+    crm.insert([DemoContact("Brand New", "+380 67 999 00 11", None, None, "UA", "won")])
+    jan = _crm_row(crm, "Jan Kowalski")
+    crm.update(jan["id"], name="Jan Renamed")             # a normal edit: updated_at moves on
+    ana = _oki(sb, "Ana Perez")
+    sb.edit_contact(ana["id"], email="fresh@x.mx")
+    drift = syncer.verify(repair=True).drift
+    assert drift.drift == 0, drift.samples
+    assert drift.read["crm_ahead_of_pull"] == 2 and drift.read["okitoki_ahead_of_pull"] >= 1
