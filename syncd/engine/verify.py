@@ -81,7 +81,9 @@ def verify(ctx: Context, *, repair: bool, progress: Progress | None = None,
 def _run(ctx: Context, report: DriftReport, *, repair: bool, progress: Progress | None,
          lease_ttl: timedelta) -> None:
     def low(*systems: str) -> str | None:
-        """Why verifying must stop now: the lease lost, or a system's budget low."""
+        """Why verifying must stop now: shutdown, the lease lost, or a system's budget low."""
+        if ctx.stopping():
+            return "the daemon is stopping"
         if not _hold_lease(ctx, lease_ttl):
             return "another instance took over verifying"
         return next((why for s in systems if (why := _low(ctx, s))), None)

@@ -324,3 +324,14 @@ def test_a_change_the_pull_has_not_reached_yet_is_not_drift(sql_world):
     drift = syncer.verify(repair=True).drift
     assert drift.drift == 0, drift.samples
     assert drift.read["crm_ahead_of_pull"] == 2 and drift.read["okitoki_ahead_of_pull"] >= 1
+
+
+def test_verify_stops_between_pages_when_the_daemon_stops(sql_world):
+    import threading
+
+    syncer, sb, crm = sql_world
+    _seed(syncer, crm)
+    syncer.ctx.stop = threading.Event()
+    syncer.ctx.stop.set()
+    rep = syncer.verify(repair=True)
+    assert not rep.drift.complete and rep.deferred == "the daemon is stopping"
