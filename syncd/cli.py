@@ -234,8 +234,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = _store(config)
     limits = {"okitoki": config.okitoki.daily_request_budget,
               "crm": config.crm.daily_request_budget}
+    from .health import stream_intervals
+
     try:
-        _emit(_engine("status_report")(store, limits=limits), args.json)
+        _emit(_engine("status_report")(store, limits=limits, intervals=stream_intervals(config)),
+              args.json)
     finally:
         _close(store)
     return 0
@@ -245,6 +248,10 @@ def _close(store: Any) -> None:
     close = getattr(store, "close", None)
     if close is not None:
         close()
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    return importlib.import_module("syncd.cli_verify").main(args)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -396,6 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--online", action="store_true",
                    help="also make one cheap authenticated call to each system")
     p = add("status", cmd_status, "cursors, lag, outbox, dead letters, conflicts, API use")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = add("verify", cmd_verify, "compare both sides with the state database; report drift "
+            "(exit 1), --repair heals it through the outbox")
+    p.add_argument("--repair", action="store_true", help="queue the repairs (the daemon's default)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add("migrate", cmd_migrate, "create or upgrade the state database schema")
     p = add("conflicts", cmd_conflicts, "list the conflict journal, or resolve a conflict")

@@ -34,6 +34,7 @@ __all__ = [
     "DialerRule",
     "CallsConfig",
     "DoNotCallConfig",
+    "VerifyConfig",
     "parse_duration",
     "load_config",
     "validate_config_dict",
@@ -151,6 +152,22 @@ class DoNotCallConfig(_Strict):
     list_id: int | None = None
 
 
+def _interval_or_off(value: Any) -> timedelta | None:
+    """``"1d"`` → timedelta; ``"0"``, ``0``, ``"off"``, ``false`` → None (disabled)."""
+    if value in (0, False, None) or (isinstance(value, str) and value.strip().lower() in ("0", "off")):
+        return None
+    interval = parse_duration(value)
+    if interval <= timedelta(0):
+        raise ValueError('must be a positive duration, or "off"')
+    return interval
+
+
+class VerifyConfig(_Strict):
+    interval: Annotated[timedelta | None, BeforeValidator(_interval_or_off)] = timedelta(days=1)
+    repair: bool = True                     # the daemon's verify heals what it finds
+    calls_days: int = Field(2, ge=0, le=31)  # days of the call log checked (0: none)
+
+
 class Config(_Strict):
     daemon: DaemonConfig = DaemonConfig()
     okitoki: OkitokiConfig
@@ -159,6 +176,7 @@ class Config(_Strict):
     dialer: list[DialerRule] = Field(default_factory=list)
     calls: CallsConfig = CallsConfig()
     do_not_call: DoNotCallConfig = DoNotCallConfig()
+    verify: VerifyConfig = VerifyConfig()
 
 
 # --- loading ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ job                         syncer method               interval
 ``pull:okitoki:calls``      ``pull_okitoki_calls()``    ``okitoki.poll_interval``
 ``push``                    ``push(stop)``              ``daemon.push_interval``
 ``housekeeping``            ``housekeeping()``          ``daemon.housekeeping_interval``
+``verify``                  ``verify(repair)``          ``verify.interval`` (unless off)
 ==========================  ==========================  ===============================
 
 Each method returns a run report (``.job``, ``.counts``, ``.errors``). A job that raises is
@@ -22,6 +23,10 @@ wait for in-flight jobs up to ``daemon.shutdown_timeout``, ``syncer.close()``, e
 because a remote is slow or out of budget (restarting would not help). A job that hangs or
 fails with a fatal or unexpected error is not progress, so systemd's watchdog restarts a
 daemon that is stuck.
+
+Per stream (:mod:`syncd.health`): a pull, the push or verify that has not *advanced* for 3 of
+its intervals (failed, deferred, or running without committing anything) is stuck:
+``/healthz`` answers 503 naming it and why, and ``WATCHDOG=1`` pings stop.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import Config
 from .errors import BudgetExhausted, ConfigError, FatalRemoteError, RetriableRemoteError
+from .engine.drift import next_run
+from .health import StreamWatch, outcome_of
 from .notify import Notifier, watchdog_interval
 from .redact import redact
 
@@ -114,6 +121,8 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.clock = clock or _utcnow
         self.progress = Progress(started=self.clock())
+        self.streams = StreamWatch(config, getattr(syncer, "store", None), since=self.progress.started,
+                                   instance=getattr(getattr(syncer, "ctx", None), "instance_id", None))
         self.stop_event = threading.Event()
         self.unfinished_jobs = 0
         self._web_enabled = web
@@ -140,6 +149,10 @@ class Daemon:
         if self._watchdog is not None:
             return self._watchdog / 2
         return max(2 * max(self.intervals().values()), timedelta(seconds=60))
+
+    def stuck_streams(self, now: datetime) -> list[dict[str, Any]]:
+        """Streams with no progress for 3 of their intervals, each with its ``reason``."""
+        return self.streams.stuck(now)
 
     def stop(self) -> None:
         """Ask the daemon to stop (what SIGTERM does)."""
@@ -248,6 +261,16 @@ class Daemon:
                                                          jitter=jitter or None),
                           args=(name, methods[name]), id=name, name=name,
                           next_run_time=_utcnow())
+        every = self.config.verify.interval
+        if every is not None and hasattr(self.syncer, "verify"):
+            repair = self.config.verify.repair
+            sched.add_job(self._run_job, IntervalTrigger(seconds=every.total_seconds(), jitter=jitter or None),
+                          args=("verify", lambda: self.syncer.verify(repair=repair)), id="verify",
+                          name="verify", next_run_time=next_run(getattr(self.syncer, "store", None),
+                                                                every, _utcnow()))
+        ctx = getattr(self.syncer, "ctx", None)
+        if ctx is not None:   # the push reports each settled batch: a long drain is progress
+            ctx.heartbeat = lambda stream: self.streams.advanced(stream, self.clock())
         sched.start()
         self._scheduler = sched
 
@@ -260,8 +283,11 @@ class Daemon:
         structlog.contextvars.bind_contextvars(run_id=run_id, job=name)
         started = time.monotonic()
         ok, fatal, error = True, False, ""
+        outcome: tuple[str, str] = ("ok", "")
+        self.streams.started(name, self.clock())
         try:
             report = method()
+            outcome = outcome_of(report)
             counts = dict(getattr(report, "counts", {}) or {})
             errors = list(getattr(report, "errors", []) or [])
             log.info("job_finished", counts=counts, errors=len(errors),
@@ -271,13 +297,16 @@ class Daemon:
             if self.metrics is not None:
                 self.metrics.observe_run(name, "ok", len(errors))
         except FatalRemoteError as exc:
+            outcome = outcome_of(exc=exc)
             ok, fatal, error = False, True, redact(str(exc))
             log.error("ACTION_NEEDED", error=error, error_type=type(exc).__name__,
                       hint="fix the token, its rights or the URL; the job retries each interval")
         except (RetriableRemoteError, BudgetExhausted) as exc:
+            outcome = outcome_of(exc=exc)
             error = redact(str(exc))
             log.warning("job_deferred", error=error, error_type=type(exc).__name__)
         except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the daemon
+            outcome = outcome_of(exc=exc)
             ok, error = False, redact(f"{type(exc).__name__}: {exc}")
             log.exception("job_failed", error=error)
         finally:
@@ -286,6 +315,7 @@ class Daemon:
                 self._inflight -= 1
                 self._inflight_cond.notify_all()
         self.progress.record(name, self.clock(), progressed=ok, error=error, fatal=fatal)
+        self.streams.finished(name, self.clock(), *outcome)
         if error and self.metrics is not None:
             self.metrics.observe_run(name, "fatal" if fatal else "failed" if not ok else "deferred", 1)
 
@@ -293,9 +323,12 @@ class Daemon:
         last_status, last_sent = "", 0.0
         while not self.stop_event.wait(self._tick):
             now = self.clock()
-            if self._watchdog is not None and self.progress.healthy(now, self._watchdog / 2):
+            stuck = self.stuck_streams(now)
+            if self._watchdog is not None and not stuck and self.progress.healthy(now, self._watchdog / 2):
                 self.notifier.watchdog()
             status = self.progress.summary(now)
+            if stuck:
+                status = ("STUCK: " + ", ".join(f"{j['stream']} ({j['reason']})" for j in stuck))[:200]
             if status != last_status and time.monotonic() - last_sent >= self.status_every:
                 self.notifier.status(status)
                 last_status, last_sent = status, time.monotonic()

@@ -1,10 +1,12 @@
 """The optional HTTP listener (``daemon.http_listen``): health, metrics, Oki-Toki events.
 
-* ``GET /healthz`` → 200 while jobs make progress (see :mod:`syncd.daemon`), 503 otherwise;
-  the body is a one-line JSON summary.
+* ``GET /healthz`` → 200 while jobs make progress and no stream is stuck (see
+  :mod:`syncd.health`), 503 otherwise; the JSON body has a one-line summary and ``stuck``:
+  each stuck stream with the time it last advanced and why (last error or ``deferred: ...``).
 * ``GET /metrics`` → Prometheus text: job runs by result, errors, outbox depth by lane, API
   requests by system (``syncd_api_requests_total`` from :meth:`Metrics.observe_api`, a
-  journal hook for :class:`syncd.http.RemoteSystem`).
+  journal hook for :class:`syncd.http.RemoteSystem`), and ``syncd_drift_records{kind}``
+  from the last ``syncd verify`` report in the state database.
 * ``/events/okitoki`` → the receiver for Oki-Toki event webhooks. Accepts GET query
   parameters, form POST and JSON bodies; the shared ``okitoki.webhook_token`` must come as
   ``token`` (parameter or body field) or an ``Authorization: Bearer`` header, else 401.
@@ -99,7 +101,9 @@ class _SyncerCollector:
         depth = {lane: sum(n for state, n in states.items() if state != "dead")
                  for lane, states in report.get("outbox", {}).items()}
         used = {system: int(v.get("used", 0)) for system, v in report.get("api_today", {}).items()}
-        return {"outbox_depth": depth, "api_requests_today": used}
+        drift = report.get("drift")
+        return {"outbox_depth": depth, "api_requests_today": used,
+                "drift_records": drift["counts"] if drift else None}
 
     def collect(self) -> Any:
         syncer = self.metrics.syncer
@@ -111,6 +115,8 @@ class _SyncerCollector:
             ("outbox_depth", "syncd_outbox_depth", "lane", "Outbox rows not yet done, by lane"),
             ("api_requests_today", "syncd_api_requests_today", "system",
              "Requests spent today (UTC) per remote system"),
+            ("drift_records", "syncd_drift_records", "kind",
+             "Records in drift by kind, as the last syncd verify found them"),
         ):
             fn = getattr(syncer, method, None)
             try:
@@ -148,9 +154,15 @@ def build_app(daemon: Any, metrics: Metrics) -> Starlette:
 
     async def healthz(_request: Request) -> JSONResponse:
         now = daemon.clock()
-        ok = daemon.progress.healthy(now, daemon.health_window())
-        return JSONResponse({"status": "ok" if ok else "stalled",
-                             "summary": daemon.progress.summary(now)}, status_code=200 if ok else 503)
+        stuck_of = getattr(daemon, "stuck_streams", None)
+        stuck = stuck_of(now) if stuck_of is not None else []
+        ok = daemon.progress.healthy(now, daemon.health_window()) and not stuck
+        body = {"status": "ok" if ok else "stalled",
+                "summary": daemon.progress.summary(now),
+                "stuck": [{"stream": j["stream"], "reason": j["reason"],
+                           "last_advanced": j["advanced_at"].isoformat() if j["advanced_at"] else None}
+                          for j in stuck]}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     async def metrics_endpoint(_request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -47,6 +47,7 @@ class Context:
     # The Oki-Toki client for writes that are not idempotent (creates): no HTTP-level retry,
     # so a timeout after sending is retried by the outbox, which looks before it creates.
     okitoki_once: Any = None
+    heartbeat: Any = None                 # callable(stream): a long job committed a batch (health)
     mapping: Mapping = field(init=False)
 
     def __post_init__(self) -> None:

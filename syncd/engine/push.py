@@ -131,6 +131,8 @@ def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100)
                 except Exception as exc:  # noqa: BLE001 - the whole group failed the same way
                     outcomes.update({r.id: exc for r in group})
             stop_exc = _settle(ctx, rows, outcomes, counts, errors)
+            if ctx.heartbeat is not None and stop_exc is None:
+                ctx.heartbeat("push")
             if stop_exc is not None:
                 stopped_systems.add(getattr(stop_exc, "system", "") or "okitoki")
                 if isinstance(stop_exc, FatalRemoteError):

@@ -4,7 +4,7 @@ and do. Every function takes an open :class:`~syncd.store.Store`; none calls a r
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Sequence
 
 from sqlalchemy import and_, delete, func, select, update
@@ -26,10 +26,13 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
-                  now: datetime | None = None) -> dict[str, Any]:
+                  now: datetime | None = None,
+                  intervals: dict[str, timedelta] | None = None) -> dict[str, Any]:
     """Cursors and their lag, outbox by lane and state, dead letters, conflicts, API use today
     (vs ``limits``, the daily budgets, when given), merge backlog, the last run of each job,
-    and the streams' alerts (future change times, rows change detection cannot see)."""
+    and the streams' alerts (future change times, rows change detection cannot see), the last
+    verify report (``drift``) and, given the streams' ``intervals``, each stream's last advance
+    and whether it is stuck (``streams``)."""
     now = now or datetime.now(UTC)
     with store.begin() as conn:
         cursors = {r.stream: {"value": _iso(r.value), "updated_at": _iso(r.updated_at),
@@ -60,10 +63,27 @@ def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
         entry = api.setdefault(system, {"used": 0})
         entry["budget"] = limit
         entry["remaining"] = None if limit is None else max(0, limit - entry["used"])
-    return {"cursors": cursors, "outbox": outbox, "dead_letters": dead,
-            "conflicts": {"open": open_conflicts, "total": all_conflicts},
-            "merge_backlog": merge_backlog, "merge_candidates": candidates,
-            "api_today": api, "last_runs": runs, "alerts": alerts}
+    out = {"cursors": cursors, "outbox": outbox, "dead_letters": dead,
+           "conflicts": {"open": open_conflicts, "total": all_conflicts},
+           "merge_backlog": merge_backlog, "merge_candidates": candidates,
+           "api_today": api, "last_runs": runs, "alerts": alerts, "drift": _drift(store)}
+    if intervals is not None:
+        from ..health import stream_health
+
+        out["streams"] = {s.pop("stream"): {k: _iso(v) if isinstance(v, datetime) else v
+                                            for k, v in s.items()}
+                          for s in stream_health(store, intervals, now)}
+    return out
+
+
+def _drift(store: Store) -> dict[str, Any] | None:
+    from .drift import last_report
+
+    report = last_report(store)
+    if report is None:
+        return None
+    return {**report, "started_at": _iso(report["started_at"]),
+            "finished_at": _iso(report["finished_at"])}
 
 
 def list_conflicts(store: Store, *, limit: int = 500) -> list[dict[str, Any]]:

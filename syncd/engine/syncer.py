@@ -42,6 +42,8 @@ class RunReport:
     errors: list[str] = field(default_factory=list)
     duration: float = 0.0          # seconds
     changes: list[Change] = field(default_factory=list)   # dry run: what push would do
+    deferred: str = ""             # why the run did not finish its work (budget, lease); "" if it did
+    drift: Any = None              # verify: the DriftReport
 
 
 @dataclass
@@ -251,6 +253,20 @@ class Syncer:
                 conn.execute(delete(Run.__table__).where(Run.__table__.c.started_at < now - KEEP_JOURNAL))
             if self._leader("merge"):
                 rep.counts.update({f"merge_{k}": v for k, v in reconcile(self.ctx).items()})
+        return rep
+
+    def verify(self, repair: bool = False, progress: Any = None) -> RunReport:
+        """Compare both sides with the state database (see :mod:`syncd.engine.verify`)."""
+        from .verify import verify
+
+        with self._run("verify") as rep:
+            drift = verify(self.ctx, repair=repair, progress=progress)
+            rep.counts = {**{f"drift_{k}": v for k, v in drift.counts.items()},
+                          **{f"repaired_{k}": v for k, v in drift.repairs.items()}}
+            rep.drift = drift
+            if not drift.complete:
+                rep.deferred = "; ".join(drift.notes) or "incomplete"
+                rep.counts["incomplete"] = 1
         return rep
 
     def cycle(self, dry_run: bool = False) -> CycleReport:

@@ -17,6 +17,7 @@ from .types import BigId, JSONValue, UTCDateTime
 __all__ = [
     "metadata", "Link", "LinkPhone", "Base", "Dirty", "CursorRow", "Outbox", "Conflict",
     "CallRow", "TaskRow", "Run", "ApiCall", "BudgetRow", "Lease", "MergeCandidate", "StreamAlert",
+    "StreamHealth", "VerifyReport",
 ]
 
 metadata = SQLModel.metadata
@@ -231,3 +232,30 @@ class StreamAlert(SQLModel, table=True):
     count: int = 0
     sample: list | None = _json()                        # a few record ids (and what was found)
     at: datetime | None = _ts()
+
+
+class StreamHealth(SQLModel, table=True):
+    """Per stream (job): when it last advanced, and how its last run ended (``syncd status``)."""
+
+    __tablename__ = "stream_health"
+    stream: str = Field(primary_key=True, max_length=64)
+    advanced_at: datetime | None = _ts()     # end of the last run that completed its work
+    run_at: datetime | None = _ts()          # end of the last run, whatever its outcome
+    outcome: str = Field(default="ok", max_length=16)   # ok | deferred | failed | fatal
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # redacted
+    instance: str | None = Field(default=None, max_length=128)
+
+
+class VerifyReport(SQLModel, table=True):
+    """One ``syncd verify`` run: drift counts and a bounded sample of record ids per kind."""
+
+    __tablename__ = "verify_report"
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    started_at: datetime | None = _ts(index=True)
+    finished_at: datetime | None = _ts()
+    complete: bool = True                    # False: stopped early (budget, lease, error)
+    repaired: bool = False
+    counts: dict | None = _json()            # kind → records
+    samples: dict | None = _json()           # kind → [record ids] (bounded; never values)
+    notes: list | None = _json()             # why it is partial; what was not checked
+    requests: dict | None = _json()          # system → requests spent by the walks

@@ -101,6 +101,11 @@ CASES = [
     ("cap-calls", _set("crm.connector", "limited"), "calls.to_crm", 'the "limited" connector cannot write calls'),
     ("cap-dnc", _set("crm.connector", "limited"), "do_not_call.crm_field", "cannot read a do-not-call flag"),
     ("cap-create", _all(_set("crm.connector", "limited"), _set("contacts.create_in_crm", True)), "contacts.create_in_crm", "cannot create contacts"),
+    ("verify-interval", _set("verify.interval", "daily"), "verify.interval", '"daily" is not a duration'),
+    ("verify-interval-negative", _set("verify.interval", "-1d"), "verify.interval", "is not a duration"),
+    ("verify-calls-days", _set("verify.calls_days", 40), "verify.calls_days", "31"),
+    ("verify-repair", _set("verify.repair", "sometimes"), "verify.repair", "bool"),
+    ("verify-typo", _set("verify.intervall", "1d"), "verify.intervall", 'did you mean "interval"'),
 ]
 
 

@@ -207,3 +207,19 @@ def test_status_alerts_are_empty_on_a_clean_table(raw_crm):
     s.pull_crm_contacts()
     with s.store.begin() as conn:
         assert alerts(conn) == []
+
+
+def test_verify_does_not_take_a_linked_row_that_became_unreadable_for_a_deleted_one(raw_crm):
+    """Unreadable is not gone: verify must not retire the link (and drop the contact's tasks)
+    because a value of the row no longer decodes."""
+    syncer, db, _ = raw_crm
+    s = syncer()
+    _insert(db, 3)
+    s.cycle()
+    db.execute("UPDATE contacts SET name = CAST(X'4f6c65ff' AS TEXT), "
+               "updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE id = 2")
+    report = s.verify(repair=True)
+    assert not report.drift.counts.get("gone_crm"), report.drift.counts
+    with s.store.begin() as conn:
+        link = conn.execute(select(Link.__table__).where(Link.__table__.c.crm_id == "2")).one()
+    assert not link.tombstone
