@@ -240,6 +240,9 @@ class Daemon:
         from .web import Metrics, WebServer
 
         self.metrics = Metrics(self.syncer)
+        journal = getattr(self.syncer, "api_journal", None)
+        if journal is not None:
+            journal.listeners.append(self.metrics.observe_api)
         server = WebServer(self, self.config.daemon.http_listen, self.metrics)
         server.start()
         self.web = server

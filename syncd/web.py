@@ -63,8 +63,8 @@ class Metrics:
                             ["job", "result"], registry=self.registry)
         self.errors = Counter("syncd_job_errors", "Record-level errors reported by jobs",
                               ["job"], registry=self.registry)
-        self.api = Counter("syncd_api_requests", "HTTP requests sent to remote systems",
-                           ["system", "status"], registry=self.registry)
+        self.api = Counter("syncd_api_requests", "HTTP requests sent to remote systems since start",
+                           ["system", "operation", "status"], registry=self.registry)
         self.events = Counter("syncd_webhook_events", "Oki-Toki webhook events received",
                               ["result"], registry=self.registry)
         self.registry.register(_SyncerCollector(self))
@@ -77,7 +77,7 @@ class Metrics:
     def observe_api(self, entry: Any) -> None:
         """Journal hook: count one :class:`syncd.http.JournalEntry`."""
         status = str(entry.status) if entry.status is not None else "none"
-        self.api.labels(system=entry.system, status=status).inc()
+        self.api.labels(system=entry.system, operation=entry.operation, status=status).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -100,9 +100,15 @@ class _SyncerCollector:
         report = status_report(store)
         depth = {lane: sum(n for state, n in states.items() if state != "dead")
                  for lane, states in report.get("outbox", {}).items()}
-        used = {system: int(v.get("used", 0)) for system, v in report.get("api_today", {}).items()}
+        today = report.get("api_today", {})
+        used = {system: int(v.get("used", 0)) for system, v in today.items()}
+        budget = {system: int(v["budget"]) for system, v in today.items() if v.get("budget")}
+        config = getattr(getattr(self.metrics.syncer, "ctx", None), "config", None)
+        price = getattr(getattr(config, "okitoki", None), "price_per_request", None)
         drift = report.get("drift")
-        return {"outbox_depth": depth, "api_requests_today": used,
+        return {"outbox_depth": depth, "api_requests_today": used, "api_budget_today": budget,
+                "api_spend_today": {"okitoki": used.get("okitoki", 0) * price} if price is not None else None,
+                "api_operations_today": _operations_today(store),
                 "drift_records": drift["counts"] if drift else None}
 
     def collect(self) -> Any:
@@ -117,6 +123,10 @@ class _SyncerCollector:
              "Requests spent today (UTC) per remote system"),
             ("drift_records", "syncd_drift_records", "kind",
              "Records in drift by kind, as the last syncd verify found them"),
+            ("api_budget_today", "syncd_api_budget_today", "system",
+             "The daily request budget in force per remote system"),
+            ("api_spend_today", "syncd_api_spend_today", "system",
+             "What today's Oki-Toki requests cost (requests x [okitoki] price_per_request)"),
         ):
             fn = getattr(syncer, method, None)
             try:
@@ -129,6 +139,31 @@ class _SyncerCollector:
             for key, value in sorted(values.items()):
                 family.add_metric([str(key)], float(value))
             yield family
+        operations = stored.get("api_operations_today")
+        if operations is not None:
+            family = GaugeMetricFamily("syncd_api_operation_requests_today",
+                                       "Requests today (UTC) per system, operation and status, from "
+                                       "the API journal (every instance)", labels=["system", "operation", "status"])
+            for (system, operation, status), n in sorted(operations.items()):
+                family.add_metric([system, operation, status], float(n))
+            yield family
+
+
+def _operations_today(store: Any) -> dict[tuple[str, str, str], int]:
+    """(system, operation, status) → requests since 00:00 UTC, from the API journal."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select
+
+    from .store.tables import ApiCall
+
+    api = ApiCall.__table__
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    with store.begin() as conn:
+        rows = conn.execute(select(api.c.system, api.c.operation, api.c.status, func.count())
+                            .where(api.c.at >= midnight)
+                            .group_by(api.c.system, api.c.operation, api.c.status)).all()
+    return {(s, o, str(st) if st is not None else "none"): n for s, o, st, n in rows}
 
 
 async def _params(request: Request) -> dict[str, Any]:

@@ -137,6 +137,7 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
                   or f"{socket.gethostname()}:{os.getpid()}", **kwargs)
     _abandon_dead_local_claims(ctx)
     syncer = Syncer(ctx, closers=tuple(closers), flushers=(journal.flush, budget.release))
+    syncer.api_journal = journal   # the daemon adds its /metrics counters as a listener
     if dry_run:
         store.start_dry_run()
         ctx.dry_run = True

@@ -114,6 +114,8 @@ class StoreJournal:
 
     def __init__(self, store: Store, *, batch: int = 200, interval: float = 2.0) -> None:
         self.store, self.batch, self.interval = store, batch, interval
+        # also told of every entry at once (the daemon's /metrics counters); never raise
+        self.listeners: list[Callable[[JournalEntry], None]] = []
         self._rows: list[dict] = []
         self._lock = threading.Lock()
         self._last = time.monotonic()
@@ -122,6 +124,11 @@ class StoreJournal:
         row = dict(at=entry.at, system=entry.system, operation=entry.operation[:64],
                    method=entry.method[:8], status=entry.status, duration_ms=entry.duration_ms,
                    attempt=entry.attempt, error=redact(entry.error)[:1000] if entry.error else None)
+        for listen in self.listeners:
+            try:
+                listen(entry)
+            except Exception:  # noqa: BLE001 - metrics must never fail a request
+                pass
         with self._lock:
             self._rows.append(row)
             due = len(self._rows) >= self.batch or time.monotonic() - self._last >= self.interval

@@ -60,7 +60,7 @@ def test_metrics_expose_runs_outbox_depth_and_api_requests(served):
     text = r.text
     assert 'syncd_job_runs_total{job="push",result="ok"}' in text
     assert 'syncd_outbox_depth{lane="contacts"} 12.0' in text
-    assert 'syncd_api_requests_total{status="200",system="okitoki"} 1.0' in text
+    assert 'syncd_api_requests_total{operation="call_log",status="200",system="okitoki"} 1.0' in text
 
 
 @pytest.mark.parametrize("how", ["get", "form", "json", "bearer"])
