@@ -264,37 +264,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_conflicts(args: argparse.Namespace) -> int:
-    config = _load(args)
     if args.action == "resolve":
-        return _resolve_conflict(args, config)
+        return cmd_ops(args)
+    config = _load(args)
     rows = _engine("list_conflicts")(_store(config))
     if not rows and not args.json:
         _out("no conflicts")
         return 0
     _emit(rows, args.json)
-    return 0
-
-
-def _resolve_conflict(args: argparse.Namespace, config: Config) -> int:
-    from .engine.context import Context
-    from .engine.resolve import ConflictNotFound, resolve_conflict
-
-    take = args.take or []
-    if args.id is None or not take or (take[0] == "value") != (len(take) == 2) or len(take) > 2:
-        _err("syncd conflicts resolve: usage: resolve ID --take crm|okitoki|value VALUE")
-        return 2
-    store = _store(config)
-    try:
-        done = resolve_conflict(Context(config=config, store=store, crm=None, okitoki=None),
-                                args.id, take[0], take[1] if len(take) == 2 else None)
-    except (ConflictNotFound, ValueError) as exc:
-        _err(f"syncd conflicts resolve: {exc}")
-        return 1 if isinstance(exc, ConflictNotFound) else 2
-    finally:
-        _close(store)
-    sides = " and ".join(done["writes"]) or "neither side (both hold it already)"
-    _out(f"conflict {done['conflict']}: {done['field']} = {done['value']!r}; written to {sides} "
-         f"by the next push")
     return 0
 
 
@@ -331,42 +308,14 @@ def cmd_resync(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_journal(args: argparse.Namespace) -> int:
-    return _report(args, "journal")
-
-
-def cmd_history(args: argparse.Namespace) -> int:
-    return _report(args, "history")
-
-
-def _report(args: argparse.Namespace, kind: str) -> int:
+def cmd_ops(args: argparse.Namespace) -> int:
+    """journal, history, trace, holds and conflicts resolve: see :mod:`syncd.cli_ops`."""
     config = _load(args)
-    from .reports import run
-
     store = _store(config)
     try:
-        return run(args, kind, store, config.okitoki.price_per_request)
+        return importlib.import_module("syncd.cli_ops").run(args, config, store)
     finally:
         _close(store)
-
-
-def cmd_trace(args: argparse.Namespace) -> int:
-    config = _load(args)
-    from .engine.trace import render_trace, trace
-
-    store = _store(config)
-    try:
-        report = trace(store, config, args.who)
-    except ValueError as exc:
-        _err(f"syncd trace: {exc}")
-        return 2
-    finally:
-        _close(store)
-    if args.json:
-        _emit(report, True)
-    else:
-        _out(render_trace(report))
-    return 0 if report["contacts"] or report["merge_candidates"] else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -424,11 +373,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="append", metavar="NAME",
                    help="only this stream (crm:contacts, okitoki:contacts, okitoki:calls); repeatable")
     from .reports import add_arguments as report_arguments
-    report_arguments(add("journal", cmd_journal, "the API call journal: filter, group, export "
+    report_arguments(add("journal", cmd_ops, "the API call journal: filter, group, export "
                          "(table, csv, xlsx, html, json)"), "journal")
-    report_arguments(add("history", cmd_history, "job runs (the event log): filter, group, export"),
+    report_arguments(add("history", cmd_ops, "job runs (the event log): filter, group, export"),
                      "history")
-    p = add("trace", cmd_trace, "one contact's story: values on both sides, dialer rules and why, "
+    p = add("holds", cmd_ops, "floods the guard held: list, release or drop them")
+    p.add_argument("action", nargs="?", choices=["list", "release", "drop"], default="list")
+    p.add_argument("id", nargs="?", type=int, help="hold id (release/drop)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (list)")
+    p = add("trace", cmd_ops, "one contact's story: values on both sides, dialer rules and why, "
             "tasks, calls, conflicts, dead letters")
     p.add_argument("who", metavar="PHONE|crm:ID|okitoki:ID")
     p.add_argument("--json", action="store_true", help="machine-readable output")

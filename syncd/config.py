@@ -34,6 +34,7 @@ __all__ = [
     "DialerRule",
     "CallsConfig",
     "DoNotCallConfig",
+    "GuardConfig",
     "VerifyConfig",
     "parse_duration",
     "load_config",
@@ -168,6 +169,14 @@ class VerifyConfig(_Strict):
     calls_days: int = Field(2, ge=0, le=31)  # days of the call log checked (0: none)
 
 
+class GuardConfig(_Strict):
+    """The flood guard: operations of one cycle past these limits are held, not sent."""
+
+    max_task_removals: int = Field(200, ge=0)           # 0: no limit
+    max_changed_share: float = Field(0.10, gt=0, le=1, allow_inf_nan=False)
+    changed_floor: int = Field(100, ge=0)                # never held below this many contacts
+
+
 class Config(_Strict):
     daemon: DaemonConfig = DaemonConfig()
     okitoki: OkitokiConfig
@@ -177,6 +186,7 @@ class Config(_Strict):
     calls: CallsConfig = CallsConfig()
     do_not_call: DoNotCallConfig = DoNotCallConfig()
     verify: VerifyConfig = VerifyConfig()
+    guard: GuardConfig = GuardConfig()
 
 
 # --- loading ------------------------------------------------------------------------------

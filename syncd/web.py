@@ -106,7 +106,10 @@ class _SyncerCollector:
         config = getattr(getattr(self.metrics.syncer, "ctx", None), "config", None)
         price = getattr(getattr(config, "okitoki", None), "price_per_request", None)
         drift = report.get("drift")
-        return {"outbox_depth": depth, "api_requests_today": used, "api_budget_today": budget,
+        held: dict[str, int] = {"task_removals": 0, "contact_changes": 0}
+        for hold in report.get("holds") or []:
+            held[hold["kind"]] = held.get(hold["kind"], 0) + int(hold["operations"])
+        return {"held_operations": held, "outbox_depth": depth, "api_requests_today": used, "api_budget_today": budget,
                 "api_spend_today": {"okitoki": used.get("okitoki", 0) * price} if price is not None else None,
                 "api_operations_today": _operations_today(store),
                 "drift_records": drift["counts"] if drift else None}
@@ -123,6 +126,8 @@ class _SyncerCollector:
              "Requests spent today (UTC) per remote system"),
             ("drift_records", "syncd_drift_records", "kind",
              "Records in drift by kind, as the last syncd verify found them"),
+            ("held_operations", "syncd_held_operations", "kind",
+             "Operations the flood guard holds until released or dropped (syncd holds)"),
             ("api_budget_today", "syncd_api_budget_today", "system",
              "The daily request budget in force per remote system"),
             ("api_spend_today", "syncd_api_spend_today", "system",

@@ -78,7 +78,7 @@ def _reconcile_batch(ctx: Context, conn: Any, dirty: list[Any]) -> Counter:
     pending: dict[tuple[int, str], list[Any]] = {}
     for r in conn.execute(select(OUTBOX.c.id, OUTBOX.c.link_id, OUTBOX.c.target, OUTBOX.c.operation,
                                  OUTBOX.c.payload, OUTBOX.c.status)
-                          .where(and_(OUTBOX.c.link_id.in_(ids), OUTBOX.c.status.in_(["pending", "claimed"]),
+                          .where(and_(OUTBOX.c.link_id.in_(ids), OUTBOX.c.status.in_(["pending", "claimed", "held"]),
                                       OUTBOX.c.operation.in_(["contact_create", "contact_update", "status"])))
                           .order_by(OUTBOX.c.id)):
         pending.setdefault((r.link_id, r.target), []).append(r)
@@ -224,8 +224,10 @@ def _plan_tasks(b: _Batch, link: Any, agreed: dict, tasks: dict, deleted: bool) 
     for dialer, rule in wanted.items():
         row = tasks.get(dialer)
         payload = task_payload(rule, agreed)
-        if row is not None and row.state in ("creating", "active"):
+        if row is not None and row.state in ("creating", "active", "kept"):
             if set(row.phones or []) == set(payload["phones"]):
+                if row.state == "kept":   # matching again: the engine takes the task back over
+                    b.task_updates.append({"id": row.id, "state": "active", "updated_at": b.now})
                 continue
             # The numbers changed: the old task goes first (add_tasks waits for its removal),
             # so the dialer never calls an old number, nor holds two tasks for one contact.
@@ -240,7 +242,8 @@ def _plan_tasks(b: _Batch, link: Any, agreed: dict, tasks: dict, deleted: bool) 
              add_key(lid, dialer, gen))
     lane = Lane.DO_NOT_CALL if agreed.get(DNC) else Lane.TASKS
     for dialer, row in tasks.items():
-        if dialer in wanted or row.state not in ("creating", "active"):
+        # "kept": an operator dropped its removal (syncd holds drop); do-not-call still wins
+        if dialer in wanted or row.state not in ("creating", "active") + (("kept",) if agreed.get(DNC) else ()):
             continue
         if _take_back(b, lid, dialer, row, lane, "the contact stopped matching"):
             b.task_updates.append({"id": row.id, "state": "removed", "updated_at": b.now})
@@ -257,7 +260,7 @@ def _take_back(b: _Batch, lid: int, dialer: str, row: Any, lane: Lane, why: str)
         b.counts["cancelled_add_task"] += 1
         return True
     payload = {"dialer_id": dialer, "generation": row.generation, "phones": row.phones or []}
-    if row.state == "active" and row.task_id:
+    if row.state in ("active", "kept") and row.task_id:
         payload["task_id"] = row.task_id
     b.op(lane, "okitoki", "remove_task", lid, payload, f"task:remove:{lid}:{dialer}:{row.generation}")
     return False

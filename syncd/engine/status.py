@@ -12,6 +12,7 @@ from sqlalchemy import and_, delete, func, select, update
 from ..store import Store
 from ..store.tables import BudgetRow, Conflict, CursorRow, Dirty, MergeCandidate, Outbox, Run
 from .capture import alerts as stream_alerts
+from .guard import list_holds
 from .outbox import Lane
 
 __all__ = ["status_report", "list_conflicts", "list_dead_letters", "retry_dead_letters",
@@ -40,7 +41,7 @@ def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
                    for r in conn.execute(select(CURSOR))}
         outbox: dict[str, dict[str, int]] = {}
         for lane, status, n in conn.execute(select(OUTBOX.c.lane, OUTBOX.c.status, func.count())
-                                            .where(OUTBOX.c.status.in_(["pending", "claimed", "dead"]))
+                                            .where(OUTBOX.c.status.in_(["pending", "claimed", "held", "dead"]))
                                             .group_by(OUTBOX.c.lane, OUTBOX.c.status)):
             name = Lane(lane).name.lower() if lane in Lane._value2member_map_ else str(lane)
             outbox.setdefault(name, {})[status] = n
@@ -66,7 +67,8 @@ def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
     out = {"cursors": cursors, "outbox": outbox, "dead_letters": dead,
            "conflicts": {"open": open_conflicts, "total": all_conflicts},
            "merge_backlog": merge_backlog, "merge_candidates": candidates,
-           "api_today": api, "last_runs": runs, "alerts": alerts, "drift": _drift(store)}
+           "api_today": api, "last_runs": runs, "alerts": alerts, "drift": _drift(store),
+           "holds": list_holds(store, open_only=True)}
     if intervals is not None:
         from ..health import stream_health
 

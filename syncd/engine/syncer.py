@@ -17,7 +17,7 @@ from ..model import Change, Cursor, Unreadable
 from ..redact import redact
 from ..store import Store, acquire_lease, record_run
 from ..store.tables import ApiCall, Run
-from . import capture, cursors
+from . import capture, cursors, guard
 from .calls import CRM_CAUGHT_UP, pull_calls
 from .context import OUTBOX, Context
 from .ingest import record_contacts
@@ -234,6 +234,8 @@ class Syncer:
             counts: Counter = Counter()
             if self._leader("merge"):
                 counts.update({f"merge_{k}": v for k, v in reconcile(self.ctx).items()})
+                if not self.ctx.dry_run:
+                    counts.update(guard.check(self.ctx))   # floods are held, the rest flows
             planned_before = len(self.ctx.planned)
             pushed, errors = drain(self.ctx, stop)
             counts.update(pushed)

@@ -17,7 +17,7 @@ from .types import BigId, JSONValue, UTCDateTime
 __all__ = [
     "metadata", "Link", "LinkPhone", "Base", "Dirty", "CursorRow", "Outbox", "Conflict",
     "CallRow", "TaskRow", "Run", "ApiCall", "BudgetRow", "Lease", "MergeCandidate", "StreamAlert",
-    "StreamHealth", "VerifyReport",
+    "StreamHealth", "VerifyReport", "Hold",
 ]
 
 metadata = SQLModel.metadata
@@ -158,6 +158,7 @@ class TaskRow(SQLModel, table=True):
     task_id: str | None = Field(default=None, max_length=64, index=True)
     phones: list | None = _json()
     state: str = Field(default="creating", max_length=16)  # creating | active | removing | removed
+    #                                                        | kept (removal dropped by an operator)
     generation: int = 1
     updated_at: datetime | None = _ts()
 
@@ -259,3 +260,18 @@ class VerifyReport(SQLModel, table=True):
     samples: dict | None = _json()           # kind → [record ids] (bounded; never values)
     notes: list | None = _json()             # why it is partial; what was not checked
     requests: dict | None = _json()          # system → requests spent by the walks
+
+
+class Hold(SQLModel, table=True):
+    """A flood the guard held: outbox rows (status ``held``, ``claimed_by = "hold:<id>"``)
+    that wait for an operator to release or drop them (``syncd holds``)."""
+
+    __tablename__ = "hold"
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    kind: str = Field(max_length=32)                      # task_removals | contact_changes
+    count: int = 0                                        # outbox rows held
+    contacts: int = 0                                     # distinct contacts they touch
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    state: str = Field(default="held", max_length=16)     # held | released | dropped
+    created_at: datetime | None = _ts()
+    decided_at: datetime | None = _ts()

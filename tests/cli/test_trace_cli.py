@@ -35,3 +35,11 @@ def test_conflicts_resolve_usage_and_unknown_ids(tmp_path, capsys):
     assert main(["conflicts", "resolve", "--take", "crm", "-c", cfg]) == 2
     assert "usage: resolve ID --take" in capsys.readouterr().err
     assert main(["conflicts", "-c", cfg]) == 0 and "no conflicts" in capsys.readouterr().out
+
+
+def test_holds_commands(tmp_path, capsys):
+    cfg = _cfg(tmp_path)
+    assert main(["holds", "-c", cfg]) == 0 and "no holds" in capsys.readouterr().out
+    assert main(["holds", "release", "-c", cfg]) == 2
+    assert main(["holds", "drop", "5", "-c", cfg]) == 1
+    assert "no hold with id 5" in capsys.readouterr().err
