@@ -1,12 +1,13 @@
 """What a successful outbox row records, applied in bulk in the transaction that settles it.
 
-Each effect type has ``apply_all(conn, items)``, so settling a batch of a hundred rows costs a
+Each effect type has ``apply_all(conn, items, now)``, so settling a batch of a hundred rows costs a
 handful of statements, not a few per row (the initial sync of 100,000 contacts depends on it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Sequence
 
 import structlog
@@ -35,7 +36,7 @@ class Seen:
     written_at: Any = None   # local time of the write (marks earlier reads of the link stale)
 
     @staticmethod
-    def apply_all(conn: Connection, items: Sequence["Seen"]) -> None:
+    def apply_all(conn: Connection, items: Sequence["Seen"], now: datetime) -> None:
         for side in ("crm", "okitoki"):
             group = [s for s in items if s.side == side]
             if not group:
@@ -109,13 +110,13 @@ class TaskSettled:
     task_id: str | None = None
 
     @staticmethod
-    def apply_all(conn: Connection, items: Sequence["TaskSettled"]) -> None:
+    def apply_all(conn: Connection, items: Sequence["TaskSettled"], now: datetime) -> None:
         key = and_(TASK.c.link_id == bindparam("_l"), TASK.c.dialer_id == bindparam("_d"),
                    TASK.c.generation == bindparam("_g"))
         created = [{"_l": t.link_id, "_d": t.dialer_id, "_g": t.generation, "_t": t.task_id}
                    for t in items if t.state == "active"]
         if created:
-            _queue_orphans(conn, [t for t in items if t.state == "active"])
+            _queue_orphans(conn, [t for t in items if t.state == "active"], now)
             # A task removed meanwhile ("removing") keeps its state but learns its id.
             conn.execute(update(TASK).where(key).values(task_id=bindparam("_t")), created)
             conn.execute(update(TASK).where(and_(key, TASK.c.state == "creating"))
@@ -126,7 +127,7 @@ class TaskSettled:
             conn.execute(update(TASK).where(key).values(state="removed"), removed)
 
 
-def _queue_orphans(conn: Connection, created: Sequence[TaskSettled]) -> None:
+def _queue_orphans(conn: Connection, created: Sequence[TaskSettled], now: datetime) -> None:
     """Tasks created for a generation the link has since left (the contact stopped matching
     while the create was in flight): queue their removal by id."""
     from ..store.outbox import enqueue
@@ -144,8 +145,7 @@ def _queue_orphans(conn: Connection, created: Sequence[TaskSettled]) -> None:
                         "payload": {"dialer_id": t.dialer_id, "task_id": t.task_id,
                                     "generation": t.generation}})
     if ops:
-        from datetime import UTC, datetime
-        enqueue(conn, ops, now=datetime.now(UTC))
+        enqueue(conn, ops, now=now)
 
 
 @dataclass(frozen=True)
@@ -154,13 +154,13 @@ class CallLogged:
     activity_id: str | None
 
     @staticmethod
-    def apply_all(conn: Connection, items: Sequence["CallLogged"]) -> None:
+    def apply_all(conn: Connection, items: Sequence["CallLogged"], now: datetime) -> None:
         conn.execute(update(CALL).where(CALL.c.session_id == bindparam("_s"))
                      .values(state="logged", crm_activity_id=bindparam("_a")),
                      [{"_s": c.session_id, "_a": c.activity_id} for c in items])
 
 
-def apply_effects(conn: Connection, effects: Sequence[Any]) -> None:
+def apply_effects(conn: Connection, effects: Sequence[Any], *, now: datetime) -> None:
     """Apply effects: batchable ones by type, plain callables one by one (in order)."""
     by_type: dict[type, list[Any]] = {}
     for e in effects:
@@ -169,4 +169,4 @@ def apply_effects(conn: Connection, effects: Sequence[Any]) -> None:
         else:
             e(conn)
     for cls, items in by_type.items():
-        cls.apply_all(conn, items)
+        cls.apply_all(conn, items, now)

@@ -211,7 +211,7 @@ def _apply_effects_safely(conn: Any, effects: list[tuple[Any, Any]], *, now: dat
     in "claimed" after its remote writes were made. Returns the ids of the rows that failed."""
     try:
         with conn.begin_nested():
-            apply_effects(conn, [e for _, e in effects])
+            apply_effects(conn, [e for _, e in effects], now=now)
         return set()
     except Exception as exc:  # noqa: BLE001 - fall back to one savepoint per row
         log.warning("effects_batch_failed", rows=len(effects), error=redact(str(exc))[:300])
@@ -219,7 +219,7 @@ def _apply_effects_safely(conn: Any, effects: list[tuple[Any, Any]], *, now: dat
     for row, effect in effects:
         try:
             with conn.begin_nested():
-                apply_effects(conn, [effect])
+                apply_effects(conn, [effect], now=now)
         except Exception as exc:  # noqa: BLE001
             reason = redact(f"done remotely, but its outcome could not be recorded: "
                             f"{type(exc).__name__}: {exc}")[:2000]

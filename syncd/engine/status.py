@@ -114,10 +114,12 @@ def _dead(ids: Sequence[int] | None):
     return cond
 
 
-def retry_dead_letters(store: Store, ids: Sequence[int] | None = None) -> int:
-    """Queue dead operations again (``ids`` None: all). Records quarantined on reading are not
-    operations: they come back when the record is read fine (fix it at the source)."""
-    now = datetime.now(UTC)
+def retry_dead_letters(store: Store, ids: Sequence[int] | None = None, *,
+                       now: datetime | None = None) -> int:
+    """Queue dead operations again (``ids`` None: all) at ``now`` (default: the wall clock, for
+    the CLI). Records quarantined on reading are not operations: they come back when the record
+    is read fine (fix it at the source)."""
+    now = now or datetime.now(UTC)
     with store.begin() as conn:
         return conn.execute(update(OUTBOX).where(and_(_dead(ids), OUTBOX.c.operation != "ingest"))
                             .values(status="pending", attempts=0, next_attempt_at=now,
