@@ -20,6 +20,8 @@ Semantics every connector must keep (the conformance suite in :mod:`syncd.testin
 * ``upsert_contacts`` and ``log_calls`` return one :class:`WriteResult` per input, in order; a
   failing record never sinks the others. ``log_calls`` is idempotent by ``Call.session_id``:
   logging the same call twice leaves one activity in the CRM.
+* ``update_calls`` (only with ``capabilities.calls_update``) rewrites the activity of a call
+  already logged with the call's current values; repeating it changes nothing more.
 * Errors of the remote as a whole (auth, permission, throttling, outage) are raised as the
   taxonomy in :mod:`syncd.errors`, with messages that name the operation and hold no secret.
 """
@@ -59,6 +61,7 @@ class Capabilities:
     contacts_write: bool = True
     contacts_create: bool = True
     calls_write: bool = False
+    calls_update: bool = False       # update_calls: an activity already logged can be changed
     do_not_call: bool = False        # the CRM has a place for a do-not-call flag
     read_batch_size: int = 100       # page size for changed_contacts
     write_batch_size: int = 50       # contacts per upsert_contacts call
@@ -106,6 +109,14 @@ class CrmConnector(Protocol):
 
     def log_calls(self, calls: list[Call]) -> list[WriteResult]:
         """Log calls as CRM activities, once per ``session_id``; result key = session_id."""
+
+    # Optional, only with ``capabilities.calls_update`` (not part of the structural check, so
+    # connectors without it still conform):
+    # def update_calls(self, calls: list[Call], activity_ids: dict[str, str]) -> list[WriteResult]:
+    #     Bring the activities of calls already logged up to date (recording link, outcome,
+    #     talk time, duration, agent); ``activity_ids``: session_id → the id ``log_calls``
+    #     answered (absent: look it up by session_id). Idempotent; one result per call, in
+    #     order, key = session_id.
 
     def close(self) -> None:
         """Release connections."""

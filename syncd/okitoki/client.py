@@ -19,7 +19,7 @@ import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import structlog
 
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 __all__ = ["OkitokiClient"]
 
 log = structlog.get_logger("syncd.okitoki")
+# on_unreadable(record id or None, reason, raw entry): what to do with an entry that cannot be read
+Unreadable = Callable[[str | None, str, dict[str, Any]], None]
 
 
 def _plain(value: Any) -> Any:
@@ -299,12 +301,15 @@ class OkitokiClient:
                 log.warning("okitoki.record_skipped", operation="export_contacts",
                             record_id=str(raw.get("id")), reason=str(exc))
 
-    def call_log(self, date_from: datetime, date_to: datetime,
-                 per_page: int = 1000) -> Iterator[Call]:
-        """Calls in [date_from, date_to], lazily, one page in memory. Times UTC, durations s.
+    def call_log(self, date_from: datetime, date_to: datetime, per_page: int = 1000, *,
+                 on_unreadable: Unreadable | None = None) -> Iterator[Call]:
+        """Calls whose *start* is in [date_from, date_to], lazily, one page in memory. Times
+        UTC, durations s.
 
-        Calls appear some time after hangup and may change shortly after: callers read
-        overlapping windows and de-duplicate by ``session_id``. Unreadable entries are logged
+        A call shows only after hangup and may change shortly after: callers re-read windows
+        as long as their longest calls and de-duplicate by ``session_id``. An entry that
+        cannot be read is handed to ``on_unreadable(session_id or None, reason, raw entry)``
+        (the daemon quarantines it) and the walk goes on; without a handler it is logged
         (``okitoki.record_skipped``) and skipped.
         """
         variables = {"date_to": to_okitoki(_ceil_second(date_to), self.zone)}
@@ -314,8 +319,11 @@ class OkitokiClient:
             try:
                 yield call_from_raw(raw, self.zone)
             except InvalidRecord as exc:
-                log.warning("okitoki.record_skipped", operation="call_log",
-                            record_id=exc.record_id, reason=exc.reason)
+                if on_unreadable is not None:
+                    on_unreadable(exc.record_id, exc.reason, raw)
+                else:
+                    log.warning("okitoki.record_skipped", operation="call_log",
+                                record_id=exc.record_id, reason=exc.reason)
 
     def call_data(self, session_id: str) -> dict[str, Any]:
         """The data stored with a call (the call as Oki-Toki returns it)."""
