@@ -28,7 +28,7 @@ from ..model import Call
 from . import cursors
 from .callrecord import (CRM_CAUGHT_UP, call_from_payload, call_payload, fingerprint,
                          quarantine_unreadable, record_calls)
-from .context import Context, chunks
+from .context import Context
 
 __all__ = ["pull_calls", "record_calls", "call_window", "STREAM", "SWEEP", "CRM_CAUGHT_UP",
            "call_payload", "call_from_payload", "fingerprint", "SHORT_OVERLAP", "SWEEP_EVERY"]
@@ -81,35 +81,49 @@ def pull_calls(ctx: Context, *, hinted: bool = False) -> Counter:
     if end <= start:
         return counts
     unreadable: list[tuple[str | None, str, dict[str, Any]]] = []
-    calls = list(ctx.okitoki.call_log(start, end, on_unreadable=lambda *u: unreadable.append(u)))
-    counts["read"] = len(calls)
-    grown = _grow_window(ctx, calls, window, counts)
+    batch: list[Call] = []
     held_from: datetime | None = None
-    batches = list(chunks(calls, ctx.batch_size)) or [[]]
-    for i, batch in enumerate(batches):
+    longest = 0
+
+    def flush(final: bool) -> None:
+        """Record one batch; the last one also moves the cursors (in the same transaction)."""
+        nonlocal held_from
         with ctx.store.begin() as conn:
-            if i == 0 and unreadable:
+            if unreadable:
                 counts["quarantined"] += quarantine_unreadable(conn, unreadable, now=now)
+                unreadable.clear()
             got, held = record_calls(ctx, conn, batch)
-            counts += got
+            counts.update(got)
             if held is not None and (held_from is None or held < held_from):
                 held_from = held
-            if i == len(batches) - 1:
-                # A held call pins the cursor at its start, so the next window reads it again.
-                upto = settled if held_from is None else min(settled, held_from)
-                if upto > start and (cur.value is None or upto > cur.value):
-                    cursors.advance(conn, cursors.StreamCursor(STREAM, upto), now=ctx.now())
-                if swept or grown is not None:
-                    keep = grown or learned
-                    cursors.advance(conn, cursors.StreamCursor(
-                        SWEEP, now if swept else sweep.value,
-                        str(int(keep.total_seconds())) if keep else None), now=ctx.now())
+            if not final:
+                return
+            # A held call pins the cursor at its start, so the next window reads it again.
+            upto = settled if held_from is None else min(settled, held_from)
+            if upto > start and (cur.value is None or upto > cur.value):
+                cursors.advance(conn, cursors.StreamCursor(STREAM, upto), now=ctx.now())
+            grown = _grow_window(longest, window, counts)
+            if swept or grown is not None:
+                keep = grown or learned
+                cursors.advance(conn, cursors.StreamCursor(
+                    SWEEP, now if swept else sweep.value,
+                    str(int(keep.total_seconds())) if keep else None), now=ctx.now())
+
+    # One batch in memory at a time: a sweep of a busy day's log stays small.
+    for call in ctx.okitoki.call_log(start, end, on_unreadable=lambda *u: unreadable.append(u)):
+        counts["read"] += 1
+        longest = max(longest, call.duration_s)
+        batch.append(call)
+        if len(batch) >= ctx.batch_size:
+            flush(False)
+            batch = []
+    flush(True)
     return counts
 
 
-def _grow_window(ctx: Context, calls: list[Call], window: timedelta, counts: Counter) -> timedelta | None:
-    """The longer window the calls just read call for (logged), or None."""
-    longest = timedelta(seconds=max((c.duration_s for c in calls), default=0))
+def _grow_window(longest_s: int, window: timedelta, counts: Counter) -> timedelta | None:
+    """The longer window the longest call just read calls for (logged), or None."""
+    longest = timedelta(seconds=longest_s)
     if longest + SHORT_OVERLAP > MAX_CALL_WINDOW:
         counts["longer_than_window"] += 1
         log.warning("call_longer_than_window", longest_call_s=int(longest.total_seconds()),

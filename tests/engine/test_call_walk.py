@@ -7,6 +7,7 @@ sandbox's move together, so hours pass in milliseconds.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -206,3 +207,42 @@ def test_an_hour_of_polls_costs_one_request_each_and_sweeps_add_none_when_a_page
         syncer.pull_okitoki_calls()
     assert sb.requests()["by_operation"].get("calls/log") == 120
     assert SHORT_OVERLAP < SWEEP_EVERY * 3
+
+
+def test_two_changes_read_before_a_push_send_one_update_with_the_latest_values(walk):
+    syncer, sb, crm, clock = walk()
+    crm.add(("0671110009",), name="Two Changes", status="new")
+    syncer.cycle()
+    sid = _call(sb, "380671110009", 90, record_url=None)
+    clock.advance(30)
+    syncer.cycle()
+    sb.update_call(int(sid), record_url="https://rec.example/a.mp3")
+    clock.advance(30)
+    syncer.pull_okitoki_calls()
+    sb.update_call(int(sid), record_url="https://rec.example/b.mp3")
+    clock.advance(30)
+    syncer.pull_okitoki_calls()
+    requests = crm.requests
+    syncer.push()
+    assert crm.call_updates == [sid] and crm.calls[sid].recording_url == "https://rec.example/b.mp3"
+    assert crm.requests == requests + 1          # the superseded change cost no request
+    with syncer.store.begin() as conn:
+        states = [r.status for r in conn.execute(select(OUTBOX.c.status).where(OUTBOX.c.operation == "update_call"))]
+    assert states == ["done", "done"]
+
+
+def test_a_connector_that_cannot_update_keeps_the_first_version_and_queues_nothing(walk):
+    syncer, sb, crm, clock = walk()
+    crm.capabilities = replace(crm.capabilities, calls_update=False)
+    crm.add(("0671110010",), name="No Updates", status="new")
+    syncer.cycle()
+    sid = _call(sb, "380671110010", 90, record_url=None)
+    clock.advance(30)
+    syncer.cycle()
+    sb.update_call(int(sid), record_url="https://rec.example/c.mp3")
+    clock.advance(30)
+    report = syncer.cycle()
+    assert crm.call_updates == [] and crm.call_sends == [sid]
+    assert report.runs[2].counts.get("updates_unsupported") == 1
+    with syncer.store.begin() as conn:
+        assert not conn.execute(select(OUTBOX).where(OUTBOX.c.operation == "update_call")).first()
