@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Sequence
 
 import structlog
+from sqlalchemy import select
 
 from ..config_checks import MAX_CALL_WINDOW
+from ..errors import InvalidRecord
 from ..model import Call
+from ..store.tables import CallRow
 from . import cursors
 from .callrecord import (CRM_CAUGHT_UP, call_from_payload, call_payload, fingerprint,
                          quarantine_unreadable, record_calls)
@@ -33,6 +36,7 @@ from .context import Context
 __all__ = ["pull_calls", "record_calls", "call_window", "STREAM", "SWEEP", "CRM_CAUGHT_UP",
            "call_payload", "call_from_payload", "fingerprint", "SHORT_OVERLAP", "SWEEP_EVERY"]
 
+CALL = CallRow.__table__
 log = structlog.get_logger()
 STREAM = "okitoki:calls"
 # The long re-read: ``value`` = local time of the last completed sweep; ``last_id`` = the window
@@ -55,12 +59,14 @@ def _learned(cur: cursors.StreamCursor) -> timedelta | None:
     return timedelta(seconds=int(cur.last_id)) if (cur.last_id or "").isdigit() else None
 
 
-def pull_calls(ctx: Context, *, hinted: bool = False) -> Counter:
+def pull_calls(ctx: Context, *, hinted: bool = False, sessions: Sequence[str] = ()) -> Counter:
     """Read the settled part of the call log; queue new calls, updates of changed calls, and
     statuses. Every ``SWEEP_EVERY`` the read reaches back for long calls (see the module doc).
 
     ``hinted`` (a webhook said a call ended): read up to now, but advance the cursor only to
-    the settled point, so a call that changes after hangup is still read again.
+    the settled point, so a call that changes after hangup is still read again. ``sessions``:
+    the hinted calls' ids; one the read did not bring (a call longer than the short overlap)
+    and not recorded yet is fetched by id, so it too arrives at once, not at the next sweep.
     """
     cfg = ctx.config.calls
     counts: Counter = Counter()
@@ -109,6 +115,7 @@ def pull_calls(ctx: Context, *, hinted: bool = False) -> Counter:
                     SWEEP, now if swept else sweep.value,
                     str(int(keep.total_seconds())) if keep else None), now=ctx.now())
 
+    hinted_left = set(sessions)
     # One batch in memory at a time: a sweep of a busy day's log stays small.
     for call in ctx.okitoki.call_log(start, end, on_unreadable=lambda *u: unreadable.append(u)):
         counts["read"] += 1
@@ -117,8 +124,31 @@ def pull_calls(ctx: Context, *, hinted: bool = False) -> Counter:
         if len(batch) >= ctx.batch_size:
             flush(False)
             batch = []
+        hinted_left.discard(call.session_id)
+    batch += _hinted_calls(ctx, hinted_left, unreadable, counts)
     flush(True)
     return counts
+
+
+def _hinted_calls(ctx: Context, sessions: set[str], unreadable: list, counts: Counter) -> list[Call]:
+    """Hinted calls the window did not hold and the state database does not know, by id."""
+    fetch = getattr(ctx.okitoki, "call", None)
+    if not sessions or fetch is None:
+        return []
+    with ctx.store.begin() as conn:
+        known = {r[0] for r in conn.execute(select(CALL.c.session_id).where(
+            CALL.c.session_id.in_(sorted(sessions))))}
+    found: list[Call] = []
+    for sid in sorted(sessions - known):
+        try:
+            call = fetch(sid)
+        except InvalidRecord as exc:
+            unreadable.append((sid, exc.reason, {"session_id": sid}))
+            continue
+        if call is not None:
+            counts["fetched_by_hint"] += 1
+            found.append(call)
+    return found
 
 
 def _grow_window(longest_s: int, window: timedelta, counts: Counter) -> timedelta | None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import structlog
 
-from ..errors import ConfigError, InvalidRecord, TransientError
+from ..errors import AuthenticationError, ConfigError, InvalidRecord, NotFound, TransientError
 from ..http import MemoryBudget, RemoteSystem, RetryPolicy
 from ..model import Call, Contact, ContactWrite, TaskSpec
 from ..redact import register_secret
@@ -332,6 +332,16 @@ class OkitokiClient:
             raise TransientError("malformed response: expected an object",
                                  system=self.remote.system, operation="call_data", status=200)
         return body
+
+    def call(self, session_id: str) -> Call | None:
+        """One call by ``session_id`` (``calls/data``), or None while Oki-Toki does not show it
+        (it answers 401 or 404 for an object that does not exist, e.g. before hangup).
+        InvalidRecord if the entry cannot be read."""
+        try:
+            raw = self.call_data(session_id)
+        except (AuthenticationError, NotFound):
+            return None
+        return call_from_raw(raw, self.zone)
 
     def add_call_data(self, session_id: str, data: dict[str, Any]) -> None:
         """Attach ``data`` (a JSON object) to a call. Repeating it writes the same data again."""

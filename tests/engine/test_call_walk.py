@@ -246,3 +246,18 @@ def test_a_connector_that_cannot_update_keeps_the_first_version_and_queues_nothi
     assert report.runs[2].counts.get("updates_unsupported") == 1
     with syncer.store.begin() as conn:
         assert not conn.execute(select(OUTBOX).where(OUTBOX.c.operation == "update_call")).first()
+
+
+def test_a_hinted_long_call_arrives_at_once_not_at_the_next_sweep(walk):
+    syncer, sb, crm, clock = walk()
+    crm.add(("0671110011",), name="Hinted Long", status="new")
+    syncer.cycle()
+    clock.advance(30)
+    syncer.cycle()                                   # a sweep is 5 minutes away now
+    sid = _call(sb, "380671110011", 50 * 60)
+    syncer.hint_call(sid)
+    report = syncer.cycle()
+    assert crm.call_sends == [sid]
+    assert report.runs[2].counts.get("fetched_by_hint") == 1
+    _until_swept(syncer, clock)
+    assert crm.call_sends == [sid]
