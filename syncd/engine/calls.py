@@ -125,7 +125,9 @@ def pull_calls(ctx: Context, *, hinted: bool = False, sessions: Sequence[str] = 
             flush(False)
             batch = []
         hinted_left.discard(call.session_id)
-    batch += _hinted_calls(ctx, hinted_left, unreadable, counts)
+    fetched = _hinted_calls(ctx, hinted_left, unreadable, counts)
+    longest = max([longest] + [c.duration_s for c in fetched])
+    batch += fetched
     flush(True)
     return counts
 

@@ -1,8 +1,10 @@
 """Writing calls and call outcomes to the CRM.
 
 Calls are logged in batches (``log_calls`` is idempotent by ``session_id`` in every
-connector, so a retry after an ambiguous outcome cannot make a second activity). A status
-from a call outcome only moves forward along ``[calls] status_order``.
+connector, so a retry after an ambiguous outcome cannot make a second activity). A call that
+changed after it was logged rewrites its activity (``update_calls``, connectors with
+``calls_update``). A status from a call outcome only moves forward along
+``[calls] status_order``.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def update_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         elif not getattr(ctx.crm_capabilities, "calls_update", False):
             out[r.id] = Done(note="the CRM connector cannot update calls")
         else:
-            lid, crm_id = _owner(ctx, r.link_id, p.get("phone"))
+            _, crm_id = _owner(ctx, r.link_id, p.get("phone"))
             ready.append((r, replace(call_from_payload(p["call"]), contact_id=crm_id)))
     activity_ids = {sid: c.crm_activity_id for sid, c in calls.items() if c.crm_activity_id}
     size = max(1, getattr(ctx.crm_capabilities, "calls_batch_size", 50) or 50)
