@@ -50,8 +50,11 @@ def _run(sandbox, tmp_path, crm_section: dict[str, Any], crm: Any, contact_field
             assert not syncer.cycle().errors
             assert time.monotonic() < deadline, "the CRM contact never reached the sandbox"
             time.sleep(0.3)
+        # Session ids of their own: the live CRM outlives this test's sandbox, whose ids restart.
+        first = random.randint(10**9, 2 * 10**9)
         ids = [str(sandbox.add_call(phone=digits, direction="in", outcome="answered", duration=s,
-                                    record_url=None)["session_id"]) for s in (30, 40 * 60, 3 * 3600)]
+                                    record_url=None, session_id=first + i)["session_id"])
+               for i, s in enumerate((30, 40 * 60, 3 * 3600))]
         clock.advance(30)
         syncer.pull_okitoki_calls()          # the short one is read; then the daemon stops
         syncer.close()
