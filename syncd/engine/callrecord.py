@@ -195,7 +195,6 @@ def _record_changes(ctx: Context, conn: Any, changed: list[tuple[Call, Any]]) ->
     queues one ``update_call`` (the CRM activity exists or is being written)."""
     counts: Counter = Counter()
     now = ctx.now()
-    can_update = bool(getattr(ctx.crm_capabilities, "calls_update", False))
     ops: list[dict] = []
     for call, row in changed:
         fp = fingerprint(call)
@@ -219,7 +218,7 @@ def _record_changes(ctx: Context, conn: Any, changed: list[tuple[Call, Any]]) ->
             .values(payload=payload, updated_at=now)).rowcount
         if refreshed:
             counts["refreshed_before_send"] += 1
-        elif can_update:
+        elif getattr(ctx.crm_capabilities, "calls_update", False):   # asked only when needed
             ops.append({"lane": int(Lane.CALLS), "target": "crm", "operation": "update_call",
                         "link_id": row.link_id, "payload": {**payload, "fingerprint": fp},
                         "idem_key": f"call-update:{row.session_id}:{revision}:{fp}"})
