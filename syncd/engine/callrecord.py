@@ -196,14 +196,15 @@ def _record_changes(ctx: Context, conn: Any, changed: list[tuple[Call, Any]]) ->
     counts: Counter = Counter()
     now = ctx.now()
     ops: list[dict] = []
+    sent = _sent_before_fingerprints(conn, [row for _, row in changed])
     for call, row in changed:
         fp = fingerprint(call)
-        if row.fingerprint == fp:
+        before = row.fingerprint or sent.get(row.session_id)
+        if before == fp:
             counts["unchanged"] += 1
-            continue
-        if row.fingerprint is None or row.state not in _LIVE:
-            # recorded before fingerprints were kept (adopt what is there now), or never sent
-            conn.execute(update(CALL).where(CALL.c.session_id == row.session_id).values(fingerprint=fp))
+        if before is None or before == fp or row.state not in _LIVE:
+            if row.fingerprint != fp:   # adopt: nothing known was sent, or nothing will be
+                conn.execute(update(CALL).where(CALL.c.session_id == row.session_id).values(fingerprint=fp))
             continue
         revision = (row.revision or 0) + 1
         done = conn.execute(update(CALL).where(and_(CALL.c.session_id == row.session_id,
@@ -232,6 +233,22 @@ def _record_changes(ctx: Context, conn: Any, changed: list[tuple[Call, Any]]) ->
             ops += _status_op(ctx, call, row.link_id, row.phone, f"status:{row.session_id}:{revision}")
     enqueue(conn, ops, now=now)
     return counts
+
+
+def _sent_before_fingerprints(conn: Any, rows: list[Any]) -> dict[str, str]:
+    """Calls recorded before the state database kept fingerprints: the fingerprint of what
+    their ``log_call`` sent, while the outbox still holds it (settled rows are kept 7 days)."""
+    old = [r.session_id for r in rows if r.fingerprint is None and r.state in _LIVE]
+    if not old:
+        return {}
+    out: dict[str, str] = {}
+    for key, payload in conn.execute(select(OUTBOX.c.idem_key, OUTBOX.c.payload).where(
+            OUTBOX.c.idem_key.in_([f"call:{sid}" for sid in old]))):
+        try:
+            out[key.removeprefix("call:")] = fingerprint(call_from_payload((payload or {})["call"]))
+        except (KeyError, TypeError, ValueError):
+            continue                    # an unreadable old payload: adopt what is there now
+    return out
 
 
 def _crm_read_past(call: Call, caught_up: datetime | None) -> bool:

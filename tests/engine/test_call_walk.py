@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy import select
 
 from syncd.engine.build import build_syncer
-from syncd.engine.calls import SHORT_OVERLAP, SWEEP, SWEEP_EVERY
+from syncd.engine.calls import SWEEP, SWEEP_EVERY
 from syncd.engine.status import list_dead_letters
 from syncd.store import open_store
 from syncd.store.tables import CallRow, CursorRow, Outbox
@@ -206,7 +206,6 @@ def test_an_hour_of_polls_costs_one_request_each_and_sweeps_add_none_when_a_page
         clock.advance(30)
         syncer.pull_okitoki_calls()
     assert sb.requests()["by_operation"].get("calls/log") == 120
-    assert SHORT_OVERLAP < SWEEP_EVERY * 3
 
 
 def test_two_changes_read_before_a_push_send_one_update_with_the_latest_values(walk):
@@ -261,3 +260,21 @@ def test_a_hinted_long_call_arrives_at_once_not_at_the_next_sweep(walk):
     assert report.runs[2].counts.get("fetched_by_hint") == 1
     _until_swept(syncer, clock)
     assert crm.call_sends == [sid]
+
+
+def test_calls_logged_before_the_upgrade_update_only_if_what_was_sent_differs(walk):
+    """Rows from before fingerprints were kept: what their log_call sent decides."""
+    syncer, sb, crm, clock = walk()
+    crm.add(("0671110012",), name="Upgraded", status="new")
+    syncer.cycle()
+    same, changed = (_call(sb, "380671110012", 60, record_url=None) for _ in range(2))
+    clock.advance(30)
+    syncer.cycle()
+    with syncer.store.begin() as conn:
+        conn.execute(CALL.update().values(fingerprint=None))      # as migration 0002 leaves them
+    sb.update_call(int(changed), record_url="https://rec.example/after-upgrade.mp3")
+    clock.advance(30)
+    syncer.cycle()
+    assert crm.call_updates == [changed]
+    with syncer.store.begin() as conn:
+        assert conn.execute(select(CALL.c.fingerprint).where(CALL.c.session_id == same)).scalar()
