@@ -22,12 +22,12 @@ from datetime import datetime, timedelta
 from typing import Any, Sequence
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ..config_checks import MAX_CALL_WINDOW
 from ..errors import InvalidRecord
 from ..model import Call
-from ..store.tables import CallRow
+from ..store.tables import CallRow, CursorRow
 from . import cursors
 from .callrecord import (CRM_CAUGHT_UP, call_from_payload, call_payload, fingerprint,
                          quarantine_unreadable, record_calls)
@@ -36,11 +36,13 @@ from .context import Context
 __all__ = ["pull_calls", "record_calls", "call_window", "STREAM", "SWEEP", "CRM_CAUGHT_UP",
            "call_payload", "call_from_payload", "fingerprint", "SHORT_OVERLAP", "SWEEP_EVERY"]
 
-CALL = CallRow.__table__
+CALL, CURSOR = CallRow.__table__, CursorRow.__table__
 log = structlog.get_logger()
 STREAM = "okitoki:calls"
-# The long re-read: ``value`` = local time of the last completed sweep; ``last_id`` = the window
-# the account's calls have shown to be needed, in seconds (empty: the configured one).
+# The long re-read: ``value`` = the time the next sweep reaches back from (the local time of the
+# last completed sweep, or earlier while a call it read waits for its CRM contact);
+# ``updated_at`` = when it ran; ``last_id`` = the window the account's calls have shown to be
+# needed, in seconds (empty: the configured one).
 SWEEP = "okitoki:calls:sweep"
 INITIAL_LOOKBACK = timedelta(days=1)
 SHORT_OVERLAP = timedelta(minutes=10)   # calls that show late, and ordinary calls, every poll
@@ -74,13 +76,14 @@ def pull_calls(ctx: Context, *, hinted: bool = False, sessions: Sequence[str] = 
     with ctx.store.begin() as conn:
         cur = cursors.load(conn, STREAM)
         sweep = cursors.load(conn, SWEEP)
+        swept_at = conn.execute(select(CURSOR.c.updated_at).where(CURSOR.c.stream == SWEEP)).scalar()
     learned = _learned(sweep)
     window = call_window(ctx, learned)
     start = cursors.window_start(cur, SHORT_OVERLAP, initial=now - INITIAL_LOOKBACK)
     settled = now - cfg.settle_delay
     end = now if hinted else settled
     anchor = sweep.value or cur.value
-    swept = not hinted and (sweep.value is None or now - sweep.value >= SWEEP_EVERY)
+    swept = not hinted and (sweep.value is None or swept_at is None or now - swept_at >= SWEEP_EVERY)
     if swept:
         start = min(start, anchor - window - SHORT_OVERLAP) if anchor else start
         counts["swept"] = 1
@@ -109,11 +112,16 @@ def pull_calls(ctx: Context, *, hinted: bool = False, sessions: Sequence[str] = 
             if upto > start and (cur.value is None or upto > cur.value):
                 cursors.advance(conn, cursors.StreamCursor(STREAM, upto), now=ctx.now())
             grown = _grow_window(longest, window, counts)
-            if swept or grown is not None:
-                keep = grown or learned
-                cursors.advance(conn, cursors.StreamCursor(
-                    SWEEP, now if swept else sweep.value,
-                    str(int(keep.total_seconds())) if keep else None), now=ctx.now())
+            keep = grown or learned
+            learned_s = str(int(keep.total_seconds())) if keep else None
+            if swept:
+                # The next sweep reaches back from here; a held call keeps it within reach
+                # (never behind the previous anchor: a cursor does not move back).
+                reach = now if held_from is None else min(now, held_from + window + SHORT_OVERLAP)
+                reach = max(reach, sweep.value) if sweep.value else reach
+                cursors.advance(conn, cursors.StreamCursor(SWEEP, reach, learned_s), now=ctx.now())
+            elif grown is not None:   # keep what was learned; the next sweep stays when it was due
+                conn.execute(update(CURSOR).where(CURSOR.c.stream == SWEEP).values(last_id=learned_s))
 
     hinted_left = set(sessions)
     # One batch in memory at a time: a sweep of a busy day's log stays small.

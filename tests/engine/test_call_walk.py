@@ -278,3 +278,19 @@ def test_calls_logged_before_the_upgrade_update_only_if_what_was_sent_differs(wa
     assert crm.call_updates == [changed]
     with syncer.store.begin() as conn:
         assert conn.execute(select(CALL.c.fingerprint).where(CALL.c.session_id == same)).scalar()
+
+
+def test_a_long_call_waiting_for_its_crm_contact_is_not_lost_while_the_crm_catches_up(walk):
+    """A call to a number the CRM may hold but has not shown yet waits (not recorded). While
+    it waits, the sweeps keep reaching back far enough to read it again."""
+    syncer, sb, crm, clock = walk(max_call_duration="1h")
+    crm.add(("0671110013",), name="Someone Else", status="new")
+    syncer.cycle()
+    clock.advance(30)
+    sid = _call(sb, "380671110014", 50 * 60)    # the window grows to 76 min: 26 min to spare
+    for _ in range(120):                        # an hour of call pulls, the CRM not read meanwhile
+        clock.advance(30)
+        assert not syncer.pull_okitoki_calls().errors
+    crm.add(("0671110014",), name="Late Contact", status="new")
+    _until_swept(syncer, clock)
+    assert crm.call_sends == [sid]
