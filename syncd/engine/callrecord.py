@@ -252,7 +252,6 @@ def _sent_before_fingerprints(conn: Any, rows: list[Any]) -> dict[str, str]:
 
 
 def _crm_read_past(call: Call, caught_up: datetime | None) -> bool:
-    """Has a complete walk of the CRM begun after this call ended? (Oki-Toki's times are whole
-    seconds: the call may have ended up to a second after its ``etime``.)"""
-    ended = call.started_at + timedelta(seconds=max(0, call.duration_s) + 1)
+    """Has a complete walk of the CRM begun after this call ended?"""
+    ended = call.started_at + timedelta(seconds=max(0, call.duration_s))
     return caught_up is not None and caught_up >= ended
