@@ -294,3 +294,19 @@ def test_a_long_call_waiting_for_its_crm_contact_is_not_lost_while_the_crm_catch
     crm.add(("0671110014",), name="Late Contact", status="new")
     _until_swept(syncer, clock)
     assert crm.call_sends == [sid]
+
+
+def test_the_window_is_the_longest_of_the_setting_the_old_overlap_and_what_was_learned():
+    from types import SimpleNamespace
+
+    from syncd.engine.calls import call_window
+
+    def window(learned=None, **calls):
+        ctx = SimpleNamespace(config=make_config("sqlite://", calls={**CALLS, **calls}))
+        return call_window(ctx, learned)
+
+    assert window() == timedelta(hours=4)
+    assert window(overlap="6h") == timedelta(hours=6)             # an old config still widens it
+    assert window(overlap="10m", max_call_duration="2h") == timedelta(hours=2)
+    assert window(timedelta(hours=9)) == timedelta(hours=9)
+    assert window(timedelta(days=3)) == timedelta(days=1)         # capped: verify finds longer
