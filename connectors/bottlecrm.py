@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from connectors._secrets import secret_from
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import (AuthenticationError, ConfigError, InvalidRecord, InvalidRequest,
-                          NotFound, RetriableRemoteError, Throttled)
+                          NotFound, PermissionDenied, RetriableRemoteError, Throttled)
 from syncd.http import RemoteSystem, error_for_status
 from syncd.model import (Call, CallDirection, CallOutcome, Contact, ContactWrite, Cursor, Page,
                          WriteResult)
@@ -149,8 +149,8 @@ class BottleCrmConnector:
     name: ClassVar[str] = "bottlecrm"
     Options: ClassVar[type[BaseModel]] = BottleCrmOptions
     # What `syncd check` knows before connecting; an instance refines it (page sizes, notes).
-    capabilities: Capabilities = Capabilities(calls_write=True, do_not_call=True, max_phones=1,
-                                              contacts_delete=True)
+    capabilities: Capabilities = Capabilities(calls_write=True, calls_update=True, do_not_call=True,
+                                              max_phones=1, contacts_delete=True)
 
     def __init__(self, options: BottleCrmOptions, context: ConnectorContext) -> None:
         self.options = options
@@ -167,6 +167,7 @@ class BottleCrmConnector:
         self.creates = CreateJournal(Path(context.state_dir) / "bottlecrm-creates.sqlite3")
         self.capabilities = Capabilities(
             contacts_read=True, contacts_write=True, contacts_create=True, calls_write=True,
+            calls_update=True,
             # Large pages: each page of changes costs a full scan; memory stays O(page).
             do_not_call=True, read_batch_size=1000, max_phones=1, deletes="verify_only",
             contacts_delete=True,
@@ -368,6 +369,35 @@ class BottleCrmConnector:
             return WriteResult(call.session_id, False, None, str(exc), retriable=True)
         logged[call.session_id] = str(row["id"])
         return WriteResult(call.session_id, True, str(row["id"]))
+
+    def update_calls(self, calls: list[Call], activity_ids: dict[str, str]) -> list[WriteResult]:
+        """PATCH each call interaction with the call's current duration, outcome and body
+        (recording link, talk time, agent). An interaction id not known is found among the
+        contact's calls by its session tag."""
+        looked: dict[str, dict[str, str]] = {}
+        results = []
+        for call in calls:
+            iid = activity_ids.get(call.session_id)
+            try:
+                if not iid and call.contact_id:
+                    if call.contact_id not in looked:
+                        looked[call.contact_id] = self._logged(call.contact_id)
+                    iid = looked[call.contact_id].get(call.session_id)
+                if not iid:
+                    results.append(WriteResult(call.session_id, False, None,
+                                               "no BottleCRM interaction carries this session"))
+                    continue
+                body = interaction(call.contact_id or "", call)
+                patch = {k: body[k] for k in ("kind", "duration_seconds", "outcome", "subject", "body")}
+                self.remote.request("PATCH", f"interactions/{iid}/", json=patch, operation="update call")
+                results.append(WriteResult(call.session_id, True, str(iid)))
+            except (InvalidRequest, NotFound, PermissionDenied) as exc:
+                results.append(WriteResult(call.session_id, False, None, str(exc)))
+            except RetriableRemoteError as exc:
+                if isinstance(exc, Throttled):
+                    raise
+                results.append(WriteResult(call.session_id, False, None, str(exc), retriable=True))
+        return results
 
     def _logged(self, contact_id: str) -> dict[str, str]:
         """session_id → interaction id of the calls syncd logged on this contact."""

@@ -130,7 +130,8 @@ class TrytonConnector:
     # What `syncd check` knows before connecting; an instance refines it (page size, notes).
     capabilities: Capabilities = Capabilities(
         calls_write=True, do_not_call=False, deletes="flag", contacts_delete=True,
-        notes=("no do-not-call flag on party.party: [do_not_call] crm_field cannot be mapped",))
+        notes=("no do-not-call flag on party.party: [do_not_call] crm_field cannot be mapped",
+               "a logged call is never updated: Tryton keeps a note's text read-only once saved"))
 
     def __init__(self, options: TrytonOptions, context: ConnectorContext) -> None:
         self.options = options
@@ -153,7 +154,9 @@ class TrytonConnector:
             notes=("no do-not-call flag on party.party: [do_not_call] crm_field cannot be mapped",
                    "cost per poll: one search request per page of changed parties "
                    "(plus one read of party.party's field list per process)",
-                   "calls are logged as ir.note on the party"))
+                   "calls are logged as ir.note on the party; Tryton keeps a note's text "
+                   "read-only once saved, so a recording link or outcome Oki-Toki fills in "
+                   "after the call was logged does not reach it (calls_update=False)"))
         self._legacy_nulls: bool | None = None
         self._fields: set[str] | None = None
 

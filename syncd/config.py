@@ -141,7 +141,10 @@ class DialerRule(_Strict):
 class CallsConfig(_Strict):
     to_crm: bool = True
     settle_delay: Duration = timedelta(seconds=60)
-    overlap: Duration = timedelta(minutes=10)
+    # The longest call that must reach the CRM: the call log is re-read this far back (it
+    # filters by start time, a call shows at hangup). Grows by itself when longer calls show.
+    max_call_duration: Duration = timedelta(hours=4)
+    overlap: Duration | None = None         # deprecated: folded into max_call_duration
     unknown_numbers: Literal["skip", "create_contact"] = "skip"
     status_field: str = "status"            # canonical field the outcome writes
     status_order: list[str] = Field(default_factory=list)
@@ -254,6 +257,7 @@ def validate_config_dict(data: Mapping[str, Any], source: str = "config.toml", *
         data, sections, lambda p: _read_secret_file(p, base_dir))
     problems += connector_problems
     warnings += connector_warnings
+    warnings += config_checks.deprecation_warnings(data)
     if file_mode is not None and file_mode & (stat.S_IRGRP | stat.S_IROTH):
         for key in literal:
             warnings.append(f"{key}: a literal secret in a file readable by group/others "

@@ -31,7 +31,8 @@ from .config import (
 from .errors import ConfigError
 
 __all__ = ["Sections", "partial_sections", "cross_field_problems", "connector_problems",
-           "capability_problems", "config_capability_problems", "OUTCOMES"]
+           "capability_problems", "config_capability_problems", "OUTCOMES",
+           "deprecation_warnings", "MAX_CALL_WINDOW"]
 
 OUTCOMES = ("answered", "no_answer", "busy", "failed")
 # Durations that may be zero; every other duration must be positive.
@@ -180,8 +181,27 @@ def _dialers(s: Sections) -> list[str]:
     return p
 
 
+MAX_CALL_WINDOW = timedelta(days=1)   # the longest call-log re-read (syncd verify goes further)
+
+
+def deprecation_warnings(data: Mapping[str, Any]) -> list[str]:
+    """Keys still accepted but no longer needed: one line each, naming the key."""
+    calls = data.get("calls")
+    if isinstance(calls, dict) and "overlap" in calls:
+        return ["calls.overlap: deprecated and no longer needed: the call log is re-read for "
+                "calls.max_call_duration (default \"4h\", grows when longer calls show); a "
+                "longer overlap still widens that window. Remove the key."]
+    return []
+
+
 def _calls(c: CallsConfig, contacts: ContactsConfig | None) -> list[str]:
     p: list[str] = []
+    if c.max_call_duration > MAX_CALL_WINDOW:
+        p.append(f"calls.max_call_duration: at most 24h (got {c.max_call_duration}); calls "
+                 f"longer than that are found by syncd verify")
+    if c.overlap is not None and c.overlap > MAX_CALL_WINDOW:
+        p.append(f"calls.overlap: at most 24h (got {c.overlap}); the key is deprecated, "
+                 f"use calls.max_call_duration")
     for outcome, status in c.outcome_status.items():
         if outcome not in OUTCOMES:
             p.append(f'calls.outcome_status.{outcome}: unknown call outcome'

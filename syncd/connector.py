@@ -20,6 +20,8 @@ Semantics every connector must keep (the conformance suite in :mod:`syncd.testin
 * ``upsert_contacts`` and ``log_calls`` return one :class:`WriteResult` per input, in order; a
   failing record never sinks the others. ``log_calls`` is idempotent by ``Call.session_id``:
   logging the same call twice leaves one activity in the CRM.
+* ``update_calls`` (only with ``capabilities.calls_update``) rewrites the activity of a call
+  already logged with the call's current values; repeating it changes nothing more.
 * Errors of the remote as a whole (auth, permission, throttling, outage) are raised as the
   taxonomy in :mod:`syncd.errors`, with messages that name the operation and hold no secret.
 """
@@ -60,6 +62,7 @@ class Capabilities:
     contacts_write: bool = True
     contacts_create: bool = True
     calls_write: bool = False
+    calls_update: bool = False       # update_calls: an activity already logged can be changed
     do_not_call: bool = False        # the CRM has a place for a do-not-call flag
     read_batch_size: int = 100       # page size for changed_contacts
     write_batch_size: int = 50       # contacts per upsert_contacts call
@@ -119,6 +122,13 @@ class CrmConnector(Protocol):
     #   def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
     #       """Delete (or archive, as the CRM's own delete does) contacts; one result per id,
     #       in order, key = the id. An id already gone is ok (a retry must not fail)."""
+    # Optional, only with ``capabilities.calls_update`` (not part of the structural check, so
+    # connectors without it still conform):
+    # def update_calls(self, calls: list[Call], activity_ids: dict[str, str]) -> list[WriteResult]:
+    #     Bring the activities of calls already logged up to date (recording link, outcome,
+    #     talk time, duration, agent); ``activity_ids``: session_id → the id ``log_calls``
+    #     answered (absent: look it up by session_id). Idempotent; one result per call, in
+    #     order, key = session_id.
 
     def close(self) -> None:
         """Release connections."""

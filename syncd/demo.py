@@ -56,7 +56,7 @@ def demo_config(tmp: Path, okitoki_url: str, token: str, *, interval: str = "1s"
             {"name": "callbacks", "dialer_id": DIALER_CALLBACK, "when": {"status": ["callback"]},
              "priority": 2, "ttl": "1d"},
         ],
-        "calls": {"to_crm": True, "settle_delay": "0s", "overlap": "10m", "unknown_numbers": "skip",
+        "calls": {"to_crm": True, "settle_delay": "0s", "unknown_numbers": "skip",
                   "status_field": "status", "status_order": STATUS_ORDER,
                   "outcome_status": {"answered": "contacted", "no_answer": "callback",
                                      "busy": "callback"}},

@@ -96,6 +96,36 @@ class CallLogger:
             self._activities(fallback, results)
         return [results[c.session_id] for c in calls]
 
+    def update(self, calls: list[Call], activity_ids: dict[str, str]) -> list[WriteResult]:
+        """Rewrite the activities of logged calls (``crm.activity.update``: description with
+        outcome, durations, agent and recording link; end time). An activity id not known
+        (or a bare telephony CALL_ID) is found by the call's marker first."""
+        ids = {c.session_id: activity_ids.get(c.session_id) for c in calls}
+        lookup = [c for c in calls if not str(ids.get(c.session_id) or "").isdigit()]
+        results: dict[str, WriteResult] = {}
+        if lookup:
+            found = self.rest.batch((f"l{i}", "crm.activity.list", {
+                "filter": {"%SUBJECT": marker(c.session_id)}, "select": ["ID"]}) for i, c in enumerate(lookup))
+            for i, c in enumerate(lookup):
+                hit = found[f"l{i}"]
+                if isinstance(hit, CommandError):
+                    results[c.session_id] = WriteResult(c.session_id, False, error=str(hit), retriable=True)
+                elif isinstance(hit, list) and hit:
+                    ids[c.session_id] = str(hit[0]["ID"])
+                else:
+                    results[c.session_id] = WriteResult(c.session_id, False, retriable=False,
+                                                        error="no Bitrix24 activity carries this call's marker")
+        todo = {c.session_id: c for c in calls if c.session_id not in results}
+        updated = self.rest.batch((f"u{n}", "crm.activity.update", {"id": ids[sid], "fields": {
+            "SUBJECT": _subject(c), "DESCRIPTION": _description(c),
+            "END_TIME": bx_time(c.started_at + timedelta(seconds=c.duration_s))}})
+            for n, (sid, c) in enumerate(todo.items()))
+        for n, sid in enumerate(todo):
+            answer = updated[f"u{n}"]
+            results[sid] = (WriteResult(sid, False, error=str(answer), retriable=answer.retriable)
+                            if isinstance(answer, CommandError) else WriteResult(sid, True, ids[sid]))
+        return [results[c.session_id] for c in calls]
+
     # -- native ------------------------------------------------------------------------------
     def _telephony(self, pending: list[tuple[int, Call]], results: dict[str, WriteResult]
                    ) -> list[tuple[int, Call]]:

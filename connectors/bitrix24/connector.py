@@ -77,7 +77,8 @@ class Bitrix24Connector:
     name: ClassVar[str] = "bitrix24"
     Options: ClassVar[type[BaseModel]] = Bitrix24Options
     # What `syncd check` knows before connecting (do-not-call: a configured UF_CRM_* field).
-    capabilities: Capabilities = Capabilities(calls_write=True, do_not_call=True, contacts_delete=True)
+    capabilities: Capabilities = Capabilities(calls_write=True, calls_update=True, do_not_call=True,
+                                              contacts_delete=True)
     # Defaults for [crm] requests_per_minute when the config has none.
     default_requests_per_minute: ClassVar[int] = DEFAULT_REQUESTS_PER_MINUTE
     default_burst: ClassVar[int] = DEFAULT_BURST
@@ -86,7 +87,7 @@ class Bitrix24Connector:
         self.options = options
         self.context = context
         self.capabilities = Capabilities(
-            calls_write=True, do_not_call=bool(context.do_not_call_field),
+            calls_write=True, calls_update=True, do_not_call=bool(context.do_not_call_field),
             read_batch_size=BATCH_LIMIT, write_batch_size=BATCH_LIMIT, calls_batch_size=BATCH_LIMIT,
             deletes="verify_only", contacts_delete=True,
             notes=("one request per 50 changed contacts; writes and calls go through batch",))
@@ -289,6 +290,10 @@ class Bitrix24Connector:
     def log_calls(self, calls: list[Call]) -> list[WriteResult]:
         """Once per session_id; see :mod:`connectors.bitrix24._calls`."""
         return self.calls.log(calls)
+
+    def update_calls(self, calls: list[Call], activity_ids: dict[str, str]) -> list[WriteResult]:
+        """Rewrite the call activities (``crm.activity.update``); see :mod:`._calls`."""
+        return self.calls.update(calls, activity_ids)
 
     def close(self) -> None:
         self.ledger.close()

@@ -39,7 +39,7 @@ class HubSpotConnector:
     search_cap: int = SEARCH_CAP
     # Class-level so `syncd check` sees it; do-not-call goes to a property you create.
     capabilities: ClassVar[Capabilities] = Capabilities(
-        calls_write=True, do_not_call=True, read_batch_size=100, write_batch_size=100,
+        calls_write=True, calls_update=True, do_not_call=True, read_batch_size=100, write_batch_size=100,
         calls_batch_size=50, change_overlap=timedelta(seconds=60), deletes="verify_only",
         contacts_delete=True,
         notes=("needs the unique contact property syncd_key and the call property "
@@ -339,6 +339,38 @@ class HubSpotConnector:
         remote_id = str(response.json()["id"])
         self.ledger.confirmed(call.session_id, remote_id)
         return WriteResult(call.session_id, True, remote_id)
+
+    def update_calls(self, calls: list[Call], activity_ids: dict[str, str]) -> list[WriteResult]:
+        """PATCH each logged call object with the call's current properties (idempotent).
+        The object is found by ``activity_ids``, the ledger, or a search on the key property."""
+        prop = self.options.call_key_property
+        ids = {c.session_id: activity_ids.get(c.session_id) or (self.ledger.get(c.session_id) or _NONE).remote_id
+               for c in calls}
+        missing = [sid for sid, rid in ids.items() if not rid]
+        for chunk in chunks(missing, 100):
+            body = self._search("calls", [[{"propertyName": prop, "operator": "IN", "values": chunk}]],
+                                "hs_object_id", 100, None, [prop])
+            ids.update({r["properties"].get(prop): str(r["id"]) for r in body.get("results", [])})
+        results = []
+        for call in calls:
+            remote_id = ids.get(call.session_id)
+            if not remote_id:
+                results.append(WriteResult(call.session_id, False, retriable=False,
+                                           error="no HubSpot call carries this session id"))
+                continue
+            try:
+                props = call_request(typed_call(call), prop)["properties"]
+                self._call("PATCH", f"/crm/v3/objects/calls/{remote_id}", "update call",
+                           json={"properties": props})
+            except (ValueError, InvalidRequest, NotFound) as exc:
+                results.append(WriteResult(call.session_id, False, retriable=False,
+                                           error=getattr(exc, "message", str(exc))))
+                continue
+            except TransientError as exc:
+                results.append(WriteResult(call.session_id, False, retriable=True, error=exc.message))
+                continue
+            results.append(WriteResult(call.session_id, True, remote_id))
+        return results
 
     def close(self) -> None:
         self.remote.close()

@@ -13,7 +13,7 @@ from typing import Any
 from syncd.model import Call, CallDirection, CallOutcome, WriteResult
 from syncd.redact import redact
 
-__all__ = ["call_items", "call_results", "CALL_STATUS"]
+__all__ = ["call_items", "call_results", "note_items", "CALL_STATUS"]
 
 # 1 left a message, 2 call back later, 3 not present, 4 talked, 5 wrong number, 6 no answer, 7 busy
 CALL_STATUS = {CallOutcome.ANSWERED: 4, CallOutcome.NO_ANSWER: 6, CallOutcome.BUSY: 7,
@@ -75,3 +75,17 @@ def call_results(calls: list[Call], body: dict[str, Any], rejected: dict[str, st
             out.append(WriteResult(c.session_id, False, error="Kommo returned nothing for this call",
                                    retriable=True))
     return out
+
+
+def note_items(calls: list[Call], note_ids: dict[str, str], options: Any) -> list[dict[str, Any]]:
+    """``PATCH /api/v4/contacts/notes`` items rewriting the call notes ``POST /api/v4/calls``
+    made (https://developers.kommo.com/reference/edit-notes): the note id, its type
+    (``call_in``/``call_out``) and the call's current params; request_id = the session id."""
+    items = []
+    for item, c in zip(call_items(calls, options), calls):
+        params = {k: item[k] for k in ("uniq", "duration", "source", "phone", "call_status", "call_result")}
+        params["link"] = c.recording_url or ""
+        items.append({"id": int(note_ids[c.session_id]), "request_id": c.session_id,
+                      "note_type": "call_in" if item["direction"] == "inbound" else "call_out",
+                      "params": params})
+    return items

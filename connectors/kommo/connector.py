@@ -35,7 +35,7 @@ from .._created import record_creates, settle_creates
 from .._once import IntentLedger
 from .._oauth import OAuthSession, TokenStore, token_pair_from_response
 from ._api import KommoApi, check_response, rejected_request_ids
-from ._calls import call_items, call_results
+from ._calls import call_items, call_results, note_items
 from ._records import to_contact, to_payload
 
 __all__ = ["KommoConnector", "KommoOptions"]
@@ -100,7 +100,7 @@ class KommoConnector:
     name: ClassVar[str] = "kommo"
     Options: ClassVar[type[BaseModel]] = KommoOptions
     # What `syncd check` knows before connecting (do-not-call: a configured custom field).
-    capabilities: Capabilities = Capabilities(calls_write=True, do_not_call=True)
+    capabilities: Capabilities = Capabilities(calls_write=True, calls_update=True, do_not_call=True)
     # Defaults for [crm] requests_per_minute when the config has none.
     default_requests_per_minute: ClassVar[int] = DEFAULT_REQUESTS_PER_MINUTE
     default_burst: ClassVar[int] = DEFAULT_BURST
@@ -109,7 +109,8 @@ class KommoConnector:
         self.options = options
         self.context = context
         self.capabilities = Capabilities(
-            calls_write=True, do_not_call=bool(context.do_not_call_field), read_batch_size=PAGE,
+            calls_write=True, calls_update=True, do_not_call=bool(context.do_not_call_field),
+            read_batch_size=PAGE,
             write_batch_size=WRITE_CHUNK, calls_batch_size=WRITE_CHUNK,
             deletes="verify_only", contacts_delete=False,   # API v4 cannot delete contacts
             notes=("if the account ignores filter[updated_at], every poll scans all contacts",))
@@ -347,6 +348,40 @@ class KommoConnector:
             keep = [item for item in items if item["request_id"] not in rejected]
             body = self.api.json("POST", "/api/v4/calls", operation="kommo calls", json=keep) if keep else {}
         return call_results(calls, body, rejected)
+
+    def update_calls(self, calls: list[Call], activity_ids: dict[str, str]) -> list[WriteResult]:
+        """Rewrite the call notes of logged calls (``PATCH /api/v4/contacts/notes``). A call
+        whose note id is not known is logged again first: ``uniq`` answers the existing note."""
+        given, calls = calls, list({c.session_id: c for c in calls}.values())
+        ids = {sid: str(i) for sid, i in activity_ids.items()}
+        unknown = [c for c in calls if not ids.get(c.session_id)]
+        failed: dict[str, WriteResult] = {}
+        for res in (self.log_calls(unknown) if unknown else []):
+            if res.ok and res.id:
+                ids[res.key] = res.id
+            else:
+                failed[res.key] = res
+        ready = [c for c in calls if c.session_id not in failed]
+        done: dict[str, WriteResult] = {}
+        for j in range(0, len(ready), WRITE_CHUNK):
+            items = note_items(self._as_stored(ready[j:j + WRITE_CHUNK]), ids, self.options)
+            try:
+                body = self.api.json("PATCH", "/api/v4/contacts/notes", operation="kommo edit call notes",
+                                     json=items)
+            except InvalidRequest as exc:
+                rejected = rejected_request_ids(exc)
+                if not rejected:
+                    raise
+                done.update({sid: WriteResult(sid, False, error=why) for sid, why in rejected.items()})
+                keep = [i for i in items if i["request_id"] not in rejected]
+                body = self.api.json("PATCH", "/api/v4/contacts/notes", operation="kommo edit call notes",
+                                     json=keep) if keep else {}
+            for row in (body.get("_embedded") or {}).get("notes") or []:
+                sid = str(row.get("request_id"))
+                done[sid] = WriteResult(sid, True, str(row.get("id")))
+        return [failed.get(c.session_id) or done.get(c.session_id) or WriteResult(
+            c.session_id, False, error="Kommo returned nothing for this note", retriable=True)
+            for c in given]
 
     def close(self) -> None:
         self.ledger.close()

@@ -42,7 +42,9 @@ class PipedriveConnector:
         contacts_delete=True,
         notes=("every request spends the company's daily token budget (list 10-20, write 5-10, "
                "call-log add 10): set crm.daily_request_budget to your plan's share",
-               "recordings are linked in the call note, not uploaded"))  # ≈ 30,000 base tokens / ~20 per request
+               "recordings are linked in the call note, not uploaded",
+               "a call log cannot be changed once added (the API has no update for call logs): "
+               "a recording link or outcome Oki-Toki fills in later does not reach Pipedrive"))  # ≈ 30,000 base tokens / ~20 per request
 
     def __init__(self, options: PipedriveOptions, context: ConnectorContext) -> None:
         self.options, self.context = options, context

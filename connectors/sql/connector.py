@@ -33,7 +33,7 @@ from .options import SqlOptions
 from .phones import distinct_phones, e164, like_pattern, region_of
 from .rows import CHANGED, RowUnreadable, raw_column, read_row
 from .schema import Schema, native_id, reflect_schema, to_utc
-from .writes import RecordRefused, insert_call, write_contact
+from .writes import CALL_UPDATABLE, RecordRefused, insert_call, update_call, write_contact
 
 __all__ = ["SqlConnector"]
 
@@ -63,10 +63,13 @@ class _SchemaCapabilities:
 
     def __get__(self, obj: "SqlConnector | None", owner: type) -> Capabilities:
         if obj is None:
-            return Capabilities(calls_write=True, do_not_call=True, contacts_delete=True, **_BATCHES)
+            return Capabilities(calls_write=True, calls_update=True, do_not_call=True, contacts_delete=True,
+                                **_BATCHES)
         s = obj.schema
         return Capabilities(contacts_read=True, contacts_write=True, contacts_create=s.can_create,
                             calls_write=s.calls is not None, do_not_call=s.do_not_call is not None,
+                            calls_update=s.calls is not None and any(
+                                c in s.calls.c for c in CALL_UPDATABLE),
                             max_phones=len(obj.options.phone_columns),
                             deletes="flag" if s.deleted is not None else "verify_only",
                             contacts_delete=True, notes=tuple(s.notes), **_BATCHES)
@@ -333,6 +336,28 @@ class SqlConnector:
                 except sa.exc.DBAPIError as exc:
                     if is_batch_fatal(exc):
                         raise remote_error(exc, "log calls") from None
+                    results.append(WriteResult(key=call.session_id, ok=False,
+                                               error=f"refused by the database: {driver_message(exc)}"))
+        return results
+
+    def update_calls(self, calls: list[Call], activity_ids: dict[str, str]) -> list[WriteResult]:
+        """Rewrite the changeable columns (duration, talk time, outcome, agent, recording) of
+        rows already logged, by ``session_id``; repeating it changes nothing more."""
+        s = self.schema
+        if s.calls is None:
+            return [WriteResult(key=c.session_id, ok=False, error="no calls table") for c in calls]
+        results: list[WriteResult] = []
+        with translated("update calls"), self.engine.begin() as conn:
+            for call in calls:
+                try:
+                    with conn.begin_nested():
+                        call_id = update_call(conn, s, call)
+                    results.append(WriteResult(key=call.session_id, ok=True, id=call_id))
+                except RecordRefused as exc:
+                    results.append(WriteResult(key=call.session_id, ok=False, error=str(exc)))
+                except sa.exc.DBAPIError as exc:
+                    if is_batch_fatal(exc):
+                        raise remote_error(exc, "update calls") from None
                     results.append(WriteResult(key=call.session_id, ok=False,
                                                error=f"refused by the database: {driver_message(exc)}"))
         return results

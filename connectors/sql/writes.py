@@ -12,7 +12,10 @@ from syncd.model import Call, ContactWrite
 from .phones import distinct_phones
 from .schema import Schema, native_id
 
-__all__ = ["RecordRefused", "write_contact", "insert_call"]
+__all__ = ["RecordRefused", "write_contact", "insert_call", "update_call", "CALL_UPDATABLE"]
+
+#: The calls-table columns a changed call rewrites (what Oki-Toki may fill in after hangup).
+CALL_UPDATABLE = ("duration_s", "talk_s", "outcome", "agent", "recording_url")
 
 
 class RecordRefused(Exception):
@@ -114,3 +117,20 @@ def insert_call(conn: sa.Connection, schema: Schema, dialect: str, call: Call) -
         if new_id is not None:
             return str(new_id)
     return _existing_call(conn, schema, call.session_id) or call.session_id
+
+
+def update_call(conn: sa.Connection, schema: Schema, call: Call) -> str:
+    """Rewrite the changeable columns of ``call``'s row; returns the row's id. Idempotent.
+    RecordRefused when no row has this session_id (never logged, or deleted in the CRM)."""
+    calls = schema.calls
+    assert calls is not None
+    values = {"duration_s": call.duration_s, "talk_s": call.talk_s, "outcome": call.outcome.value,
+              "agent": call.agent, "recording_url": call.recording_url}
+    values = {k: v for k, v in values.items() if k in calls.c}
+    if values:
+        conn.execute(calls.update().where(calls.c.session_id == call.session_id).values(values))
+    existing = _existing_call(conn, schema, call.session_id)
+    if existing is None:
+        raise RecordRefused(f'no row of "{calls.name}" has session_id {call.session_id} '
+                            f"(deleted in the CRM?); the update is not applied")
+    return existing

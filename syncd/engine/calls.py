@@ -1,192 +1,183 @@
 """Calls: Oki-Toki's call log → one CRM activity per ``session_id``, and outcome → status.
 
-The log is read in windows ``[cursor - overlap, now - settle_delay]``: a call is only taken
-once it has settled, and overlapping windows catch calls that appear late. A call is recorded
-(``call`` table, unique ``session_id``) in the same transaction that queues its outbox rows and
-advances the cursor, so a call is never queued twice and never skipped.
+The call log filters by a call's *start* time, but a call only shows once it has ended (and
+may change shortly after). So a cursor on start time alone misses every call longer than the
+re-read window. Each poll reads ``[cursor - SHORT_OVERLAP, now - settle_delay]`` (ordinary
+calls, within a poll of becoming visible), and every ``SWEEP_EVERY`` (or poll, if longer) the
+read reaches back ``[previous sweep - window - SHORT_OVERLAP, ...]``, where the window is
+``[calls] max_call_duration``, the deprecated ``overlap`` if longer, or what the account has
+shown (the longest call read × ``WINDOW_MARGIN``, capped at a day, kept in the sweep cursor).
+Every call that became visible since the previous sweep is in that range, restarts included
+(the range starts from the last completed sweep). Re-read calls are de-duplicated by
+``session_id`` in the ``call`` table (:mod:`.callrecord`): a re-read costs requests, never a
+second activity, and a call that changed since it was read updates its activity once.
+A call is recorded in the same transaction that queues its outbox rows and advances the
+cursors, so it is never queued twice and never skipped.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Sequence
 
 import structlog
-from sqlalchemy import and_, select
+from sqlalchemy import select, update
 
+from ..config_checks import MAX_CALL_WINDOW
 from ..errors import InvalidRecord
-from ..model import Call, CallDirection, CallOutcome
-from ..phones import normalize
-from ..store.outbox import enqueue, insert_ignore
-from ..store.tables import CallRow, TaskRow
+from ..model import Call
+from ..store.tables import CallRow, CursorRow
 from . import cursors
-from .context import LINK, PHONE, Context, chunks, jsonable
-from .ingest import quarantine
-from .outbox import Lane
+from .callrecord import (CRM_CAUGHT_UP, call_from_payload, call_payload, fingerprint,
+                         quarantine_unreadable, record_calls)
+from .context import Context
 
-__all__ = ["pull_calls", "STREAM", "CRM_CAUGHT_UP", "call_payload", "call_from_payload"]
+__all__ = ["pull_calls", "record_calls", "call_window", "STREAM", "SWEEP", "CRM_CAUGHT_UP",
+           "call_payload", "call_from_payload", "fingerprint", "SHORT_OVERLAP", "SWEEP_EVERY"]
 
-CALL, TASK = CallRow.__table__, TaskRow.__table__
+CALL, CURSOR = CallRow.__table__, CursorRow.__table__
 log = structlog.get_logger()
 STREAM = "okitoki:calls"
-# Local time at which the last *complete* walk of the CRM's changed contacts began: every
-# contact the CRM held before it is linked. A call to a number no link knows is "unknown" only
-# if it ended before that moment; until then the CRM may simply not have been read that far.
-CRM_CAUGHT_UP = "crm:contacts:caught-up"
+# The long re-read: ``value`` = the time the next sweep reaches back from (the local time of the
+# last completed sweep, or earlier while a call it read waits for its CRM contact);
+# ``updated_at`` = when it ran; ``last_id`` = the window the account's calls have shown to be
+# needed, in seconds (empty: the configured one).
+SWEEP = "okitoki:calls:sweep"
 INITIAL_LOOKBACK = timedelta(days=1)
+SHORT_OVERLAP = timedelta(minutes=10)   # calls that show late, and ordinary calls, every poll
+SWEEP_EVERY = timedelta(minutes=5)      # the extra delay a call longer than that may take
+WINDOW_MARGIN = 1.5                     # the window grows to the longest call seen × this
 
 
-def call_payload(call: Call) -> dict[str, Any]:
-    return jsonable(asdict(call))
+def call_window(ctx: Context, learned: timedelta | None = None) -> timedelta:
+    """How far back a sweep reaches beyond its previous run: the longest call to support."""
+    cfg = ctx.config.calls
+    window = max(cfg.max_call_duration, cfg.overlap or timedelta(0), learned or timedelta(0))
+    return min(window, MAX_CALL_WINDOW)
 
 
-def call_from_payload(data: dict[str, Any]) -> Call:
-    """The :class:`Call` an outbox payload holds (enums and times restored)."""
-    data = dict(data)
-    if isinstance(data.get("started_at"), str):
-        data["started_at"] = datetime.fromisoformat(data["started_at"])
-    data["direction"] = CallDirection(data["direction"])
-    data["outcome"] = CallOutcome(data["outcome"])
-    return Call(**data)
+def _learned(cur: cursors.StreamCursor) -> timedelta | None:
+    return timedelta(seconds=int(cur.last_id)) if (cur.last_id or "").isdigit() else None
 
 
-def pull_calls(ctx: Context, *, hinted: bool = False) -> Counter:
-    """Read the settled part of the call log since the cursor; queue new calls and statuses.
+def pull_calls(ctx: Context, *, hinted: bool = False, sessions: Sequence[str] = ()) -> Counter:
+    """Read the settled part of the call log; queue new calls, updates of changed calls, and
+    statuses. Every ``SWEEP_EVERY`` the read reaches back for long calls (see the module doc).
 
     ``hinted`` (a webhook said a call ended): read up to now, but advance the cursor only to
-    the settled point, so a call that changes after hangup is still read again.
+    the settled point, so a call that changes after hangup is still read again. ``sessions``:
+    the hinted calls' ids; one the read did not bring (a call longer than the short overlap)
+    and not recorded yet is fetched by id, so it too arrives at once, not at the next sweep.
     """
     cfg = ctx.config.calls
     counts: Counter = Counter()
     now = ctx.now()
     with ctx.store.begin() as conn:
         cur = cursors.load(conn, STREAM)
-    start = cursors.window_start(cur, cfg.overlap, initial=now - INITIAL_LOOKBACK)
+        sweep = cursors.load(conn, SWEEP)
+        swept_at = conn.execute(select(CURSOR.c.updated_at).where(CURSOR.c.stream == SWEEP)).scalar()
+    learned = _learned(sweep)
+    window = call_window(ctx, learned)
+    start = cursors.window_start(cur, SHORT_OVERLAP, initial=now - INITIAL_LOOKBACK)
     settled = now - cfg.settle_delay
     end = now if hinted else settled
+    anchor = sweep.value or cur.value
+    swept = not hinted and (sweep.value is None or swept_at is None or now - swept_at >= SWEEP_EVERY)
+    if swept:
+        start = min(start, anchor - window - SHORT_OVERLAP) if anchor else start
+        counts["swept"] = 1
     if end <= start:
         return counts
-    calls = list(ctx.okitoki.call_log(start, end))
-    counts["read"] = len(calls)
-    # The log is ordered by start time but a call shows only once it ended: a call longer
-    # than the overlap may start before the window and appear after it has moved on.
-    longest = max((c.duration_s for c in calls), default=0)
-    if longest and timedelta(seconds=longest) + cfg.settle_delay > cfg.overlap * 0.8:
-        counts["long_calls"] += 1
-        log.warning("calls_overlap_too_short", longest_call_s=longest,
-                    overlap_s=int(cfg.overlap.total_seconds()),
-                    hint="raise [calls] overlap above your longest calls, or calls may be missed")
-    with ctx.store.begin() as conn:
-        caught_up = cursors.load(conn, CRM_CAUGHT_UP).value
+    unreadable: list[tuple[str | None, str, dict[str, Any]]] = []
+    batch: list[Call] = []
     held_from: datetime | None = None
-    batches = list(chunks(calls, ctx.batch_size)) or [[]]
-    for i, batch in enumerate(batches):
+    longest = 0
+
+    def flush(final: bool) -> None:
+        """Record one batch; the last one also moves the cursors (in the same transaction)."""
+        nonlocal held_from
         with ctx.store.begin() as conn:
-            got, held = _record_calls(ctx, conn, batch, caught_up)
-            counts += got
+            if unreadable:
+                counts["quarantined"] += quarantine_unreadable(conn, unreadable, now=now)
+                unreadable.clear()
+            got, held = record_calls(ctx, conn, batch)
+            counts.update(got)
             if held is not None and (held_from is None or held < held_from):
                 held_from = held
-            if i == len(batches) - 1:
-                # A held call pins the cursor at its start, so the next window reads it again.
-                upto = settled if held_from is None else min(settled, held_from)
-                if upto > start and (cur.value is None or upto > cur.value):
-                    cursors.advance(conn, cursors.StreamCursor(STREAM, upto), now=ctx.now())
+            if not final:
+                return
+            # A held call pins the cursor at its start, so the next window reads it again.
+            upto = settled if held_from is None else min(settled, held_from)
+            if upto > start and (cur.value is None or upto > cur.value):
+                cursors.advance(conn, cursors.StreamCursor(STREAM, upto), now=ctx.now())
+            grown = _grow_window(longest, window, counts)
+            keep = grown or learned
+            learned_s = str(int(keep.total_seconds())) if keep else None
+            if swept:
+                # The next sweep reaches back from here; a held call keeps it within reach
+                # (never behind the previous anchor: a cursor does not move back).
+                reach = now if held_from is None else min(now, held_from + window + SHORT_OVERLAP)
+                reach = max(reach, sweep.value) if sweep.value else reach
+                cursors.advance(conn, cursors.StreamCursor(SWEEP, reach, learned_s), now=ctx.now())
+            elif grown is not None:   # keep what was learned; the next sweep stays when it was due
+                conn.execute(update(CURSOR).where(CURSOR.c.stream == SWEEP).values(last_id=learned_s))
+
+    hinted_left = set(sessions)
+    # One batch in memory at a time: a sweep of a busy day's log stays small.
+    for call in ctx.okitoki.call_log(start, end, on_unreadable=lambda *u: unreadable.append(u)):
+        counts["read"] += 1
+        longest = max(longest, call.duration_s)
+        batch.append(call)
+        if len(batch) >= ctx.batch_size:
+            flush(False)
+            batch = []
+        hinted_left.discard(call.session_id)
+    fetched = _hinted_calls(ctx, hinted_left, unreadable, counts)
+    longest = max([longest] + [c.duration_s for c in fetched])
+    batch += fetched
+    flush(True)
     return counts
 
 
-def _owners_by_ids(conn: Any, calls: list[Call]) -> tuple[dict[str, int], dict[str, int]]:
-    """Links of the calls' dialer tasks and Oki-Toki contacts (those with a CRM record)."""
-    task_ids = sorted({c.task_id for c in calls if c.task_id})
-    contact_ids = sorted({str(c.details.get("contact_id")) for c in calls if c.details.get("contact_id")})
-    by_task: dict[str, int] = {}
-    by_contact: dict[str, int] = {}
-    if task_ids:
-        for tid, lid in conn.execute(select(TASK.c.task_id, TASK.c.link_id).join(LINK, LINK.c.id == TASK.c.link_id)
-                                     .where(and_(TASK.c.task_id.in_(task_ids), LINK.c.crm_id.is_not(None)))):
-            by_task[tid] = lid
-    if contact_ids:
-        for oid, lid in conn.execute(select(LINK.c.okitoki_id, LINK.c.id).where(and_(
-                LINK.c.okitoki_id.in_(contact_ids), LINK.c.crm_id.is_not(None)))):
-            by_contact[oid] = lid
-    return by_task, by_contact
-
-
-def _record_calls(ctx: Context, conn: Any, calls: list[Call],
-                  caught_up: datetime | None) -> tuple[Counter, datetime | None]:
-    """Record new calls; returns (counts, start of the earliest call held back because its
-    number may belong to a CRM contact not read yet)."""
-    cfg, now = ctx.config.calls, ctx.now()
-    counts: Counter = Counter()
-    held_from: datetime | None = None
-    if not calls:
-        return counts, held_from
-    known = {r[0] for r in conn.execute(select(CALL.c.session_id).where(
-        CALL.c.session_id.in_([c.session_id for c in calls])))}
-    fresh: dict[str, tuple[Call, str | None]] = {}
-    for call in calls:
-        if call.session_id in known or call.session_id in fresh:
-            continue
+def _hinted_calls(ctx: Context, sessions: set[str], unreadable: list, counts: Counter) -> list[Call]:
+    """Hinted calls the window did not hold and the state database does not know, by id."""
+    fetch = getattr(ctx.okitoki, "call", None)
+    if not sessions or fetch is None:
+        return []
+    with ctx.store.begin() as conn:
+        known = {r[0] for r in conn.execute(select(CALL.c.session_id).where(
+            CALL.c.session_id.in_(sorted(sessions))))}
+    found: list[Call] = []
+    for sid in sorted(sessions - known):
         try:
-            phone = normalize(call.phone, ctx.config.contacts.default_region)
+            call = fetch(sid)
         except InvalidRecord as exc:
-            phone = None
-            if cfg.to_crm:
-                counts["quarantined"] += 1
-                quarantine(conn, side="okitoki", record_id=f"call:{call.session_id}",
-                           reason=f"call {call.session_id}: {exc.reason}",
-                           payload=call_payload(call), now=now)
-            insert_ignore(conn, CALL, [{"session_id": call.session_id, "phone": None,
-                                        "started_at": call.started_at, "outcome": str(call.outcome),
-                                        "state": "dead", "created_at": now}], ["session_id"])
+            unreadable.append((sid, exc.reason, {"session_id": sid}))
             continue
-        fresh[call.session_id] = (call, phone)
-    if not fresh:
-        return counts, held_from
-    phones = sorted({p for _, p in fresh.values() if p})
-    owner: dict[str, int] = {}
-    for phone, lid in conn.execute(
-            select(PHONE.c.phone, LINK.c.id).join(LINK, LINK.c.id == PHONE.c.link_id)
-            .where(and_(PHONE.c.phone.in_(phones), LINK.c.crm_id.is_not(None),
-                        LINK.c.tombstone.is_(False))).order_by(LINK.c.id)):
-        owner.setdefault(phone, lid)   # several contacts share a number: the oldest link
-    by_task, by_contact = _owners_by_ids(conn, [c for c, _ in fresh.values()])
-    rows, ops = [], []
-    for sid, (call, phone) in fresh.items():
-        # The dialer task or Oki-Toki contact of the call names the contact exactly; the
-        # number is the fallback (several contacts may share it).
-        lid = by_task.get(call.task_id or "") or by_contact.get(str(call.details.get("contact_id") or "")) \
-            or (owner.get(phone) if phone else None)
-        state = "pending"
-        if not cfg.to_crm:
-            state = "skipped"
-        elif lid is None and not _crm_read_past(call, caught_up):
-            counts["waiting_for_crm"] += 1     # not recorded: the next window reads it again
-            if held_from is None or call.started_at < held_from:
-                held_from = call.started_at
-            continue
-        elif lid is None and cfg.unknown_numbers == "skip":
-            state = "skipped"
-            counts["unknown_number"] += 1
-        rows.append({"session_id": sid, "link_id": lid, "phone": phone, "started_at": call.started_at,
-                     "outcome": str(call.outcome), "state": state, "created_at": now})
-        if state != "pending":
-            continue
-        ops.append({"lane": int(Lane.CALLS), "target": "crm", "operation": "log_call", "link_id": lid,
-                    "payload": {"call": call_payload(call), "phone": phone}, "idem_key": f"call:{sid}"})
-        status = cfg.outcome_status.get(str(call.outcome))
-        if status:
-            ops.append({"lane": int(Lane.STATUSES), "target": "crm", "operation": "status",
-                        "link_id": lid, "payload": {"status": status, "session_id": sid, "phone": phone},
-                        "idem_key": f"status:{sid}"})
-        counts["queued_calls"] += 1
-    insert_ignore(conn, CALL, rows, ["session_id"])
-    enqueue(conn, ops, now=now)
-    return counts, held_from
+        if call is not None:
+            counts["fetched_by_hint"] += 1
+            found.append(call)
+    return found
 
 
-def _crm_read_past(call: Call, caught_up: datetime | None) -> bool:
-    """Has a complete walk of the CRM begun after this call ended?"""
-    ended = call.started_at + timedelta(seconds=max(0, call.duration_s))
-    return caught_up is not None and caught_up >= ended
+def _grow_window(longest_s: int, window: timedelta, counts: Counter) -> timedelta | None:
+    """The longer window the longest call just read calls for (logged), or None."""
+    longest = timedelta(seconds=longest_s)
+    if longest + SHORT_OVERLAP > MAX_CALL_WINDOW:
+        counts["longer_than_window"] += 1
+        log.warning("call_longer_than_window", longest_call_s=int(longest.total_seconds()),
+                    window_s=int(window.total_seconds()),
+                    hint="calls this long may be missed by the call-log walk; syncd verify finds them")
+    wanted = min(MAX_CALL_WINDOW, timedelta(minutes=-(-longest * WINDOW_MARGIN // timedelta(minutes=1))))
+    if wanted <= window:
+        return None
+    counts["window_grown"] = 1
+    log.warning("calls_window_grown", longest_call_s=int(longest.total_seconds()),
+                old_window_s=int(window.total_seconds()), new_window_s=int(wanted.total_seconds()),
+                hint="raise [calls] max_call_duration to keep it after a reset of the state database")
+    return wanted
+
+
+# The name this function had before it moved (syncd verify and older callers).
+_record_calls = record_calls

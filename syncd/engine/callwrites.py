@@ -1,8 +1,10 @@
 """Writing calls and call outcomes to the CRM.
 
 Calls are logged in batches (``log_calls`` is idempotent by ``session_id`` in every
-connector, so a retry after an ambiguous outcome cannot make a second activity). A status
-from a call outcome only moves forward along ``[calls] status_order``.
+connector, so a retry after an ambiguous outcome cannot make a second activity). A call that
+changed after it was logged rewrites its activity (``update_calls``, connectors with
+``calls_update``). A status from a call outcome only moves forward along
+``[calls] status_order``.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from sqlalchemy import and_, select
 from ..errors import InvalidRecord, TransientError
 from ..model import ContactWrite
 from ..store.tables import CallRow
-from .calls import call_from_payload
-from .context import BASE, LINK, PHONE, Context, chunks
+from .callrecord import call_from_payload
+from .context import BASE, LINK, OUTBOX, PHONE, Context, chunks
 from .effects import CallLogged, Seen
 from .push import Done, Later
 
-__all__ = ["log_calls", "statuses", "is_forward"]
+__all__ = ["log_calls", "update_calls", "statuses", "is_forward"]
 
 CALL = CallRow.__table__
 WAIT = timedelta(seconds=10)
@@ -93,6 +95,55 @@ def log_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 out[r.id] = TransientError(res.error or "refused", system="crm", operation="log_calls")
             else:
                 out[r.id] = InvalidRecord(f"CRM refused call {call.session_id}: {res.error}")
+    return out
+
+
+def update_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
+    """A logged call changed in Oki-Toki: rewrite its CRM activity with the new values.
+
+    A row superseded by a newer change of the same call is done without a request (the newer
+    row carries the newer values); a call whose ``log_call`` is still on its way waits for it.
+    """
+    out: dict[int, Any] = {}
+    sids = [(r.payload or {}).get("call", {}).get("session_id") for r in rows]
+    with ctx.store.begin() as conn:
+        calls = {c.session_id: c for c in conn.execute(select(
+            CALL.c.session_id, CALL.c.state, CALL.c.fingerprint, CALL.c.crm_activity_id)
+            .where(CALL.c.session_id.in_([s for s in sids if s])))}
+        logging = {k for (k,) in conn.execute(select(OUTBOX.c.idem_key).where(and_(
+            OUTBOX.c.idem_key.in_([f"call:{s}" for s in sids if s]),
+            OUTBOX.c.status.in_(["pending", "claimed"]))))}
+    ready: list[tuple[Any, Any]] = []
+    for r, sid in zip(rows, sids):
+        p = r.payload or {}
+        now_row = calls.get(sid)
+        if now_row is None or now_row.fingerprint != p.get("fingerprint"):
+            out[r.id] = Done(note="superseded by a newer change of this call")
+        elif now_row.state != "logged":
+            out[r.id] = (Later(ctx.now() + WAIT, "waiting for the call to be logged first")
+                         if f"call:{sid}" in logging else Done(note=f"call is {now_row.state}, not logged"))
+        elif not getattr(ctx.crm_capabilities, "calls_update", False):
+            out[r.id] = Done(note="the CRM connector cannot update calls")
+        else:
+            _, crm_id = _owner(ctx, r.link_id, p.get("phone"))
+            ready.append((r, replace(call_from_payload(p["call"]), contact_id=crm_id)))
+    activity_ids = {sid: c.crm_activity_id for sid, c in calls.items() if c.crm_activity_id}
+    size = max(1, getattr(ctx.crm_capabilities, "calls_batch_size", 50) or 50)
+    for chunk in chunks(ready, size):
+        calls_ = [c for _, c in chunk]
+        results = ctx.crm.update_calls(calls_, {c.session_id: activity_ids[c.session_id]
+                                                for c in calls_ if c.session_id in activity_ids})
+        by_key = {res.key: res for res in results}
+        for r, call in chunk:
+            res = by_key.get(call.session_id)
+            if res is None:
+                out[r.id] = TransientError("no result for this call", system="crm", operation="update_calls")
+            elif res.ok:
+                out[r.id] = Done()
+            elif res.retriable:
+                out[r.id] = TransientError(res.error or "refused", system="crm", operation="update_calls")
+            else:
+                out[r.id] = InvalidRecord(f"CRM refused the update of call {call.session_id}: {res.error}")
     return out
 
 

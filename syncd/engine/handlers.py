@@ -331,6 +331,11 @@ def log_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     return impl(ctx, rows)
 
 
+def update_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
+    from .callwrites import update_calls as impl
+    return impl(ctx, rows)
+
+
 def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     from .callwrites import statuses as impl
     return impl(ctx, rows)
@@ -347,5 +352,6 @@ HANDLERS = {
     ("okitoki", "dnc_add"): dnc,
     ("okitoki", "dnc_remove"): dnc,
     ("crm", "log_call"): log_calls,
+    ("crm", "update_call"): update_calls,
     ("crm", "status"): statuses,
 }

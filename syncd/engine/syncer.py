@@ -33,6 +33,7 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 KEEP_DONE = timedelta(days=7)
 KEEP_JOURNAL = timedelta(days=30)
 UNTRACKED_EVERY = timedelta(minutes=10)   # how often rows change detection cannot see are counted
+MAX_HINTED = 1000                          # hinted session ids kept between two calls pulls
 
 
 @dataclass
@@ -77,6 +78,8 @@ class Syncer:
         self._flushers = flushers   # buffered accounting: written after each job and at close
         self._hint = threading.Event()
         self._untracked_at: datetime | None = None   # when rows without a change time were counted
+        self._hinted: set[str] = set()     # session ids of hinted calls, for the next pull
+        self._hinted_lock = threading.Lock()
         self._lease_ttl = max(timedelta(seconds=90), 3 * max(ctx.config.crm.poll_interval,
                                                              ctx.config.okitoki.poll_interval))
 
@@ -225,7 +228,9 @@ class Syncer:
                 return rep
             hinted = self._hint.is_set()
             self._hint.clear()
-            rep.counts = dict(pull_calls(self.ctx, hinted=hinted))
+            with self._hinted_lock:
+                sessions, self._hinted = sorted(self._hinted), set()
+            rep.counts = dict(pull_calls(self.ctx, hinted=hinted, sessions=sessions))
         return rep
 
     def push(self, stop: threading.Event | None = None) -> RunReport:
@@ -290,6 +295,11 @@ class Syncer:
     def hint_call(self, session_id: str) -> None:
         """A webhook said a call ended: the next calls pull reads up to now (no settle delay)."""
         log.info("call_hint", session_id=str(session_id)[:64])
+        sid = str(session_id).strip()
+        if sid.isdigit() and len(sid) <= 20:
+            with self._hinted_lock:
+                if len(self._hinted) < MAX_HINTED:   # a flood of hints is just a hint
+                    self._hinted.add(sid)
         self._hint.set()
 
     def _flush(self) -> None:

@@ -175,19 +175,24 @@ def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 def _check_calls(ctx: Context, report: DriftReport, repair: bool, progress: Progress | None,
                  low: Callable[..., str | None]) -> None:
-    """Calls of the last ``calls_days`` days the calls stream has read past for good (before
-    its cursor minus the overlap) that have no ``call`` row: the stream missed them."""
+    """Calls of the last ``calls_days`` days that ended before the calls stream's last
+    completed sweep (every call visible by then has been read) and have no ``call`` row: the
+    stream missed them (a call longer than the sweep window, an outage, a bug)."""
     days = ctx.config.verify.calls_days
     if not days:
         return
+    from .calls import SWEEP
+
     with ctx.store.begin() as conn:
         cur = cursors.load(conn, CALLS_STREAM)
-    if cur.value is None:
+        sweep = cursors.load(conn, SWEEP)
+    read_to = sweep.value or cur.value
+    if read_to is None:
         report.notes.append("call log not checked: the calls stream has not read it yet")
         return
     now = ctx.now()
     start = now - timedelta(days=days)
-    end = min(now - ctx.config.calls.settle_delay, cur.value - ctx.config.calls.overlap)
+    end = min(now, read_to) - ctx.config.calls.settle_delay
     if end <= start:
         return
     why = low("okitoki")
@@ -199,7 +204,8 @@ def _check_calls(ctx: Context, report: DriftReport, repair: bool, progress: Prog
         with ctx.store.begin() as conn:
             known = {r[0] for r in conn.execute(select(CALL.c.session_id).where(
                 CALL.c.session_id.in_([c.session_id for c in batch])))}
-            missing = [c for c in batch if c.session_id not in known and c.started_at < end]
+            missing = [c for c in batch if c.session_id not in known
+                       and c.started_at + timedelta(seconds=max(0, c.duration_s)) < end]
             for call in missing:
                 report.add("call_missing", f"session {call.session_id}")
             if repair and missing:
@@ -217,5 +223,5 @@ def record_missed_calls(ctx: Context, conn: Any, calls: list[Call]) -> Counter:
     from . import calls as calls_flow
 
     caught_up = cursors.load(conn, calls_flow.CRM_CAUGHT_UP).value
-    counts, _held = calls_flow._record_calls(ctx, conn, calls, caught_up)
+    counts, _held = calls_flow.record_calls(ctx, conn, calls, caught_up)
     return counts

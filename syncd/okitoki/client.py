@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import structlog
 
-from ..errors import ConfigError, InvalidRecord, TransientError
+from ..errors import AuthenticationError, ConfigError, InvalidRecord, NotFound, TransientError
 from ..http import MemoryBudget, RemoteSystem, RetryPolicy
 from ..model import Call, Contact, ContactWrite, TaskSpec, Unreadable
 from ..redact import register_secret
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 __all__ = ["OkitokiClient"]
 
 log = structlog.get_logger("syncd.okitoki")
+# on_unreadable(record id or None, reason, raw entry): what to do with an entry that cannot be read
+Unreadable = Callable[[str | None, str, dict[str, Any]], None]
 
 
 def _plain(value: Any) -> Any:
@@ -306,12 +308,15 @@ class OkitokiClient:
                     on_unreadable(Unreadable(id=rid, reason=f"unreadable Oki-Toki contact: {reason}",
                                              raw=raw if isinstance(raw, dict) else {"raw": repr(raw)[:500]}))
 
-    def call_log(self, date_from: datetime, date_to: datetime,
-                 per_page: int = 1000) -> Iterator[Call]:
-        """Calls in [date_from, date_to], lazily, one page in memory. Times UTC, durations s.
+    def call_log(self, date_from: datetime, date_to: datetime, per_page: int = 1000, *,
+                 on_unreadable: Unreadable | None = None) -> Iterator[Call]:
+        """Calls whose *start* is in [date_from, date_to], lazily, one page in memory. Times
+        UTC, durations s.
 
-        Calls appear some time after hangup and may change shortly after: callers read
-        overlapping windows and de-duplicate by ``session_id``. Unreadable entries are logged
+        A call shows only after hangup and may change shortly after: callers re-read windows
+        as long as their longest calls and de-duplicate by ``session_id``. An entry that
+        cannot be read is handed to ``on_unreadable(session_id or None, reason, raw entry)``
+        (the daemon quarantines it) and the walk goes on; without a handler it is logged
         (``okitoki.record_skipped``) and skipped.
         """
         variables = {"date_to": to_okitoki(_ceil_second(date_to), self.zone)}
@@ -321,8 +326,11 @@ class OkitokiClient:
             try:
                 yield call_from_raw(raw, self.zone)
             except InvalidRecord as exc:
-                log.warning("okitoki.record_skipped", operation="call_log",
-                            record_id=exc.record_id, reason=exc.reason)
+                if on_unreadable is not None:
+                    on_unreadable(exc.record_id, exc.reason, raw)
+                else:
+                    log.warning("okitoki.record_skipped", operation="call_log",
+                                record_id=exc.record_id, reason=exc.reason)
 
     def call_data(self, session_id: str) -> dict[str, Any]:
         """The data stored with a call (the call as Oki-Toki returns it)."""
@@ -331,6 +339,16 @@ class OkitokiClient:
             raise TransientError("malformed response: expected an object",
                                  system=self.remote.system, operation="call_data", status=200)
         return body
+
+    def call(self, session_id: str) -> Call | None:
+        """One call by ``session_id`` (``calls/data``), or None while Oki-Toki does not show it
+        (it answers 401 or 404 for an object that does not exist, e.g. before hangup).
+        InvalidRecord if the entry cannot be read."""
+        try:
+            raw = self.call_data(session_id)
+        except (AuthenticationError, NotFound):
+            return None
+        return call_from_raw(raw, self.zone)
 
     def add_call_data(self, session_id: str, data: dict[str, Any]) -> None:
         """Attach ``data`` (a JSON object) to a call. Repeating it writes the same data again."""

@@ -144,6 +144,10 @@ class CallRow(SQLModel, table=True):
     crm_activity_id: str | None = Field(default=None, max_length=128)
     state: str = Field(default="pending", max_length=16)  # pending | logged | skipped | dead
     created_at: datetime | None = _ts()
+    # What the CRM activity shows (engine.calls.fingerprint of the call as last read) and how
+    # many times it changed after it was first read (part of each update's idempotency key).
+    fingerprint: str | None = Field(default=None, max_length=32)
+    revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class TaskRow(SQLModel, table=True):

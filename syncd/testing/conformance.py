@@ -24,6 +24,7 @@ or an ability the backend does not declare, is skipped with a reason naming what
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -105,6 +106,9 @@ class ConnectorConformance:
         caps = connector.capabilities
         assert isinstance(caps, Capabilities)
         assert min(caps.read_batch_size, caps.write_batch_size, caps.calls_batch_size) > 0
+        if caps.calls_update:
+            assert callable(getattr(connector, "update_calls", None)), \
+                "capabilities.calls_update is True but the connector has no update_calls"
 
     def test_health_check_passes_on_a_working_crm(self):
         self.connect().health_check()
@@ -412,6 +416,28 @@ class ConnectorConformance:
         call, _ = self._logged_twice()
         self.settle()
         assert self.crm.count_activities(call.session_id) == 1
+
+    def test_updating_a_logged_call_rewrites_its_activity_once_and_a_repeat_changes_nothing(self):
+        call, first_id = self._logged_twice()
+        connector = self.connect()
+        self.require_capability(connector, "calls_update")
+        url = f"https://rec.example/{unique_text('r')}.mp3"
+        changed = replace(call, recording_url=url, outcome=CallOutcome.NO_ANSWER, talk_s=0,
+                          duration_s=call.duration_s + 17, agent="conformance-2")
+        ids = {call.session_id: first_id} if first_id else {}
+        (r,) = connector.update_calls([changed], ids)
+        assert r.ok and r.key == call.session_id, r.error
+        (again,) = self.connect().update_calls([changed], {})   # after a restart, no id known
+        assert again.ok, again.error
+        if first_id is not None:
+            assert {r.id, again.id} <= {first_id, None}, "an update answered another activity"
+        self.settle()
+        if "count_activities" in abilities(self.crm):
+            assert self.crm.count_activities(call.session_id) == 1, "an update made a new activity"
+        if "activity_text" in abilities(self.crm):
+            text = self.crm.activity_text(call.session_id)
+            assert url in text, f"the recording link is not on the activity: {text[:300]}"
+            assert str(changed.duration_s) in text, f"the new duration is not on the activity: {text[:300]}"
 
     # -- failures of the CRM as a whole ---------------------------------------------------
     def test_throttling_surfaces_as_throttled_with_a_readable_message(self):

@@ -25,6 +25,7 @@ ABILITIES: dict[str, str] = {
     "delete": "delete a contact behind the connector's back (delete_contact)",
     "equal_timestamps": "give several contacts one identical updated_at (force_equal_updated_at)",
     "count_activities": "count the call activities logged for a session_id (count_activities)",
+    "activity_text": "everything the CRM shows of a session_id's call activity, as text (activity_text)",
     "throttle": "make the CRM throttle the connector (throttling context manager)",
     "auth_failure": "build a connector with wrong credentials (unauthorised_connector)",
     "invalid_value": "name field values the CRM refuses on create (invalid_fields)",
@@ -94,6 +95,11 @@ class ConformanceCrm(Protocol):
 
     def count_activities(self, session_id: str) -> int:
         """Ability ``count_activities``: how many call activities carry this session_id."""
+        raise NotImplementedError
+
+    def activity_text(self, session_id: str) -> str:
+        """Ability ``activity_text``: the call activity of this session_id as the CRM shows
+        it (all its fields, any format): the suite looks for values it wrote there."""
         raise NotImplementedError
 
     def throttling(self) -> contextlib.AbstractContextManager[None]:

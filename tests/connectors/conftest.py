@@ -255,7 +255,7 @@ class SqlBackend:
     def __init__(self, db: SqlDatabase, state_dir: Path) -> None:
         self.db, self.state_dir = db, state_dir
         self.secrets = db.secrets
-        abilities = {"equal_timestamps", "count_activities", "invalid_value", "raw_phone_formats",
+        abilities = {"equal_timestamps", "count_activities", "activity_text", "invalid_value", "raw_phone_formats",
                      "delete"}
         if db.dialect != "sqlite":
             abilities |= {"throttle", "auth_failure"}
@@ -332,6 +332,12 @@ class SqlBackend:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(calls)
                                 .where(calls.c.session_id == session_id)).scalar_one()
+
+    def activity_text(self, session_id: str) -> str:
+        calls = sa.Table("calls", sa.MetaData(), autoload_with=self.engine)
+        with self.engine.connect() as conn:
+            return repr([dict(r._mapping) for r in conn.execute(
+                sa.select(calls).where(calls.c.session_id == session_id))])
 
     def throttling(self):
         return self.db.throttled()

@@ -23,7 +23,7 @@ class Bitrix24Backend:
 
     text_field = "NAME"
     missing_id = "999999"
-    abilities = frozenset({"delete", "equal_timestamps", "count_activities", "throttle",
+    abilities = frozenset({"delete", "equal_timestamps", "count_activities", "activity_text", "throttle",
                            "auth_failure", "raw_phone_formats"})
     max_phones = 3
     settle_seconds = 0.0           # the fake's ticking clock gives every change its own second
@@ -57,6 +57,10 @@ class Bitrix24Backend:
     def count_activities(self, session_id: str) -> int:
         return sum(marker(session_id) in str(a.get("SUBJECT", ""))
                    for a in self.fake.state.activities.values())
+
+    def activity_text(self, session_id: str) -> str:
+        return repr([a for a in self.fake.state.activities.values()
+                     if marker(session_id) in str(a.get("SUBJECT", ""))])
 
     @contextlib.contextmanager
     def throttling(self) -> Iterator[None]:

@@ -22,8 +22,8 @@ class HubSpotBackend:
     text_field = "firstname"
     missing_id = "999999999"
     secrets = (TOKEN, WRONG_TOKEN)
-    abilities = frozenset({"delete", "equal_timestamps", "count_activities", "throttle", "auth_failure",
-                           "invalid_value", "raw_phone_formats"})
+    abilities = frozenset({"delete", "equal_timestamps", "count_activities", "activity_text", "throttle",
+                           "auth_failure", "invalid_value", "raw_phone_formats"})
     max_phones = 2
     settle_seconds = 0.01            # lastmodifieddate has millisecond resolution
     do_not_call_field = "syncd_do_not_call"
@@ -54,6 +54,9 @@ class HubSpotBackend:
 
     def count_activities(self, session_id: str) -> int:
         return len(self.fake.calls_for_session(session_id))
+
+    def activity_text(self, session_id: str) -> str:
+        return repr([c.properties for c in self.fake.calls_for_session(session_id)])
 
     @contextlib.contextmanager
     def throttling(self) -> Iterator[None]:

@@ -22,7 +22,7 @@ class KommoBackend:
 
     text_field = "name"
     missing_id = "999999"
-    abilities = frozenset({"delete", "equal_timestamps", "count_activities", "throttle",
+    abilities = frozenset({"delete", "equal_timestamps", "count_activities", "activity_text", "throttle",
                            "auth_failure", "invalid_value", "raw_phone_formats"})
     max_phones = 3
     settle_seconds = 0.0           # the fake's ticking clock gives every change its own second
@@ -69,6 +69,10 @@ class KommoBackend:
     def count_activities(self, session_id: str) -> int:
         return sum(1 for call in self.fake.state.calls.values()
                    if call["item"].get("uniq") == f"oki-toki:{session_id}")
+
+    def activity_text(self, session_id: str) -> str:
+        return repr([call["item"] for call in self.fake.state.calls.values()
+                     if call["item"].get("uniq") == f"oki-toki:{session_id}"])
 
     @contextlib.contextmanager
     def throttling(self) -> Iterator[None]:

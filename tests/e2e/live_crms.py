@@ -43,7 +43,7 @@ class LiveTryton:
     state_root: Path
     text_field: str = "name"
     missing_id: str = "987654321"
-    abilities: frozenset[str] = frozenset({"delete", "equal_timestamps", "count_activities",
+    abilities: frozenset[str] = frozenset({"delete", "equal_timestamps", "count_activities", "activity_text",
                                            "auth_failure", "raw_phone_formats"})
     max_phones: int = 5
     settle_seconds: float = 0.01
@@ -124,6 +124,10 @@ class LiveTryton:
         rows = self._ok(self.http.get("ir.note", params={"d": _b64(domain)})).json()
         return len(rows)
 
+    def activity_text(self, session_id: str) -> str:
+        domain = [["message", "ilike", f"%{SESSION_TAG}{session_id}"]]
+        return repr(self._ok(self.http.get("ir.note", params={"d": _b64(domain), "f": "message"})).json())
+
     def close(self) -> None:
         self.http.close()
 
@@ -136,7 +140,7 @@ class LiveBottleCrm:
     state_root: Path
     text_field: str = "name"      # virtual: first_name + last_name
     missing_id: str = "00000000-0000-4000-8000-000000000000"
-    abilities: frozenset[str] = frozenset({"delete", "equal_timestamps", "count_activities",
+    abilities: frozenset[str] = frozenset({"delete", "equal_timestamps", "count_activities", "activity_text",
                                            "auth_failure", "invalid_value",
                                            "raw_phone_formats"})
     max_phones: int = 1
@@ -227,6 +231,10 @@ class LiveBottleCrm:
         rows = self._sql("SELECT count(*) FROM interaction WHERE subject LIKE %s",
                          (f"%[syncd-session {session_id}]",))
         return int(rows[0][0])
+
+    def activity_text(self, session_id: str) -> str:
+        return repr(self._sql("SELECT subject, body, outcome, duration_seconds FROM interaction "
+                              "WHERE subject LIKE %s", (f"%[syncd-session {session_id}]",)))
 
     def close(self) -> None:
         self.http.close()

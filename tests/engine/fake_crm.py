@@ -37,11 +37,13 @@ class FakeCrm:
     Options: ClassVar[type[BaseModel]] = FakeOptions
 
     def __init__(self, *, read_batch: int = 50) -> None:
-        self.capabilities = Capabilities(calls_write=True, do_not_call=True, read_batch_size=read_batch,
-                                         write_batch_size=20, calls_batch_size=20,
-                                         contacts_delete=True)
+        self.capabilities = Capabilities(calls_write=True, calls_update=True, do_not_call=True,
+                                         read_batch_size=read_batch, write_batch_size=20,
+                                         calls_batch_size=20, contacts_delete=True)
         self.rows: dict[str, Row] = {}
         self.calls: dict[str, Call] = {}
+        self.call_sends: list[str] = []     # every session id log_calls was given
+        self.call_updates: list[str] = []   # session ids, once per update that changed something
         self.refuse: set[str] = set()
         self.writes = 0            # contact writes (create or update) the engine made
         self.deleted: list[str] = []   # ids delete_contacts removed
@@ -144,7 +146,21 @@ class FakeCrm:
         self.requests += 1
         out = []
         for c in calls:
+            self.call_sends.append(c.session_id)
             self.calls.setdefault(c.session_id, c)
+            out.append(WriteResult(c.session_id, True, id=f"act-{c.session_id}"))
+        return out
+
+    def update_calls(self, calls: list[Call], activity_ids: dict[str, str]) -> list[WriteResult]:
+        self.requests += 1
+        out = []
+        for c in calls:
+            if c.session_id not in self.calls or activity_ids.get(c.session_id) != f"act-{c.session_id}":
+                out.append(WriteResult(c.session_id, False, error="no such activity"))
+                continue
+            if self.calls[c.session_id] != c:
+                self.calls[c.session_id] = c
+                self.call_updates.append(c.session_id)
             out.append(WriteResult(c.session_id, True, id=f"act-{c.session_id}"))
         return out
 

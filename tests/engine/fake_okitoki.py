@@ -77,7 +77,8 @@ class FakeOkitoki:
         self.lists.setdefault(list_id, set()).difference_update(values)
         return len(values)
 
-    def call_log(self, date_from: datetime, date_to: datetime, per_page: int = 1000) -> Iterator[Call]:
+    def call_log(self, date_from: datetime, date_to: datetime, per_page: int = 1000, *,
+                 on_unreadable=None) -> Iterator[Call]:
         self.requests += 1
         return iter([c for c in self.calls if date_from <= c.started_at <= date_to])
 

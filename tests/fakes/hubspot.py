@@ -235,6 +235,8 @@ class FakeHubSpot:
             return Response(status_code=204)
         if route == ("POST", "/crm/v3/objects/calls"):
             return self._create_call(body)
+        if request.method == "PATCH" and path.startswith("/crm/v3/objects/calls/"):
+            return self._update_call(path.rsplit("/", 1)[1], body)
         return _error(404, "OBJECT_NOT_FOUND", f"Unknown endpoint {request.method} {path}")
 
     def _rate_limit(self, path: str) -> Response | None:
@@ -371,6 +373,22 @@ class FakeHubSpot:
                      searchable_at=time.monotonic() + self.index_delay, associations=assoc)
         self.calls[rec.id] = rec
         return JSONResponse(rec.view(None), status_code=201)
+
+    def _update_call(self, object_id: str, body: dict[str, Any]) -> Response:
+        """``PATCH /crm/v3/objects/calls/{id}``: only ``properties``; 404 for an unknown id."""
+        rec = self.calls.get(int(object_id)) if object_id.isdigit() else None
+        if rec is None:
+            return _error(404, "OBJECT_NOT_FOUND", f"Object not found.  objectId are usually "
+                          f"numeric. (id {object_id})")
+        props = body.get("properties", {}) if isinstance(body, dict) else {}
+        bad = self._invalid(props, self.call_properties)
+        if not bad and props.get("hs_call_status", "COMPLETED") not in CALL_STATUSES:
+            bad = f"{props['hs_call_status']} is not a valid hs_call_status"
+        if bad:
+            return _error(400, "VALIDATION_ERROR", "Property values were not valid: " + bad)
+        rec.properties.update(props)
+        rec.updated_ms = self.now_ms()
+        return JSONResponse(rec.view(None))
 
     def _token(self, body: str) -> Response:
         from urllib.parse import parse_qs

@@ -285,6 +285,39 @@ class KommoApp:
                 done.append({**answer, "request_id": rid})
             return JSONResponse({"_embedded": {"calls": done}, "errors": errors})
 
+    async def notes(self, request: Request) -> Response:
+        """``PATCH /api/v4/contacts/notes`` (edit notes): an array of ``{id, note_type, params}``;
+        the call notes ``POST /api/v4/calls`` made take new params. An id that is no note of
+        the contacts, or a wrong note_type, fails the request with ``validation-errors``."""
+        s = self.s
+        with s.lock:
+            denied = self._auth(request)
+            if denied:
+                return denied
+            body = json.loads(await request.body() or b"[]")
+            by_id = {c["answer"]["id"]: c for c in s.calls.values()}
+            bad, done = [], []
+            for i, item in enumerate(body if isinstance(body, list) else []):
+                rid = str(item.get("request_id", i))
+                call = by_id.get(item.get("id"))
+                want = None if call is None else ("call_in" if call["item"]["direction"] == "inbound" else "call_out")
+                if call is None or item.get("note_type") != want:
+                    bad.append({"request_id": rid, "errors": [{"code": "NotFound" if call is None else "InvalidType",
+                                                               "path": "id" if call is None else "note_type",
+                                                               "detail": "note not found" if call is None
+                                                               else f"note_type must be {want}"}]})
+                    continue
+                done.append((rid, call, item.get("params") or {}))
+            if bad or not isinstance(body, list):
+                return problem(400, "Bad Request", "Request validation failed", **{"validation-errors": bad})
+            out = []
+            for rid, call, params in done:
+                call["item"].update(params)
+                call["edits"] = call.get("edits", 0) + 1
+                out.append({"id": call["answer"]["id"], "entity_id": call["answer"]["entity_id"],
+                            "request_id": rid})
+            return JSONResponse({"_embedded": {"notes": out}})
+
     async def oauth(self, request: Request) -> Response:
         s = self.s
         body = json.loads(await request.body() or b"{}")
@@ -316,7 +349,8 @@ def build_app(state: KommoState) -> Starlette:
     return Starlette(routes=[
         Route("/api/v4/account", app.account), Route("/oauth2/access_token", app.oauth, methods=["POST"]),
         Route("/api/v4/contacts", app.contacts, methods=["GET", "POST", "PATCH"]),
-        Route("/api/v4/calls", app.calls, methods=["POST"])])
+        Route("/api/v4/calls", app.calls, methods=["POST"]),
+        Route("/api/v4/contacts/notes", app.notes, methods=["PATCH"])])
 
 
 @contextmanager

@@ -76,6 +76,21 @@ def test_unreadable_call_log_entries_are_logged_and_skipped_not_fatal(scripted) 
     assert skipped["record_id"] == "902"
 
 
+def test_unreadable_call_log_entries_go_to_the_handler_with_id_reason_and_entry(scripted) -> None:
+    scripted.default = Answer(200, {"calls": [
+        {**RAW, "session_id": 904, "call_type": "?"}, {**RAW, "session_id": 905, "stime": "soon"},
+        {**RAW, "session_id": 906, "call_type": "I"}], "page": 1, "pages": 1})
+    now = datetime.now(UTC)
+    bad: list = []
+    with structlog.testing.capture_logs() as logs:
+        calls = list(make_client(scripted.url).call_log(now - timedelta(hours=1), now,
+                                                        on_unreadable=lambda *u: bad.append(u)))
+    assert [c.session_id for c in calls] == ["906"]
+    assert [(sid, raw["session_id"]) for sid, _, raw in bad] == [("904", 904), ("905", 905)]
+    assert all(reason for _, reason, _ in bad)
+    assert not [e for e in logs if e["event"] == "okitoki.record_skipped"]
+
+
 def test_call_log_windows_round_outwards_to_whole_seconds(scripted) -> None:
     scripted.default = Answer(200, {"calls": [], "page": 1, "pages": 1})
     start = datetime(2024, 1, 15, 10, 0, 0, 700000, tzinfo=UTC)
