@@ -34,7 +34,8 @@ from .callrecord import (CRM_CAUGHT_UP, call_from_payload, call_payload, fingerp
 from .context import Context
 
 __all__ = ["pull_calls", "record_calls", "call_window", "STREAM", "SWEEP", "CRM_CAUGHT_UP",
-           "call_payload", "call_from_payload", "fingerprint", "SHORT_OVERLAP", "SWEEP_EVERY"]
+           "call_payload", "call_from_payload", "fingerprint", "SHORT_OVERLAP", "SWEEP_EVERY",
+           "HintFetches"]
 
 CALL, CURSOR = CallRow.__table__, CursorRow.__table__
 log = structlog.get_logger()
@@ -61,7 +62,8 @@ def _learned(cur: cursors.StreamCursor) -> timedelta | None:
     return timedelta(seconds=int(cur.last_id)) if (cur.last_id or "").isdigit() else None
 
 
-def pull_calls(ctx: Context, *, hinted: bool = False, sessions: Sequence[str] = ()) -> Counter:
+def pull_calls(ctx: Context, *, hinted: bool = False, sessions: Sequence[str] = (),
+               hint_fetches: HintFetches | None = None) -> Counter:
     """Read the settled part of the call log; queue new calls, updates of changed calls, and
     statuses. Every ``SWEEP_EVERY`` the read reaches back for long calls (see the module doc).
 
@@ -133,23 +135,48 @@ def pull_calls(ctx: Context, *, hinted: bool = False, sessions: Sequence[str] = 
             flush(False)
             batch = []
         hinted_left.discard(call.session_id)
-    fetched = _hinted_calls(ctx, hinted_left, unreadable, counts)
+    fetched = _hinted_calls(ctx, hinted_left, unreadable, counts, hint_fetches)
     longest = max([longest] + [c.duration_s for c in fetched])
     batch += fetched
     flush(True)
     return counts
 
 
-def _hinted_calls(ctx: Context, sessions: set[str], unreadable: list, counts: Counter) -> list[Call]:
-    """Hinted calls the window did not hold and the state database does not know, by id."""
+class HintFetches:
+    """How many billed by-id look-ups webhook hints may cause: at most ``per_pull`` per pull
+    and ``per_hour`` in any hour. Whoever learns the webhook token can send hints naming calls
+    that do not exist; past these limits a hinted call simply waits for the walk."""
+
+    def __init__(self, per_pull: int = 10, per_hour: int = 120) -> None:
+        self.per_pull, self.per_hour = per_pull, per_hour
+        self._spent: list[datetime] = []
+
+    def allow(self, wanted: int, now: datetime) -> int:
+        self._spent = [t for t in self._spent if now - t < timedelta(hours=1)]
+        n = max(0, min(wanted, self.per_pull, self.per_hour - len(self._spent)))
+        self._spent += [now] * n
+        return n
+
+
+def _hinted_calls(ctx: Context, sessions: set[str], unreadable: list, counts: Counter,
+                  limit: HintFetches | None = None) -> list[Call]:
+    """Hinted calls the window did not hold and the state database does not know, by id
+    (at most what ``limit`` allows; the rest wait for the walk)."""
     fetch = getattr(ctx.okitoki, "call", None)
     if not sessions or fetch is None:
         return []
     with ctx.store.begin() as conn:
         known = {r[0] for r in conn.execute(select(CALL.c.session_id).where(
             CALL.c.session_id.in_(sorted(sessions))))}
+    wanted = sorted(sessions - known)
+    allowed = limit.allow(len(wanted), ctx.now()) if limit is not None else len(wanted)
+    if allowed < len(wanted):
+        counts["hints_not_fetched"] += len(wanted) - allowed
+        log.warning("call_hints_capped", hinted=len(wanted), fetched=allowed,
+                    hint="more hinted calls than the by-id look-up limit: the rest arrive with the "
+                         "call-log walk (a flood of hints naming unknown calls would spend the budget)")
     found: list[Call] = []
-    for sid in sorted(sessions - known):
+    for sid in wanted[:allowed]:
         try:
             call = fetch(sid)
         except InvalidRecord as exc:

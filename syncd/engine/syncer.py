@@ -18,7 +18,7 @@ from ..redact import redact
 from ..store import Store, acquire_lease, record_run
 from ..store.tables import ApiCall, Run
 from . import capture, cursors, guard
-from .calls import CRM_CAUGHT_UP, pull_calls
+from .calls import CRM_CAUGHT_UP, HintFetches, pull_calls
 from .context import OUTBOX, Context
 from .ingest import record_contacts
 from .push import push as drain
@@ -80,6 +80,7 @@ class Syncer:
         self._untracked_at: datetime | None = None   # when rows without a change time were counted
         self._hinted: set[str] = set()     # session ids of hinted calls, for the next pull
         self._hinted_lock = threading.Lock()
+        self._hint_fetches = HintFetches()   # billed by-id look-ups hints may cause
         self._lease_ttl = max(timedelta(seconds=90), 3 * max(ctx.config.crm.poll_interval,
                                                              ctx.config.okitoki.poll_interval))
 
@@ -230,7 +231,8 @@ class Syncer:
             self._hint.clear()
             with self._hinted_lock:
                 sessions, self._hinted = sorted(self._hinted), set()
-            rep.counts = dict(pull_calls(self.ctx, hinted=hinted, sessions=sessions))
+            rep.counts = dict(pull_calls(self.ctx, hinted=hinted, sessions=sessions,
+                                         hint_fetches=self._hint_fetches))
         return rep
 
     def push(self, stop: threading.Event | None = None) -> RunReport:

@@ -310,3 +310,21 @@ def test_the_window_is_the_longest_of_the_setting_the_old_overlap_and_what_was_l
     assert window(overlap="10m", max_call_duration="2h") == timedelta(hours=2)
     assert window(timedelta(hours=9)) == timedelta(hours=9)
     assert window(timedelta(days=3)) == timedelta(days=1)         # capped: verify finds longer
+
+
+def test_a_flood_of_hints_naming_unknown_calls_cannot_spend_the_budget(walk):
+    """Whoever learns the webhook token can name calls that do not exist: the by-id look-ups
+    they cause are capped per pull and per hour; the walk still reads every real call."""
+    syncer, sb, crm, clock = walk()
+    crm.add(("0671110013",), name="Flooded", status="new")
+    syncer.cycle()
+    real = _call(sb, "380671110013", 60)
+    sb.clear_requests()
+    for round_ in range(20):
+        for n in range(300):
+            syncer.hint_call(str(9_000_000 + round_ * 1000 + n))
+        clock.advance(30)
+        syncer.cycle()
+    by_id = sb.requests()["by_operation"].get("calls/data", 0)
+    assert 10 <= by_id <= 120, f"{by_id} billed look-ups for hints naming calls that do not exist"
+    assert crm.call_sends == [real]
