@@ -91,6 +91,8 @@ class OkitokiConfig(_Strict):
     timeout: Duration = timedelta(seconds=15)
     webhook_token: str | None = None        # shared token Oki-Toki's event webhooks must carry
     webhook_token_file: str | None = None
+    # Call hints from webhooks that reach the daemon per minute (the rest wait for the walk).
+    webhook_hints_per_minute: int = Field(30, ge=1, le=10_000)
     endpoints: dict[str, str] = Field(default_factory=dict)  # operation → path override
     # What one API request costs (in the account's currency), for `syncd journal --by`.
     price_per_request: float | None = Field(None, ge=0, allow_inf_nan=False)

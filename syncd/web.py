@@ -7,11 +7,12 @@
   requests by system (``syncd_api_requests_total`` from :meth:`Metrics.observe_api`, a
   journal hook for :class:`syncd.http.RemoteSystem`), and ``syncd_drift_records{kind}``
   from the last ``syncd verify`` report in the state database.
-* ``/events/okitoki`` → the receiver for Oki-Toki event webhooks. Accepts GET query
-  parameters, form POST and JSON bodies; the shared ``okitoki.webhook_token`` must come as
-  ``token`` (parameter or body field) or an ``Authorization: Bearer`` header, else 401.
-  A call event (``event`` starting with ``call``, or any event with a ``session_id``) only
-  *hints* the daemon to fetch that call through the API now; nothing in it is trusted.
+* ``/events/okitoki`` → the receiver for Oki-Toki event webhooks (:mod:`syncd.webhooks`:
+  bounded bodies, limits, never a 5xx). Accepts GET query parameters, form POST and JSON
+  bodies; the shared ``okitoki.webhook_token`` must come as ``token`` (parameter or body
+  field) or an ``Authorization: Bearer`` header, else 401. A call event (``event`` empty or
+  starting with ``call``, with a ``session_id``) only *hints* the daemon to fetch that call
+  through the API now; nothing in it is trusted.
   Parameter template to paste into Oki-Toki's event integration:
   ``event=call_finished&session_id={session_id}&phone={ani}&token=<webhook_token>``.
 
@@ -20,12 +21,9 @@ Served by uvicorn in a background thread; no signal handlers of its own.
 
 from __future__ import annotations
 
-import hmac
-import json
 import threading
 import time
 from typing import Any
-from urllib.parse import parse_qsl
 
 import structlog
 import uvicorn
@@ -41,6 +39,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from .webhooks import EventReceiver
 
 __all__ = ["Metrics", "build_app", "WebServer"]
 
@@ -171,23 +171,6 @@ def _operations_today(store: Any) -> dict[tuple[str, str, str], int]:
     return {(s, o, str(st) if st is not None else "none"): n for s, o, st, n in rows}
 
 
-async def _params(request: Request) -> dict[str, Any]:
-    params: dict[str, Any] = dict(request.query_params)
-    if request.method == "POST":
-        body = await request.body()
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype == "application/json" or (not ctype and body.strip().startswith(b"{")):
-            data = json.loads(body or b"{}")
-            if isinstance(data, dict) and isinstance(data.get("json_request"), str):
-                data = {**data, **json.loads(data["json_request"])}
-            if not isinstance(data, dict):
-                raise ValueError("the JSON body is not an object")
-            params.update(data)
-        elif body:
-            params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-    return params
-
-
 def build_app(daemon: Any, metrics: Metrics) -> Starlette:
     """The ASGI app; ``daemon`` provides progress, clock, health_window(), hint_call(), config."""
     expected = daemon.config.okitoki.webhook_token
@@ -207,38 +190,13 @@ def build_app(daemon: Any, metrics: Metrics) -> Starlette:
     async def metrics_endpoint(_request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    async def events(request: Request) -> JSONResponse:
-        if not expected:
-            return JSONResponse({"error": "the event receiver is off: set okitoki.webhook_token"},
-                                status_code=404)
-        try:
-            params = await _params(request)
-        except (ValueError, UnicodeDecodeError):
-            metrics.events.labels(result="malformed").inc()
-            return JSONResponse({"error": "malformed body"}, status_code=400)
-        auth = request.headers.get("authorization", "")
-        given = str(params.get("token") or auth.removeprefix("Bearer ").strip() or "")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            metrics.events.labels(result="unauthorized").inc()
-            log.warning("webhook_unauthorized", client=request.client.host if request.client else None)
-            return JSONResponse({"error": "wrong or missing token"}, status_code=401)
-        event = str(params.get("event") or "")
-        session_id = str(params.get("session_id") or "").strip()
-        if not session_id:
-            metrics.events.labels(result="ignored").inc()
-            return JSONResponse({"accepted": False, "reason": "no session_id"}, status_code=202)
-        if not session_id.isdigit():
-            metrics.events.labels(result="malformed").inc()
-            return JSONResponse({"error": "session_id must be an integer"}, status_code=400)
-        metrics.events.labels(result="hint").inc()
-        log.info("webhook_call_event", oki_event=event or None, session_id=session_id)
-        daemon.hint_call(session_id)
-        return JSONResponse({"accepted": True, "session_id": session_id}, status_code=202)
+    events = EventReceiver(expected, daemon.hint_call, metrics,
+                           hints_per_minute=daemon.config.okitoki.webhook_hints_per_minute)
 
     return Starlette(routes=[
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
-        Route("/events/okitoki", events, methods=["GET", "POST"]),
+        Route("/events/okitoki", events.handle, methods=["GET", "POST"]),
     ])
 
 
