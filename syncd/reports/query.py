@@ -56,13 +56,15 @@ def _bucket(store: Store, column: Any, unit: str) -> Any:
     return func.strftime("%Y-%m-%d" if unit == "day" else "%Y-%m-%dT%H", column)
 
 
+def _between(column: Any, f: Filters) -> list[Any]:
+    """``column`` in [since, until) of the filters."""
+    return ([column >= f.since] if f.since is not None else []) + \
+        ([column < f.until] if f.until is not None else [])
+
+
 def _journal_where(f: Filters) -> list[Any]:
     c = API.c
-    conds: list[Any] = []
-    if f.since is not None:
-        conds.append(c.at >= f.since)
-    if f.until is not None:
-        conds.append(c.at < f.until)
+    conds: list[Any] = _between(c.at, f)
     if f.system:
         conds.append(c.system == f.system)
     if f.operation:
@@ -134,11 +136,7 @@ def _run_state() -> Any:
 
 def _history_where(f: Filters) -> list[Any]:
     c = RUN.c
-    conds: list[Any] = []
-    if f.since is not None:
-        conds.append(c.started_at >= f.since)
-    if f.until is not None:
-        conds.append(c.started_at < f.until)
+    conds: list[Any] = _between(c.started_at, f)
     if f.job:
         conds.append(c.job == f.job)
     if f.state:
