@@ -377,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "(table, csv, xlsx, html, json)"), "journal")
     report_arguments(add("history", cmd_ops, "job runs (the event log): filter, group, export"),
                      "history")
+    p = add("merge-candidates", cmd_ops, "records whose number matched several contacts: list, "
+            "link one to its contact, or dismiss (a person of its own)")
+    p.add_argument("action", nargs="?", choices=["list", "link", "dismiss"], default="list")
+    p.add_argument("id", nargs="?", type=int, help="merge candidate id (link/dismiss)")
+    p.add_argument("--to", type=int, metavar="LINK", help="link: the candidate link it belongs to")
+    p.add_argument("--json", action="store_true", help="machine-readable output (list)")
     p = add("holds", cmd_ops, "floods the guard held: list, release or drop them")
     p.add_argument("action", nargs="?", choices=["list", "release", "drop"], default="list")
     p.add_argument("id", nargs="?", type=int, help="hold id (release/drop)")

@@ -23,6 +23,8 @@ def run(args: argparse.Namespace, config: Config, store: Any) -> int:
         return _trace(args, config, store)
     if args.command == "holds":
         return _holds(args, store)
+    if args.command == "merge-candidates":
+        return _candidates(args, store)
     return _resolve(args, config, store)
 
 
@@ -82,4 +84,31 @@ def _resolve(args: argparse.Namespace, config: Config, store: Any) -> int:
     sides = " and ".join(done["writes"]) or "neither side (both hold it already)"
     _out(f"conflict {done['conflict']}: {done['field']} = {done['value']!r}; written to {sides} "
          f"by the next push")
+    return 0
+
+
+def _candidates(args: argparse.Namespace, store: Any) -> int:
+    from .engine.candidates import CandidateNotFound, dismiss_candidate, link_candidate, list_candidates
+
+    if args.action == "list":
+        rows = list_candidates(store)
+        if not rows and not args.json:
+            _out("no merge candidates")
+        else:
+            _emit(rows, args.json)
+        return 0
+    if args.id is None or (args.action == "link" and args.to is None):
+        _err(f"syncd merge-candidates {args.action}: usage: link ID --to LINK | dismiss ID")
+        return 2
+    try:
+        if args.action == "link":
+            done = link_candidate(store, args.id, args.to, now=datetime.now(UTC))
+            _out(f"{done['record']} joined link {done['link']}; the next push merges the pair")
+        else:
+            done = dismiss_candidate(store, args.id, now=datetime.now(UTC))
+            _out(f"{done['record']} is a contact of its own now (link {done['link']}); the next push "
+                 f"syncs it")
+    except (CandidateNotFound, ValueError) as exc:
+        _err(f"syncd merge-candidates {args.action}: {exc}")
+        return 1
     return 0

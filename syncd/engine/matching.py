@@ -78,7 +78,8 @@ def match_records(conn: Connection, side: Side, records: list[Observed], *,
             claimed.add(free[0])
             attach.append((rec.id, free[0]))
         else:
-            others = [str(c) for c in sorted(cands)] + sorted(same_page)
+            # candidates: link ids, and "side:id" of records of this page not linked yet
+            others = [str(c) for c in sorted(cands)] + sorted(f"{side}:{r}" for r in same_page)
             to_create.append((rec, HOLD_MERGE, others))
         for p in rec.values.get(PHONES) or ():
             batch_phone.setdefault(p, rec.id)

@@ -43,3 +43,11 @@ def test_holds_commands(tmp_path, capsys):
     assert main(["holds", "release", "-c", cfg]) == 2
     assert main(["holds", "drop", "5", "-c", cfg]) == 1
     assert "no hold with id 5" in capsys.readouterr().err
+
+
+def test_merge_candidates_commands(tmp_path, capsys):
+    cfg = _cfg(tmp_path)
+    assert main(["merge-candidates", "-c", cfg]) == 0 and "no merge candidates" in capsys.readouterr().out
+    assert main(["merge-candidates", "link", "3", "-c", cfg]) == 2
+    assert main(["merge-candidates", "dismiss", "3", "-c", cfg]) == 1
+    assert "no merge candidate with id 3" in capsys.readouterr().err
