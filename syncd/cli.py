@@ -106,9 +106,13 @@ def cmd_once(args: argparse.Namespace) -> int:
     check_schema(config.daemon.state_url)
     kwargs = {"dry_run": True} if args.dry_run else {}
     syncer = _engine("build_syncer")(config, **kwargs)
+    from .progress import CycleProgress
+
     try:
         if hasattr(syncer, "cycle"):
-            cycle = syncer.cycle(dry_run=args.dry_run)
+            with CycleProgress(syncer.store) if hasattr(syncer, "store") and not args.json \
+                    else contextlib.nullcontext():
+                cycle = syncer.cycle(dry_run=args.dry_run)
             reports, changes = list(cycle.runs), list(getattr(cycle, "changes", []))
         else:
             reports, changes = _run_jobs(syncer), []
