@@ -156,6 +156,8 @@ class CallsConfig(_Strict):
 class DoNotCallConfig(_Strict):
     crm_field: str | None = None
     list_id: int | None = None
+    # after each answered call, ask the blacklist about the number (an agent may have listed it)
+    check_after_calls: bool = True
 
 
 def _interval_or_off(value: Any) -> timedelta | None:

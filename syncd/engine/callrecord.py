@@ -23,6 +23,7 @@ from ..phones import normalize
 from ..store.outbox import enqueue, insert_ignore
 from ..store.tables import CallRow, CursorRow, TaskRow
 from .context import LINK, OUTBOX, PHONE, Context, jsonable
+from .dncback import check_ops
 from .ingest import quarantine
 from .outbox import Lane, payload_key
 
@@ -175,6 +176,7 @@ def _record_new(ctx: Context, conn: Any, calls: list[Call],
         ops.append({"lane": int(Lane.CALLS), "target": "crm", "operation": "log_call", "link_id": lid,
                     "payload": {"call": call_payload(call), "phone": phone}, "idem_key": f"call:{sid}"})
         ops += _status_op(ctx, call, lid, phone, f"status:{sid}")
+        ops += check_ops(ctx, call, lid, phone)   # an agent may have blacklisted the number
         counts["queued_calls"] += 1
     insert_ignore(conn, CALL, rows, ["session_id"])
     enqueue(conn, ops, now=now)

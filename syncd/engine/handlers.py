@@ -20,6 +20,7 @@ from ..model import ContactWrite, TaskSpec
 from ..store.tables import TaskRow
 from .context import BASE, LINK, OUTBOX, Context, chunks
 from .deletes import crm_deletes
+from .dncback import dnc_checks
 from .effects import Seen, TaskSettled
 from .mapping import PHONES
 from .push import Done, Later
@@ -351,6 +352,7 @@ HANDLERS = {
     ("okitoki", "remove_task"): remove_tasks,
     ("okitoki", "dnc_add"): dnc,
     ("okitoki", "dnc_remove"): dnc,
+    ("okitoki", "dnc_check"): dnc_checks,
     ("crm", "log_call"): log_calls,
     ("crm", "update_call"): update_calls,
     ("crm", "status"): statuses,

@@ -269,7 +269,9 @@ class SandboxState:
     def list_check(self, company: Company, list_id: int, value: str) -> bool:
         with self.lock:
             self._own(self.lists, list_id, company, "list")
-            return value in self._list_sets[list_id]
+            # numbers compare as the dialer compares them: "+380..." and "380..." are one number
+            key = phone_key(value)
+            return value in self._list_sets[list_id] or any(phone_key(v) == key for v in self._list_sets[list_id])
 
     def list_remove(self, company: Company, list_id: int, values: list[str]) -> int:
         with self.lock:
