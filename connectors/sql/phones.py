@@ -9,27 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from typing import Any
+
 import phonenumbers
+
+from syncd.phones import normalize_or_none
 
 __all__ = ["e164", "distinct_phones", "like_pattern", "region_of"]
 
 
-def e164(value: str | None, region: str | None = None) -> str | None:
-    """``value`` in E.164, or None when it is empty or not a phone number."""
+def e164(value: Any, region: str | None = None) -> str | None:
+    """``value`` in E.164, or None when it is empty or not a valid number. The engine's own
+    normalisation (:func:`syncd.phones.normalize_or_none`), so that this connector and the
+    engine always match the same contacts; without ``region`` only numbers written with their
+    country code are read."""
     if value is None:
         return None
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        parsed = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        if not text.startswith("+"):
-            return e164("+" + text) if region is None else None
-        return None
-    if not phonenumbers.is_possible_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return normalize_or_none(str(value).strip(), region or "ZZ")
 
 
 def region_of(e164_number: str) -> str | None:
