@@ -41,6 +41,7 @@ from .profile import (
     parse_date,
     read_answer,
     read_record,
+    require,
     wire_params,
 )
 from .records import (
@@ -193,18 +194,20 @@ class OkitokiClient:
         """A date variable of ``operation`` as the profile writes it."""
         return format_date(moment, self.profile.request_format(operation), self.zone)
 
-    def _record(self, operation: str, raw: dict[str, Any]) -> dict[str, Any]:
+    def _record(self, operation: str, raw: dict[str, Any], *, strict: bool = True) -> dict[str, Any]:
         """One answer record in syncd's names, its dates read by the profile's format (and,
-        tolerantly, any other form Oki-Toki may use). MissingRecordField for a required one."""
-        record = read_record(self.endpoints[operation], raw)
+        tolerantly, any other form Oki-Toki may use). MissingRecordField for a required one
+        (``strict``)."""
+        record = read_record(self.endpoints[operation], raw, strict=strict)
         fmt = self.profile.answer_format(operation)
-        for name in DATE_FIELDS.get(operation, ()):
+        for name in DATE_FIELDS.get(operation, ()) if fmt != "unix" else ():
             value = record.get(name)
             if value not in (None, ""):
                 try:
-                    record[name] = parse_date(value, fmt, self.zone).timestamp()
+                    stamp = parse_date(value, fmt, self.zone).timestamp()
                 except (ValueError, TypeError):
-                    pass   # parse_remote_time below still reads unix, Oki-Toki and ISO forms
+                    continue   # parse_remote_time still reads unix, Oki-Toki and ISO forms
+                record[name] = int(stamp) if stamp.is_integer() else stamp
         return record
 
     def _count(self, body: Any, operation: str, key: str) -> int:
@@ -235,7 +238,10 @@ class OkitokiClient:
                 pages = int(get_pages(endpoint, body) or page)
             except (TypeError, ValueError):
                 pages = page
-            return [item for item in items if isinstance(item, dict)], pages
+            # syncd's names from here on (the walk compares ids and stamps); required fields
+            # are checked per record by the caller, so one bad record does not stop the walk
+            return [self._record(operation, item, strict=False) for item in items
+                    if isinstance(item, dict)], pages
 
         return fetch
 
@@ -342,11 +348,12 @@ class OkitokiClient:
         """
         variables = {"updated_to": self._date("export_contacts", _ceil_second(updated_to)) if updated_to else None}
         fetch = self._fetcher("export_contacts", variables, "contacts", per_page, "updated_from")
-        walk = walk_by_time(fetch, updated_from, lambda raw: parse_remote_time(
-            self._record("export_contacts", raw).get("updated_at"), self.zone), operation="export_contacts")
+        walk = walk_by_time(fetch, updated_from, lambda raw: parse_remote_time(raw.get("updated_at"), self.zone),
+                            operation="export_contacts")
+        endpoint = self.endpoints["export_contacts"]
         for raw in walk:
             try:
-                yield contact_from_raw(self._record("export_contacts", raw), self.zone)
+                yield contact_from_raw(require(endpoint, raw), self.zone)
             except (KeyError, ValueError, TypeError, AttributeError, InvalidRecord) as exc:
                 rid = str(raw.get("id")) if isinstance(raw, dict) and raw.get("id") is not None else None
                 reason = (f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else
@@ -373,7 +380,7 @@ class OkitokiClient:
         # Calls only ever arrive (an insert can repeat a row, never hide one): offsets are safe.
         for raw in walk_by_offset(fetch, date_from):
             try:
-                yield call_from_raw(self._record("call_log", raw), self.zone)
+                yield call_from_raw(require(self.endpoints["call_log"], raw), self.zone)
             except InvalidRecord as exc:
                 if on_unreadable is not None:
                     on_unreadable(exc.record_id, exc.reason, raw)

@@ -32,7 +32,7 @@ from .endpoints import PROFILE_FILE, Endpoint, endpoint_from_table, validate_ove
 __all__ = [
     "Profile", "MissingField", "MissingRecordField", "load_profile", "profile_problems",
     "shipped_data", "merge", "validate", "get_path", "wire_params", "read_answer",
-    "read_record", "format_date", "parse_date", "REQUIRED_ANSWER", "REQUIRED_RECORD",
+    "read_record", "require", "format_date", "parse_date", "REQUIRED_ANSWER", "REQUIRED_RECORD",
     "DATE_PARAMS", "DATE_FIELDS",
 ]
 
@@ -289,14 +289,20 @@ def read_answer(endpoint: Endpoint, body: Any, field: str, *, section: str = "re
     return value
 
 
-def read_record(endpoint: Endpoint, raw: Mapping[str, Any]) -> dict[str, Any]:
+def read_record(endpoint: Endpoint, raw: Mapping[str, Any], *, strict: bool = True) -> dict[str, Any]:
     """One record in syncd's names: mapped fields renamed, unknown fields kept as they are.
-    MissingRecordField for a required field that is absent."""
+    MissingRecordField for a required field that is absent (``strict``; see :func:`require`)."""
     out = {k: v for k, v in raw.items() if k not in {w.split(".")[0] for w in endpoint.record.values()}}
     for field, wire in endpoint.record.items():
         value = get_path(raw, wire, _MISSING)
         if value is not _MISSING:
             out[field] = value
+    return require(endpoint, out) if strict else out
+
+
+def require(endpoint: Endpoint, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` (syncd's names) if it has every required field, else MissingRecordField."""
+    out = record
     for field in REQUIRED_RECORD.get(endpoint.operation, ()):
         if out.get(field) in (None, ""):
             wire = endpoint.record.get(field, field)
