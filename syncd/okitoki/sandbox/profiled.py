@@ -68,6 +68,7 @@ def _wrap(profile: Profile, op: str, handler: Handler) -> Handler:
                                               if k in ("page", "per_page")}})
     task_names = _reverse(profile.operations["create_task"].params)
     outbound = {name: wire for wire, name in inbound.items()}
+    renamed = {name for wire, name in inbound.items() if wire != name}
     request_fmt, answer_fmt = profile.request_format(op), profile.answer_format(op)
 
     def local_date(value: Any, wire: str, company: "Company") -> str:
@@ -78,7 +79,9 @@ def _wrap(profile: Profile, op: str, handler: Handler) -> Handler:
         return dates.format_local(int(moment.timestamp()), company.timezone)  # type: ignore[return-value]
 
     def served(sb: "Sandbox", params: dict[str, Any], user: "User", company: "Company") -> dict[str, Any]:
-        shipped = {inbound.get(k, k): v for k, v in params.items()}
+        # a variable under a name this profile renamed is unknown here, so ignored (as a
+        # real server ignores variables it does not know)
+        shipped = {inbound.get(k, k): v for k, v in params.items() if k in inbound or k not in renamed}
         for name in DATE_PARAMS.get(op, ()):
             if shipped.get(name) not in (None, ""):
                 shipped[name] = local_date(shipped[name], endpoint.params.get(name, name), company)
