@@ -29,6 +29,7 @@ from ..model import Call, Contact, ContactWrite, TaskSpec, Unreadable
 from ..redact import register_secret
 from .dates import parse_remote_time
 from .endpoints import Endpoint, Form
+from .variables import json_ids, plain
 from .paging import Fetch, walk_by_offset, walk_by_time
 from .parse import HINTS, body_of, make_check
 from .profile import (
@@ -66,39 +67,8 @@ log = structlog.get_logger("syncd.okitoki")
 Unreadable = Callable[[str | None, str, dict[str, Any]], None]
 
 
-def _plain(value: Any) -> Any:
-    """One variable in the ordinary (non-json_request) form."""
-    if isinstance(value, bool):
-        return 1 if value else 0
-    if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        if any(isinstance(v, (dict, list)) for v in value):
-            return json.dumps(list(value), ensure_ascii=False)
-        return ",".join(str(v) for v in value)
-    return value
-
-
-_ID_VARIABLES = ("dialer_id", "contact_id", "list_id", "task_id", "session_id", "user_id")
-
-
-def _json_ids(variables: dict[str, Any]) -> dict[str, Any]:
-    """Ids are strings inside syncd; Oki-Toki's are integers, so JSON carries them as numbers."""
-    out = dict(variables)
-    for key in _ID_VARIABLES:
-        value = out.get(key)
-        if isinstance(value, str) and value.isdigit():
-            out[key] = int(value)
-    return out
-
-
 def _ceil_second(moment: datetime) -> datetime:
     return moment if not moment.microsecond else moment + timedelta(microseconds=10**6 - moment.microsecond)
-
-
-def get_pages(endpoint: Endpoint, body: Any) -> Any:
-    """The answer's page count (optional: without it the walk stops at an empty page)."""
-    return get_path(body, endpoint.paging.get("pages", "pages"))
 
 
 class OkitokiClient:
@@ -170,13 +140,13 @@ class OkitokiClient:
         endpoint = self.endpoints[operation]
         if idempotent is None:
             idempotent = endpoint.idempotent
-        variables = wire_params(endpoint, {k: v for k, v in variables.items() if v is not None})
+        variables = {k: v for k, v in variables.items() if v is not None}
         form = endpoint.form or self.form
-        if form == "json_request":
-            payload = {"json_request": json.dumps({**_json_ids(variables), "api_token": self._token},
-                                                  ensure_ascii=False, default=str)}
+        if form == "json_request":   # ids become numbers by syncd's names, then names are the profile's
+            payload = {"json_request": json.dumps({**wire_params(endpoint, json_ids(variables)),
+                                                   "api_token": self._token}, ensure_ascii=False, default=str)}
         else:
-            payload = {k: _plain(v) for k, v in variables.items()}
+            payload = {k: plain(v) for k, v in wire_params(endpoint, variables).items()}
             payload["api_token"] = self._token
         where = {"params": payload} if endpoint.method == "GET" else {"data": payload}
         log.debug("okitoki.request", operation=operation, method=endpoint.method,
@@ -235,7 +205,7 @@ class OkitokiClient:
                                      "is not a list", system=self.remote.system,
                                      operation=operation, status=200)
             try:
-                pages = int(get_pages(endpoint, body) or page)
+                pages = int(get_path(body, endpoint.paging["pages"]) or page)
             except (TypeError, ValueError):
                 pages = page
             # syncd's names from here on (the walk compares ids and stamps); required fields

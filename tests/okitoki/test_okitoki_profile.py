@@ -192,3 +192,13 @@ def test_unknown_answer_fields_are_kept_and_a_missing_required_one_names_its_key
     assert caught.value.key == "operations.list_check.response.exists"
     assert "list_check" in str(caught.value) and '"present"' in str(caught.value)
     assert isinstance(MissingRecordField("call_log", "stime", "s", "k"), Exception)
+
+
+def test_the_json_request_form_carries_the_renamed_names_too(renamed_sandbox) -> None:
+    renamed_sandbox.reset()
+    client = make_client(renamed_sandbox.url, token=TOKEN, form="json_request")
+    client = type(client)(client.remote, timezone="Europe/Kyiv", form="json_request",
+                          profile=load_profile(RENAMED))
+    task_id = client.create_task(TaskSpec(dialer_id="101", phones=("380501112266",)))
+    assert client.remove_task("101", task_id=task_id) == 1
+    assert client.list_add("7", ["380509998866"]) == 1 and client.list_check("7", "380509998866")
