@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
@@ -111,15 +111,10 @@ def validate_overrides(overrides: Mapping[str, object]) -> list[str]:
 
 
 def resolve_endpoints(overrides: Mapping[str, str] | None = None) -> dict[str, Endpoint]:
-    """The endpoint table with ``overrides`` (operation → path) applied.
+    """The shipped profile's operations with ``overrides`` (operation → path) applied.
 
     Raises ``ConfigError`` listing every problem (unknown operations name the valid ones).
     """
-    overrides = dict(overrides or {})
-    problems = validate_overrides(overrides)
-    if problems:
-        raise ConfigError(problems)
-    table = dict(ENDPOINTS)
-    for op, path in overrides.items():
-        table[op] = replace(table[op], path=path)
-    return table
+    from .profile import load_profile   # the profile module builds on this one
+
+    return dict(load_profile(None, overrides).operations)

@@ -162,3 +162,19 @@ def test_replay_of_an_empty_directory_is_a_config_problem(tmp_path, capsys) -> N
     from syncd.okitoki.sandbox.cli import main as sandbox_main
     assert sandbox_main(["--replay", str(tmp_path), "--port", "0"]) == 78
     assert "holds no recorded exchanges" in capsys.readouterr().err
+
+
+def test_the_probe_stays_within_what_is_left_of_todays_budget(tmp_path, capsys) -> None:
+    with _sandbox(tmp_path, None) as sb:
+        sb.add_call(phone="380501112233", direction="in", outcome="answered", duration=5)
+        config = demo_config(tmp_path, sb.url, TOKEN)
+        config["okitoki"]["daily_request_budget"] = 3
+        path = tmp_path / "config.toml"
+        path.write_text(to_toml(config), encoding="utf-8")
+        path.chmod(0o600)
+        assert main(["migrate", "-c", str(path)]) == 0
+        code, report = _probe(capsys, path)
+        assert report["planned"] == report["requests"] == 3 == sb.requests()["total"]
+        assert "over the request cap (3)" in report["skipped"]["list_check"]
+        _, again = _probe(capsys, path)        # the shared budget is spent for today
+        assert again["planned"] == 0 and sb.requests()["total"] == 3
