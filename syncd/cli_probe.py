@@ -140,7 +140,7 @@ def render_table(report: dict[str, Any]) -> list[str]:
     fixes = [(s["operation"], f) for s in report["steps"] for f in s["findings"] if f["severity"] != "info"]
     if fixes:
         lines.append("")
-        lines.append(f"to change in your profile file ([okitoki] profile = \"...\"):")
+        lines.append('to change in your profile file ([okitoki] profile = "..."):')
         for op, f in fixes:
             lines.append(f"  {f['key']}  ({op}: {f['kind']}: {f['detail']})")
     lines.append("")

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from ..errors import ConfigError
 
 __all__ = [
     "Endpoint",

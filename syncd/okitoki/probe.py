@@ -149,7 +149,7 @@ def _heads(mapping: dict[str, str]) -> set[str]:
 
 def check_answer(client: "OkitokiClient", op: str, body: Any, step: Step, *, asked_per_page: int | None = None) -> Any:
     """Findings for one 2xx answer; returns its first record (syncd's names) or None."""
-    endpoint, profile = client.endpoints[op], client.profile
+    endpoint = client.endpoints[op]
     base = f"operations.{op}"
     extras = sorted(k for k in body if k not in _heads({**endpoint.response, **endpoint.paging})
                     and k not in _QUIET) if isinstance(body, dict) else []

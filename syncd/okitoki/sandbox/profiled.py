@@ -69,7 +69,7 @@ def _wrap(profile: Profile, op: str, handler: Handler) -> Handler:
     task_names = _reverse(profile.operations["create_task"].params)
     outbound = {name: wire for wire, name in inbound.items()}
     renamed = {name for wire, name in inbound.items() if wire != name}
-    request_fmt, answer_fmt = profile.request_format(op), profile.answer_format(op)
+    request_fmt = profile.request_format(op)
 
     def local_date(value: Any, wire: str, company: "Company") -> str:
         try:
