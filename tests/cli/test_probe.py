@@ -16,7 +16,7 @@ from syncd.okitoki.probe import PROBE_PHONE
 from syncd.okitoki.profile import load_profile
 from syncd.okitoki.sandbox.replay import load_replay, replay_app
 from syncd.okitoki.sandbox.server import ThreadedServer
-from syncd.testing.sandbox import running_sandbox
+from syncd.testing.sandbox import running_sandbox, sandbox_process
 from syncd.testing.scenario import to_toml
 
 TOKEN = "probe-token-6d2f9a"
@@ -149,13 +149,27 @@ def test_saved_exchanges_are_masked_and_replay_reproduces_the_mismatch(tmp_path,
     assert "**********33" in text
     assert (save / "probe.json").exists() and len(list(save.glob("[0-9][0-9]-*.json"))) == 4
 
-    server = ThreadedServer(replay_app(load_replay(save)))
+    with sandbox_process(TOKEN, seed=None, extra_args=["--replay", str(save)]) as replayed:
+        _, again = _probe(capsys, _config(tmp_path, replayed.url))
+    assert _keys(again)["call_log"] == _keys(first)["call_log"] == {"operations.call_log.record.session_id"}
+    assert [(s["operation"], s["status"]) for s in again["steps"]] == \
+        [(s["operation"], s["status"]) for s in first["steps"]]
+
+
+def test_replay_answers_in_the_recorded_order_and_404_for_the_rest(tmp_path) -> None:
+    import httpx
+    for n, status in enumerate((200, 500), 1):
+        (tmp_path / f"{n:02d}-dialers.json").write_text(json.dumps({
+            "operation": "dialers", "request": {"method": "GET", "path": "/api/v1/dialers/stat", "params": {}},
+            "response": {"status": status, "content_type": "application/json", "body": {"n": n}}}))
+    server = ThreadedServer(replay_app(load_replay(tmp_path)))
     url = server.start()
     try:
-        _, again = _probe(capsys, _config(tmp_path, url))
+        got = [httpx.get(f"{url}/api/v1/dialers/stat") for _ in range(3)]
+        assert [(r.status_code, r.json()["n"]) for r in got] == [(200, 1), (500, 2), (500, 2)]
+        assert httpx.post(f"{url}/api/v1/dialers/stat").status_code == 404
     finally:
         server.stop()
-    assert _keys(again)["call_log"] == _keys(first)["call_log"] == {"operations.call_log.record.session_id"}
 
 
 def test_replay_of_an_empty_directory_is_a_config_problem(tmp_path, capsys) -> None:
