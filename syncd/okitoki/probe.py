@@ -282,8 +282,13 @@ def run(client: "OkitokiClient", probe: Probe, now: datetime) -> list[Step]:
         step.verdict = verdict(step)
         return body, first
 
-    for unit in probe.units:
+    for n, unit in enumerate(probe.units):
         _run_unit(client, unit, probe.context, now, attempt, state, steps)
+        if unit == ["dialers"] and steps[-1].status in (401, 403):
+            # the token itself is refused: every other request would be refused and billed too
+            for rest in probe.units[n + 1:]:
+                probe.skipped[rest[0]] = f"not tried: the token was refused (HTTP {steps[-1].status})"
+            break
     return steps
 
 

@@ -192,3 +192,18 @@ def test_the_probe_stays_within_what_is_left_of_todays_budget(tmp_path, capsys) 
         assert "over the request cap (3)" in report["skipped"]["list_check"]
         _, again = _probe(capsys, path)        # the shared budget is spent for today
         assert again["planned"] == 0 and sb.requests()["total"] == 3
+
+
+def test_a_refused_token_stops_the_probe_after_one_request(tmp_path, capsys) -> None:
+    with _sandbox(tmp_path, None) as sb:
+        config = demo_config(tmp_path, sb.url, "not-the-token-0000")
+        path = tmp_path / "config.toml"
+        path.write_text(to_toml(config), encoding="utf-8")
+        path.chmod(0o600)
+        code, report = _probe(capsys, path)
+        assert code == 1 and report["verdict"] == "failed"
+        [step] = report["steps"]
+        assert step["status"] == 401 and "token" in step["note"]
+        assert "the token was refused" in report["skipped"]["call_log"]
+        assert sb.requests()["total"] == 1
+        assert "not-the-token-0000" not in json.dumps(report)
