@@ -206,6 +206,8 @@ def _operation_problems(op: str, table: Any, shipped: Mapping[str, Any]) -> list
 def _map_problems(key: str, value: Any, known: Mapping[str, Any], name: str) -> list[str]:
     if not isinstance(value, Mapping):
         return [f"{key}: must be a table of syncd name = Oki-Toki name"]
+    if name == "paging" and not known:
+        return [f"{key}: this operation is not paged"]
     allowed = _PAGING if name == "paging" else tuple(known)
     problems = []
     for field, wire in value.items():

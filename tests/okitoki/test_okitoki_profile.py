@@ -57,6 +57,8 @@ def test_a_user_file_overrides_only_what_it_names(tmp_path) -> None:
     ('[operations.call_log.record]\nsesion_id = "id"\n', "operations.call_log.record.sesion_id"),
     ('[operations.call_log.record]\nsession_id = "call id"\n', "operations.call_log.record.session_id"),
     ('[operations.call_log.paging]\noffset = "o"\n', "operations.call_log.paging.offset"),
+    ('[operations.dialers.paging]\npage = "p"\n', "operations.dialers.paging"),
+    ('[operations.list_add.record]\nid = "x"\n', "operations.list_add.record.id"),
     ('[dates]\nformat = "%d.%m"\n', "dates.format"),
     ('[dates]\nformat = "yesterday"\n', "dates.format"),
     ('[dates]\ntimezone = "Mars/Olympus"\n', "dates.timezone"),
