@@ -258,6 +258,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return importlib.import_module("syncd.cli_verify").main(args)
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    return importlib.import_module("syncd.cli_probe").main(args)
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     config = _load(args)
     from .store import migrate
@@ -362,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true", help="queue the repairs (the daemon's default)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add("migrate", cmd_migrate, "create or upgrade the state database schema")
+    _plug_arguments(add("probe", cmd_probe, "try every Oki-Toki operation the configuration needs, "
+                        "within a request cap; mismatches name the profile key to change"),
+                    "syncd.cli_probe")
     p = add("conflicts", cmd_conflicts, "list the conflict journal, or resolve a conflict")
     p.add_argument("action", nargs="?", choices=["list", "resolve"], default="list")
     p.add_argument("id", nargs="?", type=int, help="conflict id (resolve)")

@@ -94,6 +94,7 @@ class OkitokiConfig(_Strict):
     # Call hints from webhooks that reach the daemon per minute (the rest wait for the walk).
     webhook_hints_per_minute: int = Field(30, ge=1, le=10_000)
     endpoints: dict[str, str] = Field(default_factory=dict)  # operation → path override
+    profile: str | None = None   # a TOML file overriding the shipped Oki-Toki API profile
     # What one API request costs (in the account's currency), for `syncd journal --by`.
     price_per_request: float | None = Field(None, ge=0, allow_inf_nan=False)
 
@@ -254,6 +255,7 @@ def validate_config_dict(data: Mapping[str, Any], source: str = "config.toml", *
     literal: list[str] = []
     data = _substitute(dict(data), (), env, problems, literal)
     _resolve_okitoki_secrets(data, base_dir, problems)
+    _resolve_okitoki_profile(data, base_dir)
     problems += format_validation_errors(_validate(Config, data), Config)
     sections = config_checks.partial_sections(data)
     problems += config_checks.cross_field_problems(sections)
@@ -403,6 +405,14 @@ def _read_secret_file(path: str, base_dir: Path | None) -> str:
     if not text:
         raise ValueError(f'"{p}" is empty')
     return text
+
+
+def _resolve_okitoki_profile(data: dict[str, Any], base_dir: Path | None) -> None:
+    """``okitoki.profile`` relative to the configuration file's directory."""
+    section = data.get("okitoki")
+    if isinstance(section, dict) and isinstance(section.get("profile"), str) and base_dir is not None:
+        if not Path(section["profile"]).is_absolute():
+            section["profile"] = str(base_dir / section["profile"])
 
 
 def _resolve_okitoki_secrets(data: dict[str, Any], base_dir: Path | None,

@@ -140,12 +140,8 @@ def _okitoki(o: OkitokiConfig) -> list[str]:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         p.append(f'okitoki.timezone: "{o.timezone}" is not an IANA time zone '
                  f'(e.g. "Europe/Kyiv")')
-    try:
-        from .okitoki.endpoints import validate_overrides
-    except ImportError:
-        validate_overrides = None
-    if validate_overrides is not None:
-        p += validate_overrides(o.endpoints)
+    from .okitoki.profile import profile_problems
+    p += profile_problems(o.profile, o.endpoints)   # the shipped profile, the user's, the paths
     return p
 
 

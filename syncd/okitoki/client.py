@@ -27,10 +27,24 @@ from ..errors import AuthenticationError, ConfigError, InvalidRecord, NotFound, 
 from ..http import MemoryBudget, RemoteSystem, RetryPolicy
 from ..model import Call, Contact, ContactWrite, TaskSpec, Unreadable
 from ..redact import register_secret
-from .dates import account_zone, parse_remote_time, to_okitoki
-from .endpoints import Endpoint, Form, resolve_endpoints
+from .dates import parse_remote_time
+from .endpoints import Endpoint, Form
+from .variables import json_ids, plain
 from .paging import Fetch, walk_by_offset, walk_by_time
 from .parse import HINTS, body_of, make_check
+from .profile import (
+    DATE_FIELDS,
+    MissingRecordField,
+    Profile,
+    format_date,
+    get_path,
+    load_profile,
+    parse_date,
+    read_answer,
+    read_record,
+    require,
+    wire_params,
+)
 from .records import (
     Dialer,
     call_from_raw,
@@ -53,32 +67,6 @@ log = structlog.get_logger("syncd.okitoki")
 Unreadable = Callable[[str | None, str, dict[str, Any]], None]
 
 
-def _plain(value: Any) -> Any:
-    """One variable in the ordinary (non-json_request) form."""
-    if isinstance(value, bool):
-        return 1 if value else 0
-    if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        if any(isinstance(v, (dict, list)) for v in value):
-            return json.dumps(list(value), ensure_ascii=False)
-        return ",".join(str(v) for v in value)
-    return value
-
-
-_ID_VARIABLES = ("dialer_id", "contact_id", "list_id", "task_id", "session_id", "user_id")
-
-
-def _json_ids(variables: dict[str, Any]) -> dict[str, Any]:
-    """Ids are strings inside syncd; Oki-Toki's are integers, so JSON carries them as numbers."""
-    out = dict(variables)
-    for key in _ID_VARIABLES:
-        value = out.get(key)
-        if isinstance(value, str) and value.isdigit():
-            out[key] = int(value)
-    return out
-
-
 def _ceil_second(moment: datetime) -> datetime:
     return moment if not moment.microsecond else moment + timedelta(microseconds=10**6 - moment.microsecond)
 
@@ -86,15 +74,15 @@ def _ceil_second(moment: datetime) -> datetime:
 class OkitokiClient:
     """Talks to one Oki-Toki account. Build it with :meth:`from_config` in the daemon.
 
-    ``timezone`` is the account's IANA zone (Oki-Toki dates carry no offset); ``endpoints``
-    overrides paths (operation → path, see :mod:`.endpoints`); ``form`` says how variables
-    travel unless the endpoint table pins it. The client installs its response check on
+    ``timezone`` is the account's IANA zone (Oki-Toki dates carry no offset); ``profile`` is
+    the API profile (default: the shipped one, see :mod:`.profile`); ``endpoints`` overrides
+    paths (operation → path); ``form`` says how variables travel unless the profile pins it. The client installs its response check on
     ``remote``. ``api_token`` defaults to the first of ``remote.secrets``.
     """
 
     def __init__(self, remote: RemoteSystem, *, timezone: str,
                  endpoints: dict[str, str] | None = None, form: Form = "plain",
-                 api_token: str | None = None) -> None:
+                 api_token: str | None = None, profile: Profile | None = None) -> None:
         if form not in ("plain", "json_request"):
             raise ValueError(f'form must be "plain" or "json_request", not {form!r}')
         token = api_token if api_token is not None else next(iter(remote.secrets), None)
@@ -102,8 +90,13 @@ class OkitokiClient:
             raise ConfigError("okitoki.api_token: no API token given")
         register_secret(token)
         self.remote = remote
-        self.zone = account_zone(timezone)
-        self.endpoints: dict[str, Endpoint] = resolve_endpoints(endpoints)
+        if profile is None:
+            profile = load_profile(None, endpoints)
+        elif endpoints:
+            profile = profile.with_paths(endpoints)
+        self.profile = profile
+        self.zone = profile.zone(timezone)
+        self.endpoints: dict[str, Endpoint] = dict(profile.operations)
         self.form: Form = form
         self._token = token
         remote.check = make_check(remote.system, remote.now)
@@ -130,8 +123,8 @@ class OkitokiClient:
             budget=budget if budget is not None else MemoryBudget({"okitoki": cfg.daily_request_budget}),
             journal=journal, retry=retry or RetryPolicy(), transport=transport,
         )
-        return cls(remote, timezone=cfg.timezone, endpoints=dict(cfg.endpoints), form=form,
-                   api_token=token)
+        profile = load_profile(getattr(cfg, "profile", None), dict(cfg.endpoints))
+        return cls(remote, timezone=cfg.timezone, form=form, api_token=token, profile=profile)
 
     def close(self) -> None:
         self.remote.close()
@@ -149,11 +142,11 @@ class OkitokiClient:
             idempotent = endpoint.idempotent
         variables = {k: v for k, v in variables.items() if v is not None}
         form = endpoint.form or self.form
-        if form == "json_request":
-            payload = {"json_request": json.dumps({**_json_ids(variables), "api_token": self._token},
-                                                  ensure_ascii=False, default=str)}
+        if form == "json_request":   # ids become numbers by syncd's names, then names are the profile's
+            payload = {"json_request": json.dumps({**wire_params(endpoint, json_ids(variables)),
+                                                   "api_token": self._token}, ensure_ascii=False, default=str)}
         else:
-            payload = {k: _plain(v) for k, v in variables.items()}
+            payload = {k: plain(v) for k, v in wire_params(endpoint, variables).items()}
             payload["api_token"] = self._token
         where = {"params": payload} if endpoint.method == "GET" else {"data": payload}
         log.debug("okitoki.request", operation=operation, method=endpoint.method,
@@ -164,10 +157,28 @@ class OkitokiClient:
         return body_of(response)
 
     def _field(self, body: Any, operation: str, key: str) -> Any:
-        if not isinstance(body, dict) or body.get(key) is None:
-            raise TransientError(f'malformed response: no "{key}" in the answer',
-                                 system=self.remote.system, operation=operation, status=200)
-        return body[key]
+        """The answer's ``key`` (syncd's name, mapped by the profile); MissingField if absent."""
+        return read_answer(self.endpoints[operation], body, key)
+
+    def _date(self, operation: str, moment: datetime) -> Any:
+        """A date variable of ``operation`` as the profile writes it."""
+        return format_date(moment, self.profile.request_format(operation), self.zone)
+
+    def _record(self, operation: str, raw: dict[str, Any], *, strict: bool = True) -> dict[str, Any]:
+        """One answer record in syncd's names, its dates read by the profile's format (and,
+        tolerantly, any other form Oki-Toki may use). MissingRecordField for a required one
+        (``strict``)."""
+        record = read_record(self.endpoints[operation], raw, strict=strict)
+        fmt = self.profile.answer_format(operation)
+        for name in DATE_FIELDS.get(operation, ()) if fmt != "unix" else ():
+            value = record.get(name)
+            if value not in (None, ""):
+                try:
+                    stamp = parse_date(value, fmt, self.zone).timestamp()
+                except (ValueError, TypeError):
+                    continue   # parse_remote_time still reads unix, Oki-Toki and ISO forms
+                record[name] = int(stamp) if stamp.is_integer() else stamp
+        return record
 
     def _count(self, body: Any, operation: str, key: str) -> int:
         value = self._field(body, operation, key)
@@ -180,22 +191,27 @@ class OkitokiClient:
     def _fetcher(self, operation: str, variables: dict[str, Any], key: str, per_page: int,
                  from_key: str) -> Fetch:
         """fetch(from_time, page) -> (items, pages) for one paged operation."""
-        limit = self.endpoints[operation].max_items or per_page
+        endpoint = self.endpoints[operation]
+        limit = endpoint.max_items or per_page
         if not 1 <= per_page <= limit:
             raise ValueError(f"{operation}: per_page must be 1..{limit}, got {per_page}")
 
         def fetch(start: datetime, page: int) -> tuple[list[dict[str, Any]], int]:
-            body = self._call(operation, {from_key: to_okitoki(start, self.zone), **variables,
+            body = self._call(operation, {from_key: self._date(operation, start), **variables,
                                           "page": page, "per_page": per_page})
-            items = self._field(body, operation, key)
+            items = read_answer(endpoint, body, "items", section="paging")
             if not isinstance(items, list):
-                raise TransientError(f'malformed response: "{key}" is not a list',
-                                     system=self.remote.system, operation=operation, status=200)
+                raise TransientError(f'malformed response: "{endpoint.paging.get("items", key)}" '
+                                     "is not a list", system=self.remote.system,
+                                     operation=operation, status=200)
             try:
-                pages = int(body.get("pages") or page)
+                pages = int(get_path(body, endpoint.paging["pages"]) or page)
             except (TypeError, ValueError):
                 pages = page
-            return [item for item in items if isinstance(item, dict)], pages
+            # syncd's names from here on (the walk compares ids and stamps); required fields
+            # are checked per record by the caller, so one bad record does not stop the walk
+            return [self._record(operation, item, strict=False) for item in items
+                    if isinstance(item, dict)], pages
 
         return fetch
 
@@ -206,7 +222,7 @@ class OkitokiClient:
 
     def create_task(self, spec: TaskSpec) -> str:
         """Add one task (1-5 phones) to a dialer; returns its task id. Not idempotent."""
-        payload = task_payload(spec, self.zone)
+        payload = task_payload(spec, self.zone, when=lambda m: self._date("create_task", m))
         return str(self._field(self._call("create_task", payload), "create_task", "task_id"))
 
     def add_tasks(self, dialer_id: str, specs: list[TaskSpec]) -> list[str]:
@@ -224,9 +240,9 @@ class OkitokiClient:
         for spec in specs:
             if str(spec.dialer_id) != str(dialer_id):
                 raise ValueError(f"add_tasks for dialer {dialer_id} got a task for dialer {spec.dialer_id}")
-            task = task_payload(spec, self.zone)
+            task = task_payload(spec, self.zone, when=lambda m: self._date("create_task", m))
             del task["dialer_id"]
-            tasks.append(task)
+            tasks.append(wire_params(self.endpoints["create_task"], task))
         body = self._call("add_tasks", {"dialer_id": dialer_id, "tasks": tasks})
         ids = self._field(body, "add_tasks", "task_ids")
         if not isinstance(ids, list) or len(ids) != len(specs):
@@ -250,7 +266,15 @@ class OkitokiClient:
         body = self._call("dialers", {})
         if isinstance(body, dict) and isinstance(body.get("dialers"), (dict, list)):
             body = body["dialers"]
-        return dialers_from_raw(body)
+        items = body.values() if isinstance(body, dict) else body if isinstance(body, list) else []
+        records = []
+        for raw in items:
+            if isinstance(raw, dict):
+                try:
+                    records.append(self._record("dialers", raw))
+                except MissingRecordField as exc:
+                    log.warning("okitoki.record_skipped", operation="dialers", reason=exc.reason)
+        return dialers_from_raw(records)
 
     def list_add(self, list_id: str, values: list[str]) -> int:
         """Add values (e.g. phone numbers) to a list; returns how many were new. Idempotent."""
@@ -292,16 +316,18 @@ class OkitokiClient:
         Entries that cannot be read are logged (``okitoki.record_skipped``), handed to
         ``on_unreadable`` (the engine quarantines them) and skipped: the walk goes on.
         """
-        variables = {"updated_to": to_okitoki(_ceil_second(updated_to), self.zone) if updated_to else None}
+        variables = {"updated_to": self._date("export_contacts", _ceil_second(updated_to)) if updated_to else None}
         fetch = self._fetcher("export_contacts", variables, "contacts", per_page, "updated_from")
         walk = walk_by_time(fetch, updated_from, lambda raw: parse_remote_time(raw.get("updated_at"), self.zone),
                             operation="export_contacts")
+        endpoint = self.endpoints["export_contacts"]
         for raw in walk:
             try:
-                yield contact_from_raw(raw, self.zone)
-            except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                yield contact_from_raw(require(endpoint, raw), self.zone)
+            except (KeyError, ValueError, TypeError, AttributeError, InvalidRecord) as exc:
                 rid = str(raw.get("id")) if isinstance(raw, dict) and raw.get("id") is not None else None
-                reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)
+                reason = (f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else
+                          exc.reason if isinstance(exc, InvalidRecord) else str(exc))
                 log.warning("okitoki.record_skipped", operation="export_contacts",
                             record_id=rid, reason=reason)
                 if on_unreadable is not None:
@@ -319,12 +345,12 @@ class OkitokiClient:
         (the daemon quarantines it) and the walk goes on; without a handler it is logged
         (``okitoki.record_skipped``) and skipped.
         """
-        variables = {"date_to": to_okitoki(_ceil_second(date_to), self.zone)}
+        variables = {"date_to": self._date("call_log", _ceil_second(date_to))}
         fetch = self._fetcher("call_log", variables, "calls", per_page, "date_from")
         # Calls only ever arrive (an insert can repeat a row, never hide one): offsets are safe.
         for raw in walk_by_offset(fetch, date_from):
             try:
-                yield call_from_raw(raw, self.zone)
+                yield call_from_raw(require(self.endpoints["call_log"], raw), self.zone)
             except InvalidRecord as exc:
                 if on_unreadable is not None:
                     on_unreadable(exc.record_id, exc.reason, raw)
@@ -348,7 +374,7 @@ class OkitokiClient:
             raw = self.call_data(session_id)
         except (AuthenticationError, NotFound):
             return None
-        return call_from_raw(raw, self.zone)
+        return call_from_raw(self._record("call_data", raw), self.zone)
 
     def add_call_data(self, session_id: str, data: dict[str, Any]) -> None:
         """Attach ``data`` (a JSON object) to a call. Repeating it writes the same data again."""

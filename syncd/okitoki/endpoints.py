@@ -1,13 +1,13 @@
-"""The one table of Oki-Toki endpoints the client uses, and its configuration overrides.
+"""The Oki-Toki operations the client uses, as read from the shipped profile, and the
+``[okitoki.endpoints]`` short form for paths.
 
-Each operation has a method, a path under the account's base URL, whether it is paged, and
-whether its path is *confirmed* by Oki-Toki's public documentation or *provisional* (our
-reconstruction, see ``okitoki-api.md``). Any path can be replaced in the configuration::
+The whole profile (paths, methods, variable names, answer fields, paging, dates) is data:
+``profile.toml`` next to this module, overridable by a user's file (see :mod:`.profile`).
+:data:`ENDPOINTS` is the shipped profile's operations; any path can also be replaced in the
+configuration::
 
     [okitoki.endpoints]
     call_log = "/api/v1/calls/log"
-
-so a user who sees the real documentation adapts the daemon without a code change.
 
 ``form`` pins how an endpoint's variables travel: ``"plain"`` (query string for GET, form
 body for POST), ``"json_request"`` (all variables as one JSON string in the variable
@@ -17,21 +17,25 @@ body for POST), ``"json_request"`` (all variables as one JSON string in the vari
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, replace
-from typing import Literal, Mapping
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
 
-from ..errors import ConfigError
 
 __all__ = [
     "Endpoint",
     "ENDPOINTS",
     "OPERATIONS",
     "Form",
+    "PROFILE_FILE",
+    "endpoint_from_table",
     "validate_overrides",
     "resolve_endpoints",
 ]
 
 Form = Literal["plain", "json_request"]
+PROFILE_FILE = Path(__file__).with_name("profile.toml")
 
 
 @dataclass(frozen=True)
@@ -48,29 +52,38 @@ class Endpoint:
     # False: repeating a request that may have been performed makes a second record, so a
     # timeout / 5xx / garbled answer is not retried blindly (the outbox looks up first).
     idempotent: bool = True
+    # syncd's name → Oki-Toki's: variables sent, answer fields, fields of each record, paging
+    # (page, per_page: variables; pages, items: answer fields). Field paths may be dotted.
+    params: Mapping[str, str] = field(default_factory=dict, compare=False)
+    response: Mapping[str, str] = field(default_factory=dict, compare=False)
+    record: Mapping[str, str] = field(default_factory=dict, compare=False)
+    paging: Mapping[str, str] = field(default_factory=dict, compare=False)
+    date_format: str | None = None          # None: the profile's [dates] format
+    answer_date_format: str | None = None
 
 
-def _ep(operation: str, method: Literal["GET", "POST"], path: str, **kw: object) -> Endpoint:
-    return Endpoint(operation, method, path, **kw)  # type: ignore[arg-type]
+def endpoint_from_table(operation: str, table: Mapping[str, Any]) -> Endpoint:
+    """One ``[operations.<op>]`` table of a (validated) profile → Endpoint."""
+    form = table.get("form", "auto")
+    paging = dict(table.get("paging") or {})
+    return Endpoint(
+        operation=operation, method=table["method"], path=table["path"], paged=bool(paging),
+        confirmed=bool(table.get("confirmed", False)),
+        form=None if form == "auto" else form, max_items=table.get("max_items"),
+        idempotent=bool(table.get("idempotent", True)),
+        params=dict(table.get("params") or {}), response=dict(table.get("response") or {}),
+        record=dict(table.get("record") or {}), paging=paging,
+        date_format=table.get("date_format"), answer_date_format=table.get("answer_date_format"))
 
 
-# The profile table of okitoki-api.md, one row per operation.
-ENDPOINTS: dict[str, Endpoint] = {e.operation: e for e in (
-    _ep("create_task", "POST", "/api/v1/dialers/create_task", confirmed=True, max_items=5,
-        idempotent=False),
-    _ep("add_tasks", "POST", "/api/v1/imports/tasks/add", max_items=1000, idempotent=False),
-    _ep("remove_task", "POST", "/api/v1/dialers/delete_task"),
-    _ep("dialers", "GET", "/api/v1/dialers/stat", confirmed=True),
-    _ep("list_add", "POST", "/api/v1/lists/add", confirmed=True),
-    _ep("list_check", "GET", "/api/v1/lists/check"),
-    _ep("list_remove", "POST", "/api/v1/lists/remove"),
-    _ep("upsert_contact", "POST", "/api/v1/contacts/add-update", idempotent=False),  # creates
-    _ep("export_contacts", "GET", "/api/v1/contacts/export", paged=True, max_items=1000),
-    _ep("call_log", "GET", "/api/v1/calls/log", paged=True, max_items=1000),
-    _ep("call_data", "GET", "/api/v1/calls/data"),
-    _ep("add_call_data", "POST", "/api/v1/calls/data/add"),
-)}
+def _shipped() -> dict[str, Endpoint]:
+    with PROFILE_FILE.open("rb") as handle:
+        operations = tomllib.load(handle)["operations"]
+    return {op: endpoint_from_table(op, table) for op, table in operations.items()}
 
+
+# The shipped profile (profile.toml), one entry per operation.
+ENDPOINTS: dict[str, Endpoint] = _shipped()
 OPERATIONS: tuple[str, ...] = tuple(ENDPOINTS)
 
 
@@ -97,15 +110,10 @@ def validate_overrides(overrides: Mapping[str, object]) -> list[str]:
 
 
 def resolve_endpoints(overrides: Mapping[str, str] | None = None) -> dict[str, Endpoint]:
-    """The endpoint table with ``overrides`` (operation → path) applied.
+    """The shipped profile's operations with ``overrides`` (operation → path) applied.
 
     Raises ``ConfigError`` listing every problem (unknown operations name the valid ones).
     """
-    overrides = dict(overrides or {})
-    problems = validate_overrides(overrides)
-    if problems:
-        raise ConfigError(problems)
-    table = dict(ENDPOINTS)
-    for op, path in overrides.items():
-        table[op] = replace(table[op], path=path)
-    return table
+    from .profile import load_profile   # the profile module builds on this one
+
+    return dict(load_profile(None, overrides).operations)

@@ -54,9 +54,10 @@ HINTS: dict[int, str] = {
     403: ('the token\'s user needs the "Manage users" right, and "Manage external resources, '
           'integrations and events" for integrations and webhooks'),
     404: "check [okitoki] url (the account's base URL) or the endpoint override "
-         "[okitoki.endpoints] {operation}",
+         "[okitoki.endpoints] {operation} (profile key operations.{operation}.path; "
+         "`syncd probe` checks every path)",
     405: "the endpoint refused this HTTP method; check the endpoint override "
-         "[okitoki.endpoints] {operation}",
+         "[okitoki.endpoints] {operation} (profile key operations.{operation}.method)",
 }
 
 _BODY_KEY = "syncd.okitoki.body"   # where the decoded JSON is kept on the response

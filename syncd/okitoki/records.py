@@ -6,8 +6,8 @@ Pure functions, no I/O. Times leave here tz-aware UTC (see :mod:`.dates`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import tzinfo
-from typing import Any
+from datetime import datetime, tzinfo
+from typing import Any, Callable
 
 from ..errors import InvalidRecord
 from ..model import Call, CallDirection, CallOutcome, Contact, ContactWrite, TaskSpec
@@ -192,8 +192,10 @@ def call_from_raw(raw: dict[str, Any], zone: tzinfo) -> Call:
     )
 
 
-def task_payload(spec: TaskSpec, zone: tzinfo) -> dict[str, Any]:
-    """A TaskSpec → ``create_task`` variables; InvalidRecord for 0 or more than 5 phones."""
+def task_payload(spec: TaskSpec, zone: tzinfo,
+                 when: Callable[[datetime], Any] | None = None) -> dict[str, Any]:
+    """A TaskSpec → ``create_task`` variables; InvalidRecord for 0 or more than 5 phones.
+    ``when`` writes the ``date`` variable (default: Oki-Toki's format in ``zone``)."""
     phones = [p for p in spec.phones if p]
     if not phones:
         raise InvalidRecord("a dialer task needs at least one phone number",
@@ -208,7 +210,8 @@ def task_payload(spec: TaskSpec, zone: tzinfo) -> dict[str, Any]:
     payload: dict[str, Any] = {"dialer_id": spec.dialer_id, "phones": phones}
     optional = {"contact_id": spec.contact_id, "priority": spec.priority, "ttl": spec.ttl_s,
                 "user_id": spec.user_id,
-                "date": to_okitoki(spec.date, zone) if spec.date is not None else None}
+                "date": None if spec.date is None else
+                        when(spec.date) if when is not None else to_okitoki(spec.date, zone)}
     payload.update({k: v for k, v in optional.items() if v is not None})
     if spec.region is not None:
         payload["region"] = spec.region     # "" is meaningful: no time-zone correction

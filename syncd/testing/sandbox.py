@@ -130,11 +130,14 @@ def _admin_client(url: str, admin_token: str | None) -> httpx.Client:
 @contextmanager
 def running_sandbox(token: str = DEFAULT_TOKEN, *, seed: str | None = "demo",
                     data_file: str | Path | None = None, admin_token: str | None = None,
-                    host: str = "127.0.0.1", port: int = 0, **settings: Any) -> Iterator[SandboxHandle]:
+                    host: str = "127.0.0.1", port: int = 0, profile: Any = None,
+                    **settings: Any) -> Iterator[SandboxHandle]:
     """A sandbox served by uvicorn in a thread, on an ephemeral loopback port.
-    ``settings`` are :class:`SandboxSettings` fields (durations may be strings like ``"2s"``)."""
+    ``settings`` are :class:`SandboxSettings` fields (durations may be strings like ``"2s"``);
+    ``profile`` (a :class:`~syncd.okitoki.profile.Profile`) is the API profile it serves."""
     conf = _settings(data_file, admin_token, settings)
-    app = create_app(settings=conf, bootstrap=lambda st: bootstrap(st, token, seed == "demo"))
+    app = create_app(settings=conf, bootstrap=lambda st: bootstrap(st, token, seed == "demo"),
+                     profile=profile)
     server = ThreadedServer(app, host, port)
     url = server.start()
     admin = _admin_client(url, admin_token)

@@ -2,6 +2,7 @@
 
     syncd sandbox --host 127.0.0.1 --port 8800 --token TOKEN [--data FILE] [--seed demo]
                   [--settle-delay 0s] [--call-update-delay 2s] [--admin-token T]
+                  [--profile PATH] [--replay DIR]
 
 It binds loopback unless told otherwise, prints one line ``Oki-Toki sandbox listening on
 http://HOST:PORT`` (port 0 picks a free one) and stops cleanly on a signal (the data file gets
@@ -17,7 +18,10 @@ import signal
 import sys
 import threading
 
+from ...errors import EX_CONFIG, ConfigError
+from ..profile import load_profile
 from .app import create_app
+from .replay import load_replay, replay_app
 from .seed import bootstrap
 from .server import base_url, bind, make_server
 from .settings import DEFAULT_TIMEZONE, SandboxSettings, parse_duration
@@ -40,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--admin-token", default=os.environ.get("SYNCD_SANDBOX_ADMIN_TOKEN"),
                         help="require this bearer token on /_sandbox/ (default: open)")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level")
+    parser.add_argument("--profile", metavar="PATH",
+                        help="serve this API profile (a file like [okitoki] profile) instead of the shipped one")
+    parser.add_argument("--replay", metavar="DIR",
+                        help="answer with the exchanges `syncd probe --save DIR` recorded")
 
 
 def _is_loopback(host: str) -> bool:
@@ -63,7 +71,18 @@ def run(args: argparse.Namespace) -> int:
     if not _is_loopback(args.host):
         print(f"syncd sandbox: warning: listening on {args.host}, not loopback", file=sys.stderr)
     token, demo = args.token, args.seed == "demo"
-    app = create_app(settings=settings, bootstrap=lambda state: bootstrap(state, token, demo))
+    try:
+        profile = load_profile(args.profile) if getattr(args, "profile", None) else None
+        replay = load_replay(args.replay) if getattr(args, "replay", None) else None
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"syncd sandbox: {line}", file=sys.stderr)
+        return EX_CONFIG
+    if replay is not None:
+        app = replay_app(replay)
+    else:
+        app = create_app(settings=settings, bootstrap=lambda state: bootstrap(state, token, demo),
+                         profile=profile)
     server = make_server(app, log_level=args.log_level)
     print(f"Oki-Toki sandbox listening on {base_url(sock)}", flush=True)
     if threading.current_thread() is threading.main_thread():
