@@ -64,7 +64,7 @@ __all__ = ["OkitokiClient"]
 
 log = structlog.get_logger("syncd.okitoki")
 # on_unreadable(record id or None, reason, raw entry): what to do with an entry that cannot be read
-Unreadable = Callable[[str | None, str, dict[str, Any]], None]
+OnUnreadable = Callable[[str | None, str, dict[str, Any]], None]
 
 
 def _ceil_second(moment: datetime) -> datetime:
@@ -335,7 +335,7 @@ class OkitokiClient:
                                              raw=raw if isinstance(raw, dict) else {"raw": repr(raw)[:500]}))
 
     def call_log(self, date_from: datetime, date_to: datetime, per_page: int = 1000, *,
-                 on_unreadable: Unreadable | None = None) -> Iterator[Call]:
+                 on_unreadable: OnUnreadable | None = None) -> Iterator[Call]:
         """Calls whose *start* is in [date_from, date_to], lazily, one page in memory. Times
         UTC, durations s.
 

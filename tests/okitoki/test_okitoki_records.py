@@ -116,3 +116,17 @@ def test_an_exported_contact_marked_deleted_reads_as_deleted() -> None:
            "updated_at": "01.12.2026 10:00:00"}
     assert contact_from_raw({**raw, "deleted": True}, KYIV).deleted
     assert not contact_from_raw(raw, KYIV).deleted
+
+
+def test_an_unreadable_exported_contact_is_handed_over_and_the_export_goes_on(scripted) -> None:
+    """The engine quarantines what it is handed: id, reason and the raw entry."""
+    scripted.default = Answer(200, {"contacts": [
+        {"id": 1, "name": "A", "updated_at": "not a date"}, {"name": "no id"},
+        {"id": 3, "name": "C", "phones": ["380671110003"], "updated_at": "01.12.2026 10:00:00"}],
+        "page": 1, "pages": 1})
+    bad: list = []
+    contacts = list(make_client(scripted.url).export_contacts(datetime(2024, 1, 1, tzinfo=UTC),
+                                                              on_unreadable=bad.append))
+    assert [c.id for c in contacts] == ["3"]
+    assert [u.id for u in bad] == ["1", None]
+    assert all(u.reason.startswith("unreadable Oki-Toki contact") and u.raw for u in bad)
