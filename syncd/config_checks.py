@@ -8,12 +8,12 @@ does not hide the problems of the others: every problem is reported at once.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Mapping
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -28,6 +28,7 @@ from .config import (
     OkitokiConfig,
     format_validation_errors,
 )
+from .config_values import http_url_problems, listen_address, state_url_problems
 from .errors import ConfigError
 
 __all__ = ["Sections", "partial_sections", "cross_field_problems", "connector_problems",
@@ -117,12 +118,16 @@ def _daemon(d: DaemonConfig) -> list[str]:
     if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", d.state_url):
         p.append(f'daemon.state_url: "{_no_password(d.state_url)}" is not a SQLite or '
                  f"PostgreSQL URL (e.g. sqlite:////var/lib/syncd/state.db)")
-    if d.http_listen is not None:
-        host, _, port = d.http_listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            p.append(f'daemon.http_listen: "{d.http_listen}" is not HOST:PORT '
-                     f'(e.g. "127.0.0.1:9410")')
+    else:
+        p += [f"daemon.state_url: {why}" for why in state_url_problems(d.state_url)]
+    if d.http_listen is not None and listen_address(d.http_listen) is None:
+        p.append(f'daemon.http_listen: "{d.http_listen}" is not HOST:PORT with an IP address '
+                 f'or host name and a port 0-65535 (e.g. "127.0.0.1:9410")')
     return p
+
+
+def _quoted(name: str) -> str:
+    return name if re.match(r"^[A-Za-z0-9_-]+$", name) else json.dumps(name, ensure_ascii=False)
 
 
 def _no_password(url: str) -> str:
@@ -131,13 +136,10 @@ def _no_password(url: str) -> str:
 
 def _okitoki(o: OkitokiConfig) -> list[str]:
     p: list[str] = []
-    parts = urlsplit(o.url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        p.append(f'okitoki.url: "{o.url}" is not an http(s) URL '
-                 f'(e.g. "https://acme.oki-toki.net")')
+    p += [f"okitoki.url: {why}" for why in http_url_problems(o.url)]
     try:
         zoneinfo.ZoneInfo(o.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except Exception:  # noqa: BLE001 - not found, a folder of the tz database, bad bytes...
         p.append(f'okitoki.timezone: "{o.timezone}" is not an IANA time zone '
                  f'(e.g. "Europe/Kyiv")')
     try:
@@ -156,9 +158,22 @@ def _contacts(c: ContactsConfig, calls: CallsConfig | None) -> list[str]:
     if c.default_region not in phonenumbers.SUPPORTED_REGIONS:
         p.append(f'contacts.default_region: "{c.default_region}" is not a region code '
                  f'(two capital letters such as "UA", "PL", "MX")')
+    owners: dict[tuple[str, str], str] = {}
     for name, fm in c.fields.items():
+        key = f"contacts.fields.{_quoted(name)}"
+        if not name.strip():
+            p.append(f"{key}: a field name must not be empty or blank")
         if fm.crm is None and fm.okitoki is None:
-            p.append(f"contacts.fields.{name}: needs crm = ... and/or okitoki = ...")
+            p.append(f"{key}: needs crm = ... and/or okitoki = ...")
+        for side in ("crm", "okitoki"):
+            target = getattr(fm, side)
+            if target is None:
+                continue
+            other = owners.setdefault((side, target), name)
+            if other != name:
+                p.append(f'{key}.{side}: "{target}" is already mapped by contacts.fields.'
+                         f"{_quoted(other)}; one {'CRM column' if side == 'crm' else 'Oki-Toki field'}"
+                         f" takes one canonical field")
         if fm.conflict == "forward" and not (calls and calls.status_order):
             p.append(f'contacts.fields.{name}.conflict: "forward" needs calls.status_order')
     return p
@@ -174,6 +189,10 @@ def _dialers(s: Sections) -> list[str]:
         seen.setdefault(rule.name, i)
         if rule.dialer_id <= 0:
             p.append(f"dialer[{i}].dialer_id: must be a positive dialer id (got {rule.dialer_id})")
+        for key, allowed in rule.when.items():
+            if not allowed:
+                p.append(f"dialer[{i}].when.{_quoted(key)}: an empty list matches no contact; "
+                         f"list the values, or remove the key")
         for key in rule.when if known is not None else ():
             if key not in known:
                 p.append(f'dialer[{i}].when.{key}: "{key}" is not a field of [contacts.fields]'
@@ -208,6 +227,8 @@ def _calls(c: CallsConfig, contacts: ContactsConfig | None) -> list[str]:
                      f"{_did_you_mean(outcome, list(OUTCOMES))}; outcomes: {', '.join(OUTCOMES)}")
         if c.status_order and status not in c.status_order:
             p.append(f'calls.outcome_status.{outcome}: "{status}" is not in calls.status_order')
+    if any(not str(v).strip() for v in [*c.status_order, *c.outcome_status.values()]):
+        p.append("calls.status_order: a status must not be empty or blank")
     if len(set(c.status_order)) != len(c.status_order):
         p.append("calls.status_order: a status appears more than once")
     if c.outcome_status and contacts is not None and c.status_field not in contacts.fields:
@@ -244,10 +265,11 @@ def connector_problems(data: Mapping[str, Any], s: Sections,
             if target in fields and key not in fields and isinstance(options[key], str):
                 try:
                     options[target] = read_file(options.pop(key))
-                except OSError as exc:
-                    problems.append(f"crm.options.{key}: cannot read: {exc.strerror or exc}")
                 except ValueError as exc:
                     problems.append(f"crm.options.{key}: {exc}")
+        for key, value in options.items():
+            if _SECRET_KEY.search(str(key)) and isinstance(value, str) and not value.strip():
+                problems.append(f"crm.options.{key}: must not be empty or blank")
         try:
             options_model.model_validate(options)
         except ValidationError as exc:
