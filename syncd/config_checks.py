@@ -175,7 +175,7 @@ def _contacts(c: ContactsConfig, calls: CallsConfig | None) -> list[str]:
                          f"{_quoted(other)}; one {'CRM column' if side == 'crm' else 'Oki-Toki field'}"
                          f" takes one canonical field")
         if fm.conflict == "forward" and not (calls and calls.status_order):
-            p.append(f'contacts.fields.{name}.conflict: "forward" needs calls.status_order')
+            p.append(f'{key}.conflict: "forward" needs calls.status_order')
     return p
 
 
@@ -195,7 +195,7 @@ def _dialers(s: Sections) -> list[str]:
                          f"list the values, or remove the key")
         for key in rule.when if known is not None else ():
             if key not in known:
-                p.append(f'dialer[{i}].when.{key}: "{key}" is not a field of [contacts.fields]'
+                p.append(f'dialer[{i}].when.{_quoted(key)}: "{key}" is not a field of [contacts.fields]'
                          f"{_did_you_mean(key, known)}")
     return p
 
@@ -223,10 +223,10 @@ def _calls(c: CallsConfig, contacts: ContactsConfig | None) -> list[str]:
                  f"use calls.max_call_duration")
     for outcome, status in c.outcome_status.items():
         if outcome not in OUTCOMES:
-            p.append(f'calls.outcome_status.{outcome}: unknown call outcome'
+            p.append(f'calls.outcome_status.{_quoted(outcome)}: unknown call outcome'
                      f"{_did_you_mean(outcome, list(OUTCOMES))}; outcomes: {', '.join(OUTCOMES)}")
         if c.status_order and status not in c.status_order:
-            p.append(f'calls.outcome_status.{outcome}: "{status}" is not in calls.status_order')
+            p.append(f'calls.outcome_status.{_quoted(outcome)}: "{status}" is not in calls.status_order')
     if any(not str(v).strip() for v in [*c.status_order, *c.outcome_status.values()]):
         p.append("calls.status_order: a status must not be empty or blank")
     if len(set(c.status_order)) != len(c.status_order):
@@ -266,10 +266,10 @@ def connector_problems(data: Mapping[str, Any], s: Sections,
                 try:
                     options[target] = read_file(options.pop(key))
                 except ValueError as exc:
-                    problems.append(f"crm.options.{key}: {exc}")
+                    problems.append(f"crm.options.{_quoted(key)}: {exc}")
         for key, value in options.items():
             if _SECRET_KEY.search(str(key)) and isinstance(value, str) and not value.strip():
-                problems.append(f"crm.options.{key}: must not be empty or blank")
+                problems.append(f"crm.options.{_quoted(key)}: must not be empty or blank")
         try:
             options_model.model_validate(options)
         except ValidationError as exc:
@@ -317,7 +317,7 @@ def capability_problems(data: Mapping[str, Any], s: Sections, cls: type) -> tupl
                             "contact deleted in the CRM is only unlinked in Oki-Toki")
         writes = [n for n, f in s.contacts.fields.items() if f.sync in ("both", "to_crm") and f.crm]
         if writes and not caps.contacts_write:
-            errors.append(f'contacts.fields.{writes[0]}.sync: the "{name}" connector cannot '
+            errors.append(f'contacts.fields.{_quoted(writes[0])}.sync: the "{name}" connector cannot '
                           f'write contacts; use sync = "to_okitoki"')
     for note in getattr(caps, "notes", ()):
         warnings.append(f"crm.connector: {note}")
