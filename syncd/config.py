@@ -142,7 +142,7 @@ class OkitokiConfig(_Strict):
 class CrmConfig(_Strict):
     connector: Name
     poll_interval: Duration = timedelta(seconds=30)
-    requests_per_minute: int | None = Field(None, ge=1)   # None: the connector's default
+    requests_per_minute: int | None = Field(None, ge=1, le=100_000)  # None: the connector's default
     daily_request_budget: int | None = Field(None, ge=1)
     timeout: Duration = timedelta(seconds=15)
     # Re-read changes of the last `overlap` at every poll (late commits, search indexes that
