@@ -169,6 +169,8 @@ class ContactsConfig(_Strict):
     create_in_okitoki: bool = True
     create_in_crm: bool = False
     on_delete: Literal["unlink", "propagate"] = "unlink"   # propagate: delete the other side's record too
+    # A CRM contact with no phone: "report" (not created in Oki-Toki, counted in status) or "create".
+    without_phone: Literal["report", "create"] = "report"
     fields: dict[str, FieldMap] = Field(default_factory=dict)
 
 
