@@ -19,9 +19,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Union, get_args, get_origin
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
-                      ValidationError, ValidationInfo, field_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError,
+                      ValidationInfo, field_validator)
 
+from .config_values import MAX_DEPTH, Name, OkitokiId, check_number, too_deep_at
 from .errors import ConfigError
 from .redact import register_secret
 
@@ -67,19 +68,6 @@ def parse_duration(value: Any) -> timedelta:
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 MAX_DURATION = timedelta(days=3650)   # longer is a typo, and overflows date arithmetic
-INT64_MAX = 2**63 - 1                 # the widest integer the state database and CRMs store
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty or blank")
-    return value
-
-
-# Names, ids of fields and secrets: an empty or blank one is always a mistake.
-Name = Annotated[str, AfterValidator(_not_blank)]
-# Ids of Oki-Toki objects (dialers, lists): positive, and within a signed 32-bit integer.
-OkitokiId = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
 class _Strict(BaseModel):
@@ -88,25 +76,8 @@ class _Strict(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        """pydantic takes ``true`` for 1; in a configuration file that is a mistake. Integers
-        also stay within 64 bits (TOML allows them; nothing downstream stores more)."""
         field = cls.model_fields.get(info.field_name or "")
-        kinds = _scalar_kinds(field.annotation) if field else set()
-        if isinstance(value, bool) and kinds & {int, float} and bool not in kinds:
-            raise ValueError(f"should be a number, not {str(value).lower()}")
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
-            raise ValueError(f"{value} is out of range (at most {INT64_MAX})")
-        return value
-
-
-def _scalar_kinds(tp: Any) -> set[Any]:
-    """The plain types a field annotation admits (``int | None`` → {int, NoneType})."""
-    origin = get_origin(tp)
-    if origin is Annotated:
-        return _scalar_kinds(get_args(tp)[0])
-    if origin is Union or type(tp).__name__ == "UnionType":
-        return set().union(*(_scalar_kinds(a) for a in get_args(tp)))
-    return {tp}
+        return check_number(value, field.annotation) if field else value
 
 
 class DaemonConfig(_Strict):
@@ -296,7 +267,7 @@ def validate_config_dict(data: Mapping[str, Any], source: str = "config.toml", *
     problems: list[str] = []
     warnings: list[str] = []
     literal: list[str] = []
-    too_deep = _too_deep(data)
+    too_deep = too_deep_at(data)
     if too_deep is not None:
         raise ConfigError(f"{key_path(too_deep)}: nested deeper than {MAX_DEPTH} levels",
                           source=source)
@@ -321,23 +292,6 @@ def validate_config_dict(data: Mapping[str, Any], source: str = "config.toml", *
     for line in warnings:
         warn(f"{source}: {line}")
     return Config.model_validate(data)
-
-
-MAX_DEPTH = 16   # tables and arrays within each other; the deepest real key has 4
-
-
-def _too_deep(data: Any) -> tuple[Any, ...] | None:
-    """The key path of the first value nested deeper than :data:`MAX_DEPTH` (None: fine)."""
-    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
-    while stack:
-        loc, value = stack.pop()
-        if len(loc) > MAX_DEPTH:
-            return loc[:MAX_DEPTH + 1]
-        if isinstance(value, Mapping):
-            stack += [(loc + (k,), v) for k, v in value.items()]
-        elif isinstance(value, list):
-            stack += [(loc + (i,), v) for i, v in enumerate(value)]
-    return None
 
 
 def _validate(model: Any, data: Any) -> list[dict[str, Any]]:

@@ -108,8 +108,6 @@ def cross_field_problems(s: Sections) -> list[str]:
         if dnc.list_id is not None and not dnc.crm_field:
             p.append("do_not_call.crm_field: is required when do_not_call.list_id is set "
                      "(the CRM field that flags do-not-call)")
-        if dnc.list_id is not None and dnc.list_id <= 0:
-            p.append(f"do_not_call.list_id: must be a positive list id (got {dnc.list_id})")
     return p
 
 
@@ -187,8 +185,6 @@ def _dialers(s: Sections) -> list[str]:
         if rule.name in seen:
             p.append(f'dialer[{i}].name: "{rule.name}" is already the name of dialer[{seen[rule.name]}]')
         seen.setdefault(rule.name, i)
-        if rule.dialer_id <= 0:
-            p.append(f"dialer[{i}].dialer_id: must be a positive dialer id (got {rule.dialer_id})")
         for key, allowed in rule.when.items():
             if not allowed:
                 p.append(f"dialer[{i}].when.{_quoted(key)}: an empty list matches no contact; "

@@ -1,4 +1,5 @@
-"""Checks of single configuration values that types cannot express: addresses, ports, URLs.
+"""Checks of single configuration values that types alone do not express: names that must
+not be blank, numbers that are not booleans and fit in 64 bits, nesting, addresses, ports, URLs.
 
 Each function returns what is wrong in words (the caller prefixes the key path), or the
 parsed value; none of them touches the network (see :mod:`syncd.config_online` for that).
@@ -8,10 +9,65 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Any, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
-__all__ = ["host_problem", "listen_address", "http_url_problems", "state_url_problems"]
+from pydantic import AfterValidator, Field
+
+__all__ = ["Name", "OkitokiId", "INT64_MAX", "MAX_DEPTH", "check_number", "too_deep_at",
+           "host_problem", "listen_address", "http_url_problems", "state_url_problems"]
+
+INT64_MAX = 2**63 - 1    # the widest integer the state database and CRMs store
+MAX_DEPTH = 16           # tables and arrays within each other; the deepest real key has 4
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or blank")
+    return value
+
+
+# Names, ids of fields and secrets: an empty or blank one is always a mistake.
+Name = Annotated[str, AfterValidator(_not_blank)]
+# Ids of Oki-Toki objects (dialers, lists): positive, and within a signed 32-bit integer.
+OkitokiId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+def check_number(value: Any, annotation: Any) -> Any:
+    """``value`` unchanged, or ValueError: pydantic takes ``true`` for 1 (in a configuration
+    file that is a mistake), and TOML integers may exceed what anything downstream stores."""
+    kinds = _scalar_kinds(annotation)
+    if isinstance(value, bool) and kinds & {int, float} and bool not in kinds:
+        raise ValueError(f"should be a number, not {str(value).lower()}")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+        raise ValueError(f"{value} is out of range (at most {INT64_MAX})")
+    return value
+
+
+def _scalar_kinds(tp: Any) -> set[Any]:
+    """The plain types a field annotation admits (``int | None`` → {int, NoneType})."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _scalar_kinds(get_args(tp)[0])
+    if origin is Union or type(tp).__name__ == "UnionType":
+        return set().union(*(_scalar_kinds(a) for a in get_args(tp)))
+    return {tp}
+
+
+def too_deep_at(data: Any) -> tuple[Any, ...] | None:
+    """The key path of the first value nested deeper than :data:`MAX_DEPTH` (None: fine)."""
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack:
+        loc, value = stack.pop()
+        if len(loc) > MAX_DEPTH:
+            return loc[:MAX_DEPTH + 1]
+        if isinstance(value, Mapping):
+            stack += [(loc + (k,), v) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(loc + (i,), v) for i, v in enumerate(value)]
+    return None
 
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
