@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
+import pytest
 
 from ..model import ContactWrite
 from .walk import fresh_phone, unique_text
@@ -22,17 +21,18 @@ MAX_VALUE_BYTES = 1_000_000
 VALUE_EXAMPLES = 10          # generated batches per connector (plus the two 1 MB examples)
 MAX_ERROR_CHARS = 2_000      # an error names the problem; it does not echo a 1 MB value
 
-_JSON_SCALARS = (st.none() | st.booleans() | st.integers() | st.integers(-2**80, 2**80)
-                 | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40))
 
+def record_values() -> Any:
+    """Values a CRM record may hold where a connector expects text (a hypothesis strategy)."""
+    from hypothesis import strategies as st   # a test dependency: imported only when used
 
-def record_values() -> st.SearchStrategy[Any]:
-    """Values a CRM record may hold where a connector expects text."""
+    json_scalars = (st.none() | st.booleans() | st.integers() | st.integers(-2**80, 2**80)
+                    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40))
     return st.one_of(
         st.text(max_size=200),                                         # any unicode but surrogates
         st.sampled_from(["", " ", "\x00", "a\x00b", "\u202e", "🙂" * 50, "\r\n", "'; --", "%s{}"]),
-        _JSON_SCALARS,
-        st.recursive(_JSON_SCALARS, lambda inner: st.lists(inner, max_size=3)
+        json_scalars,
+        st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
                      | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6),
         st.integers(1_000, 20_000).map(lambda n: "ї" * n),             # large, multi-byte
     )
@@ -42,6 +42,10 @@ class RecordValuesConformance:
     """Mixed into ``ConnectorConformance``; uses its ``connect``, ``crm`` and helpers."""
 
     def test_any_value_where_text_is_expected_is_stored_readably_or_refused_alone(self):
+        pytest.importorskip("hypothesis")
+        from hypothesis import HealthCheck, example, given, settings
+        from hypothesis import strategies as st
+
         connector = self.connect()
         self.require_capability(connector, "contacts_create")
         field = self.crm.text_field
