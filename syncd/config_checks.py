@@ -156,24 +156,33 @@ def _contacts(c: ContactsConfig, calls: CallsConfig | None) -> list[str]:
     if c.default_region not in phonenumbers.SUPPORTED_REGIONS:
         p.append(f'contacts.default_region: "{c.default_region}" is not a region code '
                  f'(two capital letters such as "UA", "PL", "MX")')
-    owners: dict[tuple[str, str], str] = {}
     for name, fm in c.fields.items():
         key = f"contacts.fields.{_quoted(name)}"
         if not name.strip():
             p.append(f"{key}: a field name must not be empty or blank")
         if fm.crm is None and fm.okitoki is None:
             p.append(f"{key}: needs crm = ... and/or okitoki = ...")
-        for side in ("crm", "okitoki"):
+        if fm.conflict == "forward" and not (calls and calls.status_order):
+            p.append(f'{key}.conflict: "forward" needs calls.status_order')
+    return p + _mapped_twice(c)
+
+
+def _mapped_twice(c: ContactsConfig) -> list[str]:
+    """A CRM column or Oki-Toki field that two canonical fields map, one of them writing it:
+    the writes would overwrite each other (reading one column into two fields is fine)."""
+    p: list[str] = []
+    for side, what, writes in (("crm", "a CRM column", ("both", "to_crm")),
+                               ("okitoki", "an Oki-Toki field", ("both", "to_okitoki"))):
+        first: dict[str, str] = {}
+        for name, fm in c.fields.items():
             target = getattr(fm, side)
             if target is None:
                 continue
-            other = owners.setdefault((side, target), name)
-            if other != name:
-                p.append(f'{key}.{side}: "{target}" is already mapped by contacts.fields.'
-                         f"{_quoted(other)}; one {'CRM column' if side == 'crm' else 'Oki-Toki field'}"
-                         f" takes one canonical field")
-        if fm.conflict == "forward" and not (calls and calls.status_order):
-            p.append(f'{key}.conflict: "forward" needs calls.status_order')
+            other = first.setdefault(target, name)
+            if other != name and (fm.sync in writes or c.fields[other].sync in writes):
+                p.append(f'contacts.fields.{_quoted(name)}.{side}: "{target}" is already mapped '
+                         f"by contacts.fields.{_quoted(other)}; {what} that syncd writes takes "
+                         f"one canonical field")
     return p
 
 

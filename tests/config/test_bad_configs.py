@@ -116,7 +116,7 @@ CASES = [
     ("timezone-deep-folder", _set("okitoki.timezone", "America/Argentina"), "okitoki.timezone", "not an IANA time zone"),
     ("nested-arrays", _set("crm.options.deep", [[[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]]), "crm.options.deep" + "[0]" * 14, "nested deeper than 16"),
     ("crm-column-twice", _set("contacts.fields.full_name", {"crm": "name", "okitoki": "details.full"}), "contacts.fields.full_name.crm", '"name" is already mapped by contacts.fields.name'),
-    ("okitoki-field-twice", _set("contacts.fields.stage", {"crm": "stage", "okitoki": "details.status"}), "contacts.fields.stage.okitoki", "one Oki-Toki field takes one canonical field"),
+    ("okitoki-field-twice", _set("contacts.fields.stage", {"crm": "stage", "okitoki": "details.status"}), "contacts.fields.stage.okitoki", "an Oki-Toki field that syncd writes takes one canonical field"),
     ("bool-for-int", _set("okitoki.requests_per_minute", True), "okitoki.requests_per_minute", "should be a number, not true"),
     ("bool-for-id", _set("dialer[0].dialer_id", False), "dialer[0].dialer_id", "should be a number, not false"),
     ("bool-for-float", _set("guard.max_changed_share", True), "guard.max_changed_share", "should be a number"),
@@ -183,6 +183,13 @@ def test_every_problem_is_reported_at_once(tmp_path, capsys):
                 "okitoki.endpoints.call_lgo", "crm.options.urll"):
         assert f"{path}: {key}: " in err
     assert "syncd: 8 configuration problems; nothing was done" in err
+
+
+def test_one_crm_column_read_into_two_fields_is_valid(tmp_path, capsys):
+    cfg = base()
+    cfg["contacts"]["fields"]["status"]["sync"] = "to_okitoki"
+    cfg["contacts"]["fields"]["stage"] = {"crm": "status", "okitoki": "details.stage", "sync": "to_okitoki"}
+    assert main(["check", "-c", str(write(tmp_path, cfg))]) == 0, capsys.readouterr().err
 
 
 def test_invalid_toml_is_a_config_error(tmp_path, capsys):
