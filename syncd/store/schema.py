@@ -40,9 +40,9 @@ def current_revision(engine: Engine) -> str | None:
 
 def migrate(url: str, *, engine: Engine | None = None) -> str:
     """Bring the database at ``url`` to the newest schema; idempotent. Returns the revision."""
-    from .database import _prepare_sqlite_file, _sqlite_engine, sqlite_path
-
     from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+
+    from .database import _prepare_sqlite_file, _sqlite_engine, sqlite_path
 
     own = engine is None
     try:
@@ -51,8 +51,8 @@ def migrate(url: str, *, engine: Engine | None = None) -> str:
             if path is not None:
                 _prepare_sqlite_file(path)
                 engine = _sqlite_engine(url)
-            else:
-                engine = create_engine(url)
+            else:   # an unreachable server answers within seconds, not the TCP timeout
+                engine = create_engine(url, connect_args={"connect_timeout": 10})
         cfg = _alembic_config(url)
         try:
             with engine.begin() as conn:
