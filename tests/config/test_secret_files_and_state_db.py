@@ -112,11 +112,12 @@ def test_secret_from_of_a_connector_built_directly_names_the_option(fifo, tmp_pa
     assert secret_from(None, _written(tmp_path, "tok-1\n"), "token") == "tok-1"
 
 
-@pytest.mark.parametrize("target", ["fifo", "/dev/zero"])
-def test_check_through_the_console_script_never_hangs_on_a_secret_file(tmp_path, target):
+@pytest.mark.parametrize("command,target", [("check", "fifo"), ("check", "/dev/zero"),
+                                            ("run", "fifo")])
+def test_the_console_script_never_hangs_on_a_secret_file(tmp_path, command, target):
     token = _fifo(tmp_path) if target == "fifo" else target
     path = write(tmp_path, _token_file(tmp_path, token))
-    proc = subprocess.run([sys.executable, "-m", "syncd.cli", "check", "-c", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "syncd.cli", command, "-c", str(path)],
                           capture_output=True, text=True, timeout=30,
                           env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 78, proc.stderr
