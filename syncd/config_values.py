@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import AfterValidator, Field
 
@@ -169,7 +169,7 @@ def state_url_problems(url: str) -> list[str]:
             return [f'"{parent}" is not a directory, so "{path}" cannot be created']
         return []
     problems = []
-    if u.host:
+    if u.host and not unquote(u.host).startswith("/"):   # "/run/postgresql": a socket directory
         why = host_problem(u.host)
         if why:
             problems.append(why)

@@ -185,6 +185,26 @@ def test_every_problem_is_reported_at_once(tmp_path, capsys):
     assert "syncd: 8 configuration problems; nothing was done" in err
 
 
+@pytest.mark.parametrize("url", ["postgresql+psycopg://syncd@%2Frun%2Fpostgresql/syncd",
+                                 "postgresql+psycopg://syncd@/syncd?host=/run/postgresql",
+                                 "postgresql+psycopg://syncd:pw@db.internal:5432/syncd",
+                                 "postgresql+psycopg://syncd@[::1]:5432/syncd"])
+def test_postgresql_state_urls_in_use_are_valid(tmp_path, capsys, url):
+    cfg = base()
+    cfg["daemon"]["state_url"] = url
+    assert main(["check", "-c", str(write(tmp_path, cfg))]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("listen,url", [
+    ("127.0.0.1:9410", "https://acme.oki-toki.net"), ("[::1]:9410", "https://acme.oki-toki.net/"),
+    ("localhost:0", "http://127.0.0.1:8080"), ("0.0.0.0:65535", "https://пример.укр/api"),
+])
+def test_addresses_and_urls_in_use_are_valid(tmp_path, capsys, listen, url):
+    cfg = base()
+    cfg["daemon"]["http_listen"], cfg["okitoki"]["url"] = listen, url
+    assert main(["check", "-c", str(write(tmp_path, cfg))]) == 0, capsys.readouterr().err
+
+
 def test_one_crm_column_read_into_two_fields_is_valid(tmp_path, capsys):
     cfg = base()
     cfg["contacts"]["fields"]["status"]["sync"] = "to_okitoki"
