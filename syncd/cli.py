@@ -172,13 +172,30 @@ def cmd_check(args: argparse.Namespace) -> int:
              f"  dialer rules: {', '.join(r.name for r in config.dialer) or 'none'}",
              f"  calls to the CRM: {'yes' if calls else 'no'}",
              f"  do-not-call: {'list ' + str(config.do_not_call.list_id) if config.do_not_call.list_id else 'off'}"]
-    for line in lines:
-        _out(line)
     if not args.online:
+        for line in lines:
+            _out(line)
         return 0
     _configure_logs(None)
+    _check_local(config, args.config)
     with _checkable(config) as checked:
-        return _check_online(checked, config, args.config)
+        code = _check_online(checked, config, args.config)
+    # Only now: an online problem (a missing table) must not follow "configuration is valid".
+    for line in lines if code == 0 else ():
+        _out(line)
+    return code
+
+
+def _check_local(config: Config, source: str) -> None:
+    """The state database is usable and http_listen can be bound (ConfigError if not)."""
+    from .config_online import listen_problems, state_db_problems
+
+    problems, warnings = state_db_problems(config.daemon.state_url)
+    more, warned = listen_problems(config.daemon.http_listen)
+    for line in warnings + warned:
+        _err(f"warning: {source}: {line}")
+    if problems + more:
+        raise ConfigError(problems + more, source=source)
 
 
 @contextlib.contextmanager

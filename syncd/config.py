@@ -19,8 +19,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Union, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError,
+                      ValidationInfo, field_validator)
 
+from .config_values import MAX_DEPTH, Name, OkitokiId, check_number, too_deep_at
 from .errors import ConfigError
 from .redact import register_secret
 
@@ -56,16 +58,26 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, str):
         m = _DURATION.match(value)
         if m:
-            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+            seconds = float(m.group(1)) * _UNITS[m.group(2)]
+            if seconds > MAX_DURATION.total_seconds():
+                raise ValueError(f'"{value}" is too long (at most "{MAX_DURATION.days}d")')
+            return timedelta(seconds=seconds)
     shown = f'"{value}"' if isinstance(value, str) else repr(value)
     raise ValueError(f'{shown} is not a duration (use e.g. "30s", "10m", "3d")')
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+MAX_DURATION = timedelta(days=3650)   # longer is a typo, and overflows date arithmetic
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        return check_number(value, field.annotation) if field else value
 
 
 class DaemonConfig(_Strict):
@@ -74,7 +86,7 @@ class DaemonConfig(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_timeout: Duration = timedelta(seconds=30)
     http_listen: str | None = None          # "127.0.0.1:9410": /healthz, /metrics, /events/okitoki
-    instance_id: str | None = None          # defaults to hostname:pid
+    instance_id: Name | None = None         # defaults to hostname:pid
     push_interval: Duration = timedelta(seconds=5)
     housekeeping_interval: Duration = timedelta(minutes=10)
     jitter: Duration = timedelta(seconds=2)
@@ -82,14 +94,14 @@ class DaemonConfig(_Strict):
 
 class OkitokiConfig(_Strict):
     url: str
-    api_token: str | None = None
+    api_token: Name | None = None
     api_token_file: str | None = None
     timezone: str = "Europe/Kyiv"
-    requests_per_minute: int = Field(60, ge=1)
+    requests_per_minute: int = Field(60, ge=1, le=100_000)
     daily_request_budget: int | None = Field(20000, ge=1)
     poll_interval: Duration = timedelta(seconds=30)
     timeout: Duration = timedelta(seconds=15)
-    webhook_token: str | None = None        # shared token Oki-Toki's event webhooks must carry
+    webhook_token: Name | None = None       # shared token Oki-Toki's event webhooks must carry
     webhook_token_file: str | None = None
     # Call hints from webhooks that reach the daemon per minute (the rest wait for the walk).
     webhook_hints_per_minute: int = Field(30, ge=1, le=10_000)
@@ -100,9 +112,9 @@ class OkitokiConfig(_Strict):
 
 
 class CrmConfig(_Strict):
-    connector: str
+    connector: Name
     poll_interval: Duration = timedelta(seconds=30)
-    requests_per_minute: int | None = Field(None, ge=1)   # None: the connector's default
+    requests_per_minute: int | None = Field(None, ge=1, le=100_000)  # None: the connector's default
     daily_request_budget: int | None = Field(None, ge=1)
     timeout: Duration = timedelta(seconds=15)
     # Re-read changes of the last `overlap` at every poll (late commits, search indexes that
@@ -118,8 +130,8 @@ ConflictPolicy = Literal["crm", "okitoki", "newest", "forward", "manual"]
 
 
 class FieldMap(_Strict):
-    crm: str | None = None
-    okitoki: str | None = None
+    crm: Name | None = None
+    okitoki: Name | None = None
     sync: SyncDirection = "both"
     conflict: ConflictPolicy = "newest"
 
@@ -129,12 +141,14 @@ class ContactsConfig(_Strict):
     create_in_okitoki: bool = True
     create_in_crm: bool = False
     on_delete: Literal["unlink", "propagate"] = "unlink"   # propagate: delete the other side's record too
+    # A CRM contact with no phone: "report" (not created in Oki-Toki, counted in status) or "create".
+    without_phone: Literal["report", "create"] = "report"
     fields: dict[str, FieldMap] = Field(default_factory=dict)
 
 
 class DialerRule(_Strict):
-    name: str
-    dialer_id: int
+    name: Name
+    dialer_id: OkitokiId
     when: dict[str, list[Any]] = Field(default_factory=dict)  # canonical field → allowed values
     priority: int | None = Field(None, ge=0, le=2)
     ttl: Duration | None = None
@@ -149,14 +163,14 @@ class CallsConfig(_Strict):
     max_call_duration: Duration = timedelta(hours=4)
     overlap: Duration | None = None         # deprecated: folded into max_call_duration
     unknown_numbers: Literal["skip", "create_contact"] = "skip"
-    status_field: str = "status"            # canonical field the outcome writes
+    status_field: Name = "status"           # canonical field the outcome writes
     status_order: list[str] = Field(default_factory=list)
     outcome_status: dict[str, str] = Field(default_factory=dict)  # answered|no_answer|busy|failed → status
 
 
 class DoNotCallConfig(_Strict):
-    crm_field: str | None = None
-    list_id: int | None = None
+    crm_field: Name | None = None
+    list_id: OkitokiId | None = None
     # after each answered call, ask the blacklist about the number (an agent may have listed it)
     check_after_calls: bool = True
 
@@ -230,6 +244,9 @@ def load_config(path: str | os.PathLike[str] = DEFAULT_CONFIG_PATH, *,
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"not valid TOML: {exc}", source=source) from None
+    except RecursionError:
+        raise ConfigError(f"not valid TOML: values nested deeper than Python can parse "
+                          f"(at most {MAX_DEPTH} levels are allowed)", source=source) from None
     try:
         mode = Path(path).stat().st_mode
     except OSError:
@@ -253,6 +270,10 @@ def validate_config_dict(data: Mapping[str, Any], source: str = "config.toml", *
     problems: list[str] = []
     warnings: list[str] = []
     literal: list[str] = []
+    too_deep = too_deep_at(data)
+    if too_deep is not None:
+        raise ConfigError(f"{key_path(too_deep)}: nested deeper than {MAX_DEPTH} levels",
+                          source=source)
     data = _substitute(dict(data), (), env, problems, literal)
     _resolve_okitoki_secrets(data, base_dir, problems)
     _resolve_okitoki_profile(data, base_dir)
@@ -390,21 +411,18 @@ def _substitute(value: Any, loc: tuple[Any, ...], env: Mapping[str, str], proble
         name = m.group(1)
         if name not in env:
             problems.append(f"{key_path(loc)}: environment variable {name} is not set")
-            return ""
+            return m.group(0)   # kept, so the value is not also reported as empty
         return env[name]
 
     return _ENV_REF.sub(sub, value)
 
 
 def _read_secret_file(path: str, base_dir: Path | None) -> str:
-    """The stripped content of a secret file; OSError/ValueError with a readable reason."""
-    p = Path(path)
-    if not p.is_absolute() and base_dir is not None:
-        p = base_dir / p
-    text = p.read_text(encoding="utf-8").strip()
-    if not text:
-        raise ValueError(f'"{p}" is empty')
-    return text
+    """The one line of a secret file (size cap, timeout, regular files only); ValueError
+    with a readable reason otherwise (see :mod:`syncd.secret_file`)."""
+    from .secret_file import read_secret_file
+
+    return read_secret_file(path, base_dir)
 
 
 def _resolve_okitoki_profile(data: dict[str, Any], base_dir: Path | None) -> None:
@@ -431,9 +449,6 @@ def _resolve_okitoki_secrets(data: dict[str, Any], base_dir: Path | None,
         elif has_file and isinstance(section[file_key], str):
             try:
                 section[name] = _read_secret_file(section[file_key], base_dir)
-            except OSError as exc:
-                problems.append(f'okitoki.{file_key}: cannot read "{section[file_key]}": '
-                                f"{exc.strerror or exc}")
             except ValueError as exc:
                 problems.append(f"okitoki.{file_key}: {exc}")
 

@@ -8,12 +8,12 @@ does not hide the problems of the others: every problem is reported at once.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Mapping
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -28,6 +28,7 @@ from .config import (
     OkitokiConfig,
     format_validation_errors,
 )
+from .config_values import http_url_problems, listen_address, state_url_problems
 from .errors import ConfigError
 
 __all__ = ["Sections", "partial_sections", "cross_field_problems", "connector_problems",
@@ -107,8 +108,6 @@ def cross_field_problems(s: Sections) -> list[str]:
         if dnc.list_id is not None and not dnc.crm_field:
             p.append("do_not_call.crm_field: is required when do_not_call.list_id is set "
                      "(the CRM field that flags do-not-call)")
-        if dnc.list_id is not None and dnc.list_id <= 0:
-            p.append(f"do_not_call.list_id: must be a positive list id (got {dnc.list_id})")
     return p
 
 
@@ -117,12 +116,16 @@ def _daemon(d: DaemonConfig) -> list[str]:
     if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", d.state_url):
         p.append(f'daemon.state_url: "{_no_password(d.state_url)}" is not a SQLite or '
                  f"PostgreSQL URL (e.g. sqlite:////var/lib/syncd/state.db)")
-    if d.http_listen is not None:
-        host, _, port = d.http_listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            p.append(f'daemon.http_listen: "{d.http_listen}" is not HOST:PORT '
-                     f'(e.g. "127.0.0.1:9410")')
+    else:
+        p += [f"daemon.state_url: {why}" for why in state_url_problems(d.state_url)]
+    if d.http_listen is not None and listen_address(d.http_listen) is None:
+        p.append(f'daemon.http_listen: "{d.http_listen}" is not HOST:PORT with an IP address '
+                 f'or host name and a port 0-65535 (e.g. "127.0.0.1:9410")')
     return p
+
+
+def _quoted(name: str) -> str:
+    return name if re.match(r"^[A-Za-z0-9_-]+$", name) else json.dumps(name, ensure_ascii=False)
 
 
 def _no_password(url: str) -> str:
@@ -131,13 +134,10 @@ def _no_password(url: str) -> str:
 
 def _okitoki(o: OkitokiConfig) -> list[str]:
     p: list[str] = []
-    parts = urlsplit(o.url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        p.append(f'okitoki.url: "{o.url}" is not an http(s) URL '
-                 f'(e.g. "https://acme.oki-toki.net")')
+    p += [f"okitoki.url: {why}" for why in http_url_problems(o.url)]
     try:
         zoneinfo.ZoneInfo(o.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except Exception:  # noqa: BLE001 - not found, a folder of the tz database, bad bytes...
         p.append(f'okitoki.timezone: "{o.timezone}" is not an IANA time zone '
                  f'(e.g. "Europe/Kyiv")')
     from .okitoki.profile import profile_problems
@@ -153,10 +153,32 @@ def _contacts(c: ContactsConfig, calls: CallsConfig | None) -> list[str]:
         p.append(f'contacts.default_region: "{c.default_region}" is not a region code '
                  f'(two capital letters such as "UA", "PL", "MX")')
     for name, fm in c.fields.items():
+        key = f"contacts.fields.{_quoted(name)}"
+        if not name.strip():
+            p.append(f"{key}: a field name must not be empty or blank")
         if fm.crm is None and fm.okitoki is None:
-            p.append(f"contacts.fields.{name}: needs crm = ... and/or okitoki = ...")
+            p.append(f"{key}: needs crm = ... and/or okitoki = ...")
         if fm.conflict == "forward" and not (calls and calls.status_order):
-            p.append(f'contacts.fields.{name}.conflict: "forward" needs calls.status_order')
+            p.append(f'{key}.conflict: "forward" needs calls.status_order')
+    return p + _mapped_twice(c)
+
+
+def _mapped_twice(c: ContactsConfig) -> list[str]:
+    """A CRM column or Oki-Toki field that two canonical fields map, one of them writing it:
+    the writes would overwrite each other (reading one column into two fields is fine)."""
+    p: list[str] = []
+    for side, what, writes in (("crm", "a CRM column", ("both", "to_crm")),
+                               ("okitoki", "an Oki-Toki field", ("both", "to_okitoki"))):
+        first: dict[str, str] = {}
+        for name, fm in c.fields.items():
+            target = getattr(fm, side)
+            if target is None:
+                continue
+            other = first.setdefault(target, name)
+            if other != name and (fm.sync in writes or c.fields[other].sync in writes):
+                p.append(f'contacts.fields.{_quoted(name)}.{side}: "{target}" is already mapped '
+                         f"by contacts.fields.{_quoted(other)}; {what} that syncd writes takes "
+                         f"one canonical field")
     return p
 
 
@@ -168,11 +190,13 @@ def _dialers(s: Sections) -> list[str]:
         if rule.name in seen:
             p.append(f'dialer[{i}].name: "{rule.name}" is already the name of dialer[{seen[rule.name]}]')
         seen.setdefault(rule.name, i)
-        if rule.dialer_id <= 0:
-            p.append(f"dialer[{i}].dialer_id: must be a positive dialer id (got {rule.dialer_id})")
+        for key, allowed in rule.when.items():
+            if not allowed:
+                p.append(f"dialer[{i}].when.{_quoted(key)}: an empty list matches no contact; "
+                         f"list the values, or remove the key")
         for key in rule.when if known is not None else ():
             if key not in known:
-                p.append(f'dialer[{i}].when.{key}: "{key}" is not a field of [contacts.fields]'
+                p.append(f'dialer[{i}].when.{_quoted(key)}: "{key}" is not a field of [contacts.fields]'
                          f"{_did_you_mean(key, known)}")
     return p
 
@@ -200,10 +224,12 @@ def _calls(c: CallsConfig, contacts: ContactsConfig | None) -> list[str]:
                  f"use calls.max_call_duration")
     for outcome, status in c.outcome_status.items():
         if outcome not in OUTCOMES:
-            p.append(f'calls.outcome_status.{outcome}: unknown call outcome'
+            p.append(f'calls.outcome_status.{_quoted(outcome)}: unknown call outcome'
                      f"{_did_you_mean(outcome, list(OUTCOMES))}; outcomes: {', '.join(OUTCOMES)}")
         if c.status_order and status not in c.status_order:
-            p.append(f'calls.outcome_status.{outcome}: "{status}" is not in calls.status_order')
+            p.append(f'calls.outcome_status.{_quoted(outcome)}: "{status}" is not in calls.status_order')
+    if any(not str(v).strip() for v in [*c.status_order, *c.outcome_status.values()]):
+        p.append("calls.status_order: a status must not be empty or blank")
     if len(set(c.status_order)) != len(c.status_order):
         p.append("calls.status_order: a status appears more than once")
     if c.outcome_status and contacts is not None and c.status_field not in contacts.fields:
@@ -240,10 +266,11 @@ def connector_problems(data: Mapping[str, Any], s: Sections,
             if target in fields and key not in fields and isinstance(options[key], str):
                 try:
                     options[target] = read_file(options.pop(key))
-                except OSError as exc:
-                    problems.append(f"crm.options.{key}: cannot read: {exc.strerror or exc}")
                 except ValueError as exc:
-                    problems.append(f"crm.options.{key}: {exc}")
+                    problems.append(f"crm.options.{_quoted(key)}: {exc}")
+        for key, value in options.items():
+            if _SECRET_KEY.search(str(key)) and isinstance(value, str) and not value.strip():
+                problems.append(f"crm.options.{_quoted(key)}: must not be empty or blank")
         try:
             options_model.model_validate(options)
         except ValidationError as exc:
@@ -291,7 +318,7 @@ def capability_problems(data: Mapping[str, Any], s: Sections, cls: type) -> tupl
                             "contact deleted in the CRM is only unlinked in Oki-Toki")
         writes = [n for n, f in s.contacts.fields.items() if f.sync in ("both", "to_crm") and f.crm]
         if writes and not caps.contacts_write:
-            errors.append(f'contacts.fields.{writes[0]}.sync: the "{name}" connector cannot '
+            errors.append(f'contacts.fields.{_quoted(writes[0])}.sync: the "{name}" connector cannot '
                           f'write contacts; use sync = "to_okitoki"')
     for note in getattr(caps, "notes", ()):
         warnings.append(f"crm.connector: {note}")

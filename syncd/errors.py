@@ -54,10 +54,18 @@ class ConfigError(SyncdError):
     """The configuration is invalid. ``problems`` holds one line per problem."""
 
     def __init__(self, problems: list[str] | str, *, source: str | None = None) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.problems = [one_line(p) for p in ([problems] if isinstance(problems, str) else problems)]
         self.source = source
         prefix = f"{source}: " if source else ""
         super().__init__("\n".join(prefix + p for p in self.problems))
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks, control and bidi characters escaped (``\\n``, ``\\u202e``):
+    a value quoted in a problem line cannot break the line or disguise it on a terminal."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text) if not text.isprintable() else text
 
 
 class RemoteError(SyncdError):

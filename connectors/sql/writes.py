@@ -29,6 +29,10 @@ def _contact_values(schema: Schema, dialect: str, w: ContactWrite) -> dict[str, 
         if column is None:
             raise RecordRefused(f'field "{name}" is not a configured column of '
                                 f'"{schema.contacts.name}"')
+        if isinstance(value, (dict, list, tuple)) and not isinstance(column.type, sa.JSON):
+            # Drivers differ (pymysql raises TypeError outside the DB-API errors): refuse here.
+            raise RecordRefused(f'column "{column.name}" holds a single value, not '
+                                f'{"a table" if isinstance(value, dict) else "an array"}')
         values[column.name] = value
     if w.phones is not None:
         phones = distinct_phones(w.phones)

@@ -24,10 +24,11 @@ from .merge import merge_fields
 from .outbox import Lane
 from .rules import task_payload, wanted_dialers
 
-__all__ = ["reconcile", "LISTED", "add_key"]
+__all__ = ["reconcile", "LISTED", "NO_PHONE", "add_key"]
 
 TASK, CONFLICT = TaskRow.__table__, Conflict.__table__
 LISTED = "_dnc_listed"    # agreed-values key: numbers this link put on the do-not-call list
+NO_PHONE = "_no_phone"    # agreed-values key: reported as a CRM contact without a phone
 log = structlog.get_logger()
 
 
@@ -113,6 +114,7 @@ def _pending_values(rows: list[Any], *, updates_only: bool = False) -> dict[str,
 
 def _reconcile_link(b: _Batch, link: Any, base: Any, pending: dict, tasks: dict, held: set) -> None:
     ctx, lid = b.ctx, link.id
+    no_phone = False
     crm = dict(base.crm) if link.crm_id and base.crm is not None else None
     oki = dict(base.okitoki) if link.okitoki_id and base.okitoki is not None else None
     agreed_old = dict(base.agreed or {})
@@ -152,16 +154,32 @@ def _reconcile_link(b: _Batch, link: Any, base: Any, pending: dict, tasks: dict,
             ctx.config.contacts.create_in_crm and getattr(ctx.crm_capabilities, "contacts_create", True)
         if present is not None and allowed and not link.hold and not link.tombstone:
             values = ctx.mapping.writable(other, agreed)
-            if values.get(PHONES) or other == "crm":
+            if values.get(PHONES) or other == "crm" or ctx.config.contacts.without_phone == "create":
                 b.op(Lane.CONTACTS, other, "contact_create", lid, {"values": values},
                      f"contact:{other}:{lid}:create")
+            else:
+                no_phone = True
     for k, v in agreed_old.items():
         if k.startswith("_") and not k.startswith("__"):
             agreed.setdefault(k, v)
+    _note_no_phone(b, link, agreed, no_phone)
     _plan_dnc(b, lid, agreed)
     _plan_tasks(b, link, agreed, tasks, deleted)
     if agreed != agreed_old:
         b.base_updates.append({"link_id": lid, "agreed": agreed})
+
+
+def _note_no_phone(b: _Batch, link: Any, agreed: dict, no_phone: bool) -> None:
+    """A CRM contact not created in Oki-Toki for want of a phone: logged once (the marker in
+    the agreed values remembers it), counted by ``syncd status``; never a dead letter."""
+    if not no_phone:
+        agreed.pop(NO_PHONE, None)
+        return
+    b.counts["without_phone"] += 1
+    if not agreed.get(NO_PHONE):
+        agreed[NO_PHONE] = True
+        log.warning("contact_without_phone", link_id=link.id, crm_id=link.crm_id,
+                    outcome="not created in Oki-Toki (contacts.without_phone = \"report\")")
 
 
 def _queue_update(b: _Batch, lid: int, target: str, fields: dict, rows: list[Any]) -> None:

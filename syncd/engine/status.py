@@ -10,7 +10,8 @@ from typing import Any, Sequence
 from sqlalchemy import and_, delete, func, select, update
 
 from ..store import Store
-from ..store.tables import BudgetRow, Conflict, CursorRow, Dirty, MergeCandidate, Outbox, Run
+from ..store.tables import (BudgetRow, Conflict, CursorRow, Dirty, Link, LinkPhone, MergeCandidate,
+                           Outbox, Run)
 from .capture import alerts as stream_alerts
 from .guard import list_holds
 from .outbox import Lane
@@ -51,6 +52,7 @@ def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
         all_conflicts = conn.execute(select(func.count()).select_from(CONFLICT)).scalar()
         merge_backlog = conn.execute(select(func.count()).select_from(Dirty.__table__)).scalar()
         candidates = conn.execute(select(func.count()).select_from(MergeCandidate.__table__)).scalar()
+        without_phone = _without_phone(conn)
         today = now.astimezone(UTC).date().isoformat()
         api = {r.system: {"used": r.used, "budget": r.daily_limit,
                           "remaining": None if r.daily_limit is None else max(0, r.daily_limit - r.used)}
@@ -67,6 +69,7 @@ def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
     out = {"cursors": cursors, "outbox": outbox, "dead_letters": dead,
            "conflicts": {"open": open_conflicts, "total": all_conflicts},
            "merge_backlog": merge_backlog, "merge_candidates": candidates,
+           "contacts_without_phone": without_phone,
            "api_today": api, "last_runs": runs, "alerts": alerts, "drift": _drift(store),
            "holds": list_holds(store, open_only=True)}
     if intervals is not None:
@@ -76,6 +79,15 @@ def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
                                             for k, v in s.items()}
                           for s in stream_health(store, intervals, now)}
     return out
+
+
+def _without_phone(conn: Any) -> int:
+    """CRM contacts that have no phone number and therefore no Oki-Toki contact."""
+    link, phone = Link.__table__, LinkPhone.__table__
+    return conn.execute(select(func.count()).select_from(link).where(and_(
+        link.c.entity == "contact", link.c.crm_id.is_not(None), link.c.okitoki_id.is_(None),
+        link.c.tombstone.is_(False), link.c.hold.is_(None),
+        ~select(phone.c.link_id).where(phone.c.link_id == link.c.id).exists()))).scalar() or 0
 
 
 def _drift(store: Store) -> dict[str, Any] | None:

@@ -40,25 +40,38 @@ def current_revision(engine: Engine) -> str | None:
 
 def migrate(url: str, *, engine: Engine | None = None) -> str:
     """Bring the database at ``url`` to the newest schema; idempotent. Returns the revision."""
+    from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+
     from .database import _prepare_sqlite_file, _sqlite_engine, sqlite_path
 
     own = engine is None
-    if engine is None:
-        path = sqlite_path(url)
-        if path is not None:
-            _prepare_sqlite_file(path)
-            engine = _sqlite_engine(url)
-        else:
-            engine = create_engine(url)
-    cfg = _alembic_config(url)
     try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-        return current_revision(engine) or ""
-    finally:
-        if own:
-            engine.dispose()
+        if engine is None:
+            path = sqlite_path(url)
+            if path is not None:
+                _prepare_sqlite_file(path)
+                engine = _sqlite_engine(url)
+            else:   # an unreachable server answers within seconds, not the TCP timeout
+                engine = create_engine(url, connect_args={"connect_timeout": 10})
+        cfg = _alembic_config(url)
+        try:
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            return current_revision(engine) or ""
+        finally:
+            if own:
+                engine.dispose()
+    except (OSError, OperationalError, InterfaceError, ArgumentError) as exc:
+        # A folder, a read-only place, an unreachable server: the URL is what a person fixes.
+        from ..config_online import database_error_line
+
+        if isinstance(exc, OSError) and exc.strerror:
+            why = f'{exc.strerror}: "{exc.filename}"' if exc.filename else exc.strerror
+        else:
+            why = database_error_line(exc)
+        raise ConfigError(f"daemon.state_url: cannot create or open the state database: "
+                          f"{why}") from None
 
 
 def check_schema(url: str, *, engine: Engine | None = None) -> None:

@@ -36,13 +36,14 @@ from ..errors import AuthenticationError, Throttled
 from ..model import Call, CallDirection, CallOutcome, ContactWrite, Cursor
 from .contract import ABILITIES, abilities, option
 from .secrets_check import assert_no_secrets, capture_everything
+from .values import RecordValuesConformance
 from .walk import (fresh_phone, international_format, phone_set,
                    same_nsn_other_country, settle, unique_text, walk, walk_to_end)
 
 __all__ = ["ConnectorConformance"]
 
 
-class ConnectorConformance:
+class ConnectorConformance(RecordValuesConformance):
     """Subclass this in a test module that provides the ``conformance_crm`` fixture."""
 
     page_size = 2  # small pages so that every walk crosses page boundaries

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,9 @@ def base() -> dict[str, Any]:
     return copy.deepcopy(BASE)
 
 
+_BARE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def _value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -64,7 +68,8 @@ def to_toml(data: dict[str, Any], prefix: str = "") -> str:
     out = [f"[{prefix}]"] if prefix and scalars else []
     out += scalars
     for k, v in data.items():
-        name = f"{prefix}.{k}" if prefix else k
+        key = k if _BARE.match(k) else json.dumps(k)
+        name = f"{prefix}.{key}" if prefix else key
         if isinstance(v, dict):
             if prefix and k == "fields":  # contacts.fields: one inline table per field
                 out.append(f"[{name}]")

@@ -109,6 +109,45 @@ CASES = [
     ("verify-calls-days", _set("verify.calls_days", 40), "verify.calls_days", "31"),
     ("verify-repair", _set("verify.repair", "sometimes"), "verify.repair", "bool"),
     ("verify-typo", _set("verify.intervall", "1d"), "verify.intervall", 'did you mean "interval"'),
+    # issue 11: values that used to overflow, crash, or pass unnoticed
+    ("duration-overflow", _set("okitoki.poll_interval", "9" * 30 + "d"), "okitoki.poll_interval", "too long"),
+    ("duration-too-long", _set("dialer[0].ttl", "4000d"), "dialer[0].ttl", 'at most "3650d"'),
+    ("timezone-folder", _set("okitoki.timezone", "Europe"), "okitoki.timezone", "not an IANA time zone"),
+    ("timezone-deep-folder", _set("okitoki.timezone", "America/Argentina"), "okitoki.timezone", "not an IANA time zone"),
+    ("nested-arrays", _set("crm.options.deep", [[[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]]), "crm.options.deep" + "[0]" * 14, "nested deeper than 16"),
+    ("crm-column-twice", _set("contacts.fields.full_name", {"crm": "name", "okitoki": "details.full"}), "contacts.fields.full_name.crm", '"name" is already mapped by contacts.fields.name'),
+    ("okitoki-field-twice", _set("contacts.fields.stage", {"crm": "stage", "okitoki": "details.status"}), "contacts.fields.stage.okitoki", "an Oki-Toki field that syncd writes takes one canonical field"),
+    ("bool-for-int", _set("okitoki.requests_per_minute", True), "okitoki.requests_per_minute", "should be a number, not true"),
+    ("bool-for-id", _set("dialer[0].dialer_id", False), "dialer[0].dialer_id", "should be a number, not false"),
+    ("bool-for-float", _set("guard.max_changed_share", True), "guard.max_changed_share", "should be a number"),
+    ("id-beyond-64-bits", _set("do_not_call.list_id", 2**64), "do_not_call.list_id", "out of range"),
+    ("budget-beyond-64-bits", _set("okitoki.daily_request_budget", 2**70), "okitoki.daily_request_budget", "out of range"),
+    ("dialer-id-beyond-okitoki", _set("dialer[1].dialer_id", 2**40), "dialer[1].dialer_id", "2147483647"),
+    ("list-id-negative", _set("do_not_call.list_id", -7), "do_not_call.list_id", "greater than or equal to 1"),
+    ("token-empty", _set("okitoki.api_token", ""), "okitoki.api_token", "empty or blank"),
+    ("token-blank", _set("okitoki.api_token", " \t "), "okitoki.api_token", "empty or blank"),
+    ("webhook-token-blank", _set("okitoki.webhook_token", "  "), "okitoki.webhook_token", "empty or blank"),
+    ("crm-secret-blank", _set("crm.options.api_key", " "), "crm.options.api_key", "empty or blank"),
+    ("dialer-name-empty", _set("dialer[1].name", ""), "dialer[1].name", "empty or blank"),
+    ("field-crm-blank", _set("contacts.fields.name.crm", "  "), "contacts.fields.name.crm", "empty or blank"),
+    ("field-name-blank", _set("contacts.fields", {" ": {"crm": "x"}, "status": {"crm": "status"}}), 'contacts.fields." "', "empty or blank"),
+    ("connector-blank", _set("crm.connector", ""), "crm.connector", "empty or blank"),
+    ("status-order-blank", _set("calls.status_order", ["new", "", "callback", "contacted", "won", "lost"]), "calls.status_order", "empty or blank"),
+    ("when-empty-list", _set("dialer[0].when", {"status": []}), "dialer[0].when.status", "an empty list matches no contact"),
+    ("http-listen-port-65536", _set("daemon.http_listen", "127.0.0.1:65536"), "daemon.http_listen", "port 0-65535"),
+    ("http-listen-port-huge", _set("daemon.http_listen", "127.0.0.1:" + "9" * 25), "daemon.http_listen", "HOST:PORT"),
+    ("http-listen-not-address", _set("daemon.http_listen", "not an address:9410"), "daemon.http_listen", "HOST:PORT"),
+    ("http-listen-bad-ip", _set("daemon.http_listen", "999.1.1.1:9410"), "daemon.http_listen", "HOST:PORT"),
+    ("http-listen-v6-unbracketed", _set("daemon.http_listen", "::1:9410"), "daemon.http_listen", "HOST:PORT"),
+    ("okitoki-url-port", _set("okitoki.url", "https://acme.oki-toki.net:70000"), "okitoki.url", "port must be 1-65535"),
+    ("okitoki-url-query", _set("okitoki.url", "https://acme.oki-toki.net/?token=x"), "okitoki.url", "has a query string"),
+    ("okitoki-url-fragment", _set("okitoki.url", "https://acme.oki-toki.net/#top"), "okitoki.url", "has a fragment"),
+    ("okitoki-url-host", _set("okitoki.url", "https://acme oki-toki.net"), "okitoki.url", "not a host name"),
+    ("okitoki-url-credentials", _set("okitoki.url", "https://u:p@acme.oki-toki.net"), "okitoki.url", "user name or password"),
+    ("state-url-folder", _set("daemon.state_url", "sqlite:////tmp"), "daemon.state_url", "is a directory"),
+    ("state-url-under-a-file", _set("daemon.state_url", "sqlite:////etc/hostname/state.db"), "daemon.state_url", "is not a directory"),
+    ("state-url-port", _set("daemon.state_url", "postgresql+psycopg://syncd@db:70000/syncd"), "daemon.state_url", "port must be 1-65535"),
+    ("state-url-no-database", _set("daemon.state_url", "postgresql+psycopg://syncd@db"), "daemon.state_url", "names no database"),
 ]
 
 
@@ -144,6 +183,33 @@ def test_every_problem_is_reported_at_once(tmp_path, capsys):
                 "okitoki.endpoints.call_lgo", "crm.options.urll"):
         assert f"{path}: {key}: " in err
     assert "syncd: 8 configuration problems; nothing was done" in err
+
+
+@pytest.mark.parametrize("url", ["postgresql+psycopg://syncd@%2Frun%2Fpostgresql/syncd",
+                                 "postgresql+psycopg://syncd@/syncd?host=/run/postgresql",
+                                 "postgresql+psycopg://syncd:pw@db.internal:5432/syncd",
+                                 "postgresql+psycopg://syncd@[::1]:5432/syncd"])
+def test_postgresql_state_urls_in_use_are_valid(tmp_path, capsys, url):
+    cfg = base()
+    cfg["daemon"]["state_url"] = url
+    assert main(["check", "-c", str(write(tmp_path, cfg))]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("listen,url", [
+    ("127.0.0.1:9410", "https://acme.oki-toki.net"), ("[::1]:9410", "https://acme.oki-toki.net/"),
+    ("localhost:0", "http://127.0.0.1:8080"), ("0.0.0.0:65535", "https://пример.укр/api"),
+])
+def test_addresses_and_urls_in_use_are_valid(tmp_path, capsys, listen, url):
+    cfg = base()
+    cfg["daemon"]["http_listen"], cfg["okitoki"]["url"] = listen, url
+    assert main(["check", "-c", str(write(tmp_path, cfg))]) == 0, capsys.readouterr().err
+
+
+def test_one_crm_column_read_into_two_fields_is_valid(tmp_path, capsys):
+    cfg = base()
+    cfg["contacts"]["fields"]["status"]["sync"] = "to_okitoki"
+    cfg["contacts"]["fields"]["stage"] = {"crm": "status", "okitoki": "details.stage", "sync": "to_okitoki"}
+    assert main(["check", "-c", str(write(tmp_path, cfg))]) == 0, capsys.readouterr().err
 
 
 def test_invalid_toml_is_a_config_error(tmp_path, capsys):

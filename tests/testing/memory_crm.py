@@ -132,6 +132,10 @@ class MemoryConnector:
             row = self.crm.rows.get(int(w.id)) if w.id.isdigit() else None
             if row is None:
                 raise LookupError(f"no contact {w.id}")
+        if "text_only" in self.flaws:   # a connector that assumes every value is text
+            row.fields.update({k: v.strip() for k, v in w.fields.items()})
+        if "echo_value" in self.flaws and any(len(str(v)) > 10_000 for v in w.fields.values()):
+            raise LookupError(f"value too long: {w.fields!r}")
         row.fields.update(w.fields)
         if w.phones is not None:
             row.phones = (row.phones + list(w.phones)) if "phones_append" in self.flaws else list(w.phones)

@@ -41,14 +41,14 @@ def test_a_correct_connector_passes_every_test(pytester):
     result = run_suite(pytester)
     # skipped: no do-not-call field, no calls_update, no unreadable records, no untracked
     # rows, no time spellings (the memory CRM cannot produce them)
-    result.assert_outcomes(passed=19, skipped=5)
+    result.assert_outcomes(passed=20, skipped=5)
 
 
 def test_every_inherited_test_carries_the_conformance_marker(pytester):
     pytester.syspathinsert(HERE)
     pytester.makepyfile(test_memory=SUITE_MODULE.format(flaws=[]))
     result = pytester.runpytest("-q", "-p", "no:cacheprovider", "-m", "not conformance")
-    result.assert_outcomes(deselected=24)
+    result.assert_outcomes(deselected=25)
 
 
 @pytest.mark.parametrize(("flaw", "caught_by"), [
@@ -60,6 +60,8 @@ def test_every_inherited_test_carries_the_conformance_marker(pytester):
     ("batch_raises", "test_a_failing_record_does_not_sink_the_batch"),
     ("auth_generic", "test_auth_failure_surfaces_as_authentication_error_with_a_readable_message"),
     ("log_secret", "test_secrets_never_reach_logs_or_errors"),
+    ("text_only", "test_any_value_where_text_is_expected_is_stored_readably_or_refused_alone"),
+    ("echo_value", "test_any_value_where_text_is_expected_is_stored_readably_or_refused_alone"),
 ])
 def test_the_suite_catches_a_classic_connector_bug(pytester, flaw, caught_by):
     assert caught_by in failed(run_suite(pytester, flaw))
