@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import structlog
@@ -111,10 +110,12 @@ class OkitokiClient:
         daily limit (the daemon passes its persistent budget)."""
         token = cfg.api_token
         if not token and cfg.api_token_file:
-            try:
-                token = Path(cfg.api_token_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"okitoki.api_token_file: cannot read it ({exc.strerror})") from None
+            from ..secret_file import read_secret_file
+
+            try:   # the same capped, timed, one-line reader as the configuration's
+                token = read_secret_file(cfg.api_token_file)
+            except ValueError as exc:
+                raise ConfigError(f"okitoki.api_token_file: {exc}") from None
         if not token:
             raise ConfigError("okitoki.api_token: set api_token or api_token_file")
         remote = RemoteSystem(

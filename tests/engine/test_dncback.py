@@ -7,7 +7,6 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.daemon_checks import okitoki_writes  # noqa: F401 - same helpers as the other tests
 
 SQLITE_ONLY = pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
 

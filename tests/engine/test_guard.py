@@ -3,7 +3,6 @@ contacts is held, not sent; the rest flows; an operator releases or drops it."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from sqlalchemy import func, select
