@@ -21,6 +21,7 @@ import email.utils
 import random
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Callable, Protocol
@@ -96,10 +97,16 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> time
     return max(timedelta(0), when - now)
 
 
+WINDOW = 60.5   # seconds: a sliding minute, with a margin for the time a request takes to arrive
+
+
 class RateLimiter:
     """Token bucket: ``per_minute`` requests a minute with a burst of ``burst``; thread-safe.
 
-    ``block_for`` (after a 429) makes every caller wait until the remote allows requests again.
+    The bucket alone would allow ``burst`` more than ``per_minute`` in a minute of full use, which
+    a remote counting a sliding minute (Oki-Toki's sandbox, most APIs) answers with 429; so no
+    more than ``per_minute`` requests start in any :data:`WINDOW` either. ``block_for`` (after a
+    429) makes every caller, on every thread, wait until the remote allows requests again.
     """
 
     def __init__(self, per_minute: float | None, burst: int = 5, *,
@@ -113,6 +120,7 @@ class RateLimiter:
         self._tokens = float(self.burst)
         self._stamp = clock()
         self._blocked_until = 0.0
+        self._started: deque[float] = deque()   # start times of the last per_minute requests
 
     def block_for(self, seconds: float) -> None:
         with self._lock:
@@ -129,10 +137,17 @@ class RateLimiter:
                     rate = self.per_minute / 60.0
                     self._tokens = min(self.burst, self._tokens + (now - self._stamp) * rate)
                     self._stamp = now
-                    if self._tokens >= 1:
+                    started = self._started
+                    while started and started[0] <= now - WINDOW:
+                        started.popleft()
+                    if len(started) >= self.per_minute:
+                        delay = started[0] + WINDOW - now
+                    elif self._tokens >= 1:
                         self._tokens -= 1
+                        started.append(now)
                         return waited
-                    delay = (1 - self._tokens) / rate
+                    else:
+                        delay = (1 - self._tokens) / rate
                 elif delay <= 0:
                     return waited
             self._sleep(delay)
