@@ -122,6 +122,13 @@ class RateLimiter:
         self._blocked_until = 0.0
         self._started: deque[float] = deque()   # start times of the last per_minute requests
 
+    def reconfigure(self, per_minute: float | None, burst: int) -> None:
+        """A new rate (configuration reloaded): the minute counted so far was another regime."""
+        with self._lock:
+            if per_minute != self.per_minute:
+                self._started.clear()
+            self.per_minute, self.burst = per_minute, max(1, burst)
+
     def block_for(self, seconds: float) -> None:
         with self._lock:
             self._blocked_until = max(self._blocked_until, self._clock() + seconds)
@@ -165,7 +172,7 @@ def limiter_for(system: str, per_minute: float | None, burst: int = 5) -> RateLi
         if limiter is None:
             limiter = _limiters[system] = RateLimiter(per_minute, burst)
         else:
-            limiter.per_minute, limiter.burst = per_minute, max(1, burst)
+            limiter.reconfigure(per_minute, burst)
         return limiter
 
 
