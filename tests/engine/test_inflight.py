@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from syncd.engine.build import build_syncer
-from syncd.engine.inflight import partition
+from syncd.engine.inflight import SPLITS, partition
 from syncd.store import open_store
 
 from .conftest import make_config
@@ -197,3 +197,30 @@ def test_batched_requests_are_split_only_in_whole_requests():
     assert len(partition(rows, ways=8, unit=50, key=lambda r: r.id)) == 3   # 3 requests' worth
     assert len(partition(rows[:50], ways=8, unit=50, key=lambda r: r.id)) == 1
     assert partition([], ways=8, unit=1, key=lambda r: r.id) == []
+
+
+def test_calls_of_one_unknown_number_share_a_partition():
+    # unknown_numbers = "create_contact": two calls of one number at once would make two contacts
+    key, _ = SPLITS[("crm", "log_call")]
+    rows = [SimpleNamespace(id=i, link_id=None, payload={"phone": f"+38067000000{i % 3}"})
+            for i in range(30)]
+    parts = partition(rows, ways=4, unit=1, key=key)
+    assert len(parts) == 3
+    assert all(len({r.payload["phone"] for r in p}) == 1 for p in parts)
+
+
+def test_in_flight_comes_from_the_config_then_the_connector(tmp_path):
+    from syncd.engine.context import Context
+    from connectors.sql.connector import SqlConnector
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    store = open_store(url, create=True)
+    try:
+        ctx = Context(config=make_config(url), store=store, crm=FakeCrm(), okitoki=None)
+        assert ctx.in_flight("okitoki") == 8 and ctx.in_flight("crm") == 4
+        ctx.crm = SimpleNamespace(default_max_in_flight=SqlConnector.default_max_in_flight)
+        assert ctx.in_flight("crm") == 1
+        ctx.config = make_config(url, okitoki__max_in_flight=3, crm__max_in_flight=6)
+        assert ctx.in_flight("okitoki") == 3 and ctx.in_flight("crm") == 6
+    finally:
+        store.close()
