@@ -65,7 +65,7 @@ SPLITS: dict[tuple[str, str], tuple[KeyOf, Callable[[Context], int]]] = {
     ("okitoki", "contact_create"): (_create_link, lambda ctx: 1),
     ("okitoki", "contact_update"): (_link, lambda ctx: 1),
     ("okitoki", "remove_task"): (_link, lambda ctx: 1),
-    ("okitoki", "add_task"): (_dialer, lambda ctx: 1000),
+    ("okitoki", "add_task"): (_dialer, lambda ctx: 1),   # a dialer's tasks: whole bulk imports
     ("crm", "contact_create"): (_create_link, _crm_batch),
     ("crm", "contact_update"): (_link, _crm_batch),
     ("crm", "status"): (_link, _crm_batch),

@@ -224,3 +224,11 @@ def test_in_flight_comes_from_the_config_then_the_connector(tmp_path):
         assert ctx.in_flight("okitoki") == 3 and ctx.in_flight("crm") == 6
     finally:
         store.close()
+
+
+def test_bulk_task_imports_stay_whole_one_partition_per_dialer():
+    key, unit = SPLITS[("okitoki", "add_task")]
+    rows = [SimpleNamespace(id=i, link_id=i, payload={"dialer_id": 101 + i % 2}) for i in range(1500)]
+    parts = partition(rows, ways=8, unit=unit(None), key=key)
+    assert sorted(len(p) for p in parts) == [750, 750]
+    assert all(len({r.payload["dialer_id"] for r in p}) == 1 for p in parts)
