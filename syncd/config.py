@@ -98,6 +98,9 @@ class OkitokiConfig(_Strict):
     api_token_file: str | None = None
     timezone: str = "Europe/Kyiv"
     requests_per_minute: int = Field(60, ge=1, le=100_000)
+    # Requests in flight at once (all through the one rate limiter and budget): enough to
+    # use the whole rate limit when each request takes a network round trip.
+    max_in_flight: int = Field(8, ge=1, le=32)
     daily_request_budget: int | None = Field(20000, ge=1)
     poll_interval: Duration = timedelta(seconds=30)
     timeout: Duration = timedelta(seconds=15)
@@ -115,6 +118,7 @@ class CrmConfig(_Strict):
     connector: Name
     poll_interval: Duration = timedelta(seconds=30)
     requests_per_minute: int | None = Field(None, ge=1, le=100_000)  # None: the connector's default
+    max_in_flight: int | None = Field(None, ge=1, le=32)  # None: the connector's default
     daily_request_budget: int | None = Field(None, ge=1)
     timeout: Duration = timedelta(seconds=15)
     # Re-read changes of the last `overlap` at every poll (late commits, search indexes that

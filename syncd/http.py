@@ -4,8 +4,9 @@ One :class:`RemoteSystem` per remote (``okitoki``, ``crm``) owns an ``httpx.Clie
 timeouts, limits and a User-Agent, and wraps every request with, in order:
 
 1. the daily :class:`RequestBudget` (fails fast with ``BudgetExhausted`` when spent),
-2. the process-wide :class:`RateLimiter` of that system (requests per minute, small burst,
-   and a "blocked until" set by any ``Retry-After`` the remote sent, so every job waits),
+2. the process-wide :class:`~syncd.ratelimit.RateLimiter` of that system (requests per
+   minute, small burst, at most the rate in any sliding minute, and a "blocked until" set by
+   any ``Retry-After`` the remote sent, so every job and request worker waits),
 3. retries with exponential backoff and jitter (tenacity) for transient failures and
    throttling; ``Retry-After`` (seconds or an HTTP date) is honoured up to a cap,
 4. the request journal hook (time, system, operation, status, duration, attempt),
@@ -41,6 +42,7 @@ from .errors import (
     Throttled,
     TransientError,
 )
+from .ratelimit import RateLimiter, limiter_for
 from .redact import redact, register_secret
 
 __all__ = [
@@ -94,64 +96,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> time
         when = when.replace(tzinfo=UTC)
     now = now or datetime.now(UTC)
     return max(timedelta(0), when - now)
-
-
-class RateLimiter:
-    """Token bucket: ``per_minute`` requests a minute with a burst of ``burst``; thread-safe.
-
-    ``block_for`` (after a 429) makes every caller wait until the remote allows requests again.
-    """
-
-    def __init__(self, per_minute: float | None, burst: int = 5, *,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.per_minute = per_minute
-        self.burst = max(1, burst)
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._tokens = float(self.burst)
-        self._stamp = clock()
-        self._blocked_until = 0.0
-
-    def block_for(self, seconds: float) -> None:
-        with self._lock:
-            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
-
-    def acquire(self) -> float:
-        """Wait until a request may go out; returns the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self._clock()
-                delay = self._blocked_until - now
-                if delay <= 0 and self.per_minute:
-                    rate = self.per_minute / 60.0
-                    self._tokens = min(self.burst, self._tokens + (now - self._stamp) * rate)
-                    self._stamp = now
-                    if self._tokens >= 1:
-                        self._tokens -= 1
-                        return waited
-                    delay = (1 - self._tokens) / rate
-                elif delay <= 0:
-                    return waited
-            self._sleep(delay)
-            waited += delay
-
-
-_limiters: dict[str, RateLimiter] = {}
-_limiters_lock = threading.Lock()
-
-
-def limiter_for(system: str, per_minute: float | None, burst: int = 5) -> RateLimiter:
-    """The process-wide limiter of ``system`` (created on first use, rate updated after)."""
-    with _limiters_lock:
-        limiter = _limiters.get(system)
-        if limiter is None:
-            limiter = _limiters[system] = RateLimiter(per_minute, burst)
-        else:
-            limiter.per_minute, limiter.burst = per_minute, max(1, burst)
-        return limiter
 
 
 class RequestBudget(Protocol):

@@ -4,6 +4,7 @@ the rate limiter, the daily budget, the request journal and redaction."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -203,6 +204,39 @@ def test_the_limiter_never_lets_more_than_its_rate_through(clock) -> None:
         stamps.append(clock.t)
     assert_within_rate(stamps, 60, 5)
     assert stamps[-1] - stamps[0] >= (150 - 5 * 4) - 1   # it did have to wait
+
+
+def test_a_full_minute_of_use_never_exceeds_the_limit_in_any_sliding_minute(clock) -> None:
+    # The bucket alone would pass burst + 60 in the first minute: a remote counting a sliding
+    # minute answers the 61st with 429.
+    limiter = RateLimiter(60, burst=5, clock=clock.monotonic, sleep=clock.sleep)
+    stamps = []
+    for _ in range(200):
+        limiter.acquire()
+        stamps.append(clock.t)
+    for i, t in enumerate(stamps):
+        inside = [u for u in stamps[i:] if u < t + 60.0]
+        assert len(inside) <= 60, (i, len(inside))
+    assert 200 / (stamps[-1] - stamps[0]) >= 0.95          # and the limit is still used
+
+
+def test_a_retry_after_block_holds_every_waiting_thread() -> None:
+    limiter = RateLimiter(6000, burst=1)                     # 100 a second: no waits but the block
+    limiter.acquire()
+    limiter.block_for(0.4)
+    blocked_at = time.monotonic()
+    went: list[float] = []
+
+    def worker() -> None:
+        limiter.acquire()
+        went.append(time.monotonic() - blocked_at)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(went) == 8 and min(went) >= 0.39
 
 
 def test_jobs_on_several_threads_share_one_rate_over_real_http() -> None:

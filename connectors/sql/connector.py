@@ -80,6 +80,9 @@ class SqlConnector:
 
     name: ClassVar[str] = "sql"
     Options: ClassVar[type[SqlOptions]] = SqlOptions
+    # Writes are local statements on one lock-guarded connection: nothing to gain from
+    # several in flight ([crm] max_in_flight).
+    default_max_in_flight: ClassVar[int] = 1
 
     def __init__(self, options: SqlOptions, context: ConnectorContext) -> None:
         self.options = options

@@ -94,6 +94,7 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
     crm_budget = config.crm.daily_request_budget or getattr(cls, "default_daily_request_budget", None)
     crm_rate = config.crm.requests_per_minute or getattr(cls, "default_requests_per_minute", None)
     crm_burst = getattr(cls, "default_burst", None) or 5
+    crm_in_flight = config.crm.max_in_flight or getattr(cls, "default_max_in_flight", None) or 4
     budget = StoreBudget(store, {"okitoki": config.okitoki.daily_request_budget,
                                  "crm": crm_budget}, **kwargs)
     journal = StoreJournal(store)
@@ -114,7 +115,8 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
             def remote(**kw: Any) -> RemoteSystem:
                 params: dict[str, Any] = dict(system="crm", timeout=config.crm.timeout.total_seconds(),
                                               requests_per_minute=crm_rate, burst=crm_burst,
-                                              budget=budget, journal=journal, transport=crm_transport)
+                                              budget=budget, journal=journal, transport=crm_transport,
+                                              max_connections=max(10, crm_in_flight))
                 params.update(kw)
                 return RemoteSystem(**params)
 

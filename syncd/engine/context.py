@@ -62,6 +62,13 @@ class Context:
         """Whether the daemon asked the running push to stop (rows not started are released)."""
         return self.stop is not None and self.stop.is_set()
 
+    def in_flight(self, system: str) -> int:
+        """How many requests to ``system`` the push may have in flight at once: the configured
+        ``max_in_flight``, else the connector's ``default_max_in_flight`` (4 when it names none)."""
+        if system == "okitoki":
+            return self.config.okitoki.max_in_flight
+        return self.config.crm.max_in_flight or getattr(self.crm, "default_max_in_flight", None) or 4
+
     @property
     def crm_capabilities(self) -> Any:
         return getattr(self.crm, "capabilities", None)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -22,6 +24,7 @@ from ..redact import redact
 from ..store import outbox as sql
 from .context import Context
 from .effects import apply_effects
+from .inflight import run_group
 from .outbox import LANE_SYSTEMS, LOW_BUDGET_SHARE, URGENT_LANES, Lane, classify
 
 __all__ = ["push", "Done", "Later", "paused_lanes"]
@@ -68,16 +71,33 @@ def paused_lanes(ctx: Context) -> dict[Lane, str]:
 
 def _batch_size(ctx: Context, lane: Lane, cap: int) -> int:
     """Rows per claim: small enough that one-request-per-row lanes finish within the claim at
-    the configured rate limit (contacts and do-not-call go one row or one list per request)."""
+    the configured rate limit (contacts and do-not-call go one row or one list per request),
+    large enough that every request slot has a few seconds of work between two claims."""
     if lane == Lane.CONTACTS:
-        return max(1, min(cap, int(ctx.config.okitoki.requests_per_minute)))
+        want = max(cap, 25 * ctx.in_flight("okitoki"))
+        return max(1, min(want, int(ctx.config.okitoki.requests_per_minute)))
     return cap
 
 
-def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100) -> tuple[Counter, list[str]]:
-    """Drain due outbox rows lane by lane until empty or ``stop`` is set; (counts, errors)."""
-    from .handlers import HANDLERS
+def _pools(ctx: Context, stack: ExitStack) -> dict[str, ThreadPoolExecutor]:
+    """One bounded pool of request workers per remote system with ``max_in_flight`` > 1."""
+    if ctx.dry_run:
+        return {}
+    pools: dict[str, ThreadPoolExecutor] = {}
+    for system in ("okitoki", "crm"):
+        ways = ctx.in_flight(system)
+        if ways > 1:
+            pools[system] = stack.enter_context(
+                ThreadPoolExecutor(ways, thread_name_prefix=f"push-{system}"))
+    return pools
 
+
+def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100) -> tuple[Counter, list[str]]:
+    """Drain due outbox rows lane by lane until empty or ``stop`` is set; (counts, errors).
+
+    Within a claimed batch, the requests of each group run up to ``max_in_flight`` at once
+    per remote system (:mod:`.inflight`); groups, batches and lanes still go one after another.
+    """
     stop = stop or threading.Event()
     ctx.stop = stop
     counts: Counter = Counter()
@@ -86,6 +106,18 @@ def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100)
     for lane, why in paused.items():
         counts[f"paused_{lane.name.lower()}"] = 1
         log.warning("lane_paused", lane=lane.name.lower(), reason=why)
+    with ExitStack() as stack:
+        fatal = _drain(ctx, stop, counts, errors, paused, _pools(ctx, stack), batch)
+    if fatal is not None:
+        raise fatal
+    return counts, errors
+
+
+def _drain(ctx: Context, stop: threading.Event, counts: Counter, errors: list[str],
+           paused: dict[Lane, str], pools: dict[str, ThreadPoolExecutor],
+           batch: int) -> FatalRemoteError | None:
+    from .handlers import HANDLERS
+
     stopped_systems: set[str] = set()
     fatal: FatalRemoteError | None = None
     for lane in Lane:
@@ -127,7 +159,8 @@ def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100)
                     outcomes.update({r.id: ValueError(f"no handler for {target} {operation}") for r in group})
                     continue
                 try:
-                    outcomes.update(handler(ctx, group))
+                    outcomes.update(run_group(ctx, handler, group, target=target,
+                                              operation=operation, pool=pools.get(target)))
                 except Exception as exc:  # noqa: BLE001 - the whole group failed the same way
                     outcomes.update({r.id: exc for r in group})
             stop_exc = _settle(ctx, rows, outcomes, counts, errors)
@@ -138,9 +171,7 @@ def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100)
                 if isinstance(stop_exc, FatalRemoteError):
                     fatal = stop_exc
                 break
-    if fatal is not None:
-        raise fatal
-    return counts, errors
+    return fatal
 
 
 def _plan(ctx: Context, group: list[Any]) -> dict[int, Any]:

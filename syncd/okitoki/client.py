@@ -123,6 +123,7 @@ class OkitokiClient:
             timeout=cfg.timeout.total_seconds(), requests_per_minute=cfg.requests_per_minute,
             budget=budget if budget is not None else MemoryBudget({"okitoki": cfg.daily_request_budget}),
             journal=journal, retry=retry or RetryPolicy(), transport=transport,
+            max_connections=max(10, cfg.max_in_flight),   # one connection per request in flight
         )
         profile = load_profile(getattr(cfg, "profile", None), dict(cfg.endpoints))
         return cls(remote, timezone=cfg.timezone, form=form, api_token=token, profile=profile)
