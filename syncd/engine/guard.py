@@ -19,7 +19,7 @@ from sqlalchemy import and_, func, insert, select, update
 
 from ..store import Store
 from ..store.tables import Hold, TaskRow
-from .context import LINK, OUTBOX, Context
+from .context import BASE, LINK, OUTBOX, Context
 from .outbox import Lane
 
 __all__ = ["check", "list_holds", "release_hold", "drop_hold", "HoldNotFound", "HELD"]
@@ -44,10 +44,16 @@ def check(ctx: Context) -> Counter:
     """Hold this cycle's floods; returns counts (``held_<kind>``)."""
     cfg, now = ctx.config.guard, ctx.now()
     counts: Counter = Counter()
+    poll = max(ctx.config.crm.poll_interval, ctx.config.okitoki.poll_interval)
     with ctx.store.begin() as conn:
         if cfg.max_task_removals:
-            rows = conn.execute(select(OUTBOX.c.id, OUTBOX.c.link_id).where(and_(
-                _fresh(), OUTBOX.c.operation == "remove_task", OUTBOX.c.lane == int(Lane.TASKS)))).all()
+            # A removal that follows our own write to the CRM (a call outcome moved the status)
+            # is the sync working, however many calls ended at once: only the rest can flood.
+            ours = and_(BASE.c.crm_written_at.is_not(None), BASE.c.crm_written_at >= now - 5 * poll)
+            rows = conn.execute(select(OUTBOX.c.id, OUTBOX.c.link_id)
+                                .outerjoin(BASE, BASE.c.link_id == OUTBOX.c.link_id).where(and_(
+                                    _fresh(), OUTBOX.c.operation == "remove_task",
+                                    OUTBOX.c.lane == int(Lane.TASKS), ~ours))).all()
             if len(rows) > cfg.max_task_removals:
                 _hold(conn, "task_removals", rows, now,
                       f"{len(rows)} dialer task removals in one cycle (limit [guard] "
@@ -56,7 +62,7 @@ def check(ctx: Context) -> Counter:
         linked = conn.execute(select(func.count()).select_from(LINK).where(and_(
             LINK.c.crm_id.is_not(None), LINK.c.okitoki_id.is_not(None), LINK.c.tombstone.is_(False)))).scalar() or 0
         # Contacts linked in the last two polls are in their initial sync, not in a flood.
-        settled = now - 2 * max(ctx.config.crm.poll_interval, ctx.config.okitoki.poll_interval)
+        settled = now - 2 * poll
         rows = conn.execute(select(OUTBOX.c.id, OUTBOX.c.link_id).join(LINK, LINK.c.id == OUTBOX.c.link_id)
                             .where(and_(_fresh(), OUTBOX.c.operation.in_(CHANGES),
                                         LINK.c.created_at < settled))).all()

@@ -134,3 +134,20 @@ def test_changing_too_many_linked_contacts_at_once_is_held(guarded, monkeypatch)
     release_hold(syncer.store, hold["id"], now=syncer.ctx.now())
     syncer.cycle()
     assert sum(c["name"].endswith(" X") for c in sb.state()["contacts"]) == 5
+
+
+@SQLITE_ONLY
+def test_removals_after_call_outcomes_are_the_sync_working_not_a_flood(guarded):
+    """Many calls ending at once (a backlog after an outage) move many statuses through our
+    own CRM writes; the task removals that follow are not held."""
+    make, sb = guarded
+    syncer, crm = make(max_task_removals=2)
+    for i in range(5):
+        crm.add((f"06712700{i:02d}",), name=f"Lead {i}", status="new")
+    syncer.cycle()
+    for i in range(5):
+        sb.add_call(phone=f"3806712700{i:02d}", direction="in", outcome="answered")
+    for _ in range(3):
+        assert not syncer.cycle().errors
+    assert list_holds(syncer.store) == []
+    assert _pending_tasks(sb) == []

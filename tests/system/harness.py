@@ -66,7 +66,7 @@ def deploy(tmp: Path, sandbox: Any, people: list[Any], **overrides: Any) -> Depl
     crm.insert(people)
     config = demo_config(tmp, sandbox.url, sandbox.token)
     for section, values in overrides.items():
-        config[section].update(values)
+        config.setdefault(section, {}).update(values)
     path = tmp / "config.toml"
     path.write_text(to_toml(config), encoding="utf-8")
     path.chmod(0o600)
