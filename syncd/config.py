@@ -109,6 +109,8 @@ class CrmConfig(_Strict):
     overlap: Duration | None = None
     # A change time later than now + clock_skew is reported as being in the future.
     clock_skew: Duration = timedelta(minutes=5)
+    # Record ids CRM webhooks (/events/crm) may hint per minute; the rest wait for the poll.
+    webhook_hints_per_minute: int = Field(120, ge=1, le=10_000)
     options: dict[str, Any] = Field(default_factory=dict)  # validated by the connector's Options
 
 
