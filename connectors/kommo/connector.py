@@ -155,7 +155,9 @@ class KommoConnector:
     # -- reading -----------------------------------------------------------------------------
     def webhook_ids(self, request: Any) -> list[str] | None:
         """Contact ids a Kommo webhook names (see :mod:`syncd.crm_events`)."""
-        subdomain = (urlparse(self.options.url).hostname or "").split(".")[0] or None
+        host = urlparse(self.options.url).hostname or ""
+        # <sub>.kommo.com / <sub>.amocrm.ru; an address (a proxy, a test) names no account
+        subdomain = host.split(".")[0] if host.count(".") >= 2 and not host.replace(".", "").isdigit() else None
         return kommo_ids(request, self._webhook_token, subdomain)
 
     def health_check(self) -> None:
