@@ -135,6 +135,9 @@ def test_a_new_lead_reaches_its_dialer_within_3_s_of_the_crm_webhook_with_hour_l
         assert took <= 3.0, f"the task took {took:.1f} s"
         assert _ran(syncer, "pull:crm:hinted") >= 1
         assert _ran(syncer, "pull:crm:contacts") == 1      # the start-up poll only: no poll did it
+        metrics = httpx.get(url.replace("/events/crm", "/metrics"), timeout=10).text
+        assert 'syncd_latency_seconds_count{flow="lead_to_task"} 1.0' in metrics
+        assert 'syncd_crm_webhook_events_total{result="hint"}' in metrics
 
 
 @pytest.mark.parametrize("vendor", VENDORS, ids=lambda v: v.name)
