@@ -93,6 +93,9 @@ class OkitokiConfig(_Strict):
     webhook_token_file: str | None = None
     # Call hints from webhooks that reach the daemon per minute (the rest wait for the walk).
     webhook_hints_per_minute: int = Field(30, ge=1, le=10_000)
+    # Calls pulls an hour that look again for hinted calls not yet readable in the log
+    # (engine.hints.CallRetries); 0: a hinted call not in the log waits for the poll.
+    webhook_retries_per_hour: int = Field(240, ge=0, le=3600)
     endpoints: dict[str, str] = Field(default_factory=dict)  # operation → path override
     # What one API request costs (in the account's currency), for `syncd journal --by`.
     price_per_request: float | None = Field(None, ge=0, allow_inf_nan=False)

@@ -5,10 +5,13 @@
   longer returns is recorded deleted, only because the API says so. The poll stays the safety
   net: a hint costs at most a read.
 * Oki-Toki call events may come before the call is readable in the log (Oki-Toki writes it
-  shortly after hangup). :class:`CallRetries` looks a hinted call up again after
-  ``BACKOFF`` (2, 4, 8 s by default); after the last one the poll takes over. Each retry is a
-  calls pull whose by-id look-up is capped by :class:`syncd.engine.calls.HintFetches`, and at
-  most ``MAX_PENDING`` calls are retried at once, so retries stay within the API budget.
+  shortly after hangup). :class:`CallRetries` looks a hinted call up again after ``BACKOFF``
+  (1 s, then every 2 s up to 15 s after the event: a call that becomes readable meanwhile
+  reaches the CRM within about 2 s); after the last one the poll takes over. Each retry is a
+  calls pull (one call-log request for every call due then, plus by-id look-ups capped by
+  :class:`syncd.engine.calls.HintFetches`); retry pulls are capped per hour
+  (``[okitoki] webhook_retries_per_hour``) and at most ``MAX_PENDING`` calls wait at once, so
+  retries stay within the API budget.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from .ingest import record_contacts
 __all__ = ["CallRetries", "read_hinted_contacts", "BACKOFF", "MAX_PENDING"]
 
 log = structlog.get_logger()
-BACKOFF = (timedelta(seconds=2), timedelta(seconds=4), timedelta(seconds=8))
+BACKOFF = (timedelta(seconds=1),) + (timedelta(seconds=2),) * 7   # 1, 3, 5, ... 15 s
 MAX_PENDING = 100     # hinted calls waiting for a retry at once (a flood of hints is just a hint)
 
 

@@ -83,6 +83,7 @@ class Syncer:
         self._hinted_lock = threading.Lock()
         self._hint_fetches = HintFetches()   # billed by-id look-ups hints may cause
         self.call_retries = CallRetries()     # hinted calls not yet in the log: look again soon
+        self._retry_pulls = HintFetches(per_pull=1, per_hour=ctx.config.okitoki.webhook_retries_per_hour)
         self._crm_hinted: set[str] = set()   # CRM record ids webhooks named, for pull_crm_hinted
         self._lease_ttl = max(timedelta(seconds=90), 3 * max(ctx.config.crm.poll_interval,
                                                              ctx.config.okitoki.poll_interval))
@@ -233,6 +234,10 @@ class Syncer:
             hinted = self._hint.is_set()
             self._hint.clear()
             retry = self.call_retries.due(self.ctx.now())
+            given_up = 0
+            if retry and not hinted and not self._retry_pulls.allow(1, self.ctx.now()):
+                self.call_retries.found(retry)    # over the hour's retry pulls: the poll brings them
+                given_up, retry = len(retry), []
             with self._hinted_lock:
                 sessions, self._hinted = sorted(self._hinted | set(retry)), set()
             seen: set[str] = set()
@@ -242,7 +247,7 @@ class Syncer:
             missing = [s for s in sessions if s not in seen]
             counts["hints_retried"] += len(retry)
             counts["hints_not_in_log"] += len(missing)
-            counts["hints_given_up"] += self.call_retries.missed(missing, self.ctx.now())
+            counts["hints_given_up"] += given_up + self.call_retries.missed(missing, self.ctx.now())
             rep.counts = dict(counts)
         return rep
 

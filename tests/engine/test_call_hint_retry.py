@@ -67,3 +67,18 @@ def test_retries_spend_by_id_look_ups_only_within_the_cap(world):
         pulls.append(syncer.pull_okitoki_calls().counts)
     assert sum(p.get("hints_not_fetched", 0) for p in pulls) == 2 * 4 - 2   # only 2 look-ups in the hour
     assert sb.sandbox.journal.by_operation.get("calls/data", 0) == 2, sb.sandbox.journal.by_operation
+
+
+def test_retry_pulls_are_capped_per_hour_then_the_poll_takes_over(world):
+    syncer, sb, _crm = world
+    syncer.call_retries = CallRetries(backoff=SHORT)
+    syncer._retry_pulls = HintFetches(per_pull=1, per_hour=1)
+    syncer.hint_call("987654311")
+    syncer.pull_okitoki_calls()
+    _due_wait(syncer)
+    assert syncer.pull_okitoki_calls().counts.get("hints_retried") == 1
+    _due_wait(syncer)
+    sb.sandbox.journal.clear()
+    counts = syncer.pull_okitoki_calls().counts
+    assert counts.get("hints_given_up") == 1 and "hints_retried" not in counts
+    assert syncer.call_retries.waiting() == []
