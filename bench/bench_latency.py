@@ -10,8 +10,9 @@ subprocess) and a CRM, measured from outside.
   from the moment the call is readable → its row in the CRM's calls table; Oki-Toki poll 60 s
   (target: p95 <= 3 s). ``--visible-after 0.5-12`` draws each call's delay at random.
 
-Every lead or call is made one at a time, a random 1-3 s apart, so each is a fresh change and
-not a batch. Run from the repository root::
+Every lead or call is made one at a time, a random 1-3 s apart (leads in the ``lead``
+scenario 1 s to 3 s + a poll apart, so they fall at any phase of the poll), so each is a fresh
+change and not a batch. Run from the repository root::
 
     .venv/bin/python bench/bench_latency.py --scenario lead --poll 5 --n 20
     .venv/bin/python bench/bench_latency.py --scenario webhook --n 20
@@ -104,7 +105,7 @@ def bench_lead(tmp: Path, sb: Any, n: int, poll: float) -> dict[str, Any]:
     try:
         _ready(sb)
         for i in range(n):
-            time.sleep(random.uniform(1.0, 3.0))
+            time.sleep(random.uniform(1.0, 3.0 + poll))   # any phase of the poll
             phone = f"+38067{5550000 + i:07d}"
             t0 = time.monotonic()
             with crm.engine.begin() as conn:
