@@ -53,7 +53,7 @@ from .engine.drift import next_run
 from .health import StreamWatch, outcome_of
 from .notify import Notifier, watchdog_interval
 from .redact import redact
-from .wakeups import HINTED_CRM, Wakeups
+from .wakeups import EVENTS as WAKE_EVENTS, HINTED_CRM, Wakeups
 
 __all__ = ["Daemon", "Progress", "JOBS"]
 
@@ -296,6 +296,7 @@ class Daemon:
         ctx = getattr(self.syncer, "ctx", None)
         if ctx is not None:   # the push reports each settled batch: a long drain is progress
             ctx.heartbeat = lambda stream: self.streams.advanced(stream, self.clock())
+        sched.add_listener(self.wakeups.on_event, WAKE_EVENTS)
         sched.start()
         self._scheduler = sched
 

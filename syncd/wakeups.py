@@ -6,10 +6,13 @@
   looked for again when the syncer's :class:`syncd.engine.hints.CallRetries` says.
 * A CRM event wakes ``pull:crm:hinted``.
 
-APScheduler's ``max_instances=1`` drops a run asked for while the job runs, and that run's
-reads may have come before what woke it; so a job woken while it runs runs again right after.
-A wake-up that lands between the scheduler starting a run and the run starting is harmless:
-the run begins after the change was committed.
+APScheduler's ``max_instances=1`` drops a run asked for while the job runs (it counts the
+run until its executor has finished with it, a moment after the job function returned), and
+that run's reads may have come before what woke it; so a job woken while it runs runs again
+right after, from the scheduler's job-finished event (:meth:`Wakeups.on_event`), when
+APScheduler no longer counts it. A run APScheduler skipped for ``max_instances`` counts as a
+wake-up too. A wake-up that lands between the scheduler starting a run and the run starting
+is harmless: the run begins after the change was committed.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Callable
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES
+
 __all__ = ["Wakeups", "PUSH_WORK", "HINTED_CRM"]
 
 HINTED_CRM = "pull:crm:hinted"
+EVENTS = EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES   # for add_listener
 # Run-report counts that mean a pull left work for the push (merge or outbox rows).
 PUSH_WORK = frozenset({"changed", "new_links", "linked", "deleted", "queued_calls", "queued_updates"})
 
@@ -44,7 +50,7 @@ class Wakeups:
         with self._lock:
             self._woken[job] = time.monotonic()
             if job in self._running:
-                return            # finished() runs it again
+                return            # on_event() runs it again when this run is over
         self._schedule(job, self.clock())
 
     def started(self, job: str) -> float:
@@ -53,13 +59,27 @@ class Wakeups:
             self._running[job] = now
         return now
 
-    def finished(self, job: str, started: float, report: Any, syncer: Any) -> None:
-        """A run ended: run it again if woken meanwhile, and wake what its report calls for."""
+    def on_event(self, event: Any) -> None:
+        """APScheduler listener (``EVENTS``): a run is over, or one was skipped because the
+        job was running; either way a wake-up that came during the run runs the job now."""
+        job = getattr(event, "job_id", None)
+        if job is None:
+            return
         with self._lock:
-            self._running.pop(job, None)
-            again = self._woken.get(job, float("-inf")) >= started
+            if event.code == EVENT_JOB_MAX_INSTANCES:
+                self._woken[job] = time.monotonic()
+                if job in self._running:
+                    return
+                again = True
+            else:
+                started = self._running.pop(job, None)
+                again = started is not None and self._woken.get(job, float("-inf")) >= started
         if again:
             self._schedule(job, self.clock())
+
+    def finished(self, job: str, started: float, report: Any, syncer: Any) -> None:
+        """A run's body ended: wake what its report calls for (the job's own rerun, if it
+        was woken meanwhile, waits for :meth:`on_event`)."""
         counts = dict(getattr(report, "counts", {}) or {})
         if job != "push" and any(counts.get(k) for k in PUSH_WORK):
             self.wake("push")

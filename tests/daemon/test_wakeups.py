@@ -148,3 +148,22 @@ def test_call_retries_are_bounded_in_number_and_in_calls_waiting():
     assert retries.missed(["a", "b", "c"], t0) == 1                    # at most 2 waiting at once
     retries.found(["a"])
     assert retries.waiting() == ["b"]
+
+
+def test_a_run_apscheduler_skipped_while_the_job_ran_is_made_up_right_after():
+    syncer = FakeSyncer()
+    daemon, thread = _start(syncer)
+    try:
+        gate = threading.Event()
+        syncer.behaviour["push"] = lambda: (gate.wait(5), None)[1]
+        pushes = syncer.count("push")
+        daemon.wake("push")
+        wait_for(lambda: syncer.running.get("push") == 1)
+        # what an interval firing (or a wake-up racing the run's end) does: the scheduler
+        # skips it for max_instances=1
+        daemon._scheduler.modify_job("push", next_run_time=datetime.now(UTC))
+        time.sleep(0.3)
+        gate.set()
+        wait_for(lambda: syncer.count("push") >= pushes + 2, timeout=2)
+    finally:
+        _stop(daemon, thread)
