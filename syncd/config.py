@@ -108,6 +108,9 @@ class OkitokiConfig(_Strict):
     webhook_token_file: str | None = None
     # Call hints from webhooks that reach the daemon per minute (the rest wait for the walk).
     webhook_hints_per_minute: int = Field(30, ge=1, le=10_000)
+    # Calls pulls an hour that look again for hinted calls not yet readable in the log
+    # (engine.hints.CallRetries); 0: a hinted call not in the log waits for the poll.
+    webhook_retries_per_hour: int = Field(240, ge=0, le=3600)
     endpoints: dict[str, str] = Field(default_factory=dict)  # operation → path override
     profile: str | None = None   # a TOML file overriding the shipped Oki-Toki API profile
     # What one API request costs (in the account's currency), for `syncd journal --by`.
@@ -126,6 +129,8 @@ class CrmConfig(_Strict):
     overlap: Duration | None = None
     # A change time later than now + clock_skew is reported as being in the future.
     clock_skew: Duration = timedelta(minutes=5)
+    # Record ids CRM webhooks (/events/crm) may hint per minute; the rest wait for the poll.
+    webhook_hints_per_minute: int = Field(120, ge=1, le=10_000)
     options: dict[str, Any] = Field(default_factory=dict)  # validated by the connector's Options
 
 

@@ -129,6 +129,11 @@ class CrmConnector(Protocol):
     #     talk time, duration, agent); ``activity_ids``: session_id → the id ``log_calls``
     #     answered (absent: look it up by session_id). Idempotent; one result per call, in
     #     order, key = session_id.
+    # Optional, for CRMs that send change events (``/events/crm``, :mod:`syncd.crm_events`):
+    # def webhook_ids(self, request: WebhookRequest) -> list[str] | None:
+    #     Check the vendor's authentication (raise WebhookRefused; WebhookOff while its secret
+    #     is not configured) and name the contacts the event is about. Called first without
+    #     the body (return None to get it), then with it. Ids are hints: they are read by id.
 
     def close(self) -> None:
         """Release connections."""

@@ -24,6 +24,10 @@ because a remote is slow or out of budget (restarting would not help). A job tha
 fails with a fatal or unexpected error is not progress, so systemd's watchdog restarts a
 daemon that is stuck.
 
+Wake-ups (:mod:`syncd.wakeups`): a pull that recorded work wakes ``push`` at once; a call
+event wakes the calls pull (and a hinted call not yet in the log is looked for again on a short
+backoff); a CRM event wakes ``pull:crm:hinted`` (the named records read by id).
+
 Per stream (:mod:`syncd.health`): a pull, the push or verify that has not *advanced* for 3 of
 its intervals (failed, deferred, or running without committing anything) is stuck:
 ``/healthz`` answers 503 naming it and why, and ``WATCHDOG=1`` pings stop.
@@ -49,6 +53,7 @@ from .engine.drift import next_run
 from .health import StreamWatch, outcome_of
 from .notify import Notifier, watchdog_interval
 from .redact import redact
+from .wakeups import EVENTS as WAKE_EVENTS, HINTED_CRM, Wakeups
 
 __all__ = ["Daemon", "Progress", "JOBS"]
 
@@ -134,6 +139,7 @@ class Daemon:
         self.metrics: Any = None
         self.web: Any = None               # the WebServer while it runs (tests read .port)
         self._watchdog = watchdog_interval()
+        self.wakeups = Wakeups(lambda: self._scheduler, stopped=self.stop_event.is_set, clock=_utcnow)
 
     # -- public -------------------------------------------------------------------------
     def intervals(self) -> dict[str, timedelta]:
@@ -163,11 +169,21 @@ class Daemon:
         hint = getattr(self.syncer, "hint_call", None)
         if hint is not None:
             hint(session_id)
-        if self._scheduler is not None and not self.stop_event.is_set():
-            try:
-                self._scheduler.modify_job("pull:okitoki:calls", next_run_time=_utcnow())
-            except Exception:  # noqa: BLE001 - the job may be gone during shutdown
-                pass
+        self.wake("pull:okitoki:calls")
+
+    def hint_contacts(self, ids: list[str]) -> int:
+        """A CRM event named these records: read them by id now (then the push runs).
+        Returns how many were not already waiting."""
+        hint = getattr(self.syncer, "hint_contacts", None)
+        if hint is None:
+            return 0
+        new = hint(ids)
+        self.wake(HINTED_CRM)
+        return new
+
+    def wake(self, job: str, at: datetime | None = None) -> None:
+        """Run ``job`` now (or at ``at`` if sooner than its next run); see :mod:`syncd.wakeups`."""
+        self.wakeups.wake(job, at)
 
     def run(self) -> int:
         """Run until stopped; 0 on a clean stop, 78 on a configuration error, 1 on startup failure."""
@@ -243,6 +259,9 @@ class Daemon:
         journal = getattr(self.syncer, "api_journal", None)
         if journal is not None:
             journal.listeners.append(self.metrics.observe_api)
+        ctx = getattr(self.syncer, "ctx", None)
+        if ctx is not None:
+            ctx.latency_listener = self.metrics.observe_latency
         server = WebServer(self, self.config.daemon.http_listen, self.metrics)
         server.start()
         self.web = server
@@ -264,6 +283,9 @@ class Daemon:
                                                          jitter=jitter or None),
                           args=(name, methods[name]), id=name, name=name,
                           next_run_time=_utcnow())
+        if hasattr(self.syncer, "pull_crm_hinted"):
+            sched.add_job(self._run_job, IntervalTrigger(hours=1), args=(HINTED_CRM, self.syncer.pull_crm_hinted),
+                          id=HINTED_CRM, name=HINTED_CRM)
         every = self.config.verify.interval
         if every is not None and hasattr(self.syncer, "verify"):
             repair = self.config.verify.repair
@@ -274,6 +296,7 @@ class Daemon:
         ctx = getattr(self.syncer, "ctx", None)
         if ctx is not None:   # the push reports each settled batch: a long drain is progress
             ctx.heartbeat = lambda stream: self.streams.advanced(stream, self.clock())
+        sched.add_listener(self.wakeups.on_event, WAKE_EVENTS)
         sched.start()
         self._scheduler = sched
 
@@ -284,7 +307,8 @@ class Daemon:
             self._inflight += 1
         run_id = uuid.uuid4().hex[:12]
         structlog.contextvars.bind_contextvars(run_id=run_id, job=name)
-        started = time.monotonic()
+        started = self.wakeups.started(name)
+        report: Any = None
         ok, fatal, error = True, False, ""
         outcome: tuple[str, str] = ("ok", "")
         self.streams.started(name, self.clock())
@@ -314,6 +338,10 @@ class Daemon:
             log.exception("job_failed", error=error)
         finally:
             structlog.contextvars.unbind_contextvars("run_id", "job")
+            try:
+                self.wakeups.finished(name, started, report, self.syncer)
+            except Exception as exc:  # noqa: BLE001 - a wake-up must not break the job loop
+                log.warning("wake_failed", error=redact(str(exc)))
             with self._inflight_cond:
                 self._inflight -= 1
                 self._inflight_cond.notify_all()

@@ -7,6 +7,9 @@
   requests by system (``syncd_api_requests_total`` from :meth:`Metrics.observe_api`, a
   journal hook for :class:`syncd.http.RemoteSystem`), and ``syncd_drift_records{kind}``
   from the last ``syncd verify`` report in the state database.
+* ``/events/crm`` → CRM webhooks as hints (:mod:`syncd.crm_events`): the connector checks the
+  vendor's authentication and names the records; the daemon reads them by id through the API.
+* ``syncd_latency_seconds{flow}``: a histogram of change → effect (:mod:`syncd.engine.latency`).
 * ``/events/okitoki`` → the receiver for Oki-Toki event webhooks (:mod:`syncd.webhooks`:
   bounded bodies, limits, never a 5xx). Accepts GET query parameters, form POST and JSON
   bodies; the shared ``okitoki.webhook_token`` must come as ``token`` (parameter or body
@@ -31,6 +34,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Histogram,
     disable_created_metrics,
     generate_latest,
 )
@@ -40,6 +44,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .crm_events import CrmEventReceiver
+from .engine.latency import BUCKETS as LATENCY_BUCKETS
 from .webhooks import EventReceiver
 
 __all__ = ["Metrics", "build_app", "WebServer"]
@@ -67,7 +73,17 @@ class Metrics:
                            ["system", "operation", "status"], registry=self.registry)
         self.events = Counter("syncd_webhook_events", "Oki-Toki webhook events received",
                               ["result"], registry=self.registry)
+        self.crm_events = Counter("syncd_crm_webhook_events", "CRM webhook events (/events/crm) by "
+                                  "result; hint and duplicate count record ids", ["result"],
+                                  registry=self.registry)
+        self.latency = Histogram("syncd_latency_seconds", "From a change at its source (its own time "
+                                 "where the source gives one) to its effect settled on the other side",
+                                 ["flow"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(_SyncerCollector(self))
+
+    def observe_latency(self, flow: str, seconds: float) -> None:
+        """Engine hook (``ctx.latency_listener``): one change's effect settled."""
+        self.latency.labels(flow=flow).observe(seconds)
 
     def observe_run(self, job: str, result: str, errors: int = 0) -> None:
         self.runs.labels(job=job, result=result).inc()
@@ -193,10 +209,15 @@ def build_app(daemon: Any, metrics: Metrics) -> Starlette:
     events = EventReceiver(expected, daemon.hint_call, metrics,
                            hints_per_minute=daemon.config.okitoki.webhook_hints_per_minute)
 
+    crm = CrmEventReceiver(getattr(getattr(daemon, "syncer", None), "crm", None),
+                           getattr(daemon, "hint_contacts", lambda ids: 0), metrics,
+                           hints_per_minute=daemon.config.crm.webhook_hints_per_minute)
+
     return Starlette(routes=[
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/events/okitoki", events.handle, methods=["GET", "POST"]),
+        Route("/events/crm", crm.handle, methods=["GET", "POST"]),
     ])
 
 

@@ -27,7 +27,8 @@ import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-__all__ = ["EventReceiver", "BodyTooLarge", "MAX_BODY", "MAX_DEPTH", "MAX_FIELDS"]
+__all__ = ["EventReceiver", "BodyTooLarge", "MAX_BODY", "MAX_DEPTH", "MAX_FIELDS", "parse_json", "parse_body",
+           "read_body"]
 
 log = structlog.get_logger("syncd.web")
 MAX_BODY = 64 * 1024
@@ -64,6 +65,24 @@ def _depth_ok(body: bytes, limit: int) -> bool:
         elif byte in (0x5D, 0x7D):
             depth -= 1
     return True
+
+
+def parse_json(body: bytes) -> Any:
+    """Any JSON value within the depth and field limits (ValueError past them or if not JSON)."""
+    if not _depth_ok(body, MAX_DEPTH):
+        raise Malformed(f"the JSON body nests deeper than {MAX_DEPTH} levels")
+    fields = [0]
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        fields[0] += len(items)
+        if fields[0] > MAX_FIELDS:
+            raise Malformed(f"the JSON body has more than {MAX_FIELDS} fields")
+        return dict(items)
+
+    try:
+        return json.loads(body, object_pairs_hook=pairs)
+    except (ValueError, RecursionError) as exc:
+        raise Malformed(str(exc) if isinstance(exc, Malformed) else "the body is not JSON") from None
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize
 
 from .._secrets import secret_from as _secret
+from .._webhooks import bitrix24_ids
 from .._created import record_creates, settle_creates
 from .._once import IntentLedger
 from .._oauth import OAuthSession, TokenStore, token_pair_from_response
@@ -56,6 +57,10 @@ class Bitrix24Options(BaseModel):
     agent_users: dict[str, int] = Field(default_factory=dict)  # Oki-Toki agent → user ID
     calls: Literal["auto", "telephony", "activity"] = "auto"
     phone_type: str = "WORK"                  # VALUE_TYPE of phones the connector adds
+    # Outbound events (ONCRMCONTACTADD/UPDATE/DELETE → /events/crm) carry this token as
+    # auth[application_token]; unset: the daemon refuses Bitrix24 events (404).
+    application_token: str | None = Field(None, min_length=8)
+    application_token_file: str | None = None
 
     @model_validator(mode="after")
     def _one_auth(self) -> "Bitrix24Options":
@@ -86,6 +91,8 @@ class Bitrix24Connector:
     def __init__(self, options: Bitrix24Options, context: ConnectorContext) -> None:
         self.options = options
         self.context = context
+        self._application_token = _secret(options.application_token, options.application_token_file,
+                                          "application_token")
         self.capabilities = Capabilities(
             calls_write=True, calls_update=True, do_not_call=bool(context.do_not_call_field),
             read_batch_size=BATCH_LIMIT, write_batch_size=BATCH_LIMIT, calls_batch_size=BATCH_LIMIT,
@@ -139,6 +146,10 @@ class Bitrix24Connector:
         answer = self.rest.call("crm.contact.list", {"filter": flt, "order": order,
                                                      "select": self._select, "start": -1})
         return list(answer["result"] or [])
+
+    def webhook_ids(self, request: Any) -> list[str] | None:
+        """Contact ids an outbound event names (see :mod:`syncd.crm_events`)."""
+        return bitrix24_ids(request, self._application_token)
 
     def health_check(self) -> None:
         """``scope``: the cheapest authenticated call; the crm scope must be granted."""

@@ -37,6 +37,11 @@ class HubSpotOptions(BaseModel):
     search_lag_s: float = 60.0              # how long an unconfirmed call create may stay unsearchable
     settle_s: float = 0.0                   # changes younger than this wait for the next poll
     #                                         (the engine's [crm] overlap re-reads them instead)
+    # Webhooks (/events/crm) are checked by signature v3 with the app's client secret:
+    # webhook_secret, else client_secret; unset both: the daemon refuses HubSpot events (404).
+    webhook_secret: str | None = None
+    # The target URL as registered in HubSpot (what it signs) when a proxy changes it.
+    webhook_url: str | None = None
 
     @model_validator(mode="after")
     def _one_credential(self) -> "HubSpotOptions":

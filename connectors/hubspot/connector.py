@@ -18,6 +18,7 @@ from syncd.phones import normalize_or_none
 from .._oauth import (OAuthSession, TokenPair, TokenStore, authorized_request, bearer,
                       token_pair_from_response)
 from .._once import IntentLedger
+from .._webhooks import hubspot_ids
 from ._api import (CALCULATED_PHONES, SEARCH_CAP, HubSpotOptions, check_response, chunks, ms,
                    national_number, parse_time, server_time)
 from ._calls import call_request, typed_call
@@ -51,7 +52,8 @@ class HubSpotConnector:
         self.options, self.context = options, context
         self.dnc = context.do_not_call_field
         self.region = str(context.extra.get("default_region", "UA"))
-        secrets = [s for s in (options.token, options.client_secret, options.refresh_token) if s]
+        secrets = [s for s in (options.token, options.client_secret, options.refresh_token,
+                               options.webhook_secret) if s]
         self.remote = context.remote(
             base_url=options.url.rstrip("/"), secrets=secrets, check=check_response,
             burst=self.default_burst,
@@ -105,6 +107,11 @@ class HubSpotConnector:
                           f"search {object_type}", json=body).json()
 
     # -- protocol ------------------------------------------------------------------------
+    def webhook_ids(self, request: Any) -> list[str] | None:
+        """Contact ids a HubSpot webhook names (see :mod:`syncd.crm_events`)."""
+        return hubspot_ids(request, self.options.webhook_secret or self.options.client_secret,
+                           self.options.webhook_url)
+
     def health_check(self) -> None:
         self._call("GET", "/crm/v3/objects/contacts", "health check", params={"limit": 1})
 

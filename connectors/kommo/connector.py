@@ -20,6 +20,7 @@ from dataclasses import replace
 import math
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Iterator
+from urllib.parse import urlparse
 
 import phonenumbers
 import structlog
@@ -31,6 +32,7 @@ from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize, normalize_or_none
 
 from .._secrets import secret_from as _secret
+from .._webhooks import kommo_ids
 from .._created import record_creates, settle_creates
 from .._once import IntentLedger
 from .._oauth import OAuthSession, TokenStore, token_pair_from_response
@@ -67,6 +69,10 @@ class KommoOptions(BaseModel):
     responsible_user_id: int | None = None    # calls are logged for this user ...
     agent_users: dict[str, int] = Field(default_factory=dict)  # ... or the agent's user
     phone_enum: str = "WORK"
+    # Kommo signs no webhook: the webhook URL registered in Kommo carries this secret as
+    # ?token=... (/events/crm?token=...); unset: the daemon refuses Kommo events (404).
+    webhook_token: str | None = Field(None, min_length=16)
+    webhook_token_file: str | None = None
 
     @model_validator(mode="after")
     def _one_auth(self) -> "KommoOptions":
@@ -108,6 +114,7 @@ class KommoConnector:
     def __init__(self, options: KommoOptions, context: ConnectorContext) -> None:
         self.options = options
         self.context = context
+        self._webhook_token = _secret(options.webhook_token, options.webhook_token_file, "webhook_token")
         self.capabilities = Capabilities(
             calls_write=True, calls_update=True, do_not_call=bool(context.do_not_call_field),
             read_batch_size=PAGE,
@@ -146,6 +153,13 @@ class KommoConnector:
         self._scan_start: Key = (-1, -1)
 
     # -- reading -----------------------------------------------------------------------------
+    def webhook_ids(self, request: Any) -> list[str] | None:
+        """Contact ids a Kommo webhook names (see :mod:`syncd.crm_events`)."""
+        host = urlparse(self.options.url).hostname or ""
+        # <sub>.kommo.com / <sub>.amocrm.ru; an address (a proxy, a test) names no account
+        subdomain = host.split(".")[0] if host.count(".") >= 2 and not host.replace(".", "").isdigit() else None
+        return kommo_ids(request, self._webhook_token, subdomain)
+
     def health_check(self) -> None:
         """``GET /api/v4/account``: the cheapest authenticated call."""
         self.api.json("GET", "/api/v4/account", operation="kommo account")

@@ -34,6 +34,10 @@ class PipedriveOptions(BaseModel):
     call_lookup_pages: int = 20               # pages of 50 call logs searched after a lost answer
     settle_s: float = 0.0                     # persons changed more recently wait for the next
     #                                           poll (the engine's [crm] overlap re-reads instead)
+    # Webhooks (/events/crm) carry the HTTP basic auth set when the webhook was created
+    # (http_auth_user / http_auth_password); no password: the daemon refuses them (404).
+    webhook_user: str | None = None
+    webhook_password: str | None = None
 
     @model_validator(mode="after")
     def _one_credential(self) -> "PipedriveOptions":

@@ -17,6 +17,7 @@ from syncd.phones import normalize_or_none
 from .._oauth import (OAuthSession, TokenPair, TokenStore, authorized_request,
                       token_pair_from_response)
 from .._once import IntentLedger
+from .._webhooks import pipedrive_ids
 from ._api import PAGE, TOP_LEVEL, PipedriveOptions, check_response, parse_time, server_time
 from ._calls import call_log_request, marker
 
@@ -50,7 +51,8 @@ class PipedriveConnector:
         self.options, self.context = options, context
         self.dnc = context.do_not_call_field
         self.region = str(context.extra.get("default_region", "UA"))
-        secrets = [s for s in (options.api_token, options.client_secret, options.refresh_token) if s]
+        secrets = [s for s in (options.api_token, options.client_secret, options.refresh_token,
+                               options.webhook_password) if s]
         self.remote = context.remote(
             base_url=options.url.rstrip("/"), secrets=secrets, check=check_response,
             burst=self.default_burst,
@@ -102,6 +104,10 @@ class PipedriveConnector:
         return body.get("data") or [], (body.get("additional_data") or {}).get("next_cursor")
 
     # -- protocol ------------------------------------------------------------------------
+    def webhook_ids(self, request: Any) -> list[str] | None:
+        """Person ids a Pipedrive webhook names (see :mod:`syncd.crm_events`)."""
+        return pipedrive_ids(request, self.options.webhook_user, self.options.webhook_password)
+
     def health_check(self) -> None:
         self._call("GET", "/v1/users/me", "health check")
 

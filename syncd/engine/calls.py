@@ -63,7 +63,7 @@ def _learned(cur: cursors.StreamCursor) -> timedelta | None:
 
 
 def pull_calls(ctx: Context, *, hinted: bool = False, sessions: Sequence[str] = (),
-               hint_fetches: HintFetches | None = None) -> Counter:
+               hint_fetches: HintFetches | None = None, seen: set[str] | None = None) -> Counter:
     """Read the settled part of the call log; queue new calls, updates of changed calls, and
     statuses. Every ``SWEEP_EVERY`` the read reaches back for long calls (see the module doc).
 
@@ -71,6 +71,8 @@ def pull_calls(ctx: Context, *, hinted: bool = False, sessions: Sequence[str] = 
     the settled point, so a call that changes after hangup is still read again. ``sessions``:
     the hinted calls' ids; one the read did not bring (a call longer than the short overlap)
     and not recorded yet is fetched by id, so it too arrives at once, not at the next sweep.
+    ``seen`` (optional) receives the hinted ids that were read, fetched or already recorded;
+    the others are not readable yet (:class:`syncd.engine.hints.CallRetries` looks again).
     """
     cfg = ctx.config.calls
     counts: Counter = Counter()
@@ -135,7 +137,10 @@ def pull_calls(ctx: Context, *, hinted: bool = False, sessions: Sequence[str] = 
             flush(False)
             batch = []
         hinted_left.discard(call.session_id)
-    fetched = _hinted_calls(ctx, hinted_left, unreadable, counts, hint_fetches)
+    fetched = _hinted_calls(ctx, hinted_left, unreadable, counts, hint_fetches, seen)
+    if seen is not None:
+        seen.update(set(sessions) - hinted_left)
+        seen.update(c.session_id for c in fetched)
     longest = max([longest] + [c.duration_s for c in fetched])
     batch += fetched
     flush(True)
@@ -159,7 +164,7 @@ class HintFetches:
 
 
 def _hinted_calls(ctx: Context, sessions: set[str], unreadable: list, counts: Counter,
-                  limit: HintFetches | None = None) -> list[Call]:
+                  limit: HintFetches | None = None, seen: set[str] | None = None) -> list[Call]:
     """Hinted calls the window did not hold and the state database does not know, by id
     (at most what ``limit`` allows; the rest wait for the walk)."""
     fetch = getattr(ctx.okitoki, "call", None)
@@ -168,6 +173,8 @@ def _hinted_calls(ctx: Context, sessions: set[str], unreadable: list, counts: Co
     with ctx.store.begin() as conn:
         known = {r[0] for r in conn.execute(select(CALL.c.session_id).where(
             CALL.c.session_id.in_(sorted(sessions))))}
+    if seen is not None:
+        seen.update(known)
     wanted = sorted(sessions - known)
     allowed = limit.allow(len(wanted), ctx.now()) if limit is not None else len(wanted)
     if allowed < len(wanted):

@@ -48,6 +48,7 @@ class Context:
     # so a timeout after sending is retried by the outbox, which looks before it creates.
     okitoki_once: Any = None
     heartbeat: Any = None                 # callable(stream): a long job committed a batch (health)
+    latency_listener: Any = None          # callable(flow, seconds): a change's effect settled
     mapping: Mapping = field(init=False)
 
     def __post_init__(self) -> None:

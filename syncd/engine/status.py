@@ -14,6 +14,7 @@ from ..store.tables import (BudgetRow, Conflict, CursorRow, Dirty, Link, LinkPho
                            Outbox, Run)
 from .capture import alerts as stream_alerts
 from .guard import list_holds
+from .latency import summary as latency_summary
 from .outbox import Lane
 
 __all__ = ["status_report", "list_conflicts", "list_dead_letters", "retry_dead_letters",
@@ -62,6 +63,7 @@ def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
                         "counts": r.counts or {}, "errors": len(r.errors or [])}
                 for r in conn.execute(select(RUN).where(RUN.c.id.in_([i for _, i in last])))}
         alerts = [{**a, "at": _iso(a["at"])} for a in stream_alerts(conn)]
+        latency = latency_summary(conn, now)
     for system, limit in (limits or {}).items():   # the configured budgets win
         entry = api.setdefault(system, {"used": 0})
         entry["budget"] = limit
@@ -71,7 +73,8 @@ def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
            "merge_backlog": merge_backlog, "merge_candidates": candidates,
            "contacts_without_phone": without_phone,
            "api_today": api, "last_runs": runs, "alerts": alerts, "drift": _drift(store),
-           "holds": list_holds(store, open_only=True)}
+           "holds": list_holds(store, open_only=True),
+           "latency": latency}
     if intervals is not None:
         from ..health import stream_health
 

@@ -17,8 +17,9 @@ from ..model import Change, Cursor, Unreadable
 from ..redact import redact
 from ..store import Store, acquire_lease, record_run
 from ..store.tables import ApiCall, Run
-from . import capture, cursors, guard
+from . import capture, cursors, guard, latency
 from .calls import CRM_CAUGHT_UP, HintFetches, pull_calls
+from .hints import CallRetries, read_hinted_contacts
 from .context import OUTBOX, Context
 from .ingest import record_contacts
 from .push import push as drain
@@ -81,6 +82,9 @@ class Syncer:
         self._hinted: set[str] = set()     # session ids of hinted calls, for the next pull
         self._hinted_lock = threading.Lock()
         self._hint_fetches = HintFetches()   # billed by-id look-ups hints may cause
+        self.call_retries = CallRetries()     # hinted calls not yet in the log: look again soon
+        self._retry_pulls = HintFetches(per_pull=1, per_hour=ctx.config.okitoki.webhook_retries_per_hour)
+        self._crm_hinted: set[str] = set()   # CRM record ids webhooks named, for pull_crm_hinted
         self._lease_ttl = max(timedelta(seconds=90), 3 * max(ctx.config.crm.poll_interval,
                                                              ctx.config.okitoki.poll_interval))
 
@@ -229,10 +233,51 @@ class Syncer:
                 return rep
             hinted = self._hint.is_set()
             self._hint.clear()
+            retry = self.call_retries.due(self.ctx.now())
+            given_up = 0
+            if retry and not hinted and not self._retry_pulls.allow(1, self.ctx.now()):
+                self.call_retries.found(retry)    # over the hour's retry pulls: the poll brings them
+                given_up, retry = len(retry), []
             with self._hinted_lock:
-                sessions, self._hinted = sorted(self._hinted), set()
-            rep.counts = dict(pull_calls(self.ctx, hinted=hinted, sessions=sessions,
-                                         hint_fetches=self._hint_fetches))
+                sessions, self._hinted = sorted(self._hinted | set(retry)), set()
+            seen: set[str] = set()
+            counts = pull_calls(self.ctx, hinted=hinted or bool(retry), sessions=sessions,
+                                hint_fetches=self._hint_fetches, seen=seen)
+            self.call_retries.found(seen)
+            missing = [s for s in sessions if s not in seen]
+            counts["hints_retried"] += len(retry)
+            counts["hints_not_in_log"] += len(missing)
+            counts["hints_given_up"] += given_up + self.call_retries.missed(missing, self.ctx.now())
+            rep.counts = dict(counts)
+        return rep
+
+    def hint_contacts(self, ids: list[str]) -> int:
+        """CRM webhooks named these records: the next ``pull_crm_hinted`` reads them by id.
+        Returns how many were not already waiting."""
+        with self._hinted_lock:
+            before = len(self._crm_hinted)
+            for rid in ids:
+                if len(self._crm_hinted) >= MAX_HINTED:   # the poll brings the rest
+                    break
+                self._crm_hinted.add(str(rid))
+            return len(self._crm_hinted) - before
+
+    def pull_crm_hinted(self) -> RunReport:
+        """Read the contacts CRM webhooks named, by id, and record them like the poll does
+        (the CRM stream's leader only; another instance leaves them to its poll)."""
+        with self._run("pull:crm:hinted") as rep:
+            with self._hinted_lock:
+                ids, self._crm_hinted = sorted(self._crm_hinted), set()
+            if not ids:
+                return rep
+            if not self._leader(CRM_STREAM):
+                rep.counts["not_leader"] = 1
+                return rep
+            try:
+                rep.counts = dict(read_hinted_contacts(self.ctx, ids))
+            except Exception:
+                self.hint_contacts(ids)     # not read: the next run tries them again
+                raise
         return rep
 
     def push(self, stop: threading.Event | None = None) -> RunReport:
@@ -260,6 +305,7 @@ class Syncer:
                 rep.counts["pruned_journal"] = conn.execute(delete(ApiCall.__table__).where(
                     ApiCall.__table__.c.at < now - KEEP_JOURNAL)).rowcount or 0
                 conn.execute(delete(Run.__table__).where(Run.__table__.c.started_at < now - KEEP_JOURNAL))
+                rep.counts["pruned_latency"] = latency.prune(conn, now)
             if self._leader("merge"):
                 rep.counts.update({f"merge_{k}": v for k, v in reconcile(self.ctx).items()})
         return rep

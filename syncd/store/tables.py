@@ -17,7 +17,7 @@ from .types import BigId, JSONValue, UTCDateTime
 __all__ = [
     "metadata", "Link", "LinkPhone", "Base", "Dirty", "CursorRow", "Outbox", "Conflict",
     "CallRow", "TaskRow", "Run", "ApiCall", "BudgetRow", "Lease", "MergeCandidate", "StreamAlert",
-    "StreamHealth", "VerifyReport", "Hold",
+    "StreamHealth", "VerifyReport", "Hold", "LatencySample",
 ]
 
 metadata = SQLModel.metadata
@@ -279,3 +279,16 @@ class Hold(SQLModel, table=True):
     state: str = Field(default="held", max_length=16)     # held | released | dropped
     created_at: datetime | None = _ts()
     decided_at: datetime | None = _ts()
+
+
+class LatencySample(SQLModel, table=True):
+    """How long one change took from its source to its effect (``flow``: lead_to_task,
+    call_to_crm, crm_to_okitoki, okitoki_to_crm), for ``syncd status``; a rolling sample
+    (housekeeping keeps a day and at most ``engine.latency.KEEP`` rows a flow)."""
+
+    __tablename__ = "latency_sample"
+    __table_args__ = (Index("ix_latency_sample_flow_at", "flow", "at"),)
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    flow: str = Field(max_length=32)
+    at: datetime | None = _ts()             # when the effect settled
+    seconds: float = 0.0

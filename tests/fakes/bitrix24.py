@@ -39,6 +39,7 @@ from starlette.routing import Route
 
 from ._bitrix24_query import MULTI_FIELDS, BxError, as_list, matches, parse_php_query, render
 from ._server import LoopbackServer, serve
+from ._events import Webhooks, bitrix24_request
 
 __all__ = ["Bitrix24State", "RunningBitrix24", "running_bitrix24", "parse_php_query"]
 
@@ -78,6 +79,7 @@ class Bitrix24State:
         self._bucket = 0.0
         self._bucket_stamp = time.monotonic()
         self._operating: dict[str, list[tuple[float, float]]] = {}
+        self.webhooks = Webhooks(bitrix24_request)   # outbound events (subscribe to get them)
 
     # -- admin handle ----------------------------------------------------------------------
     def now(self) -> datetime:
@@ -94,7 +96,8 @@ class Bitrix24State:
             self._write(record, {**fields, "PHONE": [{"VALUE": p, "VALUE_TYPE": "WORK"} for p in phones]})
             record["DATE_MODIFY"] = (modified or self.now()).astimezone(self.portal_tz)
             self.contacts[cid] = record
-            return cid
+        self.webhooks.emit("add", cid)
+        return cid
 
     def touch(self, cid: int, *, modified: datetime | None = None, **fields: Any) -> None:
         """Change a contact behind the connector's back."""
@@ -102,11 +105,13 @@ class Bitrix24State:
             record = self.contacts[cid]
             self._write(record, fields)
             record["DATE_MODIFY"] = (modified or self.now()).astimezone(self.portal_tz)
+        self.webhooks.emit("update", cid)
 
     def delete(self, cid: int) -> None:
         """Delete a contact as a portal user would (lists simply stop showing it)."""
         with self.lock:
             del self.contacts[cid]
+        self.webhooks.emit("delete", cid)
 
     def phones_of(self, cid: int) -> list[str]:
         return [p["VALUE"] for p in self.contacts[cid]["PHONE"]]

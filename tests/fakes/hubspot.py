@@ -40,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.fakes._server import serve
+from tests.fakes._events import Webhooks, hubspot_request
 
 __all__ = ["FakeHubSpot", "running_hubspot", "TOKEN"]
 
@@ -117,6 +118,7 @@ class FakeHubSpot:
         self.client_id, self.client_secret = "client-1234", "client-secret-5678"
         self.refresh_tokens: set[str] = set()
         self.refresh_count = 0
+        self.webhooks = Webhooks(hubspot_request)   # subscribe(url, client_secret=...) to get them
 
     # -- admin ---------------------------------------------------------------------------
     def reset(self) -> None:
@@ -137,18 +139,21 @@ class FakeHubSpot:
             ms = _ms(updated_at) if updated_at else self.now_ms()
             rec = Record(next(self._ids), dict(props), ms, ms)
             self.contacts[rec.id] = rec
-            return str(rec.id)
+        self.webhooks.emit("add", rec.id)
+        return str(rec.id)
 
     def edit_contact(self, id: str, updated_at: datetime | None = None, **props: str | None) -> None:
         with self.lock:
             rec = self.contacts[int(id)]
             rec.properties.update(props)
             rec.updated_ms = _ms(updated_at) if updated_at else self.now_ms()
+        self.webhooks.emit("update", id)
 
     def archive_contact(self, id: str) -> None:
         """Archive (delete) a contact: search and batch read no longer return it."""
         with self.lock:
             del self.contacts[int(id)]
+        self.webhooks.emit("delete", id)
 
     def fail_next(self, path_part: str, status: int, body: dict | None = None,
                   headers: dict[str, str] | None = None, *, times: int = 1,

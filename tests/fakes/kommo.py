@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ._server import LoopbackServer, serve
+from ._events import Webhooks, kommo_request
 
 __all__ = ["KommoState", "RunningKommo", "running_kommo", "FIELDS"]
 
@@ -76,6 +77,7 @@ class KommoState:
         self.refresh_tokens: set[str] = set()
         self.access_tokens: dict[str, float] = {}
         self._ids = itertools.count(1)
+        self.webhooks = Webhooks(kommo_request)   # subscribe(url?token=..., subdomain=...)
         self._call_ids = itertools.count(9001)
         self._stamps: deque[float] = deque()
 
@@ -95,17 +97,20 @@ class KommoState:
             cfs += [{"field_id": int(k[1:]), "values": [{"value": v}]} for k, v in custom.items()]
             self._apply(self.contacts[cid], {"custom_fields_values": cfs})
             self.contacts[cid]["updated_at"] = self.now() if updated_at is None else updated_at
-            return cid
+        self.webhooks.emit("add", cid)
+        return cid
 
     def touch(self, cid: int, *, updated_at: int | None = None, **attrs: Any) -> None:
         with self.lock:
             self._apply(self.contacts[cid], attrs)
             self.contacts[cid]["updated_at"] = self.now() if updated_at is None else updated_at
+        self.webhooks.emit("update", cid)
 
     def delete(self, cid: int) -> None:
         """Delete a contact as a user would (lists simply stop showing it)."""
         with self.lock:
             del self.contacts[cid]
+        self.webhooks.emit("delete", cid)
 
     def phones_of(self, cid: int) -> list[str]:
         return [v["value"] for v in self.values_of(cid, 100)]

@@ -42,6 +42,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.fakes._server import serve
+from tests.fakes._events import Webhooks, pipedrive_request
 
 __all__ = ["FakePipedrive", "running_pipedrive", "API_TOKEN", "COSTS"]
 
@@ -84,6 +85,7 @@ class FakePipedrive:
         self.client_id, self.client_secret = "pd-client-1234", "pd-client-secret-5678"
         self.refresh_tokens: set[str] = set()
         self.refresh_count = 0
+        self.webhooks = Webhooks(pipedrive_request)   # subscribe(url, user=..., password=...)
 
     # -- admin ---------------------------------------------------------------------------
     def reset(self) -> None:
@@ -111,18 +113,21 @@ class FakePipedrive:
                                  "phones": [{"value": p, "primary": i == 0, "label": "work"}
                                             for i, p in enumerate(phones)],
                                  "emails": [], "custom_fields": {}, **fields}
-            return str(pid)
+        self.webhooks.emit("add", pid)
+        return str(pid)
 
     def edit_person(self, id: str, updated_at: datetime | None = None, **fields: Any) -> None:
         with self.lock:
             person = self.persons[int(id)]
             person.update(fields)
             person["update_time"] = int(updated_at.timestamp()) if updated_at else self.now()
+        self.webhooks.emit("update", id)
 
     def delete_person(self, id: str) -> None:
         """Delete a person as a user would (v2 lists and reads by id no longer return it)."""
         with self.lock:
             del self.persons[int(id)]
+        self.webhooks.emit("delete", id)
 
     def fail_next(self, path: str, status: int, body: dict | None = None,
                   headers: dict[str, str] | None = None, *, after_processing_delay: float = 0.0) -> None:
