@@ -86,20 +86,7 @@ def parse_json(body: bytes) -> Any:
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
-    if not _depth_ok(body, MAX_DEPTH):
-        raise Malformed(f"the JSON body nests deeper than {MAX_DEPTH} levels")
-    fields = [0]
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        fields[0] += len(items)
-        if fields[0] > MAX_FIELDS:
-            raise Malformed(f"the JSON body has more than {MAX_FIELDS} fields")
-        return dict(items)
-
-    try:
-        data = json.loads(body or b"{}", object_pairs_hook=pairs)
-    except (ValueError, RecursionError) as exc:
-        raise Malformed(str(exc) if isinstance(exc, Malformed) else "the body is not JSON") from None
+    data = parse_json(body or b"{}")
     if not isinstance(data, dict):
         raise Malformed("the JSON body is not an object")
     inner = data.get("json_request")
