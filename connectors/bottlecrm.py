@@ -300,6 +300,8 @@ class BottleCrmConnector:
         body: dict[str, Any] = {}
         for name, value in write.fields.items():
             if name == "name":
+                if value is not None and not isinstance(value, str):
+                    raise InvalidRecord(f"name must be text, not {type(value).__name__}")
                 body.update(split_name(value))
             else:
                 body[name] = value

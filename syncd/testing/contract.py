@@ -59,6 +59,8 @@ class ConformanceCrm(Protocol):
         cursor and the changes that must come after it).
         ``do_not_call_field`` (``None``): the CRM-side do-not-call field the connector was
         configured with, if the backend has one.
+        ``value_examples`` (``10``): generated batches of odd values the record-value test
+        writes (a backend over a slow real server may ask for fewer).
     """
 
     text_field: str

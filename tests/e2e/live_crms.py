@@ -47,6 +47,7 @@ class LiveTryton:
                                            "auth_failure", "raw_phone_formats"})
     max_phones: int = 5
     settle_seconds: float = 0.01
+    value_examples: int = 4        # a real server: fewer generated batches (plus the 1 MB ones)
     do_not_call_field: str | None = None
     field_names: tuple[str, ...] = ("name", "email")
     wrong_key: str = "0123456789abcdef-not-a-key"
@@ -144,6 +145,7 @@ class LiveBottleCrm:
                                            "auth_failure", "invalid_value",
                                            "raw_phone_formats"})
     max_phones: int = 1
+    value_examples: int = 4        # a real server: fewer generated batches (plus the 1 MB ones)
     # The change scan leaves changes younger than its horizon (settle 1 s, plus the whole
     # seconds of the Date header) for the next poll.
     settle_seconds: float = 2.05

@@ -19,7 +19,7 @@ from .harness import deploy, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-KILLS = 6
+KILLS = 4
 
 
 def test_sigkill_with_requests_in_flight_loses_nothing_and_does_nothing_twice(tmp_path, sandbox_proc) -> None:
