@@ -58,7 +58,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_does_nothing_twice(tmp_path
 
 
 def test_sigterm_mid_batch_exits_cleanly_within_the_timeout(tmp_path, sandbox_proc) -> None:
-    dep = deploy(tmp_path, sandbox_proc, demo_contacts(1500, seed=9))
+    dep = deploy(tmp_path, sandbox_proc, demo_contacts(1500, seed=9), okitoki={"max_in_flight": 1})
     proc = dep.start()
     time.sleep(2.0)                       # well inside the initial push
     started = time.monotonic()
