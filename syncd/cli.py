@@ -80,16 +80,41 @@ def _configure_logs(config: Config | None, *, quiet: bool = False) -> None:
 
 # -- commands -----------------------------------------------------------------------------
 
-def cmd_run(args: argparse.Namespace) -> int:
-    config = _load(args)
-    _configure_logs(config)
-    from .daemon import Daemon
-    from .store import check_schema
+def _catch_stop_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGTERM/SIGINT set ``stop`` instead of killing the process; returns the undo.
 
-    check_schema(config.daemon.state_url)
-    syncer = _engine("build_syncer")(config)
-    daemon = Daemon(syncer, config)
-    code = daemon.run()
+    Installed first thing in ``run``: loading the configuration, the engine and the state
+    database takes a moment (seconds on a loaded machine), and systemd may stop the service
+    during it; that is a clean stop (exit 0), not a death by signal."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    return restore
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    restore = _catch_stop_signals(stop)
+    try:
+        config = _load(args)
+        _configure_logs(config)
+        from .daemon import Daemon
+        from .store import check_schema
+
+        check_schema(config.daemon.state_url)
+        syncer = _engine("build_syncer")(config)
+        daemon = Daemon(syncer, config, stop_event=stop)
+        code = daemon.run()
+    finally:
+        restore()
     if daemon.unfinished_jobs:
         # A job ignored the stop event past shutdown_timeout: everything it did is in
         # committed transactions or will be redone, so leave without waiting for it.

@@ -120,7 +120,8 @@ class Daemon:
     """
 
     def __init__(self, syncer: Any, config: Config, *, notifier: Notifier | None = None,
-                 clock: Clock | None = None, web: bool = True, tick: float = 1.0) -> None:
+                 clock: Clock | None = None, web: bool = True, tick: float = 1.0,
+                 stop_event: threading.Event | None = None) -> None:
         self.syncer = syncer
         self.config = config
         self.notifier = notifier or Notifier()
@@ -128,7 +129,9 @@ class Daemon:
         self.progress = Progress(started=self.clock())
         self.streams = StreamWatch(config, getattr(syncer, "store", None), since=self.progress.started,
                                    instance=getattr(getattr(syncer, "ctx", None), "instance_id", None))
-        self.stop_event = threading.Event()
+        # The caller may pass the event its early signal handler sets (a SIGTERM while the
+        # configuration and the engine were still loading is a clean stop too).
+        self.stop_event = stop_event if stop_event is not None else threading.Event()
         self.unfinished_jobs = 0
         self._web_enabled = web
         self._tick = tick
@@ -190,6 +193,9 @@ class Daemon:
         restore = self._install_signals()
         server = None
         try:
+            if self.stop_event.is_set():
+                log.info("daemon_stopped", summary="stopped before it started")
+                return 0
             code = self._startup()
             if code:
                 return code

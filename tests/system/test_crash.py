@@ -20,7 +20,7 @@ from .harness import deploy, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-KILLS = 20
+KILLS = 12
 
 
 def _make_calls(sb, people, n: int, rnd: random.Random) -> None:
