@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ._bitrix24_query import MULTI_FIELDS, BxError, as_list, matches, parse_php_query, render
-from ._common import RunningFake, UserEdits, new_token, offset_page, serve_state
+from ._fake import RunningFake, UserEdits, new_token, offset_page, serve_state
 from ._events import Webhooks, bitrix24_request
 
 __all__ = ["Bitrix24State", "RunningBitrix24", "running_bitrix24", "parse_php_query"]

@@ -35,7 +35,7 @@ import phonenumbers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tests.fakes._common import CatchAllFake, form_of, offset_page, sort_scrambling_ties
+from tests.fakes._fake import CatchAllFake, form_of, offset_page, sort_scrambling_ties
 from tests.fakes._events import Webhooks, hubspot_request
 
 __all__ = ["FakeHubSpot", "running_hubspot", "TOKEN"]

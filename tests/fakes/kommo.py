@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._common import RunningFake, UserEdits, new_token, offset_page, serve_state
+from ._fake import RunningFake, UserEdits, new_token, offset_page, serve_state
 from ._events import Webhooks, kommo_request
 
 __all__ = ["KommoState", "RunningKommo", "running_kommo", "FIELDS"]

@@ -35,7 +35,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tests.fakes._common import CatchAllFake, form_of, offset_page, sort_scrambling_ties
+from tests.fakes._fake import CatchAllFake, form_of, offset_page, sort_scrambling_ties
 from tests.fakes._events import Webhooks, pipedrive_request
 
 __all__ = ["FakePipedrive", "running_pipedrive", "API_TOKEN", "COSTS"]
