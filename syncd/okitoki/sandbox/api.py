@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import dates
 from .calls import call_view
 from .entities import Company, Contact, User
-from .gateway import Operation
+from .gateway import Handler, Operation
 from .problems import invalid
 from .validation import Fields, read_task, split_values
 
@@ -79,11 +79,22 @@ def dialer_stat(sb: "Sandbox", params: Params, user: User, company: Company) -> 
     return sb.state.dialer_stat(company, dialer_id)
 
 
-def list_add(sb: "Sandbox", params: Params, user: User, company: Company) -> dict[str, Any]:
-    f = Fields(params, company.timezone)
-    list_id, values = f.integer("list_id", required=True, lo=1), f.values("values")
-    f.check()
-    return {"result": "success", "added": sb.state.list_add(company, list_id, values)}
+def _list_change(change: str, key: str) -> Handler:
+    """The handler of ``lists/add`` or ``lists/remove``: ``values`` into or out of the list
+    ``list_id`` by the state's method ``change``; the answer counts them under ``key``."""
+
+    def handler(sb: "Sandbox", params: Params, user: User, company: Company) -> dict[str, Any]:
+        f = Fields(params, company.timezone)
+        list_id, values = f.integer("list_id", required=True, lo=1), f.values("values")
+        f.check()
+        return {"result": "success", key: getattr(sb.state, change)(company, list_id, values)}
+
+    handler.__name__ = handler.__qualname__ = change
+    return handler
+
+
+list_add = _list_change("list_add", "added")
+list_remove = _list_change("list_remove", "removed")
 
 
 def list_check(sb: "Sandbox", params: Params, user: User, company: Company) -> dict[str, Any]:
@@ -91,13 +102,6 @@ def list_check(sb: "Sandbox", params: Params, user: User, company: Company) -> d
     list_id, value = f.integer("list_id", required=True, lo=1), f.text("value", required=True)
     f.check()
     return {"exists": sb.state.list_check(company, list_id, value)}
-
-
-def list_remove(sb: "Sandbox", params: Params, user: User, company: Company) -> dict[str, Any]:
-    f = Fields(params, company.timezone)
-    list_id, values = f.integer("list_id", required=True, lo=1), f.values("values")
-    f.check()
-    return {"result": "success", "removed": sb.state.list_remove(company, list_id, values)}
 
 
 def upsert_contact(sb: "Sandbox", params: Params, user: User, company: Company) -> dict[str, Any]:
