@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from ..config import parse_duration
+from ..durations import parse_duration
 from .formats import write_csv, write_json, write_table, write_xlsx
 from .html import write_html
 from .query import GROUPS, Filters, Report, history, history_grouped, journal, journal_grouped, journal_hourly

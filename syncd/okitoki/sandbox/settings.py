@@ -12,22 +12,28 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ... import durations
+
 __all__ = ["SandboxSettings", "parse_duration", "DEFAULT_TIMEZONE"]
 
 DEFAULT_TIMEZONE = "Europe/Kyiv"
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "": 1.0}
+_SECONDS = re.compile(r"\s*\d+(?:\.\d+)?\s*")
 
 
 def parse_duration(text: str | float | int | None) -> float | None:
-    """``"0s"``, ``"250ms"``, ``"1.5s"``, ``"2m"``, ``3`` → seconds; None/"" → None."""
+    """``"0s"``, ``"250ms"``, ``"1.5s"``, ``"2m"``, ``3``, ``"3"`` → seconds; None/"" → None.
+    Units as in the daemon's configuration (:func:`syncd.durations.parse_duration`); a bare
+    number is seconds."""
     if text is None or text == "":
         return None
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|)\s*", str(text))
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 0s, 500ms, 2m)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    if _SECONDS.fullmatch(str(text)):
+        return float(str(text))
+    try:
+        return durations.parse_duration(str(text)).total_seconds()
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 0s, 500ms, 2m)") from None
 
 
 @dataclass
