@@ -25,12 +25,13 @@ import structlog
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import ConfigError
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, Untracked, WriteResult
+from syncd.phones import region_of
 from syncd.redact import register_secret
 
 from .dberrors import driver_message, is_batch_fatal, remote_error, translated
 from .changes import ChangeKey, change_key, untracked
 from .options import SqlOptions
-from .phones import distinct_phones, e164, like_pattern, region_of
+from .phones import distinct_phones, e164, like_pattern
 from .rows import CHANGED, RowUnreadable, raw_column, read_row
 from .schema import Schema, native_id, reflect_schema, to_utc
 from .writes import CALL_UPDATABLE, RecordRefused, insert_call, update_call, write_contact
