@@ -27,25 +27,11 @@ from .durations import parse_duration
 from .errors import ConfigError
 from .redact import is_secret_key, register_secret
 
-__all__ = [
-    "Config",
-    "DaemonConfig",
-    "OkitokiConfig",
-    "CrmConfig",
-    "ContactsConfig",
-    "FieldMap",
-    "DialerRule",
-    "CallsConfig",
-    "DoNotCallConfig",
-    "GuardConfig",
-    "VerifyConfig",
-    "parse_duration",
-    "load_config",
-    "validate_config_dict",
-    "format_validation_errors",
-    "model_at",
-    "DEFAULT_CONFIG_PATH",
-]
+# The models are re-exported: ``from syncd.config import Config`` is how the rest imports them.
+__all__ = ["Config", "DaemonConfig", "OkitokiConfig", "CrmConfig", "ContactsConfig", "FieldMap",
+           "DialerRule", "CallsConfig", "DoNotCallConfig", "GuardConfig", "VerifyConfig",
+           "parse_duration", "load_config", "validate_config_dict", "format_validation_errors",
+           "model_at", "DEFAULT_CONFIG_PATH"]
 
 DEFAULT_CONFIG_PATH = "/etc/syncd/config.toml"
 

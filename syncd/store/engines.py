@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 __all__ = ["sqlite_path", "prepare_sqlite_file", "sqlite_engine", "BUSY_TIMEOUT_MS"]
@@ -42,7 +43,7 @@ def sqlite_engine(url: str) -> Engine:
                                               "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:  # pragma: no cover - trivial
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -51,7 +52,7 @@ def sqlite_engine(url: str) -> Engine:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:  # pragma: no cover - trivial
+    def _on_begin(conn: Connection) -> None:  # pragma: no cover - trivial
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
