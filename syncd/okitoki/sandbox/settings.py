@@ -1,7 +1,7 @@
 """The sandbox's own settings (not Oki-Toki's): timing of the call log, limits, persistence.
 
 Durations are float seconds here; the CLI accepts strings such as ``"500ms"``, ``"2s"``,
-``"1m"`` and converts them with :func:`parse_duration`. Most settings can be changed while the
+``"1m"`` and converts them with :func:`seconds_of`. Most settings can be changed while the
 sandbox runs through ``POST /_sandbox/settings``.
 """
 
@@ -14,13 +14,13 @@ from typing import Any
 
 from ... import durations
 
-__all__ = ["SandboxSettings", "parse_duration", "DEFAULT_TIMEZONE"]
+__all__ = ["SandboxSettings", "seconds_of", "DEFAULT_TIMEZONE"]
 
 DEFAULT_TIMEZONE = "Europe/Kyiv"
 _SECONDS = re.compile(r"\s*\d+(?:\.\d+)?\s*")
 
 
-def parse_duration(text: str | float | int | None) -> float | None:
+def seconds_of(text: str | float | int | None) -> float | None:
     """``"0s"``, ``"250ms"``, ``"1.5s"``, ``"2m"``, ``3``, ``"3"`` → seconds; None/"" → None.
     Units as in the daemon's configuration (:func:`syncd.durations.parse_duration`); a bare
     number is seconds."""
@@ -83,7 +83,7 @@ class SandboxSettings:
             if name not in known or name not in self.MUTABLE:
                 raise ValueError(f"setting {name!r} cannot be changed at run time")
             if name in ("settle_delay", "call_update_delay", "webhook_backoff", "webhook_timeout"):
-                value = parse_duration(value)
+                value = seconds_of(value)
                 if name != "call_update_delay" and value is None:
                     raise ValueError(f"setting {name!r} needs a duration")
             elif name in ("rate_limit_per_minute",):
