@@ -46,6 +46,16 @@ def _emit(data: Any, as_json: bool) -> None:
         _out(render(jsonable(data)))
 
 
+def _emit_rows(rows: list[Any], as_json: bool, none: str) -> int:
+    """A listing command's output: the rows, or ``none`` in words when there are none (JSON
+    output always shows the list, empty or not). Returns the exit code, 0."""
+    if not rows and not as_json:
+        _out(none)
+    else:
+        _emit(rows, as_json)
+    return 0
+
+
 def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config, on_warning=lambda line: _err(f"warning: {line}"))
 
@@ -317,24 +327,14 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
     if args.action == "resolve":
         return cmd_ops(args)
     config = _load(args)
-    rows = _engine("list_conflicts")(_store(config))
-    if not rows and not args.json:
-        _out("no conflicts")
-        return 0
-    _emit(rows, args.json)
-    return 0
+    return _emit_rows(_engine("list_conflicts")(_store(config)), args.json, "no conflicts")
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     config = _load(args)
     store = _store(config)
     if args.action == "list":
-        rows = _engine("list_dead_letters")(store)
-        if not rows and not args.json:
-            _out("no dead letters")
-        else:
-            _emit(rows, args.json)
-        return 0
+        return _emit_rows(_engine("list_dead_letters")(store), args.json, "no dead letters")
     if not args.ids and not args.all:
         _err(f"syncd dead-letters {args.action}: name the ids, or pass --all")
         return 2

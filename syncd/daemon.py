@@ -52,6 +52,7 @@ from .errors import BudgetExhausted, ConfigError, FatalRemoteError, RetriableRem
 from .engine.drift import next_run
 from .health import StreamWatch, outcome_of
 from .notify import Notifier, watchdog_interval
+from .clock import Clock, utcnow
 from .redact import redact
 from .wakeups import EVENTS as WAKE_EVENTS, HINTED_CRM, Wakeups
 
@@ -59,11 +60,6 @@ __all__ = ["Daemon", "Progress", "JOBS"]
 
 log = structlog.get_logger("syncd.daemon")
 JOBS = ("pull:crm:contacts", "pull:okitoki:contacts", "pull:okitoki:calls", "push", "housekeeping")
-Clock = Callable[[], datetime]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -125,7 +121,7 @@ class Daemon:
         self.syncer = syncer
         self.config = config
         self.notifier = notifier or Notifier()
-        self.clock = clock or _utcnow
+        self.clock = clock or utcnow
         self.progress = Progress(started=self.clock())
         self.streams = StreamWatch(config, getattr(syncer, "store", None), since=self.progress.started,
                                    instance=getattr(getattr(syncer, "ctx", None), "instance_id", None))
@@ -142,7 +138,7 @@ class Daemon:
         self.metrics: Any = None
         self.web: Any = None               # the WebServer while it runs (tests read .port)
         self._watchdog = watchdog_interval()
-        self.wakeups = Wakeups(lambda: self._scheduler, stopped=self.stop_event.is_set, clock=_utcnow)
+        self.wakeups = Wakeups(lambda: self._scheduler, stopped=self.stop_event.is_set, clock=utcnow)
 
     # -- public -------------------------------------------------------------------------
     def intervals(self) -> dict[str, timedelta]:
@@ -288,7 +284,7 @@ class Daemon:
             sched.add_job(self._run_job, IntervalTrigger(seconds=interval.total_seconds(),
                                                          jitter=jitter or None),
                           args=(name, methods[name]), id=name, name=name,
-                          next_run_time=_utcnow())
+                          next_run_time=utcnow())
         if hasattr(self.syncer, "pull_crm_hinted"):
             sched.add_job(self._run_job, IntervalTrigger(hours=1), args=(HINTED_CRM, self.syncer.pull_crm_hinted),
                           id=HINTED_CRM, name=HINTED_CRM)
@@ -298,7 +294,7 @@ class Daemon:
             sched.add_job(self._run_job, IntervalTrigger(seconds=every.total_seconds(), jitter=jitter or None),
                           args=("verify", lambda: self.syncer.verify(repair=repair)), id="verify",
                           name="verify", next_run_time=next_run(getattr(self.syncer, "store", None),
-                                                                every, _utcnow()))
+                                                                every, utcnow()))
         ctx = getattr(self.syncer, "ctx", None)
         if ctx is not None:   # the push reports each settled batch: a long drain is progress
             ctx.heartbeat = lambda stream: self.streams.advanced(stream, self.clock())

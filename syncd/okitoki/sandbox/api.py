@@ -79,22 +79,16 @@ def dialer_stat(sb: "Sandbox", params: Params, user: User, company: Company) -> 
     return sb.state.dialer_stat(company, dialer_id)
 
 
-def _list_change(change: str, key: str) -> Handler:
-    """The handler of ``lists/add`` or ``lists/remove``: ``values`` into or out of the list
-    ``list_id`` by the state's method ``change``; the answer counts them under ``key``."""
-
-    def handler(sb: "Sandbox", params: Params, user: User, company: Company) -> dict[str, Any]:
-        f = Fields(params, company.timezone)
-        list_id, values = f.integer("list_id", required=True, lo=1), f.values("values")
-        f.check()
-        return {"result": "success", key: getattr(sb.state, change)(company, list_id, values)}
-
-    handler.__name__ = handler.__qualname__ = change
-    return handler
+def _list_values(params: Params, company: Company) -> tuple[int, list[str] | None]:
+    """``list_id`` and ``values`` of a lists/add or lists/remove request (checked)."""
+    f = Fields(params, company.timezone)
+    list_id, values = f.integer("list_id", required=True, lo=1), f.values("values")
+    f.check()
+    return list_id, values
 
 
-list_add = _list_change("list_add", "added")
-list_remove = _list_change("list_remove", "removed")
+def list_add(sb: "Sandbox", params: Params, user: User, company: Company) -> dict[str, Any]:
+    return {"result": "success", "added": sb.state.list_add(company, *_list_values(params, company))}
 
 
 def list_check(sb: "Sandbox", params: Params, user: User, company: Company) -> dict[str, Any]:
@@ -102,6 +96,10 @@ def list_check(sb: "Sandbox", params: Params, user: User, company: Company) -> d
     list_id, value = f.integer("list_id", required=True, lo=1), f.text("value", required=True)
     f.check()
     return {"exists": sb.state.list_check(company, list_id, value)}
+
+
+def list_remove(sb: "Sandbox", params: Params, user: User, company: Company) -> dict[str, Any]:
+    return {"result": "success", "removed": sb.state.list_remove(company, *_list_values(params, company))}
 
 
 def upsert_contact(sb: "Sandbox", params: Params, user: User, company: Company) -> dict[str, Any]:
