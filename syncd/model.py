@@ -35,7 +35,9 @@ class Contact:
 
     ``phones`` are as stored on that side (not normalised); ``fields`` maps the side's field
     names (dotted paths allowed, e.g. ``details.status``) to plain JSON values;
-    ``updated_at`` is the *server's* modification time (never the local clock).
+    ``updated_at`` is the *server's* modification time (never the local clock). ``raw`` is
+    the record as the side answered it (in syncd's names where the profile maps them), unknown
+    fields included, when the side's reader keeps it (Oki-Toki's does); it is not compared.
     """
 
     id: str
@@ -43,6 +45,7 @@ class Contact:
     phones: tuple[str, ...] = ()
     updated_at: datetime | None = None
     deleted: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -184,3 +187,4 @@ class Change:
     record_id: str | None
     fields: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+
