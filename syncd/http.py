@@ -42,6 +42,7 @@ from .errors import (
     Throttled,
     TransientError,
 )
+from .model import JournalEntry
 from .ratelimit import RateLimiter, limiter_for
 from .redact import redact, register_secret
 
@@ -51,7 +52,6 @@ __all__ = [
     "RateLimiter",
     "RequestBudget",
     "MemoryBudget",
-    "JournalEntry",
     "RemoteSystem",
     "parse_retry_after",
     "error_for_status",
@@ -131,18 +131,6 @@ class MemoryBudget:
         if limit is None:
             return None
         return max(0, limit - self._used.get((system, self._today()), 0))
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    at: datetime
-    system: str
-    operation: str
-    method: str
-    status: int | None  # None: no response (timeout, connection error)
-    duration_ms: int
-    attempt: int
-    error: str | None = None
 
 
 Journal = Callable[[JournalEntry], None]

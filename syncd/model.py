@@ -26,6 +26,7 @@ __all__ = [
     "CallOutcome",
     "TaskSpec",
     "Change",
+    "JournalEntry",
 ]
 
 
@@ -188,3 +189,16 @@ class Change:
     fields: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
 
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One request attempt to a remote system, for the API call journal (never a secret)."""
+
+    at: datetime
+    system: str
+    operation: str
+    method: str
+    status: int | None  # None: no response (timeout, connection error)
+    duration_ms: int
+    attempt: int
+    error: str | None = None

@@ -10,7 +10,7 @@ from typing import Callable
 from sqlalchemy import and_, delete, insert, or_, select, update
 
 from ..errors import BudgetExhausted
-from ..http import JournalEntry
+from ..model import JournalEntry
 from ..redact import redact
 from .database import Store
 from .outbox import insert_ignore
