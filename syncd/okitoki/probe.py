@@ -101,7 +101,7 @@ def plan(config: "Config", *, writes: bool, dialer: str | None, list_id: str | N
     """What the probe will do for ``config`` within ``cap`` requests (the rest is skipped)."""
     ops = needed(config)
     list_id = list_id or (str(config.do_not_call.list_id) if config.do_not_call.list_id else None)
-    units = [[op] for op in ("dialers", "call_log", "call_data", "export_contacts") if op in ops]
+    units: list[list[str]] = [[op] for op in ("dialers", "call_log", "call_data", "export_contacts") if op in ops]
     skipped: dict[str, str] = {}
     if "list_check" in ops:
         units.append(["list_check"])
