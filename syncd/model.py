@@ -192,7 +192,12 @@ class Change:
 
 @dataclass(frozen=True)
 class JournalEntry:
-    """One request attempt to a remote system, for the API call journal (never a secret)."""
+    """One request attempt to a remote system, for the API call journal (never a secret).
+
+    ``records`` names the records the request was for (``crm:ID``, ``okitoki:ID``,
+    ``session:ID``; bounded, see :mod:`syncd.apirecords`), never a phone number; empty when
+    the request was for no record in particular (a page of a walk, a dialer list).
+    """
 
     at: datetime
     system: str
@@ -202,3 +207,4 @@ class JournalEntry:
     duration_ms: int
     attempt: int
     error: str | None = None
+    records: tuple[str, ...] = ()
