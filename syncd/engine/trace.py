@@ -10,7 +10,7 @@ its CRM or Oki-Toki id, or one of its calls' session ids).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, and_, literal, or_, select
@@ -90,14 +90,16 @@ def _events(conn: Any, link: Any) -> list[dict[str, Any]]:
 
 
 def _api_calls(conn: Any, link: Any) -> list[dict[str, Any]]:
-    """The journal's requests for this link: those naming its ids or its calls' sessions."""
+    """The journal's requests for this link: those naming its ids or its calls' sessions, made
+    since the link exists (the time index keeps the scan to that stretch of the journal)."""
     ids = [f"link:{link.id}"] + [f"{side}:{ident}" for side, ident in
                                  (("crm", link.crm_id), ("okitoki", link.okitoki_id)) if ident]
     ids += [f"session:{sid}" for (sid,) in conn.execute(
         select(CALL.c.session_id).where(CALL.c.link_id == link.id).limit(MAX_EVENTS))]
     wrapped = literal(",", String) + API.c.records + literal(",", String)
     cond = or_(*(wrapped.contains(f",{i},", autoescape=True) for i in ids))
-    rows = conn.execute(select(API).where(and_(API.c.records.is_not(None), cond))
+    since = [API.c.at >= link.created_at - timedelta(minutes=5)] if link.created_at else []
+    rows = conn.execute(select(API).where(and_(API.c.records.is_not(None), cond, *since))
                         .order_by(API.c.at.desc(), API.c.id.desc()).limit(MAX_EVENTS))
     return [{"at": _iso(r.at), "kind": "api", "operation": r.operation, "system": r.system,
              "method": r.method, "status": r.status, "attempt": r.attempt,

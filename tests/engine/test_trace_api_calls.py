@@ -7,7 +7,6 @@ import io
 import json
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from syncd.engine.build import build_syncer
@@ -21,9 +20,6 @@ from syncd.store.tables import ApiCall
 
 from .conftest import make_config
 from .fake_crm import FakeCrm
-
-SQLITE_ONLY = pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
-
 
 class HttpCrm(FakeCrm):
     """The fake CRM, each write also sent as one request through the shared HTTP layer (to a
@@ -44,7 +40,6 @@ class HttpCrm(FakeCrm):
         return super().log_calls(calls)
 
 
-@SQLITE_ONLY
 def test_trace_shows_a_contacts_task_create_call_log_and_contact_update_requests_in_time_order(
         state_url, sandbox, tmp_path):
     open_store(state_url, create=True).close()
