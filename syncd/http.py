@@ -9,7 +9,8 @@ timeouts, limits and a User-Agent, and wraps every request with, in order:
    any ``Retry-After`` the remote sent, so every job and request worker waits),
 3. retries with exponential backoff and jitter (tenacity) for transient failures and
    throttling; ``Retry-After`` (seconds or an HTTP date) is honoured up to a cap,
-4. the request journal hook (time, system, operation, status, duration, attempt),
+4. the request journal hook (time, system, operation, status, duration, attempt, and the
+   record ids the caller bound with :func:`syncd.apirecords.about`),
 5. mapping of the response to the taxonomy in :mod:`syncd.errors`, with secrets redacted.
 
 Connectors receive a ``RemoteSystem`` (or build one with :func:`remote_system`) and may pass
@@ -30,6 +31,7 @@ import httpx
 import tenacity
 
 from . import __version__
+from .apirecords import bound_records
 from .errors import (
     AuthenticationError,
     BudgetExhausted,
@@ -42,6 +44,7 @@ from .errors import (
     Throttled,
     TransientError,
 )
+from .model import JournalEntry
 from .ratelimit import RateLimiter, limiter_for
 from .redact import redact, register_secret
 
@@ -51,7 +54,6 @@ __all__ = [
     "RateLimiter",
     "RequestBudget",
     "MemoryBudget",
-    "JournalEntry",
     "RemoteSystem",
     "parse_retry_after",
     "error_for_status",
@@ -131,18 +133,6 @@ class MemoryBudget:
         if limit is None:
             return None
         return max(0, limit - self._used.get((system, self._today()), 0))
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    at: datetime
-    system: str
-    operation: str
-    method: str
-    status: int | None  # None: no response (timeout, connection error)
-    duration_ms: int
-    attempt: int
-    error: str | None = None
 
 
 Journal = Callable[[JournalEntry], None]
@@ -333,4 +323,5 @@ class RemoteSystem:
                     at=self.now(), system=self.system, operation=operation, method=method,
                     status=status, duration_ms=int((time.monotonic() - started) * 1000),
                     attempt=attempt, error=redact(str(error)) if error else None,
+                    records=bound_records(),
                 ))

@@ -19,13 +19,13 @@ from syncd.errors import (
     TransientError,
 )
 from syncd.http import (
-    JournalEntry,
     MemoryBudget,
     RateLimiter,
     RemoteSystem,
     RetryPolicy,
     parse_retry_after,
 )
+from syncd.model import JournalEntry
 from syncd.redact import forget_secrets
 
 try:

@@ -15,12 +15,14 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
+from ..apirecords import about
 from ..errors import InvalidRecord, TransientError
 from ..model import ContactWrite
 from ..store.tables import CallRow
 from .callrecord import call_from_payload
 from .context import BASE, LINK, OUTBOX, PHONE, Context, chunks
 from .effects import CallLogged, Seen
+from .journalids import rows_records
 from .push import Done, Later
 
 __all__ = ["log_calls", "update_calls", "statuses", "is_forward"]
@@ -66,7 +68,9 @@ def _contact_for_unknown(ctx: Context, phone: str, key: str) -> str:
 def log_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     out: dict[int, Any] = {}
     ready: list[tuple[Any, Any]] = []
+    rids = rows_records(ctx, rows)
     for r in rows:
+        about(rids[r.id])
         p = r.payload or {}
         call = call_from_payload(p["call"])
         lid, crm_id = _owner(ctx, r.link_id, p.get("phone"))
@@ -83,6 +87,7 @@ def log_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         ready.append((r, replace(call, contact_id=crm_id)))
     size = max(1, getattr(ctx.crm_capabilities, "calls_batch_size", 50) or 50)
     for chunk in chunks(ready, size):
+        about(*(rids[r.id] for r, _ in chunk))
         results = ctx.crm.log_calls([c for _, c in chunk])
         by_key = {res.key: res for res in results}
         for r, call in chunk:
@@ -129,7 +134,9 @@ def update_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             ready.append((r, replace(call_from_payload(p["call"]), contact_id=crm_id)))
     activity_ids = {sid: c.crm_activity_id for sid, c in calls.items() if c.crm_activity_id}
     size = max(1, getattr(ctx.crm_capabilities, "calls_batch_size", 50) or 50)
+    rids = rows_records(ctx, [r for r, _ in ready])
     for chunk in chunks(ready, size):
+        about(*(rids[r.id] for r, _ in chunk))
         calls_ = [c for _, c in chunk]
         results = ctx.crm.update_calls(calls_, {c.session_id: activity_ids[c.session_id]
                                                 for c in calls_ if c.session_id in activity_ids})
@@ -172,7 +179,9 @@ def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         planned[lid] = p["status"]   # a later outcome in this batch must beat this one too
         writes.append((r, lid, p["status"], ContactWrite(r.idem_key, crm_id, {crm_name: p["status"]})))
     size = max(1, getattr(ctx.crm_capabilities, "write_batch_size", 50) or 50)
+    rids = rows_records(ctx, [r for r, *_ in writes])
     for chunk in chunks(writes, size):
+        about(*(rids[r.id] for r, *_ in chunk))
         results = ctx.crm.upsert_contacts([w for *_, w in chunk])
         for (r, lid, status, _), res in zip(chunk, results):
             if res.ok:

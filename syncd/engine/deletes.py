@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, or_, update
 
+from ..apirecords import about, record_ids
 from ..errors import InvalidRecord, TransientError
 from ..store.tables import MergeCandidate
 from .context import LINK, OUTBOX, PHONE, Context, chunks
@@ -56,6 +57,7 @@ def crm_deletes(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     out: dict[int, Any] = {}
     size = max(1, getattr(ctx.crm_capabilities, "write_batch_size", 50) or 50)
     for chunk in chunks(rows, size):
+        about(*(record_ids(crm=(r.payload or {}).get("id"), link=r.link_id) for r in chunk))
         results = ctx.crm.delete_contacts([str((r.payload or {}).get("id")) for r in chunk])
         for r, res in zip(chunk, results):
             if res.ok:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
+from ..apirecords import about
 from ..errors import InvalidRecord, InvalidRequest, TransientError
 from ..phones import normalize_many
 from ..model import ContactWrite, TaskSpec
@@ -22,6 +23,7 @@ from .context import BASE, LINK, OUTBOX, Context, chunks
 from .deletes import crm_deletes
 from .dncback import dnc_checks
 from .effects import Seen, TaskSettled
+from .journalids import rows_records
 from .mapping import PHONES
 from .push import Done, Later
 
@@ -56,6 +58,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     bases = _bases(ctx, [r.link_id for r in rows])
     retried = [r for r in rows if r.operation == "contact_create" and r.attempts > 1]
     made = _okitoki_made_since(ctx, retried) if retried else {}
+    rids = rows_records(ctx, rows)
     for r in rows:
         if ctx.stopping():
             break                      # one request per row: do not hold up a shutdown
@@ -63,6 +66,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         if link is None or link.tombstone:
             out[r.id] = Done(note="link gone" if link is None else "link retired")
             continue
+        about(rids[r.id])
         try:
             if r.operation == "contact_create":
                 linked = _okitoki_id_now(ctx, r.link_id)   # a pull may have linked it meanwhile
@@ -132,6 +136,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     links = _links(ctx, [r.link_id for r in rows])
     bases = _bases(ctx, [r.link_id for r in rows])
     writes: list[tuple[Any, ContactWrite, dict, bool]] = []
+    rids = rows_records(ctx, rows)
     for r in rows:
         link = links.get(r.link_id)
         if link is None or link.tombstone:
@@ -147,6 +152,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             if r.attempts > 1 and values.get(PHONES):
                 # an earlier try may have made it: adopt a live contact with the number that
                 # no other link holds
+                about(rids[r.id])
                 ids = [c.id for c in ctx.crm.find_by_phone(values[PHONES][0]) if not c.deleted]
                 with ctx.store.begin() as conn:
                     taken = {cid: lid for cid, lid in conn.execute(
@@ -166,6 +172,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             writes.append((r, ContactWrite(r.idem_key, link.crm_id, fields, phones), values, False))
     size = max(1, getattr(ctx.crm_capabilities, "write_batch_size", 50) or 50)
     for chunk in chunks(writes, size):
+        about(*(rids[r.id] for r, *_ in chunk))
         results = ctx.crm.upsert_contacts([w for _, w, _, _ in chunk])
         for (r, w, values, create), res in zip(chunk, results):
             if res.ok:
@@ -189,6 +196,7 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     links = _links(ctx, [r.link_id for r in rows])
     by_dialer: dict[str, list[tuple[Any, TaskSpec]]] = {}
     blocked = _earlier_generations(ctx, rows)
+    rids = rows_records(ctx, rows)
     for r in rows:
         p = r.payload or {}
         link = links.get(r.link_id)
@@ -208,7 +216,9 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             # take back what it may have made (one request per row, only after a crash).
             for r, spec in chunk:
                 if r.attempts > 1:
+                    about(rids[r.id])
                     ctx.okitoki.remove_task(dialer, phones=list(spec.phones))
+            about(*(rids[r.id] for r, _ in chunk))
             try:
                 if len(chunk) == 1:
                     ids = [ctx.okitoki_once.create_task(chunk[0][1])]
@@ -220,6 +230,7 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                     out[chunk[0][0].id] = exc
                     continue
                 for r, spec in chunk:   # find the bad one(s): one request each
+                    about(rids[r.id])
                     try:
                         tid = ctx.okitoki_once.create_task(spec)
                         out[r.id] = Done(TaskSettled(r.link_id, dialer, r.payload["generation"], "active", tid))
@@ -271,9 +282,11 @@ def remove_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     """
     from .reconcile import add_key
     out: dict[int, Any] = {}
+    rids = rows_records(ctx, rows)
     for r in rows:
         if ctx.stopping():
             break
+        about(rids[r.id])
         p = r.payload or {}
         dialer, gen = p["dialer_id"], p.get("generation", 0)
         settled = TaskSettled(r.link_id, dialer, gen, "removed")
@@ -314,7 +327,9 @@ def dnc(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     for r in rows:
         by_list.setdefault(str((r.payload or {}).get("list_id")), []).append(r)
     out: dict[int, Any] = {}
+    rids = rows_records(ctx, rows)
     for list_id, group in by_list.items():
+        about(*(rids[r.id] for r in group))
         phones = sorted({p for r in group for p in (r.payload or {}).get("phones") or []})
         call = ctx.okitoki.list_add if group[0].operation == "dnc_add" else ctx.okitoki.list_remove
         try:

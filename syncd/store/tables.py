@@ -193,6 +193,8 @@ class ApiCall(SQLModel, table=True):
     duration_ms: int = 0
     attempt: int = 1
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # the records the request was for: "crm:ID,okitoki:ID,session:ID,...,+N" (no phone numbers)
+    records: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class BudgetRow(SQLModel, table=True):
