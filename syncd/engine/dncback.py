@@ -22,7 +22,7 @@ from ..store.outbox import enqueue
 from .context import BASE, LINK, Context
 from .mapping import DNC, PHONES
 from .outbox import Lane
-from .push import Done
+from .results import Done
 from .reconcile import LISTED
 
 __all__ = ["check_ops", "dnc_checks"]
