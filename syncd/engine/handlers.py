@@ -75,7 +75,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 values = _create_values(ctx, r, bases.get(r.link_id), "okitoki")
                 found = _adoptable(ctx, r.link_id, values, made) if r.attempts > 1 else None
                 fields, phones = ctx.mapping.to_side("okitoki", values)
-                new_id = found or ctx.okitoki_once.upsert_contact(
+                new_id = found or ctx.okitoki.upsert_contact(
                     ContactWrite(key=r.idem_key, id=None, fields=fields, phones=phones))
                 out[r.id] = Done(Seen(r.link_id, "okitoki", values, new_id=new_id, written_at=ctx.now()))
             else:
@@ -207,9 +207,9 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                     ctx.okitoki.remove_task(dialer, phones=list(spec.phones))
             try:
                 if len(chunk) == 1:
-                    ids = [ctx.okitoki_once.create_task(chunk[0][1])]
+                    ids = [ctx.okitoki.create_task(chunk[0][1])]
                 else:
-                    ids = ctx.okitoki_once.add_tasks(dialer, [s for _, s in chunk])
+                    ids = ctx.okitoki.add_tasks(dialer, [s for _, s in chunk])
             except (InvalidRecord, InvalidRequest) as exc:
                 # One bad task refuses the whole bulk request: find it, one request per task.
                 if len(chunk) == 1:
@@ -217,7 +217,7 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                     continue
                 for r, spec in chunk:   # find the bad one(s): one request each
                     try:
-                        tid = ctx.okitoki_once.create_task(spec)
+                        tid = ctx.okitoki.create_task(spec)
                         out[r.id] = Done(TaskSettled(r.link_id, dialer, r.payload["generation"], "active", tid))
                     except Exception as one:  # noqa: BLE001
                         out[r.id] = one
