@@ -7,10 +7,10 @@ timeouts, limits and a User-Agent, and wraps every request with, in order:
 2. the process-wide :class:`~syncd.ratelimit.RateLimiter` of that system (requests per
    minute, small burst, at most the rate in any sliding minute, and a "blocked until" set by
    any ``Retry-After`` the remote sent, so every job and request worker waits),
-3. retries with exponential backoff and jitter (tenacity) for transient failures and
-   throttling; ``Retry-After`` (seconds or an HTTP date) is honoured up to a cap; a request
-   that is not idempotent (``idempotent=False``, a create) is retried only when the failure
-   proves the remote did nothing,
+3. retries with exponential backoff and jitter (tenacity, :func:`syncd.backoff.backoff_seconds`)
+   for transient failures and throttling; ``Retry-After`` (seconds or an HTTP date) is
+   honoured up to a cap; a request that is not idempotent (``idempotent=False``, a create)
+   is retried only when the failure proves the remote did nothing,
 4. the request journal hook (time, system, operation, status, duration, attempt),
 5. mapping of the response to the taxonomy in :mod:`syncd.errors`, with secrets redacted.
 
@@ -21,7 +21,6 @@ Connectors receive a ``RemoteSystem`` (or build one with :func:`remote_system`) 
 from __future__ import annotations
 
 import email.utils
-import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import httpx
 import tenacity
 
 from . import __version__
+from .backoff import backoff_seconds
 from .errors import (
     AuthenticationError,
     BudgetExhausted,
@@ -287,8 +287,8 @@ class RemoteSystem:
                 # The limiter was blocked for this long already; waiting here too keeps this
                 # caller from racing ahead of the block on another thread's clock.
                 return min(exc.retry_after.total_seconds(), policy.max_retry_after)
-            backoff = min(policy.max_delay, policy.base_delay * 2 ** (state.attempt_number - 1))
-            return backoff + random.uniform(0, policy.jitter * backoff)
+            return backoff_seconds(state.attempt_number - 1, base=policy.base_delay,
+                                   cap=policy.max_delay, jitter=policy.jitter)
         return wait
 
     def _send_once(self, method: str, path: str, operation: str, attempt: int,
