@@ -86,10 +86,10 @@ def log_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         results = ctx.crm.log_calls([c for _, c in chunk])
         by_key = {res.key: res for res in results}
         for r, call in chunk:
-            res = by_key.get(call.session_id)
-            out[r.id] = write_error(res, system="crm", operation="log_calls",
-                                    refused=f"CRM refused call {call.session_id}") or \
-                Done(CallLogged(call.session_id, res.id))
+            sid = call.session_id
+            out[r.id] = write_error(by_key.get(sid), system="crm", operation="log_calls",
+                                    refused=f"CRM refused call {sid}") or \
+                Done(CallLogged(sid, by_key[sid].id))
     return out
 
 
@@ -130,8 +130,9 @@ def update_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                                                 for c in calls_ if c.session_id in activity_ids})
         by_key = {res.key: res for res in results}
         for r, call in chunk:
-            out[r.id] = write_error(by_key.get(call.session_id), system="crm", operation="update_calls",
-                                    refused=f"CRM refused the update of call {call.session_id}") or Done()
+            sid = call.session_id
+            out[r.id] = write_error(by_key.get(sid), system="crm", operation="update_calls",
+                                    refused=f"CRM refused the update of call {sid}") or Done()
     return out
 
 

@@ -151,7 +151,7 @@ class OkitokiClient:
         else:
             payload = {k: plain(v) for k, v in wire_params(endpoint, variables).items()}
             payload["api_token"] = self._token
-        where = {"params": payload} if endpoint.method == "GET" else {"data": payload}
+        where: dict[str, Any] = {"params": payload} if endpoint.method == "GET" else {"data": payload}
         log.debug("okitoki.request", operation=operation, method=endpoint.method,
                   path=endpoint.path, form=form)
         response = self.remote.request(endpoint.method, endpoint.path, operation=operation,

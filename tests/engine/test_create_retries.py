@@ -49,7 +49,8 @@ def test_a_create_answered_429_with_retry_after_is_retried_at_once_and_made_once
     assert (row.status, row.attempts) == ("done", 1)      # settled in this push, one try
 
 
-def test_a_create_timed_out_after_sending_is_not_resent_but_looked_up(state_url, sandbox, crm, tmp_path):
+def test_a_create_timed_out_after_sending_is_not_resent_but_looked_up(state_url, sandbox, crm,
+                                                                      tmp_path):
     sb = sandbox
     open_store(state_url, create=True).close()
     shift = [timedelta(0)]
