@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from ..config import Config
 from ..connector import ConnectorContext, load_connector
 from ..errors import ConfigError
-from ..http import NO_RETRY, RemoteSystem
+from ..http import RemoteSystem
 from ..store import StoreBudget, StoreJournal, open_store, sqlite_path
 from ..store.accounting import drop_leases, lease_holders
 from ..store import outbox as outbox_sql
@@ -99,16 +99,12 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
                                  "crm": crm_budget}, **kwargs)
     journal = StoreJournal(store)
     closers: list[Callable[[], None]] = []
-    okitoki_once = None
     try:
         if okitoki is None:
             from ..okitoki.client import OkitokiClient
             okitoki = OkitokiClient.from_config(config.okitoki, budget=budget, journal=journal,
                                                 transport=okitoki_transport)
             closers.append(okitoki.close)
-            okitoki_once = OkitokiClient.from_config(config.okitoki, budget=budget, journal=journal,
-                                                     transport=okitoki_transport, retry=NO_RETRY)
-            closers.append(okitoki_once.close)
         if crm is None:
             options = connector_options(cls, config.crm.options)
 
@@ -133,8 +129,7 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
             close()
         store.close()
         raise
-    ctx = Context(config=config, store=store, crm=crm, okitoki=okitoki, okitoki_once=okitoki_once,
-                  budget=budget,
+    ctx = Context(config=config, store=store, crm=crm, okitoki=okitoki, budget=budget,
                   instance_id=instance_id or config.daemon.instance_id
                   or f"{socket.gethostname()}:{os.getpid()}", **kwargs)
     _abandon_dead_local_claims(ctx)

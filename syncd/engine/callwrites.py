@@ -23,7 +23,7 @@ from .callrecord import call_from_payload
 from .context import BASE, LINK, OUTBOX, PHONE, Context, chunks
 from .effects import CallLogged, Seen
 from .journalids import rows_records
-from .push import Done, Later
+from .results import Done, Later, write_error
 
 __all__ = ["log_calls", "update_calls", "statuses", "is_forward"]
 
@@ -59,9 +59,10 @@ def _contact_for_unknown(ctx: Context, phone: str, key: str) -> str:
     if found:
         return found[0].id
     res = ctx.crm.upsert_contacts([ContactWrite(key=f"callcontact:{phone}", id=None, phones=(phone,))])[0]
-    if not res.ok:
-        raise (TransientError(res.error or "refused", system="crm", operation="upsert_contacts")
-               if res.retriable else InvalidRecord(f"CRM refused a contact for {phone}: {res.error}"))
+    error = write_error(res, system="crm", operation="upsert_contacts",
+                        refused=f"CRM refused a contact for {phone}")
+    if error is not None:
+        raise error
     return res.id
 
 
@@ -91,15 +92,10 @@ def log_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         results = ctx.crm.log_calls([c for _, c in chunk])
         by_key = {res.key: res for res in results}
         for r, call in chunk:
-            res = by_key.get(call.session_id)
-            if res is None:
-                out[r.id] = TransientError("no result for this call", system="crm", operation="log_calls")
-            elif res.ok:
-                out[r.id] = Done(CallLogged(call.session_id, res.id))
-            elif res.retriable:
-                out[r.id] = TransientError(res.error or "refused", system="crm", operation="log_calls")
-            else:
-                out[r.id] = InvalidRecord(f"CRM refused call {call.session_id}: {res.error}")
+            sid = call.session_id
+            out[r.id] = write_error(by_key.get(sid), system="crm", operation="log_calls",
+                                    refused=f"CRM refused call {sid}") or \
+                Done(CallLogged(sid, by_key[sid].id))
     return out
 
 
@@ -142,15 +138,9 @@ def update_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                                                 for c in calls_ if c.session_id in activity_ids})
         by_key = {res.key: res for res in results}
         for r, call in chunk:
-            res = by_key.get(call.session_id)
-            if res is None:
-                out[r.id] = TransientError("no result for this call", system="crm", operation="update_calls")
-            elif res.ok:
-                out[r.id] = Done()
-            elif res.retriable:
-                out[r.id] = TransientError(res.error or "refused", system="crm", operation="update_calls")
-            else:
-                out[r.id] = InvalidRecord(f"CRM refused the update of call {call.session_id}: {res.error}")
+            sid = call.session_id
+            out[r.id] = write_error(by_key.get(sid), system="crm", operation="update_calls",
+                                    refused=f"CRM refused the update of call {sid}") or Done()
     return out
 
 
@@ -184,10 +174,7 @@ def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         about(*(rids[r.id] for r, *_ in chunk))
         results = ctx.crm.upsert_contacts([w for *_, w in chunk])
         for (r, lid, status, _), res in zip(chunk, results):
-            if res.ok:
-                out[r.id] = Done(Seen(lid, "crm", {field: status}, written_at=ctx.now()))
-            elif res.retriable:
-                out[r.id] = TransientError(res.error or "refused", system="crm", operation="upsert_contacts")
-            else:
-                out[r.id] = InvalidRecord(f"CRM refused status {status!r}: {res.error}")
+            out[r.id] = write_error(res, system="crm", operation="upsert_contacts",
+                                    refused=f"CRM refused status {status!r}") or \
+                Done(Seen(lid, "crm", {field: status}, written_at=ctx.now()))
     return out

@@ -42,17 +42,12 @@ class Context:
     dry_run: bool = False
     planned: list[Change] = field(default_factory=list)   # dry-run: what push would do
     stop: Any = None                      # threading.Event of the running push (shutdown)
-    # The Oki-Toki client for writes that are not idempotent (creates): no HTTP-level retry,
-    # so a timeout after sending is retried by the outbox, which looks before it creates.
-    okitoki_once: Any = None
     heartbeat: Any = None                 # callable(stream): a long job committed a batch (health)
     latency_listener: Any = None          # callable(flow, seconds): a change's effect settled
     mapping: Mapping = field(init=False)
 
     def __post_init__(self) -> None:
         self.mapping = Mapping(self.config)
-        if self.okitoki_once is None:
-            self.okitoki_once = self.okitoki
 
     def now(self) -> datetime:
         return self.clock()

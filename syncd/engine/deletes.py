@@ -18,7 +18,7 @@ from ..apirecords import about, record_ids
 from ..errors import InvalidRecord, TransientError
 from ..store.tables import MergeCandidate
 from .context import LINK, OUTBOX, PHONE, Context, chunks
-from .push import Done
+from .results import Done, write_error
 
 __all__ = ["retire_links", "crm_deletes"]
 
@@ -60,11 +60,7 @@ def crm_deletes(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         about(*(record_ids(crm=(r.payload or {}).get("id"), link=r.link_id) for r in chunk))
         results = ctx.crm.delete_contacts([str((r.payload or {}).get("id")) for r in chunk])
         for r, res in zip(chunk, results):
-            if res.ok:
-                out[r.id] = Done(note="deleted")
-            elif res.retriable:
-                out[r.id] = TransientError(res.error or "refused", system="crm",
-                                           operation="delete_contacts")
-            else:
-                out[r.id] = InvalidRecord(f"CRM refused the delete: {res.error}", record_id=res.key)
+            out[r.id] = write_error(res, system="crm", operation="delete_contacts",
+                                    refused="CRM refused the delete", record_id=res.key) or \
+                Done(note="deleted")
     return out

@@ -24,7 +24,7 @@ from .context import BASE, LINK, Context
 from .journalids import rows_records
 from .mapping import DNC, PHONES
 from .outbox import Lane
-from .push import Done
+from .results import Done
 from .reconcile import LISTED
 
 __all__ = ["check_ops", "dnc_checks"]

@@ -1,8 +1,9 @@
 """What each outbox operation does remotely, and the effect it records when it succeeded.
 
 Handlers get a group of claimed rows of one (target, operation) and return, per row id,
-:class:`~syncd.engine.push.Done` (with an effect run in the settling transaction),
-:class:`~syncd.engine.push.Later`, or the exception that row failed with.
+a :data:`~syncd.engine.results.RowResult`: :class:`~syncd.engine.results.Done` (with an
+effect run in the settling transaction), :class:`~syncd.engine.results.Later`, or the
+exception that row failed with. :data:`HANDLERS` is the table the push is given.
 Batch endpoints are used wherever the remote has them (tasks per dialer, list values,
 CRM upserts and call logs), because Oki-Toki requests cost money.
 """
@@ -15,17 +16,19 @@ from typing import Any
 from sqlalchemy import and_, select
 
 from ..apirecords import about
-from ..errors import InvalidRecord, InvalidRequest, TransientError
+from ..errors import InvalidRecord, InvalidRequest
 from ..phones import normalize_many
 from ..model import ContactWrite, TaskSpec
 from ..store.tables import TaskRow
+from .callwrites import log_calls, statuses, update_calls
 from .context import BASE, LINK, OUTBOX, Context, chunks
 from .deletes import crm_deletes
 from .dncback import dnc_checks
 from .effects import Seen, TaskSettled
 from .journalids import rows_records
 from .mapping import PHONES
-from .push import Done, Later
+from .reconcile import add_key
+from .results import Done, Handlers, Later, write_error
 
 __all__ = ["HANDLERS"]
 
@@ -76,7 +79,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 values = _create_values(ctx, r, bases.get(r.link_id), "okitoki")
                 found = _adoptable(ctx, r.link_id, values, made) if r.attempts > 1 else None
                 fields, phones = ctx.mapping.to_side("okitoki", values)
-                new_id = found or ctx.okitoki_once.upsert_contact(
+                new_id = found or ctx.okitoki.upsert_contact(
                     ContactWrite(key=r.idem_key, id=None, fields=fields, phones=phones))
                 out[r.id] = Done(Seen(r.link_id, "okitoki", values, new_id=new_id, written_at=ctx.now()))
             else:
@@ -175,18 +178,11 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         about(*(rids[r.id] for r, *_ in chunk))
         results = ctx.crm.upsert_contacts([w for _, w, _, _ in chunk])
         for (r, w, values, create), res in zip(chunk, results):
-            if res.ok:
-                out[r.id] = Done(Seen(r.link_id, "crm", values, new_id=res.id if create else None,
-                                 written_at=ctx.now()))
-            elif res.retriable:
-                out[r.id] = _retriable(res.error or "refused", "crm")
-            else:
-                out[r.id] = InvalidRecord(f"CRM refused the record: {res.error}", record_id=w.id)
+            out[r.id] = write_error(res, system="crm", operation="upsert_contacts",
+                                    refused="CRM refused the record", record_id=w.id) or \
+                Done(Seen(r.link_id, "crm", values, new_id=res.id if create else None,
+                          written_at=ctx.now()))
     return out
-
-
-def _retriable(message: str, system: str) -> Exception:
-    return TransientError(message, system=system, operation="upsert_contacts")
 
 
 # -- dialer tasks -----------------------------------------------------------------------------
@@ -221,9 +217,9 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             about(*(rids[r.id] for r, _ in chunk))
             try:
                 if len(chunk) == 1:
-                    ids = [ctx.okitoki_once.create_task(chunk[0][1])]
+                    ids = [ctx.okitoki.create_task(chunk[0][1])]
                 else:
-                    ids = ctx.okitoki_once.add_tasks(dialer, [s for _, s in chunk])
+                    ids = ctx.okitoki.add_tasks(dialer, [s for _, s in chunk])
             except (InvalidRecord, InvalidRequest) as exc:
                 # One bad task refuses the whole bulk request: find it, one request per task.
                 if len(chunk) == 1:
@@ -232,7 +228,7 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 for r, spec in chunk:   # find the bad one(s): one request each
                     about(rids[r.id])
                     try:
-                        tid = ctx.okitoki_once.create_task(spec)
+                        tid = ctx.okitoki.create_task(spec)
                         out[r.id] = Done(TaskSettled(r.link_id, dialer, r.payload["generation"], "active", tid))
                     except Exception as one:  # noqa: BLE001
                         out[r.id] = one
@@ -280,7 +276,6 @@ def remove_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     could miss a task the create makes a moment later). A task created for a generation the
     link has moved past is removed by id (an orphan row queued by the create's effect).
     """
-    from .reconcile import add_key
     out: dict[int, Any] = {}
     rids = rows_records(ctx, rows)
     for r in rows:
@@ -340,24 +335,9 @@ def dnc(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     return out
 
 
-# -- calls and statuses -----------------------------------------------------------------------
+# -- the table the push is given (calls and statuses: callwrites.py) --------------------------
 
-def log_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
-    from .callwrites import log_calls as impl
-    return impl(ctx, rows)
-
-
-def update_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
-    from .callwrites import update_calls as impl
-    return impl(ctx, rows)
-
-
-def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:
-    from .callwrites import statuses as impl
-    return impl(ctx, rows)
-
-
-HANDLERS = {
+HANDLERS: Handlers = {
     ("okitoki", "contact_create"): okitoki_contacts,
     ("okitoki", "contact_update"): okitoki_contacts,
     ("crm", "contact_create"): crm_contacts,
