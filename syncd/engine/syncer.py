@@ -21,6 +21,7 @@ from . import capture, cursors, guard, latency
 from .calls import CRM_CAUGHT_UP, HintFetches, pull_calls
 from .hints import CallRetries, read_hinted_contacts
 from .context import OUTBOX, Context
+from .cursors import EPOCH, OKITOKI_OVERLAP
 from .handlers import HANDLERS
 from .ingest import record_contacts
 from .push import push as drain
@@ -30,8 +31,6 @@ __all__ = ["Syncer", "RunReport", "CycleReport", "CRM_STREAM", "OKITOKI_STREAM"]
 
 log = structlog.get_logger()
 CRM_STREAM, OKITOKI_STREAM = "crm:contacts", "okitoki:contacts"
-OKITOKI_OVERLAP = timedelta(seconds=30)   # export is second-resolution; late commits land here
-EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 KEEP_DONE = timedelta(days=7)
 KEEP_JOURNAL = timedelta(days=30)
 UNTRACKED_EVERY = timedelta(minutes=10)   # how often rows change detection cannot see are counted
