@@ -49,7 +49,7 @@ def say(text: str) -> None:
 
 def config_for(folder: Path, url: str) -> dict[str, Any]:
     cfg = demo_config(folder, url, TOKEN)
-    cfg["okitoki"].update(requests_per_minute=100_000_000, daily_request_budget=100_000_000)
+    cfg["okitoki"].update(requests_per_minute=100_000, daily_request_budget=100_000_000)
     cfg["daemon"]["log_level"] = "warning"
     return cfg
 
