@@ -147,5 +147,23 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def main() -> None:
+    """``SYNCD_BENCH_PROFILE=FILE``: run under cProfile and write its stats to FILE (a
+    diagnosis aid; the timings of a profiled run are not figures)."""
+    import os
+
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    profile_to = os.environ.get("SYNCD_BENCH_PROFILE")
+    if not profile_to:
+        print(json.dumps(run(spec)), flush=True)
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    out = profiler.runcall(run, spec)
+    profiler.dump_stats(profile_to)
+    print(json.dumps(out), flush=True)
+
+
 if __name__ == "__main__":
-    print(json.dumps(run(json.loads(Path(sys.argv[1]).read_text()))), flush=True)
+    main()
