@@ -224,3 +224,20 @@ def test_budget_reservations_never_pass_the_limit_and_are_given_back(store):
         other.spend("okitoki")
     budget.release()                                 # 19 unspent come back
     assert other.used("okitoki") == 11 and other.remaining("okitoki") == 19
+
+
+def test_budget_reservations_grow_while_requests_go_out_fast_within_one_percent_of_the_limit(store):
+    """A fast push takes the budget in growing reservations (fewer commits for its request
+    threads to wait on), never more than 1 % of the daily limit at once, all given back unspent."""
+    budget = StoreBudget(store, {"okitoki": 100_000}, clock=lambda: NOW, reserve=20)
+    check = StoreBudget(store, {"okitoki": 100_000}, clock=lambda: NOW)
+    reserved = []
+    for _ in range(3000):
+        before = check.used("okitoki") if not budget._held.get("okitoki", ("", 0))[1] else None
+        budget.spend("okitoki")
+        if before is not None:
+            reserved.append(check.used("okitoki") - before)
+    assert reserved[:4] == [20, 40, 80, 160] and max(reserved) == 1000
+    assert sum(reserved) <= 3000 + 1000
+    budget.release()
+    assert check.used("okitoki") == 3000
