@@ -132,13 +132,13 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     syncer = build_syncer(config, state_dir=Path(spec["state_dir"]) / "crm-state")
     try:
         if spec["mode"] == "initial":
-            started, cycles = time.perf_counter(), []
+            started, cpu, cycles = time.perf_counter(), time.process_time(), []
             while len(cycles) < 4:
                 cycles.append(_cycle(syncer))
                 if len(cycles) > 1 and _pushed(cycles[-1]) == 0:
                     break
             out.update(seconds=round(time.perf_counter() - started, 3), cycles=cycles,
-                       peak_mb=vm_hwm_mb())
+                       cpu_s=round(time.process_time() - cpu, 3), peak_mb=vm_hwm_mb())
         else:
             warm = _cycle(syncer)
             rounds = []

@@ -80,7 +80,23 @@ def _configure_logs(config: Config | None, *, quiet: bool = False) -> None:
 
 # -- commands -----------------------------------------------------------------------------
 
+def _few_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas before the daemon starts its threads (as ``MALLOC_ARENA_MAX``
+    would): each thread allocating outside the GIL otherwise gets an arena of its own, a few
+    MB of resident memory an idle daemon keeps (DESIGN.md "Targets": under 80 MB). Python's
+    own small-object allocator is unaffected; elsewhere than glibc this does nothing."""
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(-8, arenas)   # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _few_malloc_arenas()
     config = _load(args)
     _configure_logs(config)
     from .daemon import Daemon
