@@ -30,7 +30,7 @@ __all__ = ["HANDLERS"]
 
 TASK = TaskRow.__table__
 WAIT = timedelta(seconds=5)
-LINKED_FRESH = 0.2   # seconds: how old a create's view of its link may be (see _LinkedNow)
+LINKED_FRESH = 0.5   # seconds: how old a create's view of its link may be (see _LinkedNow)
 
 
 def _links(ctx: Context, ids: list[int]) -> dict[int, Any]:

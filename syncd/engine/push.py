@@ -244,7 +244,8 @@ def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, Any], counts: Cou
             errors.append(f"{r.target} {r.operation} {r.idem_key}: {reason}")
         failed = _apply_effects_safely(conn, effects, now=now, counts=counts, errors=errors)
         sql.mark_done(conn, [i for i in done if i not in failed], now=now)
-        samples = latency.settled(ctx, conn, [r for r in rows if r.id in done and r.id not in failed], now)
+        settled = set(done) - failed
+        samples = latency.settled(ctx, conn, [r for r in rows if r.id in settled], now)
     latency.publish(ctx, samples)
     if release:
         sql.release(ctx.store, release, holder=ctx.instance_id, now=now)
