@@ -6,7 +6,17 @@ from collections.abc import Iterator
 
 import pytest
 
+from syncd.apirecords import for_records
 from syncd.testing.sandbox import SandboxHandle, running_sandbox, sandbox_process as _process
+
+
+@pytest.fixture(autouse=True)
+def _no_records_bound() -> Iterator[None]:
+    """Each test starts with no API-journal records bound: a test calling an outbox handler
+    directly (outside the push, which runs each in a context of its own) sets them in the
+    test thread's context, and they would otherwise carry into the next test."""
+    with for_records(()):
+        yield
 
 
 @pytest.fixture

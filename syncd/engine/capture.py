@@ -35,12 +35,24 @@ ALERT = StreamAlert.__table__
 SAMPLE = 20
 
 
+#: A change time this close to a read may still be given to a row written after the read
+#: (whole-second timestamps: a row written later in the same second carries the same time,
+#: even the same row edited again), so every walk reads at least this much again.
+OPEN_TIME = timedelta(seconds=1)
+
+
 def walk_start(position: Cursor, last_walk_began: datetime | None, overlap: timedelta) -> Cursor:
     """Where a walk starts: ``position`` (the stored cursor), or the re-read window's start
-    when the position lies inside it (then without a tie id: everything from that time on)."""
-    if position.updated_at is None or last_walk_began is None or overlap <= timedelta(0):
+    when the position lies inside it (then without a tie id: everything from that time on).
+
+    The window is ``overlap`` before the last walk began, and never less than
+    :data:`OPEN_TIME`. Before any walk completed, the cursor's own (whole) second is read
+    again: a row of that second may have been edited since within the same second."""
+    if position.updated_at is None:
         return position
-    reread = last_walk_began - overlap
+    if last_walk_began is None:
+        return Cursor(position.updated_at, None)
+    reread = last_walk_began - max(overlap, OPEN_TIME)
     if position.updated_at <= reread:
         return position
     return Cursor(reread, None)

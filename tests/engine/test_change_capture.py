@@ -194,8 +194,12 @@ def test_walk_start_and_clamp_rules():
     assert walk_start(old, now, timedelta(seconds=10)) == old            # exact keyset
     recent = Cursor(now - timedelta(seconds=3), "7")
     assert walk_start(recent, now, timedelta(seconds=10)) == Cursor(now - timedelta(seconds=10), None)
-    assert walk_start(recent, None, timedelta(seconds=10)) == recent     # no walk completed yet
+    # no walk completed yet: the cursor's own second again (a row of it may be edited since)
+    assert walk_start(recent, None, timedelta(seconds=10)) == Cursor(recent.updated_at, None)
     assert walk_start(recent, now, timedelta(0)) == recent
+    # without an overlap the last second before the walk began is still read again
+    assert walk_start(Cursor(now - timedelta(seconds=0.5), "7"), now, timedelta(0)) == \
+        Cursor(now - timedelta(seconds=1), None)
     assert clamped(Cursor(datetime(2099, 1, 1, tzinfo=UTC), "3"), now) == Cursor(now, None)
     assert clamped(old, now) == old
 

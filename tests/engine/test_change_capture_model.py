@@ -69,6 +69,8 @@ ops = st.lists(st.one_of(
 @example(steps=[("insert", 0, "ok"), ("insert", 4, "badbytes"), ("insert", 1, "ok"), ("sync", 0, 0),
                 ("fix", 1, 3), ("insert", 2, "badtime"), ("insert", 2, "null"), ("sync", 0, 0)],
          page=1, overlap=None)
+@example(steps=[("insert", 0, "ok"), ("sync", 0, 0), ("fix", 0, 1), ("sync", 0, 0)],
+         page=1, overlap="0s")   # edited again in the second it was read, spelt with a T
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=ops, page=st.integers(1, 4), overlap=st.sampled_from([None, "0s"]))
 def test_every_readable_row_is_synced_once_and_every_unreadable_one_quarantined(steps, page, overlap):
