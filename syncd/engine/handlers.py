@@ -22,7 +22,7 @@ from .context import BASE, LINK, OUTBOX, Context, chunks
 from .deletes import crm_deletes
 from .dncback import dnc_checks
 from .effects import Seen, TaskSettled
-from .mapping import PHONES
+from .mapping import PHONES, Side
 from .push import Done, Later
 
 __all__ = ["HANDLERS"]
@@ -43,7 +43,7 @@ def _bases(ctx: Context, ids: list[int]) -> dict[int, Any]:
 
 # -- contacts ---------------------------------------------------------------------------------
 
-def _create_values(ctx: Context, row: Any, base: Any, target: str) -> dict:
+def _create_values(ctx: Context, row: Any, base: Any, target: Side) -> dict[str, Any]:
     """What a create sends: the agreed values as they are now (not when it was queued)."""
     agreed = {k: v for k, v in ((base.agreed if base is not None else None) or {}).items()
               if not k.startswith("_")}
@@ -113,7 +113,7 @@ def _okitoki_made_since(ctx: Context, rows: list[Any]) -> dict[str, list[str]]:
     return by_phone
 
 
-def _adoptable(ctx: Context, link_id: int, values: dict, made: dict[str, list[str]]) -> str | None:
+def _adoptable(ctx: Context, link_id: int, values: dict[str, Any], made: dict[str, list[str]]) -> str | None:
     """A contact an earlier try of this create made: same number, not linked to another link."""
     ids = sorted({cid for p in values.get(PHONES) or [] for cid in made.get(p, [])})
     if not ids:
@@ -131,7 +131,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     out: dict[int, Any] = {}
     links = _links(ctx, [r.link_id for r in rows])
     bases = _bases(ctx, [r.link_id for r in rows])
-    writes: list[tuple[Any, ContactWrite, dict, bool]] = []
+    writes: list[tuple[Any, ContactWrite, dict[str, Any], bool]] = []
     for r in rows:
         link = links.get(r.link_id)
         if link is None or link.tombstone:

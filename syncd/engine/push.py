@@ -93,7 +93,7 @@ def _pools(ctx: Context, stack: ExitStack) -> dict[str, ThreadPoolExecutor]:
     return pools
 
 
-def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100) -> tuple[Counter, list[str]]:
+def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100) -> tuple[Counter[str], list[str]]:
     """Drain due outbox rows lane by lane until empty or ``stop`` is set; (counts, errors).
 
     Within a claimed batch, the requests of each group run up to ``max_in_flight`` at once
@@ -101,7 +101,7 @@ def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100)
     """
     stop = stop or threading.Event()
     ctx.stop = stop
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     errors: list[str] = []
     paused = paused_lanes(ctx)
     for lane, why in paused.items():
@@ -114,7 +114,7 @@ def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100)
     return counts, errors
 
 
-def _drain(ctx: Context, stop: threading.Event, counts: Counter, errors: list[str],
+def _drain(ctx: Context, stop: threading.Event, counts: Counter[str], errors: list[str],
            paused: dict[Lane, str], pools: dict[str, ThreadPoolExecutor],
            batch: int) -> FatalRemoteError | None:
     from .handlers import HANDLERS
@@ -186,7 +186,7 @@ def _plan(ctx: Context, group: list[Any]) -> dict[int, Any]:
     return {r.id: Done(note="planned") for r in group}
 
 
-def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, Any], counts: Counter,
+def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, Any], counts: Counter[str],
             errors: list[str]) -> BaseException | None:
     now = ctx.now()
     stop_exc: BaseException | None = None
@@ -239,7 +239,7 @@ def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, Any], counts: Cou
 
 
 def _apply_effects_safely(conn: Any, effects: list[tuple[Any, Any]], *, now: datetime,
-                          counts: Counter, errors: list[str]) -> set[int]:
+                          counts: Counter[str], errors: list[str]) -> set[int]:
     """Apply the batch's effects in bulk; if that fails, row by row, so one row whose outcome
     cannot be recorded is quarantined (with the reason) instead of stranding the whole batch
     in "claimed" after its remote writes were made. Returns the ids of the rows that failed."""
