@@ -111,8 +111,9 @@ class VendorLimits:
     max_in_flight: int = 4
 
     @classmethod
-    def of(cls, connector: type[object]) -> VendorLimits:
-        """The limits ``connector`` (a class) declares; the defaults above for the others."""
+    def of(cls, connector: object) -> VendorLimits:
+        """The limits ``connector`` (a class, or an instance of it) declares; the defaults
+        above for the others."""
         # The one place the optional class attributes are read: a connector is a plain class
         # (no base class to inherit the defaults from).
         declared = {key: getattr(connector, f"default_{key}", None)

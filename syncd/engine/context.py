@@ -81,7 +81,7 @@ class Context:
         ``max_in_flight``, else the connector's ``default_max_in_flight`` (4 when it names none)."""
         if system == "okitoki":
             return self.config.okitoki.max_in_flight
-        return self.config.crm.max_in_flight or VendorLimits.of(type(self.crm)).max_in_flight
+        return self.config.crm.max_in_flight or VendorLimits.of(self.crm).max_in_flight
 
     @property
     def crm_capabilities(self) -> Capabilities:
