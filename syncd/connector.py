@@ -128,7 +128,8 @@ class CrmConnector(Protocol):
 
     ``delete_contacts`` and ``update_calls`` are part of the type but optional: the core
     calls them only when ``capabilities`` declares them (``contacts_delete``,
-    ``calls_update``), so a connector without those capabilities may leave them out.
+    ``calls_update``), so a connector without those capabilities may leave them out (the
+    core never asks ``isinstance(x, CrmConnector)``, which would look for them too).
     """
 
     name: ClassVar[str]
