@@ -42,6 +42,7 @@ from .http import RemoteSystem
 from .model import Call, Contact, ContactWrite, Cursor, Page, Untracked, WriteResult
 
 __all__ = [
+    "CapableConnector",
     "Capabilities",
     "ConnectorContext",
     "CrmConnector",
@@ -126,10 +127,9 @@ class VendorLimits:
 class CrmConnector(Protocol):
     """The protocol a CRM connector implements (structural: no base class needed).
 
-    ``delete_contacts`` and ``update_calls`` are part of the type but optional: the core
-    calls them only when ``capabilities`` declares them (``contacts_delete``,
-    ``calls_update``), so a connector without those capabilities may leave them out (the
-    core never asks ``isinstance(x, CrmConnector)``, which would look for them too).
+    The conformance suite checks ``isinstance(connector, CrmConnector)``: only the required
+    members are here. The optional ones are in :class:`CapableConnector`,
+    :class:`ReportsUntracked` and :class:`VendorLimits`.
     """
 
     name: ClassVar[str]
@@ -157,21 +157,7 @@ class CrmConnector(Protocol):
     def log_calls(self, calls: list[Call]) -> list[WriteResult]:
         """Log calls as CRM activities, once per ``session_id``; result key = session_id."""
 
-    # Optional: called only when the capability says so, so a connector without the
-    # capability leaves them out (the bodies here are never run).
-    def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
-        """Only with ``capabilities.contacts_delete``: delete (or archive, as the CRM's own
-        delete does) contacts; one result per id, in order, key = the id. An id already gone
-        is ok (a retry must not fail)."""
-        raise NotImplementedError("delete_contacts needs capabilities.contacts_delete")
-
-    def update_calls(self, calls: list[Call], activity_ids: dict[str, str]) -> list[WriteResult]:
-        """Only with ``capabilities.calls_update``: bring the activities of calls already
-        logged up to date (recording link, outcome, talk time, duration, agent);
-        ``activity_ids``: session_id → the id ``log_calls`` answered (absent: look it up by
-        session_id). Idempotent; one result per call, in order, key = session_id."""
-        raise NotImplementedError("update_calls needs capabilities.calls_update")
-
+    # Optional, with a capability: see :class:`CapableConnector`.
     # Optional, for CRMs that send change events (``/events/crm``, :mod:`syncd.crm_events`):
     # def webhook_ids(self, request: WebhookRequest) -> list[str] | None:
     #     Check the vendor's authentication (raise WebhookRefused; WebhookOff while its secret
@@ -182,6 +168,25 @@ class CrmConnector(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+class CapableConnector(CrmConnector, Protocol):
+    """A connector as the engine calls it: :class:`CrmConnector` plus the methods its
+    ``capabilities`` may declare. The engine calls each only when the capability says so,
+    so a connector without that capability leaves the method out."""
+
+    def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
+        """Only with ``capabilities.contacts_delete``: delete (or archive, as the CRM's own
+        delete does) contacts; one result per id, in order, key = the id. An id already gone
+        is ok (a retry must not fail)."""
+        ...
+
+    def update_calls(self, calls: list[Call], activity_ids: dict[str, str]) -> list[WriteResult]:
+        """Only with ``capabilities.calls_update``: bring the activities of calls already
+        logged up to date (recording link, outcome, talk time, duration, agent);
+        ``activity_ids``: session_id → the id ``log_calls`` answered (absent: look it up by
+        session_id). Idempotent; one result per call, in order, key = session_id."""
+        ...
 
 
 @runtime_checkable

@@ -6,12 +6,12 @@ import os
 import socket
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from pydantic import BaseModel, ValidationError
 
 from ..config import Config
-from ..connector import ConnectorContext, CrmConnector, VendorLimits, load_connector
+from ..connector import CapableConnector, ConnectorContext, CrmConnector, VendorLimits, load_connector
 from ..errors import ConfigError
 from ..http import NO_RETRY, RemoteSystem
 from ..store import StoreBudget, StoreJournal, open_store, sqlite_path
@@ -136,7 +136,8 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
             close()
         store.close()
         raise
-    ctx = Context(config=config, store=store, crm=crm, okitoki=okitoki, okitoki_once=okitoki_once or okitoki,
+    # The engine calls a connector's optional methods only when its capabilities declare them.
+    ctx = Context(config=config, store=store, crm=cast(CapableConnector, crm), okitoki=okitoki, okitoki_once=okitoki_once or okitoki,
                   budget=budget,
                   instance_id=instance_id or config.daemon.instance_id
                   or f"{socket.gethostname()}:{os.getpid()}", **kwargs)

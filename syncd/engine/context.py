@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..config import Config
-from ..connector import Capabilities, CrmConnector, VendorLimits
+from ..connector import CapableConnector, Capabilities, VendorLimits
 from ..model import Change
 from ..store import Store, StoreBudget
 from ..store.tables import Base, Dirty, Link, LinkPhone, Outbox
@@ -46,7 +46,7 @@ class Context:
 
     config: Config
     store: Store
-    crm: CrmConnector
+    crm: CapableConnector   # optional methods are called only with their capability
     okitoki: OkitokiClient
     clock: Callable[[], datetime] = utcnow
     instance_id: str = "syncd"
