@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,10 +30,12 @@ from typing import Any, Callable, TypeVar
 
 import structlog
 
+from syncd.atomic_file import write_atomically
 from syncd.errors import AuthenticationError, ConfigError
 from syncd.redact import register_secret
 
-__all__ = ["TokenPair", "TokenStore", "OAuthSession", "token_pair_from_response", "bearer"]
+__all__ = ["TokenPair", "TokenStore", "OAuthSession", "token_pair_from_response", "bearer",
+           "require_one_credential", "rotating_session"]
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -75,6 +75,15 @@ def token_pair_from_response(body: dict[str, Any], *, now: datetime | None = Non
 def bearer(token: str) -> dict[str, str]:
     """The ``Authorization`` header for an access token."""
     return {"Authorization": f"Bearer {token}"}
+
+
+def require_one_credential(token_name: str, token: str | None,
+                           oauth: tuple[str | None, str | None, str | None]) -> None:
+    """ValueError unless exactly one way to authenticate is configured: the static token, or
+    all of ``oauth`` (client_id, client_secret, refresh_token); for options validators."""
+    if bool(token) == all(oauth) or (any(oauth) and not all(oauth)):
+        raise ValueError(f"set either {token_name} or all of client_id, client_secret and "
+                         "refresh_token (OAuth)")
 
 
 def _fingerprint(seed: str | None) -> str | None:
@@ -130,17 +139,7 @@ class TokenStore:
             "saved_at": datetime.now(UTC).isoformat(),
         }
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".oauth-", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, json.dumps(data))
 
 
 class OAuthSession:
@@ -204,6 +203,16 @@ class OAuthSession:
         log.info("oauth.refreshed", store=str(self.store.path),
                  expires_at=pair.expires_at.isoformat() if pair.expires_at else None)
         return pair
+
+
+def rotating_session(state_dir: Path, name: str, seed_refresh_token: str | None,
+                     refresh: Callable[[str], TokenPair]) -> OAuthSession | None:
+    """The OAuth session of connector ``name`` (its pair kept in ``state_dir``) when a refresh
+    token is configured; None when the connector uses a static token instead."""
+    if not seed_refresh_token:
+        return None
+    return OAuthSession(TokenStore.in_state_dir(state_dir, name),
+                        seed_refresh_token=seed_refresh_token, refresh=refresh)
 
 
 def authorized_request(remote: Any, oauth: "OAuthSession | None", method: str, path: str, *,

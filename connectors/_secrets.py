@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from os import PathLike
 
+from pydantic import SecretStr
+
 from syncd.errors import ConfigError
 from syncd.secret_file import read_secret_file
 
-__all__ = ["secret_from"]
+__all__ = ["secret_from", "require_one_secret", "secret_or_file"]
 
 
 def secret_from(value: str | None, path: str | PathLike[str] | None, key: str) -> str | None:
@@ -26,3 +28,17 @@ def secret_from(value: str | None, path: str | PathLike[str] | None, key: str) -
         return read_secret_file(path)
     except ValueError as exc:
         raise ConfigError(f"crm.options.{key}_file: {exc}") from None
+
+
+def require_one_secret(value: SecretStr | None, path: str | PathLike[str] | None, key: str) -> None:
+    """ValueError unless exactly one of ``<key>`` and ``<key>_file`` is set (for options
+    validators)."""
+    if (value is None) == (path is None):
+        raise ValueError(f"set exactly one of {key} and {key}_file")
+
+
+def secret_or_file(value: SecretStr | None, path: str | PathLike[str] | None, key: str) -> str:
+    """The secret of an option pair ``<key>`` / ``<key>_file`` (see :func:`secret_from`)."""
+    if value is not None:
+        return value.get_secret_value()
+    return secret_from(None, path, key) or ""

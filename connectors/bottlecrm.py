@@ -26,17 +26,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
-import phonenumbers
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from connectors._secrets import secret_from
+from connectors._secrets import require_one_secret, secret_or_file
+from connectors._write_results import failed_write
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import (AuthenticationError, ConfigError, InvalidRecord, InvalidRequest,
-                          NotFound, PermissionDenied, RetriableRemoteError, Throttled)
+                          NotFound, PermissionDenied, RetriableRemoteError)
 from syncd.http import RemoteSystem, error_for_status
 from syncd.model import (Call, CallDirection, CallOutcome, Contact, ContactWrite, Cursor, Page,
                          WriteResult)
+from syncd.phones import normalize_or_none, region_of
 
 from ._bottlecrm_scan import parse_time, scan_changed
 
@@ -68,14 +69,11 @@ class BottleCrmOptions(BaseModel):
 
     @model_validator(mode="after")
     def _one_token(self) -> "BottleCrmOptions":
-        if (self.token is None) == (self.token_file is None):
-            raise ValueError("set exactly one of token and token_file")
+        require_one_secret(self.token, self.token_file, "token")
         return self
 
     def secret(self) -> str:
-        if self.token is not None:
-            return self.token.get_secret_value()
-        return secret_from(None, self.token_file, "token") or ""
+        return secret_or_file(self.token, self.token_file, "token")
 
 
 def check_response(response: httpx.Response, operation: str) -> None:
@@ -109,13 +107,9 @@ def check_response(response: httpx.Response, operation: str) -> None:
 
 
 def e164(value: str | None, region: str | None = None) -> str | None:
-    if not value:
-        return None
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    """``value`` in E.164 by the engine's own rules (:mod:`syncd.phones`), so this connector
+    matches the contacts the engine would; None when empty or not a valid number."""
+    return normalize_or_none(value, region or "ZZ")
 
 
 class CreateJournal:
@@ -230,7 +224,7 @@ class BottleCrmConnector:
         wanted = e164(phone_e164)
         if wanted is None:
             return []
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(wanted, None))
+        region = region_of(wanted)
         found: dict[str, Contact] = {}
         for tail in (wanted[-4:], wanted[-2:]):
             for row in self._all({"phone": tail}, "find by phone"):
@@ -274,12 +268,8 @@ class BottleCrmConnector:
                     self.remote.request("PATCH", f"contacts/{contact_id}/", json=body,
                                         operation="update contact")
                 results.append(WriteResult(write.key, True, contact_id))
-            except (InvalidRecord, InvalidRequest, NotFound) as exc:
-                results.append(WriteResult(write.key, False, write.id, str(exc)))
-            except RetriableRemoteError as exc:
-                if isinstance(exc, Throttled):
-                    raise
-                results.append(WriteResult(write.key, False, write.id, str(exc), retriable=True))
+            except (InvalidRecord, InvalidRequest, NotFound, RetriableRemoteError) as exc:
+                results.append(failed_write(write.key, write.id, exc))
         return results
 
     def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
@@ -363,12 +353,8 @@ class BottleCrmConnector:
         try:
             row = self.remote.request("POST", "interactions/", json=interaction(contact_id, call),
                                       operation="log call", retry=self.once).json()
-        except (InvalidRequest, NotFound) as exc:
-            return WriteResult(call.session_id, False, None, str(exc))
-        except RetriableRemoteError as exc:
-            if isinstance(exc, Throttled):
-                raise
-            return WriteResult(call.session_id, False, None, str(exc), retriable=True)
+        except (InvalidRequest, NotFound, RetriableRemoteError) as exc:
+            return failed_write(call.session_id, None, exc)
         logged[call.session_id] = str(row["id"])
         return WriteResult(call.session_id, True, str(row["id"]))
 
@@ -393,12 +379,8 @@ class BottleCrmConnector:
                 patch = {k: body[k] for k in ("kind", "duration_seconds", "outcome", "subject", "body")}
                 self.remote.request("PATCH", f"interactions/{iid}/", json=patch, operation="update call")
                 results.append(WriteResult(call.session_id, True, str(iid)))
-            except (InvalidRequest, NotFound, PermissionDenied) as exc:
-                results.append(WriteResult(call.session_id, False, None, str(exc)))
-            except RetriableRemoteError as exc:
-                if isinstance(exc, Throttled):
-                    raise
-                results.append(WriteResult(call.session_id, False, None, str(exc), retriable=True))
+            except (InvalidRequest, NotFound, PermissionDenied, RetriableRemoteError) as exc:
+                results.append(failed_write(call.session_id, None, exc))
         return results
 
     def _logged(self, contact_id: str) -> dict[str, str]:

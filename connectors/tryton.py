@@ -31,12 +31,14 @@ import phonenumbers
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from connectors._secrets import secret_from
+from connectors._secrets import require_one_secret, secret_or_file
+from connectors._write_results import failed_write
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import (ConfigError, InvalidRecord, InvalidRequest, NotFound,
-                          PermissionDenied, RetriableRemoteError, Throttled)
+                          PermissionDenied, RetriableRemoteError)
 from syncd.http import RemoteSystem, error_for_status
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
+from syncd.phones import normalize_or_none, region_of
 
 __all__ = ["TrytonConnector", "TrytonOptions"]
 
@@ -66,14 +68,11 @@ class TrytonOptions(BaseModel):
 
     @model_validator(mode="after")
     def _one_key(self) -> "TrytonOptions":
-        if (self.api_key is None) == (self.api_key_file is None):
-            raise ValueError("set exactly one of api_key and api_key_file")
+        require_one_secret(self.api_key, self.api_key_file, "api_key")
         return self
 
     def key(self) -> str:
-        if self.api_key is not None:
-            return self.api_key.get_secret_value()
-        return secret_from(None, self.api_key_file, "api_key") or ""
+        return secret_or_file(self.api_key, self.api_key_file, "api_key")
 
 
 def to_tryton_datetime(value: datetime) -> dict[str, Any]:
@@ -96,16 +95,10 @@ def _b64(value: Any) -> str:
 
 
 def phone_key(value: str, region: str | None = None) -> str:
-    """Comparison form of a phone: E.164 when it parses (national numbers need ``region``),
-    else '+' and its digits."""
+    """Comparison form of a phone: E.164 by the engine's rules (:mod:`syncd.phones`; national
+    numbers need ``region``), else '+' and its digits."""
     text = (value or "").strip()
-    if text.startswith("+") or region:
-        try:
-            return phonenumbers.format_number(phonenumbers.parse(text, region),
-                                              phonenumbers.PhoneNumberFormat.E164)
-        except phonenumbers.NumberParseException:
-            pass
-    return "+" + "".join(ch for ch in text if ch.isdigit())
+    return normalize_or_none(text, region or "ZZ") or "+" + "".join(ch for ch in text if ch.isdigit())
 
 
 def check_response(response: Any, operation: str) -> None:
@@ -269,10 +262,7 @@ class TrytonConnector:
             ["type", "in", list(PHONE_TYPES)], ["value", "ilike", pattern]]]]
         rows = self._search("party.party", domain, fields=self._read_fields(),
                             operation="find by phone")
-        try:
-            region = phonenumbers.region_code_for_number(phonenumbers.parse(wanted, None))
-        except phonenumbers.NumberParseException:
-            region = None
+        region = region_of(wanted)
         return [c for c in map(self._contact, rows)
                 if any(phone_key(p, region) == wanted for p in c.phones)]
 
@@ -308,13 +298,9 @@ class TrytonConnector:
                         if "contact_mechanisms" in body:
                             current.pop(party_id, None)
                     results.append(WriteResult(write.key, True, str(party_id)))
-            except (InvalidRecord, InvalidRequest, NotFound) as exc:
+            except (InvalidRecord, InvalidRequest, NotFound, RetriableRemoteError) as exc:
                 # NotFound: the party was deleted since (the PUT answers 404).
-                results.append(WriteResult(write.key, False, write.id, str(exc), retriable=False))
-            except RetriableRemoteError as exc:
-                if isinstance(exc, Throttled):
-                    raise
-                results.append(WriteResult(write.key, False, write.id, str(exc), retriable=True))
+                results.append(failed_write(write.key, write.id, exc))
         return results
 
     def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
@@ -390,12 +376,8 @@ class TrytonConnector:
                                           retry=self.once).json()
                 logged[call.session_id] = str(row["id"])
                 results.append(WriteResult(call.session_id, True, str(row["id"])))
-            except (InvalidRecord, InvalidRequest, NotFound, ValueError) as exc:
-                results.append(WriteResult(call.session_id, False, None, str(exc)))
-            except RetriableRemoteError as exc:
-                if isinstance(exc, Throttled):
-                    raise
-                results.append(WriteResult(call.session_id, False, None, str(exc), retriable=True))
+            except (InvalidRecord, InvalidRequest, NotFound, ValueError, RetriableRemoteError) as exc:
+                results.append(failed_write(call.session_id, None, exc))
         return results
 
     def _logged_sessions(self, session_ids: list[str]) -> dict[str, str]:

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import __version__
@@ -45,6 +46,16 @@ def _emit(data: Any, as_json: bool) -> None:
         _out(json.dumps(jsonable(data), indent=2, ensure_ascii=False))
     else:
         _out(render(jsonable(data)))
+
+
+def _emit_rows(rows: list[Any], as_json: bool, none: str) -> int:
+    """A listing command's output: the rows, or ``none`` in words when there are none (JSON
+    output always shows the list, empty or not). Returns the exit code, 0."""
+    if not rows and not as_json:
+        _out(none)
+    else:
+        _emit(rows, as_json)
+    return 0
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -79,16 +90,41 @@ def _configure_logs(config: Config | None, *, quiet: bool = False) -> None:
 
 # -- commands -----------------------------------------------------------------------------
 
-def cmd_run(args: argparse.Namespace) -> int:
-    config = _load(args)
-    _configure_logs(config)
-    from .daemon import Daemon
-    from .store import check_schema
+def _catch_stop_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGTERM/SIGINT set ``stop`` instead of killing the process; returns the undo.
 
-    check_schema(config.daemon.state_url)
-    syncer = _build_syncer(config)
-    daemon = Daemon(syncer, config)
-    code = daemon.run()
+    Installed first thing in ``run``: loading the configuration, the engine and the state
+    database takes a moment (seconds on a loaded machine), and systemd may stop the service
+    during it; that is a clean stop (exit 0), not a death by signal."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    return restore
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    restore = _catch_stop_signals(stop)
+    try:
+        config = _load(args)
+        _configure_logs(config)
+        from .daemon import Daemon
+        from .store import check_schema
+
+        check_schema(config.daemon.state_url)
+        syncer = _build_syncer(config)
+        daemon = Daemon(syncer, config, stop_event=stop)
+        code = daemon.run()
+    finally:
+        restore()
     if daemon.unfinished_jobs:
         # A job ignored the stop event past shutdown_timeout: everything it did is in
         # committed transactions or will be redone, so leave without waiting for it.
@@ -267,12 +303,7 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
     config = _load(args)
     from . import engine
 
-    rows = engine.list_conflicts(_store(config))
-    if not rows and not args.json:
-        _out("no conflicts")
-        return 0
-    _emit(rows, args.json)
-    return 0
+    return _emit_rows(engine.list_conflicts(_store(config)), args.json, "no conflicts")
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
@@ -281,12 +312,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     from . import engine
 
     if args.action == "list":
-        rows = engine.list_dead_letters(store)
-        if not rows and not args.json:
-            _out("no dead letters")
-        else:
-            _emit(rows, args.json)
-        return 0
+        return _emit_rows(engine.list_dead_letters(store), args.json, "no dead letters")
     if not args.ids and not args.all:
         _err(f"syncd dead-letters {args.action}: name the ids, or pass --all")
         return 2

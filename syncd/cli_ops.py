@@ -8,7 +8,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from .cli import _emit, _err, _out
+from .cli import _emit, _emit_rows, _err, _out
 from .config import Config
 
 __all__ = ["run"]
@@ -47,12 +47,7 @@ def _holds(args: argparse.Namespace, store: Any) -> int:
     from .engine.guard import HoldNotFound, drop_hold, list_holds, release_hold
 
     if args.action == "list":
-        rows = list_holds(store)
-        if not rows and not args.json:
-            _out("no holds")
-        else:
-            _emit(rows, args.json)
-        return 0
+        return _emit_rows(list_holds(store), args.json, "no holds")
     if args.id is None:
         _err(f"syncd holds {args.action}: name the hold id (syncd holds list)")
         return 2
@@ -91,12 +86,7 @@ def _candidates(args: argparse.Namespace, store: Any) -> int:
     from .engine.candidates import CandidateNotFound, dismiss_candidate, link_candidate, list_candidates
 
     if args.action == "list":
-        rows = list_candidates(store)
-        if not rows and not args.json:
-            _out("no merge candidates")
-        else:
-            _emit(rows, args.json)
-        return 0
+        return _emit_rows(list_candidates(store), args.json, "no merge candidates")
     if args.id is None or (args.action == "link" and args.to is None):
         _err(f"syncd merge-candidates {args.action}: usage: link ID --to LINK | dismiss ID")
         return 2

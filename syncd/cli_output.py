@@ -1,13 +1,11 @@
-"""What the CLI prints: JSON-safe conversion, a readable rendering, and plain-words errors.
+"""What the CLI prints: a readable rendering and plain-words errors (JSON-safe conversion is
+:func:`syncd.jsonable.jsonable`, re-exported here).
 
 Everything here returns text; the caller redacts it before printing.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-from datetime import date, datetime, timedelta
 from typing import Any
 
 from .errors import (
@@ -19,6 +17,7 @@ from .errors import (
     RemoteError,
     RetriableRemoteError,
 )
+from .jsonable import jsonable
 
 __all__ = ["jsonable", "render", "explain_remote_error", "OKITOKI_RIGHTS_HINT"]
 
@@ -26,30 +25,6 @@ OKITOKI_RIGHTS_HINT = (
     "give the token's user the rights syncd needs in Oki-Toki: the dialers (add and remove "
     "tasks), the lists (blacklist), the CRM contacts and the call log; receiving event "
     'webhooks also needs "Manage external resources, integrations and events"')
-
-
-def jsonable(value: Any) -> Any:
-    """Dataclasses, pydantic models, datetimes, enums, sets → plain JSON values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if hasattr(value, "model_dump"):
-        return jsonable(value.model_dump())
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = [jsonable(v) for v in value]
-        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if hasattr(value, "__dict__"):
-        return {k: jsonable(v) for k, v in vars(value).items() if not k.startswith("_")}
-    return str(value)
 
 
 def render(value: Any, indent: int = 0) -> str:

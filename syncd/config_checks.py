@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from .config import (
+from .config_models import (
     CallsConfig,
     Config,
     ContactsConfig,
@@ -30,6 +30,7 @@ from .config import (
 )
 from .config_values import http_url_problems, listen_address, state_url_problems
 from .errors import ConfigError
+from .redact import is_secret_key
 
 __all__ = ["Sections", "partial_sections", "cross_field_problems", "connector_problems",
            "capability_problems", "config_capability_problems", "OUTCOMES",
@@ -38,7 +39,6 @@ __all__ = ["Sections", "partial_sections", "cross_field_problems", "connector_pr
 OUTCOMES = ("answered", "no_answer", "busy", "failed")
 # Durations that may be zero; every other duration must be positive.
 _ZERO_OK = {"jitter", "settle_delay", "overlap", "clock_skew"}
-_SECRET_KEY = re.compile(r"(?i)(^|_)(token|secret|password|passwd|key|apikey)$")
 
 
 @dataclass
@@ -269,7 +269,7 @@ def connector_problems(data: Mapping[str, Any], s: Sections,
                 except ValueError as exc:
                     problems.append(f"crm.options.{_quoted(key)}: {exc}")
         for key, value in options.items():
-            if _SECRET_KEY.search(str(key)) and isinstance(value, str) and not value.strip():
+            if is_secret_key(str(key)) and isinstance(value, str) and not value.strip():
                 problems.append(f"crm.options.{_quoted(key)}: must not be empty or blank")
         try:
             options_model.model_validate(options)

@@ -29,7 +29,7 @@ def database_error_line(exc: BaseException) -> str:
 
 def state_db_problems(url: str) -> tuple[list[str], list[str]]:
     """``daemon.state_url`` reachable and writable, or creatable (SQLite file)."""
-    from .store.database import sqlite_path
+    from .store.engines import sqlite_path
 
     key = "daemon.state_url"
     path = sqlite_path(url)

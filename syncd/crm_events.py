@@ -25,7 +25,8 @@ import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-from .webhooks import MAX_BODY, MAX_FIELDS, BodyTooLarge, read_body
+from .webhooks import (MAX_FIELDS, BodyTooLarge, HintWindow, client_gone, never_a_5xx, read_body,
+                       too_large)
 
 __all__ = ["WebhookRequest", "WebhookRefused", "WebhookOff", "CrmEventReceiver", "MAX_IDS"]
 
@@ -63,8 +64,7 @@ class CrmEventReceiver:
     def __init__(self, connector: Any, hint: Callable[[list[str]], int], metrics: Any, *,
                  hints_per_minute: int = 120, clock: Callable[[], float] = time.monotonic) -> None:
         self.connector, self.hint, self.metrics = connector, hint, metrics
-        self.hints_per_minute, self.clock = hints_per_minute, clock
-        self._sent: list[float] = []
+        self.window = HintWindow(hints_per_minute, clock)
 
     def _count(self, result: str, n: int = 1) -> None:
         counter = getattr(self.metrics, "crm_events", None)
@@ -72,12 +72,8 @@ class CrmEventReceiver:
             counter.labels(result=result).inc(n)
 
     async def handle(self, request: Request) -> JSONResponse:
-        try:
-            return await self._receive(request)
-        except Exception as exc:  # noqa: BLE001 - never a 5xx for what a client sent
-            log.warning("crm_webhook_error", error=type(exc).__name__)
-            self._count("malformed")
-            return JSONResponse({"error": "bad request"}, status_code=400)
+        return await never_a_5xx(self._receive, request, log_event="crm_webhook_error",
+                                 malformed=lambda: self._count("malformed"))
 
     async def _receive(self, request: Request) -> JSONResponse:
         parse = getattr(self.connector, "webhook_ids", None)
@@ -93,10 +89,9 @@ class CrmEventReceiver:
                     body = await read_body(request)
                 except BodyTooLarge:
                     self._count("too_large")
-                    return JSONResponse({"error": f"the body is larger than {MAX_BODY} bytes"},
-                                        status_code=413)
+                    return too_large()
                 except ClientDisconnect:
-                    return JSONResponse({"error": "the client went away"}, status_code=400)
+                    return client_gone()
                 ids = parse(replace(seen, body=body)) or []
         except WebhookOff as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
@@ -118,10 +113,8 @@ class CrmEventReceiver:
         return self._hint(ids)
 
     def _hint(self, ids: list[str]) -> JSONResponse:
-        now = self.clock()
-        self._sent = [t for t in self._sent if now - t < 60]
-        room = max(0, self.hints_per_minute - len(self._sent))
-        taken, dropped = ids[:room], len(ids) - min(room, len(ids))
+        taken = ids[:self.window.take(len(ids))]
+        dropped = len(ids) - len(taken)
         if dropped:
             self._count("dropped", dropped)
             log.warning("crm_hints_dropped", dropped=dropped,
@@ -130,7 +123,6 @@ class CrmEventReceiver:
         if not taken:
             return JSONResponse({"accepted": 0, "reason": "too many hints this minute; the poll "
                                  "brings them"}, status_code=202)
-        self._sent += [now] * len(taken)
         new = self.hint(taken)
         self._count("hint", new)
         self._count("duplicate", len(taken) - new)

@@ -52,6 +52,7 @@ from .errors import BudgetExhausted, ConfigError, FatalRemoteError, RetriableRem
 from .engine.drift import next_run
 from .health import StreamWatch, outcome_of
 from .notify import Notifier, watchdog_interval
+from .clock import Clock, utcnow
 from .redact import redact
 from .wakeups import EVENTS as WAKE_EVENTS, HINTED_CRM, Wakeups
 
@@ -59,11 +60,6 @@ __all__ = ["Daemon", "Progress", "JOBS"]
 
 log = structlog.get_logger("syncd.daemon")
 JOBS = ("pull:crm:contacts", "pull:okitoki:contacts", "pull:okitoki:calls", "push", "housekeeping")
-Clock = Callable[[], datetime]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -120,15 +116,18 @@ class Daemon:
     """
 
     def __init__(self, syncer: Any, config: Config, *, notifier: Notifier | None = None,
-                 clock: Clock | None = None, web: bool = True, tick: float = 1.0) -> None:
+                 clock: Clock | None = None, web: bool = True, tick: float = 1.0,
+                 stop_event: threading.Event | None = None) -> None:
         self.syncer = syncer
         self.config = config
         self.notifier = notifier or Notifier()
-        self.clock = clock or _utcnow
+        self.clock = clock or utcnow
         self.progress = Progress(started=self.clock())
         self.streams = StreamWatch(config, getattr(syncer, "store", None), since=self.progress.started,
                                    instance=getattr(getattr(syncer, "ctx", None), "instance_id", None))
-        self.stop_event = threading.Event()
+        # The caller may pass the event its early signal handler sets (a SIGTERM while the
+        # configuration and the engine were still loading is a clean stop too).
+        self.stop_event = stop_event if stop_event is not None else threading.Event()
         self.unfinished_jobs = 0
         self._web_enabled = web
         self._tick = tick
@@ -139,7 +138,7 @@ class Daemon:
         self.metrics: Any = None
         self.web: Any = None               # the WebServer while it runs (tests read .port)
         self._watchdog = watchdog_interval()
-        self.wakeups = Wakeups(lambda: self._scheduler, stopped=self.stop_event.is_set, clock=_utcnow)
+        self.wakeups = Wakeups(lambda: self._scheduler, stopped=self.stop_event.is_set, clock=utcnow)
 
     # -- public -------------------------------------------------------------------------
     def intervals(self) -> dict[str, timedelta]:
@@ -190,6 +189,9 @@ class Daemon:
         restore = self._install_signals()
         server = None
         try:
+            if self.stop_event.is_set():
+                log.info("daemon_stopped", summary="stopped before it started")
+                return 0
             code = self._startup()
             if code:
                 return code
@@ -282,7 +284,7 @@ class Daemon:
             sched.add_job(self._run_job, IntervalTrigger(seconds=interval.total_seconds(),
                                                          jitter=jitter or None),
                           args=(name, methods[name]), id=name, name=name,
-                          next_run_time=_utcnow())
+                          next_run_time=utcnow())
         if hasattr(self.syncer, "pull_crm_hinted"):
             sched.add_job(self._run_job, IntervalTrigger(hours=1), args=(HINTED_CRM, self.syncer.pull_crm_hinted),
                           id=HINTED_CRM, name=HINTED_CRM)
@@ -292,7 +294,7 @@ class Daemon:
             sched.add_job(self._run_job, IntervalTrigger(seconds=every.total_seconds(), jitter=jitter or None),
                           args=("verify", lambda: self.syncer.verify(repair=repair)), id="verify",
                           name="verify", next_run_time=next_run(getattr(self.syncer, "store", None),
-                                                                every, _utcnow()))
+                                                                every, utcnow()))
         ctx = getattr(self.syncer, "ctx", None)
         if ctx is not None:   # the push reports each settled batch: a long drain is progress
             ctx.heartbeat = lambda stream: self.streams.advanced(stream, self.clock())

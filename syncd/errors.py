@@ -13,8 +13,10 @@
     │   │   ├── Throttled               429 (or a connector's own throttling signal); retry_after
     │   │   └── TransientError          5xx, timeouts, connection errors, malformed bodies
     │   └── BudgetExhausted         the daily request budget is spent; wait for tomorrow
-    ├── InvalidRecord               one record cannot be mapped or was refused: quarantine it
-    └── ConflictError               a field changed on both sides under a `manual` policy
+    └── InvalidRecord               one record cannot be mapped or was refused: quarantine it
+
+A field changed on both sides under a ``manual`` policy is no error: it is held for a person
+(``syncd conflicts``, :mod:`syncd.engine.merge`).
 
 Every message names the operation (and the HTTP status where there is one) and never
 contains a secret: messages pass through :func:`syncd.redact.redact` before being stored.
@@ -39,7 +41,6 @@ __all__ = [
     "TransientError",
     "BudgetExhausted",
     "InvalidRecord",
-    "ConflictError",
     "EX_CONFIG",
 ]
 
@@ -155,7 +156,3 @@ class InvalidRecord(SyncdError):
         self.reason = reason
         self.record_id = record_id
         super().__init__(f"{record_id}: {reason}" if record_id else reason)
-
-
-class ConflictError(SyncdError):
-    """A field changed on both sides and its policy says a person decides."""

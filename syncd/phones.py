@@ -18,7 +18,8 @@ from phonenumbers import timezone as pn_timezone
 
 from .errors import InvalidRecord
 
-__all__ = ["normalize", "normalize_or_none", "normalize_many", "timezone_for", "is_valid"]
+__all__ = ["normalize", "normalize_or_none", "normalize_many", "timezone_for", "is_valid",
+           "region_of", "national_number"]
 
 _UNKNOWN_ZONE = "Etc/Unknown"
 
@@ -89,6 +90,25 @@ def normalize_many(raws: Iterable[str], default_region: str = "UA") -> tuple[tup
         except InvalidRecord as exc:
             problems.append(exc.reason)
     return tuple(seen), problems
+
+
+def region_of(e164: str) -> str | None:
+    """The country (ISO 3166 code) of an E.164 number, for reading a CRM's national spellings
+    of it; None when it does not parse or belongs to no single country."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return None
+    return phonenumbers.region_code_for_number(number)
+
+
+def national_number(e164: str) -> str | None:
+    """The national significant number of an E.164 number (``+380671234567`` → ``671234567``),
+    what CRM full-text searches find; None when it does not parse."""
+    try:
+        return str(phonenumbers.parse(e164, None).national_number)
+    except NumberParseException:
+        return None
 
 
 @lru_cache(maxsize=65536)

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-__all__ = ["register_secret", "redact", "redact_value", "MASK", "forget_secrets"]
+__all__ = ["register_secret", "redact", "redact_value", "MASK", "forget_secrets", "is_secret_key"]
 
 MASK = "***"
 _lock = threading.Lock()
@@ -27,6 +27,15 @@ _SHAPES = [
     # Bitrix24 inbound webhook: /rest/<user_id>/<secret>/
     re.compile(r"(/rest/\d+/)([A-Za-z0-9]{6,})(/|$)"),
 ]
+
+# Names of configuration and option keys whose values are secrets (``token``, ``api_key``,
+# ``client_secret``, ``webhook_password``); ``*_file`` keys name a file, not a secret.
+_SECRET_KEY = re.compile(r"(?i)(^|_)(token|secret|password|passwd|key|apikey)$")
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a configuration key named ``name`` holds a secret (never show its value)."""
+    return _SECRET_KEY.search(name) is not None
 
 
 def register_secret(value: str | None) -> None:

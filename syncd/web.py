@@ -59,7 +59,8 @@ class Metrics:
 
     Gauges read at scrape time: ``outbox_depth() -> {lane: n}`` and
     ``api_requests_today() -> {system: n}`` when the syncer has them, else from
-    ``syncd.engine.status.status_report(syncer.store)``.
+    ``syncd.engine.status.gauge_report(syncer.store)`` (only what the gauges need: a scrape
+    does not run the whole status report).
     """
 
     def __init__(self, syncer: Any = None) -> None:
@@ -111,9 +112,9 @@ class _SyncerCollector:
         store = getattr(self.metrics.syncer, "store", None)
         if store is None:
             return {}
-        from .engine.status import status_report
+        from .engine.status import gauge_report
 
-        report = status_report(store)
+        report = gauge_report(store)
         depth = {lane: sum(n for state, n in states.items() if state != "dead")
                  for lane, states in report.get("outbox", {}).items()}
         today = report.get("api_today", {})

@@ -20,6 +20,7 @@ import hmac
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -28,7 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 __all__ = ["EventReceiver", "BodyTooLarge", "MAX_BODY", "MAX_DEPTH", "MAX_FIELDS", "parse_json", "parse_body",
-           "read_body"]
+           "read_body", "HintWindow", "never_a_5xx", "too_large", "client_gone"]
 
 log = structlog.get_logger("syncd.web")
 MAX_BODY = 64 * 1024
@@ -109,6 +110,46 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     return b"".join(chunks)
 
 
+def too_large() -> JSONResponse:
+    """The answer to a body past :data:`MAX_BODY`."""
+    return JSONResponse({"error": f"the body is larger than {MAX_BODY} bytes"}, status_code=413)
+
+
+def client_gone() -> JSONResponse:
+    """The answer (nobody reads it) when the client went away while sending the body."""
+    return JSONResponse({"error": "the client went away"}, status_code=400)
+
+
+async def never_a_5xx(receive: Callable[[Request], Awaitable[JSONResponse]], request: Request, *,
+                      log_event: str, malformed: Callable[[], None]) -> JSONResponse:
+    """``receive(request)``, with any unexpected error logged (its type only: the request
+    is not trusted), counted by ``malformed()`` and answered 400: never a 5xx for what a
+    client sent."""
+    try:
+        return await receive(request)
+    except Exception as exc:  # noqa: BLE001 - never a 5xx for what a client sent
+        log.warning(log_event, error=type(exc).__name__)
+        malformed()
+        return JSONResponse({"error": "bad request"}, status_code=400)
+
+
+class HintWindow:
+    """At most ``per_minute`` hints in any sliding minute; ``clock`` is monotonic seconds.
+    Not thread-safe: a receiver runs on the web server's event loop."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute, self.clock = per_minute, clock
+        self._sent: list[float] = []
+
+    def take(self, wanted: int) -> int:
+        """How many of ``wanted`` hints may go now (0 to ``wanted``); those are counted."""
+        now = self.clock()
+        self._sent = [t for t in self._sent if now - t < 60]
+        taken = max(0, min(wanted, self.per_minute - len(self._sent)))
+        self._sent += [now] * taken
+        return taken
+
+
 def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
     ctype = content_type.split(";")[0].strip().lower()
     if ctype == "application/json" or (not ctype and body.strip().startswith(b"{")):
@@ -128,9 +169,8 @@ class EventReceiver:
     def __init__(self, token: str | None, hint: Any, metrics: Any, *, hints_per_minute: int = 30,
                  clock: Any = time.monotonic) -> None:
         self.token, self.hint, self.metrics = token, hint, metrics
-        self.hints_per_minute, self.clock = hints_per_minute, clock
+        self.window = HintWindow(hints_per_minute, clock)
         self._recent: OrderedDict[str, None] = OrderedDict()
-        self._sent: list[float] = []
 
     def _count(self, result: str) -> None:
         self.metrics.events.labels(result=result).inc()
@@ -139,12 +179,8 @@ class EventReceiver:
         return bool(given) and hmac.compare_digest(given.encode(), (self.token or "").encode())
 
     async def handle(self, request: Request) -> JSONResponse:
-        try:
-            return await self._receive(request)
-        except Exception as exc:  # noqa: BLE001 - never a 5xx for what a client sent
-            log.warning("webhook_error", error=type(exc).__name__)
-            self._count("malformed")
-            return JSONResponse({"error": "bad request"}, status_code=400)
+        return await never_a_5xx(self._receive, request, log_event="webhook_error",
+                                 malformed=lambda: self._count("malformed"))
 
     async def _receive(self, request: Request) -> JSONResponse:
         if not self.token:
@@ -161,12 +197,12 @@ class EventReceiver:
                 params.update(parse_body(body, request.headers.get("content-type", "")))
             except BodyTooLarge:
                 self._count("too_large")
-                return JSONResponse({"error": f"the body is larger than {MAX_BODY} bytes"}, status_code=413)
+                return too_large()
             except Malformed as exc:
                 self._count("malformed")
                 return JSONResponse({"error": str(exc) if outside else "malformed body"}, status_code=400)
             except ClientDisconnect:
-                return JSONResponse({"error": "the client went away"}, status_code=400)
+                return client_gone()
         if not outside and not self._authorised(str(params.get("token") or "")):
             return self._unauthorised(request)
         event = str(params.get("event") or "")
@@ -192,13 +228,10 @@ class EventReceiver:
         if session_id in self._recent:
             self._count("duplicate")
             return JSONResponse({"accepted": False, "reason": "already hinted"}, status_code=202)
-        now = self.clock()
-        self._sent = [t for t in self._sent if now - t < 60]
-        if len(self._sent) >= self.hints_per_minute:
+        if not self.window.take(1):
             self._count("dropped")
             return JSONResponse({"accepted": False, "reason": "too many hints this minute; the call "
                                  "arrives with the call-log walk"}, status_code=202)
-        self._sent.append(now)
         self._recent[session_id] = None
         while len(self._recent) > RECENT:
             self._recent.popitem(last=False)

@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import httpx
 import structlog
 
+from syncd.batches import chunks
 from syncd.errors import (
     AuthenticationError,
     ConfigError,
@@ -189,8 +190,7 @@ class Bitrix24Rest:
         """
         commands = list(commands)
         out: dict[str, Any | CommandError] = {}
-        for i in range(0, len(commands), BATCH_LIMIT):
-            chunk = commands[i:i + BATCH_LIMIT]
+        for chunk in chunks(commands, BATCH_LIMIT):
             cmd = {name: f"{method}?{php_query(params)}" for name, method, params in chunk}
             answer = self.call("batch", {"halt": 0, "cmd": cmd}, idempotent=idempotent)["result"]
             results = answer.get("result") or {}

@@ -16,13 +16,13 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any, ClassVar, Literal
 
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from syncd.batches import chunks
 from syncd.connector import Capabilities, ConnectorContext
-from syncd.errors import InvalidRecord, PermissionDenied
+from syncd.errors import PermissionDenied
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
-from syncd.phones import normalize
+from syncd.phones import normalize_or_none, region_of
 
 from .._secrets import secret_from as _secret
 from .._webhooks import bitrix24_ids
@@ -201,27 +201,21 @@ class Bitrix24Connector:
 
     def _rows_by_id(self, ids: list[int]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        for i in range(0, len(ids), BATCH_LIMIT):
-            rows += self._list({"@ID": ids[i:i + BATCH_LIMIT]}, {"ID": "ASC"})
+        for chunk in chunks(ids, BATCH_LIMIT):
+            rows += self._list({"@ID": chunk}, {"ID": "ASC"})
         return rows
 
     def find_by_phone(self, phone_e164: str) -> list[Contact]:
         """``crm.duplicate.findbycomm`` (Bitrix24's normalised phone index), then verified."""
-        try:
-            region = phonenumbers.region_code_for_number(phonenumbers.parse(phone_e164)) or "ZZ"
-        except phonenumbers.NumberParseException:
+        region = region_of(phone_e164)
+        if region is None:
             return []
         found = self.rest.call("crm.duplicate.findbycomm",
                                {"entity_type": "CONTACT", "type": "PHONE", "values": [phone_e164]})["result"]
         ids = found.get("CONTACT", []) if isinstance(found, dict) else []
 
-        def same(raw: str) -> bool:
-            try:
-                return normalize(raw, region) == phone_e164
-            except InvalidRecord:
-                return False
-
-        return [c for c in self.fetch_contacts([str(i) for i in ids]) if any(map(same, c.phones))]
+        return [c for c in self.fetch_contacts([str(i) for i in ids])
+                if any(normalize_or_none(p, region) == phone_e164 for p in c.phones)]
 
     # -- writing -----------------------------------------------------------------------------
     def _fields(self, write: ContactWrite, existing: dict[str, Any] | None) -> dict[str, Any]:

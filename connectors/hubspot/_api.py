@@ -1,19 +1,18 @@
-"""HubSpot API facts: options, error-body mapping, time and paging helpers."""
+"""HubSpot API facts: options, error-body mapping, search time values."""
 
 from __future__ import annotations
 
-import email.utils
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from syncd.errors import AuthenticationError, BudgetExhausted, PermissionDenied, Throttled
 from syncd.http import error_for_status
 
-__all__ = ["HubSpotOptions", "check_response", "SEARCH_CAP", "CALCULATED_PHONES", "ms",
-           "parse_time", "chunks", "national_number", "server_time"]
+from .._oauth import require_one_credential
+
+__all__ = ["HubSpotOptions", "check_response", "SEARCH_CAP", "CALCULATED_PHONES", "ms"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SEARCH_CAP = 10_000        # results one search query can page through
@@ -45,40 +44,14 @@ class HubSpotOptions(BaseModel):
 
     @model_validator(mode="after")
     def _one_credential(self) -> "HubSpotOptions":
-        oauth = (self.client_id, self.client_secret, self.refresh_token)
-        if bool(self.token) == all(oauth) or (any(oauth) and not all(oauth)):
-            raise ValueError("set either token (private app) or all of client_id, "
-                             "client_secret and refresh_token (OAuth)")
+        require_one_credential("token (private app)", self.token,
+                               (self.client_id, self.client_secret, self.refresh_token))
         return self
 
 
 def ms(dt: datetime) -> int:
     """Milliseconds since the epoch, exactly (HubSpot's datetime filter values)."""
     return (dt - EPOCH) // timedelta(milliseconds=1)
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def national_number(phone_e164: str) -> str | None:
-    """The national significant number of an E.164 number (``+380671234567`` → ``671234567``)."""
-    try:
-        return str(phonenumbers.parse(phone_e164, None).national_number)
-    except phonenumbers.NumberParseException:
-        return None
-
-
-def server_time(response: httpx.Response) -> datetime:
-    """The server's clock from the ``Date`` header (the local clock when there is none)."""
-    try:
-        return email.utils.parsedate_to_datetime(response.headers["date"]).astimezone(UTC)
-    except (KeyError, TypeError, ValueError, IndexError):
-        return datetime.now(UTC)
-
-
-def chunks(items: list, size: int) -> list[list]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def check_response(response: httpx.Response, operation: str) -> None:

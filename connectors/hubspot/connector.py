@@ -10,17 +10,18 @@ import httpx
 import structlog
 from pydantic import BaseModel
 
+from syncd.batches import chunks
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import InvalidRecord, InvalidRequest, NotFound, RemoteError, TransientError
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
-from syncd.phones import normalize_or_none
+from syncd.phones import national_number, normalize_or_none
 
-from .._oauth import (OAuthSession, TokenPair, TokenStore, authorized_request, bearer,
+from .._clock import ServerClock, parse_time
+from .._oauth import (TokenPair, authorized_request, bearer, rotating_session,
                       token_pair_from_response)
 from .._once import IntentLedger
 from .._webhooks import hubspot_ids
-from ._api import (CALCULATED_PHONES, SEARCH_CAP, HubSpotOptions, check_response, chunks, ms,
-                   national_number, parse_time, server_time)
+from ._api import CALCULATED_PHONES, SEARCH_CAP, HubSpotOptions, check_response, ms
 from ._calls import call_request, typed_call
 
 __all__ = ["HubSpotConnector"]
@@ -58,11 +59,8 @@ class HubSpotConnector:
             base_url=options.url.rstrip("/"), secrets=secrets, check=check_response,
             burst=self.default_burst,
             headers=bearer(options.token) if options.token else {})
-        self.oauth: OAuthSession | None = None
-        self._server_now = datetime.now(UTC)
-        if options.refresh_token:
-            self.oauth = OAuthSession(TokenStore.in_state_dir(context.state_dir, "hubspot"),
-                                      seed_refresh_token=options.refresh_token, refresh=self._refresh)
+        self.oauth = rotating_session(context.state_dir, "hubspot", options.refresh_token, self._refresh)
+        self.server_clock = ServerClock()
         self.ledger = IntentLedger.in_state_dir(Path(context.state_dir), "hubspot-calls")
         self.ledger.prune(timedelta(days=30))
     # -- plumbing ------------------------------------------------------------------------
@@ -75,10 +73,8 @@ class HubSpotConnector:
 
     def _call(self, method: str, path: str, operation: str, *, once: bool = False,
               **kwargs: Any) -> httpx.Response:
-        response = authorized_request(self.remote, self.oauth, method, path, operation=operation,
-                                      once=once, **kwargs)
-        self._server_now = server_time(response)
-        return response
+        return self.server_clock.read(authorized_request(self.remote, self.oauth, method, path,
+                                                         operation=operation, once=once, **kwargs))
 
     def _properties(self) -> list[str]:
         names = {*self.context.field_names, *self.options.phone_properties, "lastmodifieddate"}
@@ -152,7 +148,7 @@ class HubSpotConnector:
         if self.options.settle_s > 0:
             # Search lags writes and the engine reads with a strict cursor: never move the
             # cursor past a moment a late-indexed change could still land in.
-            cutoff = self._server_now - timedelta(seconds=self.options.settle_s)
+            cutoff = self.server_clock.now - timedelta(seconds=self.options.settle_s)
             if any(c.updated_at > cutoff for c in fetched):
                 fetched, exhausted = [c for c in fetched if c.updated_at <= cutoff], True
         capped = not exhausted and int(after or 0) >= self.search_cap
@@ -173,8 +169,8 @@ class HubSpotConnector:
     def fetch_contacts(self, ids: list[str]) -> list[Contact]:
         """Batch read by id (not subject to the search lag); missing ids are absent."""
         out: list[Contact] = []
-        for i in range(0, len(ids), 100):
-            body = {"properties": self._properties(), "inputs": [{"id": x} for x in ids[i:i + 100]]}
+        for chunk in chunks(ids, 100):
+            body = {"properties": self._properties(), "inputs": [{"id": x} for x in chunk]}
             response = self._call("POST", "/crm/v3/objects/contacts/batch/read", "read contacts", json=body)
             out += [self._contact(r) for r in response.json().get("results", [])]
         return out

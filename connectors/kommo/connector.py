@@ -22,14 +22,14 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Iterator
 from urllib.parse import urlparse
 
-import phonenumbers
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from syncd.batches import chunks
 from syncd.connector import Capabilities, ConnectorContext
-from syncd.errors import AuthenticationError, InvalidRecord, InvalidRequest
+from syncd.errors import AuthenticationError, InvalidRequest
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
-from syncd.phones import normalize, normalize_or_none
+from syncd.phones import national_number, normalize_or_none, region_of
 
 from .._secrets import secret_from as _secret
 from .._webhooks import kommo_ids
@@ -250,27 +250,19 @@ class KommoConnector:
 
     def _rows_by_id(self, ids: list[int]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        for i in range(0, len(ids), PAGE):
-            params = [("filter[id][]", str(x)) for x in ids[i:i + PAGE]] + [("limit", str(PAGE))]
+        for chunk in chunks(ids, PAGE):
+            params = [("filter[id][]", str(x)) for x in chunk] + [("limit", str(PAGE))]
             rows += self._rows(params, "kommo contacts by id")[0]   # type: ignore[arg-type]
         return rows
 
     def find_by_phone(self, phone_e164: str) -> list[Contact]:
         """``query=<national number>`` (Kommo's fuzzy search), then verified exactly."""
-        try:
-            number = phonenumbers.parse(phone_e164)
-        except phonenumbers.NumberParseException:
+        region, national = region_of(phone_e164), national_number(phone_e164)
+        if region is None or national is None:
             return []
-        region = phonenumbers.region_code_for_number(number) or "ZZ"
-        rows, _ = self._rows({"query": str(number.national_number), "limit": PAGE}, "kommo contacts by phone")
-
-        def same(raw: str) -> bool:
-            try:
-                return normalize(raw, region) == phone_e164
-            except InvalidRecord:
-                return False
-
-        return [c for c in self._contacts(rows) if any(map(same, c.phones))]
+        rows, _ = self._rows({"query": national, "limit": PAGE}, "kommo contacts by phone")
+        return [c for c in self._contacts(rows)
+                if any(normalize_or_none(p, region) == phone_e164 for p in c.phones)]
 
     # -- writing -----------------------------------------------------------------------------
     def upsert_contacts(self, writes: list[ContactWrite]) -> list[WriteResult]:
@@ -291,9 +283,8 @@ class KommoConnector:
                               self.context.do_not_call_field, self.options.phone_enum)
             (updates if w.id else creates)[str(i)] = item
         for method, items in (("POST", creates), ("PATCH", updates)):
-            keys = list(items)
-            for j in range(0, len(keys), WRITE_CHUNK):
-                chunk = {k: items[k] for k in keys[j:j + WRITE_CHUNK]}
+            for part in chunks(list(items), WRITE_CHUNK):
+                chunk = {k: items[k] for k in part}
                 for rid, outcome in self._write(method, chunk).items():
                     w = writes[int(rid)]
                     results[int(rid)] = (WriteResult(w.key, True, str(outcome)) if isinstance(outcome, int)
@@ -328,8 +319,8 @@ class KommoConnector:
     def log_calls(self, calls: list[Call]) -> list[WriteResult]:
         """``POST /api/v4/calls`` in arrays of ≤ 50; ``uniq`` = prefix + session_id guards repeats."""
         results: list[WriteResult] = []
-        for j in range(0, len(calls), WRITE_CHUNK):
-            results += self._log_chunk(calls[j:j + WRITE_CHUNK])
+        for chunk in chunks(calls, WRITE_CHUNK):
+            results += self._log_chunk(chunk)
         return results
 
     def _as_stored(self, calls: list[Call]) -> list[Call]:
@@ -377,8 +368,8 @@ class KommoConnector:
                 failed[res.key] = res
         ready = [c for c in calls if c.session_id not in failed]
         done: dict[str, WriteResult] = {}
-        for j in range(0, len(ready), WRITE_CHUNK):
-            items = note_items(self._as_stored(ready[j:j + WRITE_CHUNK]), ids, self.options)
+        for chunk in chunks(ready, WRITE_CHUNK):
+            items = note_items(self._as_stored(chunk), ids, self.options)
             try:
                 body = self.api.json("PATCH", "/api/v4/contacts/notes", operation="kommo edit call notes",
                                      json=items)

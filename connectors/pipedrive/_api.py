@@ -1,9 +1,8 @@
-"""Pipedrive API facts: options, error-body mapping, time helpers."""
+"""Pipedrive API facts: options, error-body mapping."""
 
 from __future__ import annotations
 
-import email.utils
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -11,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from syncd.errors import AuthenticationError, BudgetExhausted, InvalidRequest, Throttled
 from syncd.http import error_for_status
 
-__all__ = ["PipedriveOptions", "check_response", "parse_time", "server_time", "TOP_LEVEL", "PAGE"]
+from .._oauth import require_one_credential
+
+__all__ = ["PipedriveOptions", "check_response", "TOP_LEVEL", "PAGE"]
 
 TOP_LEVEL = {"name", "first_name", "last_name", "owner_id", "org_id", "visible_to", "label_ids"}
 PAGE = 500   # persons per list request: a list request costs the same tokens at any size
@@ -41,23 +42,9 @@ class PipedriveOptions(BaseModel):
 
     @model_validator(mode="after")
     def _one_credential(self) -> "PipedriveOptions":
-        oauth = (self.client_id, self.client_secret, self.refresh_token)
-        if bool(self.api_token) == all(oauth) or (any(oauth) and not all(oauth)):
-            raise ValueError("set either api_token or all of client_id, client_secret and "
-                             "refresh_token (OAuth)")
+        require_one_credential("api_token", self.api_token,
+                               (self.client_id, self.client_secret, self.refresh_token))
         return self
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def server_time(response: httpx.Response) -> datetime:
-    """The server's clock from the ``Date`` header (the local clock when there is none)."""
-    try:
-        return email.utils.parsedate_to_datetime(response.headers["date"]).astimezone(UTC)
-    except (KeyError, TypeError, ValueError, IndexError):
-        return datetime.now(UTC)
 
 
 def check_response(response: httpx.Response, operation: str) -> None:

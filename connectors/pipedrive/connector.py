@@ -9,16 +9,17 @@ import httpx
 import structlog
 from pydantic import BaseModel
 
+from syncd.batches import chunks
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import InvalidRequest, NotFound, TransientError
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize_or_none
 
-from .._oauth import (OAuthSession, TokenPair, TokenStore, authorized_request,
-                      token_pair_from_response)
+from .._clock import ServerClock, parse_time
+from .._oauth import (TokenPair, authorized_request, rotating_session, token_pair_from_response)
 from .._once import IntentLedger
 from .._webhooks import pipedrive_ids
-from ._api import PAGE, TOP_LEVEL, PipedriveOptions, check_response, parse_time, server_time
+from ._api import PAGE, TOP_LEVEL, PipedriveOptions, check_response
 from ._calls import call_log_request, marker
 
 __all__ = ["PipedriveConnector"]
@@ -57,11 +58,8 @@ class PipedriveConnector:
             base_url=options.url.rstrip("/"), secrets=secrets, check=check_response,
             burst=self.default_burst,
             headers={"x-api-token": options.api_token} if options.api_token else {})
-        self.oauth: OAuthSession | None = None
-        self._server_now = datetime.now(UTC)
-        if options.refresh_token:
-            self.oauth = OAuthSession(TokenStore.in_state_dir(context.state_dir, "pipedrive"),
-                                      seed_refresh_token=options.refresh_token, refresh=self._refresh)
+        self.oauth = rotating_session(context.state_dir, "pipedrive", options.refresh_token, self._refresh)
+        self.server_clock = ServerClock()
         self.calls_ledger = IntentLedger.in_state_dir(context.state_dir, "pipedrive-calls")
         self.creates_ledger = IntentLedger.in_state_dir(context.state_dir, "pipedrive-creates")
         for ledger in (self.calls_ledger, self.creates_ledger):
@@ -76,10 +74,8 @@ class PipedriveConnector:
 
     def _call(self, method: str, path: str, operation: str, *, once: bool = False,
               **kwargs: Any) -> httpx.Response:
-        response = authorized_request(self.remote, self.oauth, method, path, operation=operation,
-                                      once=once, **kwargs)
-        self._server_now = server_time(response)
-        return response
+        return self.server_clock.read(authorized_request(self.remote, self.oauth, method, path,
+                                                         operation=operation, once=once, **kwargs))
 
     def _contact(self, p: dict[str, Any]) -> Contact:
         custom = p.get("custom_fields") or {}
@@ -127,7 +123,7 @@ class PipedriveConnector:
             if self.options.settle_s > 0:
                 # A second still running can gain changes; the engine's cursor is strict, so
                 # persons of too recent seconds wait for the next poll (the walk ends there).
-                cutoff = self._server_now - timedelta(seconds=self.options.settle_s)
+                cutoff = self.server_clock.now - timedelta(seconds=self.options.settle_s)
                 settled = [c for c in batch if c.updated_at is None or c.updated_at <= cutoff]
                 if len(settled) < len(batch):
                     batch, cursor = settled, None
@@ -147,8 +143,8 @@ class PipedriveConnector:
     def fetch_contacts(self, ids: list[str]) -> list[Contact]:
         out: list[Contact] = []
         wanted = [i for i in ids if i.isdigit()]
-        for i in range(0, len(wanted), 100):
-            rows, _ = self._list({"ids": ",".join(wanted[i:i + 100]), "limit": 100}, "read persons")
+        for chunk in chunks(wanted, 100):
+            rows, _ = self._list({"ids": ",".join(chunk), "limit": 100}, "read persons")
             out += [self._contact(p) for p in rows]
         return out
 

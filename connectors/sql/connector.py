@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
@@ -22,15 +22,17 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 import structlog
 
+from syncd.batches import chunks
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import ConfigError
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, Untracked, WriteResult
+from syncd.phones import region_of
 from syncd.redact import register_secret
 
 from .dberrors import driver_message, is_batch_fatal, remote_error, translated
 from .changes import ChangeKey, change_key, untracked
 from .options import SqlOptions
-from .phones import distinct_phones, e164, like_pattern, region_of
+from .phones import distinct_phones, e164, like_pattern
 from .rows import CHANGED, RowUnreadable, raw_column, read_row
 from .schema import Schema, native_id, reflect_schema, to_utc
 from .writes import CALL_UPDATABLE, RecordRefused, insert_call, update_call, write_contact
@@ -218,8 +220,7 @@ class SqlConnector:
         wanted = self._native_ids(ids)
         found: dict[str, Contact] = {}
         with translated("fetch contacts"), self.engine.connect() as conn:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start:start + 500]
+            for chunk in chunks(wanted, 500):
                 for contact in self._readable(conn.execute(self._select().where(s.id.in_(chunk)))):
                     found[contact.id] = contact
         return [found[i] for i in dict.fromkeys(ids) if i in found]
@@ -327,21 +328,8 @@ class SqlConnector:
             reason = (f'calls table "{self.options.calls_table}" does not exist '
                       f'(set crm.options.create_calls_table = true)')
             return [WriteResult(key=c.session_id, ok=False, error=reason) for c in calls]
-        results: list[WriteResult] = []
-        with translated("log calls"), self.engine.begin() as conn:
-            for call in calls:
-                try:
-                    with conn.begin_nested():
-                        call_id = insert_call(conn, s, self.dialect, call)
-                    results.append(WriteResult(key=call.session_id, ok=True, id=call_id))
-                except RecordRefused as exc:
-                    results.append(WriteResult(key=call.session_id, ok=False, error=str(exc)))
-                except sa.exc.DBAPIError as exc:
-                    if is_batch_fatal(exc):
-                        raise remote_error(exc, "log calls") from None
-                    results.append(WriteResult(key=call.session_id, ok=False,
-                                               error=f"refused by the database: {driver_message(exc)}"))
-        return results
+        return self._each_call(calls, "log calls",
+                               lambda conn, call: insert_call(conn, s, self.dialect, call))
 
     def update_calls(self, calls: list[Call], activity_ids: dict[str, str]) -> list[WriteResult]:
         """Rewrite the changeable columns (duration, talk time, outcome, agent, recording) of
@@ -349,18 +337,24 @@ class SqlConnector:
         s = self.schema
         if s.calls is None:
             return [WriteResult(key=c.session_id, ok=False, error="no calls table") for c in calls]
+        return self._each_call(calls, "update calls", lambda conn, call: update_call(conn, s, call))
+
+    def _each_call(self, calls: list[Call], operation: str,
+                   write: Callable[[sa.Connection, Call], str]) -> list[WriteResult]:
+        """``write`` each call in its own savepoint of one transaction: a refused row fails
+        alone (its WriteResult says why), an error that dooms the batch raises."""
         results: list[WriteResult] = []
-        with translated("update calls"), self.engine.begin() as conn:
+        with translated(operation), self.engine.begin() as conn:
             for call in calls:
                 try:
                     with conn.begin_nested():
-                        call_id = update_call(conn, s, call)
+                        call_id = write(conn, call)
                     results.append(WriteResult(key=call.session_id, ok=True, id=call_id))
                 except RecordRefused as exc:
                     results.append(WriteResult(key=call.session_id, ok=False, error=str(exc)))
                 except sa.exc.DBAPIError as exc:
                     if is_batch_fatal(exc):
-                        raise remote_error(exc, "update calls") from None
+                        raise remote_error(exc, operation) from None
                     results.append(WriteResult(key=call.session_id, ok=False,
                                                error=f"refused by the database: {driver_message(exc)}"))
         return results

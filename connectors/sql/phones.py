@@ -8,14 +8,11 @@ person reading the CRM would take it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-
 from typing import Any
-
-import phonenumbers
 
 from syncd.phones import normalize_or_none
 
-__all__ = ["e164", "distinct_phones", "like_pattern", "region_of"]
+__all__ = ["e164", "distinct_phones", "like_pattern"]
 
 
 def e164(value: Any, region: str | None = None) -> str | None:
@@ -26,14 +23,6 @@ def e164(value: Any, region: str | None = None) -> str | None:
     if value is None:
         return None
     return normalize_or_none(str(value).strip(), region or "ZZ")
-
-
-def region_of(e164_number: str) -> str | None:
-    try:
-        parsed = phonenumbers.parse(e164_number, None)
-    except phonenumbers.NumberParseException:
-        return None
-    return phonenumbers.region_code_for_number(parsed)
 
 
 def distinct_phones(phones: Iterable[str]) -> list[str]:

@@ -22,6 +22,29 @@ class RecordRefused(Exception):
     """This record cannot be written as asked; retrying will not help."""
 
 
+#: What drivers raise, outside the DB-API errors, for a value they cannot bind (sqlite3: an
+#: integer beyond 64 bits; psycopg: NUL inside text; pymysql: a type it has no literal for).
+_UNBINDABLE = (OverflowError, ValueError, TypeError)
+
+
+def _execute(conn: sa.Connection, statement: Any) -> sa.CursorResult[Any]:
+    """``conn.execute`` where a value the driver cannot bind refuses this record alone."""
+    try:
+        return conn.execute(statement)
+    except _UNBINDABLE as exc:
+        raise RecordRefused(f"the database driver cannot store a value of this record: "
+                            f"{type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _as_column_value(column: sa.Column[Any], value: Any) -> Any:
+    """A number bound for a text column is stored as its decimal text (drivers bind Python
+    integers as 64-bit at most, and a text column should read back what was written)."""
+    if (isinstance(column.type, sa.String) and isinstance(value, (int, float))
+            and not isinstance(value, bool)):
+        return str(value)
+    return value
+
+
 def _contact_values(schema: Schema, dialect: str, w: ContactWrite) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, value in w.fields.items():
@@ -33,7 +56,7 @@ def _contact_values(schema: Schema, dialect: str, w: ContactWrite) -> dict[str, 
             # Drivers differ (pymysql raises TypeError outside the DB-API errors): refuse here.
             raise RecordRefused(f'column "{column.name}" holds a single value, not '
                                 f'{"a table" if isinstance(value, dict) else "an array"}')
-        values[column.name] = value
+        values[column.name] = _as_column_value(column, value)
     if w.phones is not None:
         phones = distinct_phones(w.phones)
         columns = schema.phones
@@ -55,14 +78,14 @@ def write_contact(conn: sa.Connection, schema: Schema, dialect: str, w: ContactW
             key = native_id(schema.id, w.id)
         except ValueError:
             raise RecordRefused(f"{w.id!r} is not a valid {schema.id.name}") from None
-        result = conn.execute(table.update().where(schema.id == key).values(values))
+        result = _execute(conn, table.update().where(schema.id == key).values(values))
         if result.rowcount == 0:
             raise RecordRefused(f'no contact with {schema.id.name} = {w.id} in "{table.name}"')
         return w.id
     if not schema.can_create:
         raise RecordRefused(f'"{table.name}.{schema.id.name}" has no default or auto-increment: '
                             f"syncd cannot create contacts there")
-    result = conn.execute(table.insert().values(values))
+    result = _execute(conn, table.insert().values(values))
     new_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
     if new_id is None:
         raise RecordRefused("the database did not report the new contact's id")
@@ -115,7 +138,7 @@ def insert_call(conn: sa.Connection, schema: Schema, dialect: str, call: Call) -
         return existing
     calls = schema.calls
     assert calls is not None
-    result = conn.execute(calls.insert().values(_call_values(schema, dialect, call)))
+    result = _execute(conn, calls.insert().values(_call_values(schema, dialect, call)))
     if schema.calls_id is not None and result.inserted_primary_key:
         new_id = result.inserted_primary_key[0]
         if new_id is not None:
@@ -132,7 +155,7 @@ def update_call(conn: sa.Connection, schema: Schema, call: Call) -> str:
               "agent": call.agent, "recording_url": call.recording_url}
     values = {k: v for k, v in values.items() if k in calls.c}
     if values:
-        conn.execute(calls.update().where(calls.c.session_id == call.session_id).values(values))
+        _execute(conn, calls.update().where(calls.c.session_id == call.session_id).values(values))
     existing = _existing_call(conn, schema, call.session_id)
     if existing is None:
         raise RecordRefused(f'no row of "{calls.name}" has session_id {call.session_id} '

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from sqlalchemy import Connection, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..batches import chunks
+from ..clock import utcnow
 from ..config import Config
 from ..connector import CapableConnector, Capabilities, VendorLimits
+from ..jsonable import jsonable
 from ..model import Change
 from ..store import Store, StoreBudget
 from ..store.tables import Base, Dirty, Link, LinkPhone, Outbox
@@ -24,8 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["Context", "LINK", "BASE", "DIRTY", "PHONE", "OUTBOX", "mark_dirty", "jsonable",
            "chunks", "utcnow"]
 
-T = TypeVar("T")
-
 LINK, BASE, DIRTY, PHONE, OUTBOX = (Link.__table__, Base.__table__, Dirty.__table__,
                                     LinkPhone.__table__, Outbox.__table__)
 
@@ -34,10 +34,6 @@ class StopSignal(Protocol):
     """A ``threading.Event`` as the push reads it (also a partition's own halt signal)."""
 
     def is_set(self) -> bool: ...
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -109,34 +105,3 @@ def update_many(conn: Connection, table: Table, key: str, rows: list[dict[str, A
             .values({c: bindparam("_v_" + c) for c in cols}))
     conn.execute(stmt, [{"_k": r[key], **{"_v_" + c: r[c] for c in cols}} for r in rows])
 
-
-def jsonable(value: Any) -> Any:
-    """A JSON-safe copy of ``value`` for dead letters and payloads: unknown objects become
-    their repr, NaN/infinity become text, NUL characters are shown as ``\\0`` (PostgreSQL
-    refuses both in JSON)."""
-    return _sanitise(json.loads(json.dumps(value, default=_json_default)))
-
-
-def _sanitise(value: Any) -> Any:
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return repr(value)
-    if isinstance(value, str):
-        return value.replace("\x00", "\\0")
-    if isinstance(value, list):
-        return [_sanitise(v) for v in value]
-    if isinstance(value, dict):
-        return {_sanitise(k): _sanitise(v) for k, v in value.items()}
-    return value
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return repr(value)
-
-
-def chunks(items: list[T], size: int) -> Iterable[list[T]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]

@@ -19,7 +19,7 @@ from sqlalchemy import and_, func, insert, select, update
 
 from ..store import Store
 from ..store.tables import Hold, TaskRow
-from .context import BASE, LINK, OUTBOX, Context
+from .context import BASE, LINK, OUTBOX, Context, chunks
 from .outbox import Lane
 
 __all__ = ["check", "list_holds", "release_hold", "drop_hold", "HoldNotFound", "HELD"]
@@ -82,8 +82,8 @@ def _hold(conn: Any, kind: str, rows: Sequence[Any], now: Any, reason: str) -> N
     hold_id = conn.execute(insert(HOLD).values(kind=kind, count=len(rows), contacts=contacts, reason=reason,
                                                state=HELD, created_at=now).returning(HOLD.c.id)).scalar_one()
     ids = [r.id for r in rows]
-    for i in range(0, len(ids), 1000):
-        conn.execute(update(OUTBOX).where(and_(OUTBOX.c.id.in_(ids[i:i + 1000]), OUTBOX.c.status == "pending"))
+    for part in chunks(ids, 1000):
+        conn.execute(update(OUTBOX).where(and_(OUTBOX.c.id.in_(part), OUTBOX.c.status == "pending"))
                      .values(status=HELD, claimed_by=f"hold:{hold_id}", updated_at=now))
     log.warning("flood_held", hold=hold_id, kind=kind, operations=len(rows), contacts=contacts,
                 reason=reason, hint=f"syncd holds list; syncd holds release {hold_id} | drop {hold_id}")

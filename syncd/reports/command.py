@@ -4,14 +4,13 @@ grouped and exported (``--format table|csv|xlsx|html|json``, ``-o FILE``)."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from ..config import parse_duration
+from ..atomic_file import replacing
+from ..durations import parse_duration
 from .formats import write_csv, write_json, write_table, write_xlsx
 from .html import write_html
 from .query import GROUPS, Filters, Report, history, history_grouped, journal, journal_grouped, journal_hourly
@@ -129,13 +128,7 @@ def _to_file(output: str, write: Callable[[str], int]) -> int:
     """Write through a temporary file beside ``output`` and rename it, so a reader never sees
     half an export; print how many rows went out."""
     target = Path(output)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
-    os.close(fd)
-    try:
-        n = write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(target) as tmp:
+        n = write(str(tmp))
     print(f"{n} row{'s' if n != 1 else ''} written to {target}", file=sys.stderr)
     return 0

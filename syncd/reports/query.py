@@ -62,13 +62,15 @@ def _between(column: Any, f: Filters) -> list[Any]:
         ([column < f.until] if f.until is not None else [])
 
 
+def _equal_where_given(*pairs: tuple[Any, Any]) -> list[Any]:
+    """``column == value`` for each (column, value) whose filter value is given."""
+    return [column == value for column, value in pairs if value]
+
+
 def _journal_where(f: Filters) -> list[Any]:
     c = API.c
-    conds: list[Any] = _between(c.at, f)
-    if f.system:
-        conds.append(c.system == f.system)
-    if f.operation:
-        conds.append(c.operation == f.operation)
+    conds: list[Any] = _between(c.at, f) + _equal_where_given((c.system, f.system),
+                                                               (c.operation, f.operation))
     if f.status == "none":
         conds.append(c.status.is_(None))
     elif f.status == "error":
@@ -136,12 +138,7 @@ def _run_state() -> Any:
 
 def _history_where(f: Filters) -> list[Any]:
     c = RUN.c
-    conds: list[Any] = _between(c.started_at, f)
-    if f.job:
-        conds.append(c.job == f.job)
-    if f.state:
-        conds.append(_run_state() == f.state)
-    return conds
+    return _between(c.started_at, f) + _equal_where_given((c.job, f.job), (_run_state(), f.state))
 
 
 def history(store: Store, f: Filters) -> Report:

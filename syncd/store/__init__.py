@@ -8,7 +8,8 @@ Public API::
 """
 
 from .accounting import StoreBudget, StoreJournal, acquire_lease, record_run, release_lease
-from .database import Store, open_store, sqlite_path
+from .database import Store, open_store
+from .engines import sqlite_path
 from .schema import SchemaOutdated, check_schema, head_revision, migrate
 from .tables import (ApiCall, Base, BudgetRow, CallRow, Conflict, CursorRow, Dirty, Lease, Link,
                      LinkPhone, MergeCandidate, Outbox, Run, StreamHealth, TaskRow, VerifyReport,

@@ -9,6 +9,7 @@ from typing import Callable
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 
+from ..clock import Clock, utcnow
 from ..errors import BudgetExhausted
 from ..http import JournalEntry
 from ..redact import redact
@@ -20,11 +21,6 @@ __all__ = ["StoreBudget", "StoreJournal", "record_run", "acquire_lease", "releas
            "lease_holders", "drop_leases"]
 
 BUDGET, JOURNAL, LEASE, RUN = BudgetRow.__table__, ApiCall.__table__, Lease.__table__, Run.__table__
-Clock = Callable[[], datetime]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class StoreBudget:
@@ -37,7 +33,7 @@ class StoreBudget:
     unspent reservation per system: the budget is then under-used, never exceeded.
     """
 
-    def __init__(self, store: Store, limits: dict[str, int | None], *, clock: Clock = _utcnow,
+    def __init__(self, store: Store, limits: dict[str, int | None], *, clock: Clock = utcnow,
                  reserve: int = 20) -> None:
         self.store, self.limits, self.clock = store, dict(limits), clock
         self.reserve = max(1, reserve)

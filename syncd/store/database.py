@@ -7,27 +7,16 @@ may open short transactions from its own thread. No transaction ever waits on a 
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
-from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, create_engine
+
+from .engines import prepare_sqlite_file, sqlite_engine, sqlite_path
+from .schema import SchemaOutdated, check_schema, migrate
 
 __all__ = ["Store", "open_store", "sqlite_path"]
-
-BUSY_TIMEOUT_MS = 30_000
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file behind a SQLite URL (None for other databases or ``:memory:``)."""
-    u = make_url(url)
-    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
-        return None
-    return Path(u.database)
 
 
 @dataclass
@@ -76,34 +65,6 @@ class Store:
         self.engine.dispose()
 
 
-def _prepare_sqlite_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        # Created here so it never exists with the umask's permissions (it may hold PII).
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
-
-
-def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000,
-                                              "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
-        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:  # pragma: no cover - trivial
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-
-
 def open_store(url: str, *, create: bool = False, check: bool = True) -> Store:
     """Open the state database at ``url``.
 
@@ -111,16 +72,13 @@ def open_store(url: str, *, create: bool = False, check: bool = True) -> Store:
     otherwise, with ``check=True``, an unmigrated or outdated database raises
     :class:`syncd.store.schema.SchemaOutdated` ("run `syncd migrate`").
     """
-    from .schema import check_schema, migrate
-
     path = sqlite_path(url)
     if path is not None:
         if create:
-            _prepare_sqlite_file(path)
+            prepare_sqlite_file(path)
         elif check and not path.exists():
-            from .schema import SchemaOutdated
             raise SchemaOutdated(f"daemon.state_url: no state database at {path}: run `syncd migrate`")
-        engine = _sqlite_engine(url)
+        engine = sqlite_engine(url)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
     store = Store(url=url, engine=engine)

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine
 
 from ..errors import ConfigError
 from ..redact import redact
+from .engines import prepare_sqlite_file, sqlite_engine, sqlite_path
 
 __all__ = ["SchemaOutdated", "migrate", "check_schema", "head_revision", "current_revision"]
 
@@ -42,15 +43,13 @@ def migrate(url: str, *, engine: Engine | None = None) -> str:
     """Bring the database at ``url`` to the newest schema; idempotent. Returns the revision."""
     from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 
-    from .database import _prepare_sqlite_file, _sqlite_engine, sqlite_path
-
     own = engine is None
     try:
         if engine is None:
             path = sqlite_path(url)
             if path is not None:
-                _prepare_sqlite_file(path)
-                engine = _sqlite_engine(url)
+                prepare_sqlite_file(path)
+                engine = sqlite_engine(url)
             else:   # an unreachable server answers within seconds, not the TCP timeout
                 engine = create_engine(url, connect_args={"connect_timeout": 10})
         cfg = _alembic_config(url)

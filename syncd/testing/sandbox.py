@@ -32,7 +32,7 @@ from ..okitoki.sandbox.app import create_app
 from ..okitoki.sandbox.runtime import Sandbox
 from ..okitoki.sandbox.seed import bootstrap
 from ..okitoki.sandbox.server import ThreadedServer
-from ..okitoki.sandbox.settings import SandboxSettings, parse_duration
+from ..okitoki.sandbox.settings import SandboxSettings, seconds_of
 
 __all__ = ["SandboxHandle", "running_sandbox", "sandbox_process", "DEFAULT_TOKEN"]
 
@@ -117,7 +117,7 @@ class SandboxHandle:
 
 
 def _settings(data_file: str | Path | None, admin_token: str | None, values: dict[str, Any]) -> SandboxSettings:
-    values = {k: parse_duration(v) if k in _DURATIONS else v for k, v in values.items()}
+    values = {k: seconds_of(v) if k in _DURATIONS else v for k, v in values.items()}
     return SandboxSettings(data_file=Path(data_file) if data_file else None, admin_token=admin_token,
                            **values)
 

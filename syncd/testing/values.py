@@ -3,7 +3,7 @@ stores it and reads the record back, or refuses that one record with a readable 
 
 Generated with hypothesis: arbitrary unicode, every JSON type (null, booleans, integers of
 any size, floats, arrays, objects) and sizes up to 1 MB (two explicit examples, so the suite
-stays fast). Part of :class:`syncd.testing.conformance.ConnectorConformance`.
+stays fast, and one batch of boundary values). Part of :class:`syncd.testing.conformance.ConnectorConformance`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,13 @@ def record_values() -> Any:
     )
 
 
+#: Values at the edges of what drivers and JSON encoders bind (one explicit batch, always tried):
+#: integers just past 64 bits signed and unsigned, beyond any native type, the largest and
+#: smallest floats, a boolean, NUL inside text, and big integers nested in an array and a table.
+BOUNDARY_VALUES: list[Any] = [2**63, -(2**63) - 1, 2**64, 10**30, 1.7976931348623157e308, 5e-324,
+                              -0.0, True, "a\x00b", [2**70], {"k": 2**64}]
+
+
 class RecordValuesConformance:
     """Mixed into ``ConnectorConformance``; uses its ``connect``, ``crm`` and helpers."""
 
@@ -59,6 +66,7 @@ class RecordValuesConformance:
         @given(values=st.lists(record_values(), min_size=1, max_size=3))
         @example(values=["x" * MAX_VALUE_BYTES])
         @example(values=["ї" * (MAX_VALUE_BYTES // 2), None])
+        @example(values=BOUNDARY_VALUES)
         def write_and_read(values: list[Any]) -> None:
             writes = [ContactWrite(key=unique_text("value"), id=None, fields={field: v},
                                    phones=(fresh_phone(),)) for v in values]

@@ -25,7 +25,8 @@ from pydantic import BaseModel
 from cfgkit import BASE, ENV, FakeOptions, base, to_toml
 import syncd.cli
 from syncd.cli import main
-from syncd.config import Config, _unwrap
+from syncd.config import Config
+from syncd.config_models import _unwrap
 
 EXAMPLES = 500
 

@@ -3,6 +3,7 @@ the real Oki-Toki sandbox over loopback and an in-memory CRM."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any, Iterator
 
@@ -77,6 +78,26 @@ def make_config(state_url: str, okitoki_url: str = "http://127.0.0.1:9", token: 
         else:
             data[section] = value
     return Config.model_validate(data)
+
+
+def cycle_in_threads(syncers: list[Any], cycles: int) -> list[BaseException]:
+    """Run ``cycles`` cycles of every syncer at once, each in its own thread (instances
+    sharing one store); returns what they raised."""
+    errors: list[BaseException] = []
+
+    def run(s):
+        try:
+            for _ in range(cycles):
+                s.cycle()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in syncers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ record's operations keep their order, a Retry-After pauses every worker, nothing
 from __future__ import annotations
 
 import random
-import threading
 import time
 from types import SimpleNamespace
 
@@ -15,7 +14,7 @@ from syncd.engine.build import build_syncer
 from syncd.engine.inflight import SPLITS, partition
 from syncd.store import open_store
 
-from .conftest import make_config
+from .conftest import cycle_in_threads, make_config
 from .fake_crm import FakeCrm
 
 LATENCY = 0.3
@@ -145,20 +144,7 @@ def test_two_instances_with_requests_in_flight_send_everything_once(state_url, s
     a = _syncer(state_url, sandbox, crm, tmp_path, in_flight=8, rpm=6000, name="a")
     b = _syncer(state_url, sandbox, crm, tmp_path, in_flight=8, rpm=6000, name="b")
     sandbox.set_faults([{"kind": "latency", "seconds": 0.05, "rate": 1.0}])
-    errors: list[BaseException] = []
-
-    def run(s):
-        try:
-            for _ in range(3):
-                s.cycle()
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(s,)) for s in (a, b)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = cycle_in_threads([a, b], 3)
     b.close()
     try:
         assert not errors

@@ -4,15 +4,21 @@ instances on one store, a nearly spent budget, and duplicate numbers."""
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from typing import Any, Iterator
 
+import pytest
 from sqlalchemy import func, select
 
 from syncd.engine.build import build_syncer
 from syncd.store import StoreBudget
 from syncd.store.tables import Link, MergeCandidate, Outbox
 
-from .conftest import make_config
+from .conftest import cycle_in_threads, make_config
+from .fake_crm import FakeCrm
 from .test_flows import _count
 
 LINK, OUTBOX = Link.__table__, Outbox.__table__
@@ -36,77 +42,98 @@ class CrashAfterCreate:
         raise Crash()
 
 
-def _named(sb, name):
-    return [c for c in sb.state()["contacts"] if c["name"] == name]
+class CrashAfterTasks(CrashAfterCreate):
+    """The first bulk task create reaches Oki-Toki, then the process dies."""
+
+    def add_tasks(self, dialer_id, specs):
+        self._real.add_tasks(dialer_id, specs)
+        raise Crash()
 
 
-def _restart(world_syncer, state_url, sb, crm, tmp_path, *, later=timedelta(minutes=10)):
-    clock = world_syncer.ctx.clock
-    config = make_config(state_url, sb.url, sb.token)
-    return build_syncer(config, crm=crm, state_dir=tmp_path / "crm2", instance_id="restarted",
-                        clock=lambda: clock() + later)
+@dataclass
+class World:
+    """The engine's world (a syncer on a migrated store, the real sandbox, the fake CRM) and
+    what these tests do to it: crash a push, restart, start a second syncer on the store."""
+
+    syncer: Any
+    sb: Any
+    crm: FakeCrm
+    state_url: str
+    tmp_path: Path
+
+    def __iter__(self) -> Iterator[Any]:
+        """``syncer, sb, crm = world``, as with the conftest's world."""
+        return iter((self.syncer, self.sb, self.crm))
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        """The sandbox's contacts called ``name``."""
+        return [c for c in self.sb.state()["contacts"] if c["name"] == name]
+
+    def another_syncer(self, state_dir: str, **kw: Any) -> Any:
+        """A second syncer on the same store, sandbox and CRM (``kw`` for build_syncer)."""
+        return build_syncer(make_config(self.state_url, self.sb.url, self.sb.token), crm=self.crm,
+                            state_dir=self.tmp_path / state_dir, **kw)
+
+    def crash_in_push(self, dying: type[CrashAfterCreate] = CrashAfterCreate) -> None:
+        """Pull the CRM, then push through an Oki-Toki client wrapped in ``dying``: the
+        process dies right after its first write of that kind reached Oki-Toki."""
+        self.syncer.pull_crm_contacts()
+        self.syncer.ctx.okitoki_once = dying(self.syncer.ctx.okitoki_once)
+        try:
+            self.syncer.push()
+        except Crash:
+            pass
+
+    @contextmanager
+    def restarted(self, *, later: timedelta = timedelta(minutes=10)) -> Iterator[Any]:
+        """The process started again ``later`` (its claims have expired), closed on exit."""
+        clock = self.syncer.ctx.clock
+        again = self.another_syncer("crm2", instance_id="restarted", clock=lambda: clock() + later)
+        try:
+            yield again
+        finally:
+            again.close()
 
 
-def test_crash_after_remote_create_then_push_first_makes_no_duplicate(world, state_url, tmp_path):
+@pytest.fixture
+def world(world, state_url, tmp_path) -> World:
+    """The conftest's world (syncer, sandbox, CRM) as a :class:`World`."""
     syncer, sb, crm = world
-    crm.add(("0672220001",), name="Once Only", status="won")
-    syncer.pull_crm_contacts()
-    syncer.ctx.okitoki_once = CrashAfterCreate(syncer.ctx.okitoki_once)
-    try:
-        syncer.push()
-    except Crash:
-        pass
-    assert len(_named(sb, "Once Only")) == 1
-    again = _restart(syncer, state_url, sb, crm, tmp_path)
-    try:
+    return World(syncer, sb, crm, state_url, tmp_path)
+
+
+def _cycles_without_errors(syncer, times: int) -> None:
+    for _ in range(times):
+        assert not syncer.cycle().errors
+
+
+def test_crash_after_remote_create_then_push_first_makes_no_duplicate(world):
+    world.crm.add(("0672220001",), name="Once Only", status="won")
+    world.crash_in_push()
+    assert len(world.named("Once Only")) == 1
+    with world.restarted() as again:
         report = again.push()          # the claim expired; no pull ran yet: look up, then adopt
         assert not report.errors, report.errors
         again.cycle()
         again.cycle()
-    finally:
-        again.close()
-    assert len(_named(sb, "Once Only")) == 1
-    assert _count(syncer.store, LINK, LINK.c.crm_id.is_not(None), LINK.c.okitoki_id.is_not(None)) == 4
+    assert len(world.named("Once Only")) == 1
+    assert _count(world.syncer.store, LINK, LINK.c.crm_id.is_not(None), LINK.c.okitoki_id.is_not(None)) == 4
 
 
-def test_crash_after_remote_create_then_pull_first_links_instead_of_creating(world, state_url, tmp_path):
-    syncer, sb, crm = world
-    crm.add(("0672220002",), name="Pulled Back", status="won")
-    syncer.pull_crm_contacts()
-    syncer.ctx.okitoki_once = CrashAfterCreate(syncer.ctx.okitoki_once)
-    try:
-        syncer.push()
-    except Crash:
-        pass
-    again = _restart(syncer, state_url, sb, crm, tmp_path)
-    try:
-        for _ in range(3):
-            assert not again.cycle().errors
-    finally:
-        again.close()
-    assert len(_named(sb, "Pulled Back")) == 1
+def test_crash_after_remote_create_then_pull_first_links_instead_of_creating(world):
+    world.crm.add(("0672220002",), name="Pulled Back", status="won")
+    world.crash_in_push()
+    with world.restarted() as again:
+        _cycles_without_errors(again, 3)
+    assert len(world.named("Pulled Back")) == 1
 
 
-def test_two_instances_on_one_store_do_everything_once(world, state_url, tmp_path):
+def test_two_instances_on_one_store_do_everything_once(world):
     syncer, sb, crm = world
     for i in range(30):
         crm.add((f"06733300{i:02d}",), name=f"Shared {i}", status="new")
-    other = build_syncer(make_config(state_url, sb.url, sb.token), crm=crm,
-                         state_dir=tmp_path / "crm-b", instance_id="b")
-    errors: list[BaseException] = []
-
-    def run(s):
-        try:
-            for _ in range(3):
-                s.cycle()
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(s,)) for s in (syncer, other)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    other = world.another_syncer("crm-b", instance_id="b")
+    errors = cycle_in_threads([syncer, other], 3)
     other.close()
     assert not errors
     syncer.cycle()
@@ -178,7 +205,7 @@ def test_read_fetched_before_our_write_is_not_taken_for_a_change(world):
     assert sb.requests()["by_operation"].get("contacts/add-update", 0) == updates_before + 1
 
 
-def test_claims_of_a_dead_process_on_this_host_are_taken_over_at_start(world, state_url, sandbox, tmp_path):
+def test_claims_of_a_dead_process_on_this_host_are_taken_over_at_start(world):
     import socket
     import subprocess
     import sys
@@ -196,40 +223,23 @@ def test_claims_of_a_dead_process_on_this_host_are_taken_over_at_start(world, st
     release_lease(syncer.store, "stream:crm:contacts", syncer.ctx.instance_id)
     assert acquire_lease(syncer.store, "stream:crm:contacts", holder, ttl=timedelta(hours=1),
                          now=syncer.ctx.now())
-    fresh = build_syncer(make_config(state_url, sb.url, sb.token), crm=crm,
-                         state_dir=tmp_path / "crm3")       # default instance id: host:pid
+    fresh = world.another_syncer("crm3")                    # default instance id: host:pid
     try:
         fresh.push()                                       # no 2-minute wait for the claim
         assert fresh.pull_crm_contacts().counts.get("not_leader") is None   # nor for the lease
     finally:
         fresh.close()
-    assert len(_named(sb, "Orphan")) == 1
+    assert len(world.named("Orphan")) == 1
     assert ob.claim_holders(syncer.store) == []
 
 
-class CrashAfterTasks(CrashAfterCreate):
-    def add_tasks(self, dialer_id, specs):
-        self._real.add_tasks(dialer_id, specs)
-        raise Crash()
-
-
-def test_crash_after_bulk_task_create_leaves_one_task_per_contact(world, state_url, tmp_path):
-    syncer, sb, crm = world
+def test_crash_after_bulk_task_create_leaves_one_task_per_contact(world):
     for i in range(4):
-        crm.add((f"06722201{i:02d}",), name=f"Tasked {i}", status="new")
-    syncer.pull_crm_contacts()
-    syncer.ctx.okitoki_once = CrashAfterTasks(syncer.ctx.okitoki_once)
-    try:
-        syncer.push()
-    except Crash:
-        pass
-    again = _restart(syncer, state_url, sb, crm, tmp_path)
-    try:
-        for _ in range(2):
-            assert not again.cycle().errors
-    finally:
-        again.close()
-    pending = [t for t in sb.state()["tasks"] if t["status"] == "pending" and t["dialer_id"] == 101]
+        world.crm.add((f"06722201{i:02d}",), name=f"Tasked {i}", status="new")
+    world.crash_in_push(CrashAfterTasks)
+    with world.restarted() as again:
+        _cycles_without_errors(again, 2)
+    pending = [t for t in world.sb.state()["tasks"] if t["status"] == "pending" and t["dialer_id"] == 101]
     phones = sorted(p.lstrip("+") for t in pending for p in t["phones"] if "3806722201" in p)
     assert phones == sorted(f"3806722201{i:02d}" for i in range(4))
 
@@ -308,54 +318,35 @@ def test_contact_that_stops_matching_before_its_task_is_sent_costs_no_request(wo
     assert crm.rows[cid]
 
 
-def test_contact_that_stops_matching_while_its_task_is_in_flight_ends_with_no_task(world, state_url, tmp_path):
-    syncer, sb, crm = world
-    cid = crm.add(("0677720001",), name="In Flight", status="new")
-    syncer.pull_crm_contacts()
-    syncer.ctx.okitoki_once = CrashAfterTasks(syncer.ctx.okitoki_once)
-    try:
-        syncer.push()
-    except Crash:
-        pass
-    crm.edit(cid, status="won")
-    again = _restart(syncer, state_url, sb, crm, tmp_path)
-    try:
-        for _ in range(3):
-            assert not again.cycle().errors
-    finally:
-        again.close()
-    open_tasks = [t for t in sb.state()["tasks"]
+def test_contact_that_stops_matching_while_its_task_is_in_flight_ends_with_no_task(world):
+    cid = world.crm.add(("0677720001",), name="In Flight", status="new")
+    world.crash_in_push(CrashAfterTasks)
+    world.crm.edit(cid, status="won")
+    with world.restarted() as again:
+        _cycles_without_errors(again, 3)
+    open_tasks = [t for t in world.sb.state()["tasks"]
                   if t["status"] == "pending" and any("380677720001" in p for p in t["phones"])]
     assert open_tasks == []
 
 
-def test_crash_then_a_pull_linking_the_record_during_the_retry_makes_no_duplicate(world, state_url, tmp_path):
-    syncer, sb, crm = world
-    crm.add(("0672220009",), name="Raced", status="won")
-    syncer.pull_crm_contacts()
-    syncer.ctx.okitoki_once = CrashAfterCreate(syncer.ctx.okitoki_once)
-    try:
-        syncer.push()
-    except Crash:
-        pass
-    again = _restart(syncer, state_url, sb, crm, tmp_path)
-    real_export = again.ctx.okitoki.export_contacts
+def test_crash_then_a_pull_linking_the_record_during_the_retry_makes_no_duplicate(world):
+    world.crm.add(("0672220009",), name="Raced", status="won")
+    world.crash_in_push()
     pulled = []
+    with world.restarted() as again:
+        real_export = again.ctx.okitoki.export_contacts
 
-    def export_racing_a_pull(*args, **kw):
-        if not pulled:                 # the push's look-up: a pull job links the record now
-            pulled.append(True)
-            again.pull_okitoki_contacts()
-        return real_export(*args, **kw)
+        def export_racing_a_pull(*args, **kw):
+            if not pulled:             # the push's look-up: a pull job links the record now
+                pulled.append(True)
+                again.pull_okitoki_contacts()
+            return real_export(*args, **kw)
 
-    again.ctx.okitoki.export_contacts = export_racing_a_pull
-    try:
+        again.ctx.okitoki.export_contacts = export_racing_a_pull
         again.push()
         again.ctx.okitoki.export_contacts = real_export
         again.cycle()
-    finally:
-        again.close()
-    assert pulled and len(_named(sb, "Raced")) == 1
+    assert pulled and len(world.named("Raced")) == 1
 
 
 class PullDuringCreate(CrashAfterCreate):
@@ -379,8 +370,7 @@ def test_a_pull_meeting_a_new_record_before_its_push_commits_links_it_once(world
     syncer.ctx.okitoki_once = PullDuringCreate(syncer.ctx.okitoki_once, syncer)
     syncer.push()
     syncer.ctx.okitoki_once = syncer.ctx.okitoki_once._real
-    for _ in range(2):
-        assert not syncer.cycle().errors
+    _cycles_without_errors(syncer, 2)
     assert len([c for c in sb.state()["contacts"] if "380672220011" in "".join(c["phones"])]) == 1
     with syncer.store.begin() as conn:
         row = conn.execute(select(LINK).where(LINK.c.crm_id == a)).one()

@@ -27,10 +27,10 @@ import re
 import secrets
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ._bitrix24_query import MULTI_FIELDS, BxError, as_list, matches, parse_php_query, render
-from ._server import LoopbackServer, serve
+from ._fake import RunningFake, UserEdits, new_token, offset_page, serve_state
 from ._events import Webhooks, bitrix24_request
 
 __all__ = ["Bitrix24State", "RunningBitrix24", "running_bitrix24", "parse_php_query"]
@@ -48,7 +48,7 @@ SCOPE_OF = {"crm": "crm", "telephony": "telephony", "batch": None, "scope": None
 
 
 @dataclass
-class Bitrix24State:
+class Bitrix24State(UserEdits):
     """The portal's data and knobs. Thread-safe; times are the fake clock's (``now``)."""
 
     webhook_user: int = 1
@@ -107,19 +107,11 @@ class Bitrix24State:
             record["DATE_MODIFY"] = (modified or self.now()).astimezone(self.portal_tz)
         self.webhooks.emit("update", cid)
 
-    def delete(self, cid: int) -> None:
-        """Delete a contact as a portal user would (lists simply stop showing it)."""
-        with self.lock:
-            del self.contacts[cid]
-        self.webhooks.emit("delete", cid)
-
     def phones_of(self, cid: int) -> list[str]:
         return [p["VALUE"] for p in self.contacts[cid]["PHONE"]]
 
     def new_refresh_token(self) -> str:
-        token = "rt" + secrets.token_hex(12)
-        self.refresh_tokens.add(token)
-        return token
+        return new_token("rt", 12, self.refresh_tokens)
 
     def expire_access_tokens(self) -> None:
         self.access_tokens.clear()
@@ -257,10 +249,10 @@ class Bitrix24App:
         start = int(p.get("start", 0) or 0)
         if start == -1:   # documented fast mode: no count, no "next"
             return {"rows": [render(r, select, s.portal_tz) for r in rows[:PAGE]]}
-        page = rows[start:start + PAGE]
+        page, nxt = offset_page(rows, start, PAGE)
         out: dict[str, Any] = {"rows": [render(r, select, s.portal_tz) for r in page], "total": len(rows)}
-        if start + PAGE < len(rows):
-            out["next"] = start + PAGE
+        if nxt is not None:
+            out["next"] = nxt
         return out
 
     def _check_required(self, record: dict[str, Any], fields: dict[str, Any]) -> None:
@@ -398,14 +390,8 @@ class Bitrix24App:
 
 
 @dataclass
-class RunningBitrix24:
-    server: LoopbackServer
-    state: Bitrix24State
-
-    @property
-    def url(self) -> str:
-        """The portal base URL (``http://127.0.0.1:PORT``)."""
-        return self.server.url
+class RunningBitrix24(RunningFake[Bitrix24State]):
+    """A running fake portal; ``url`` is the portal base URL."""
 
     @property
     def webhook_url(self) -> str:
@@ -419,9 +405,8 @@ def build_app(state: Bitrix24State) -> Starlette:
                              Route("/rest/{path:path}", app.rest, methods=["GET", "POST"])])
 
 
-@contextmanager
-def running_bitrix24(state: Bitrix24State | None = None, **knobs: Any) -> Iterator[RunningBitrix24]:
+def running_bitrix24(state: Bitrix24State | None = None,
+                     **knobs: Any) -> AbstractContextManager[RunningBitrix24]:
     """Start a fake portal on a loopback port: ``with running_bitrix24() as fake: fake.url``."""
     state = state or Bitrix24State(**knobs)
-    with serve(build_app(state)) as server:
-        yield RunningBitrix24(server, state)
+    return serve_state(RunningBitrix24, build_app(state), state)

@@ -21,25 +21,21 @@ back and injects faults. Start it with ``with running_hubspot() as fake: fake.ur
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import itertools
 import json
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Iterator
+from typing import Any
 
 import phonenumbers
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from tests.fakes._server import serve
+from tests.fakes._fake import CatchAllFake, form_of, offset_page, sort_scrambling_ties
 from tests.fakes._events import Webhooks, hubspot_request
 
 __all__ = ["FakeHubSpot", "running_hubspot", "TOKEN"]
@@ -86,8 +82,9 @@ class Record:
                 "updatedAt": _iso(self.updated_ms), "archived": False}
 
 
-class FakeHubSpot:
-    """State and admin handle of one fake HubSpot account."""
+class FakeHubSpot(CatchAllFake):
+    """State and admin handle of one fake HubSpot account (a fault set with ``fail_next``
+    matches the paths that end with its ``path``)."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -121,15 +118,6 @@ class FakeHubSpot:
         self.webhooks = Webhooks(hubspot_request)   # subscribe(url, client_secret=...) to get them
 
     # -- admin ---------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget every record, fault, limit and counter; the server keeps running (so one
-        server can serve a whole test module)."""
-        url = getattr(self, "url", None)
-        with self.lock:
-            self.__init__()
-        if url is not None:
-            self.url = url
-
     def now_ms(self) -> int:
         return self.clock_ms if self.clock_ms is not None else int(time.time() * 1000)
 
@@ -155,54 +143,14 @@ class FakeHubSpot:
             del self.contacts[int(id)]
         self.webhooks.emit("delete", id)
 
-    def fail_next(self, path_part: str, status: int, body: dict | None = None,
-                  headers: dict[str, str] | None = None, *, times: int = 1,
-                  after_processing_delay: float = 0.0) -> None:
-        """The next ``times`` requests whose path ends with ``path_part`` get this answer.
-
-        With ``after_processing_delay`` the request is processed normally first and the answer
-        is held back that long (to make the client time out: an ambiguous outcome).
-        """
-        with self.lock:
-            self.faults.append(dict(path=path_part, status=status, body=body, headers=headers,
-                                    times=times, delay=after_processing_delay))
-
-    def grant_refresh_token(self, token: str) -> None:
-        with self.lock:
-            self.refresh_tokens.add(token)
-
     def calls_for_session(self, session_id: str) -> list[Record]:
         with self.lock:
             return [c for c in self.calls.values()
                     if c.properties.get("syncd_session_id") == session_id]
 
     # -- HTTP ----------------------------------------------------------------------------
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{path:path}", self._endpoint,
-                                       methods=["GET", "POST", "PATCH", "DELETE"])])
-
-    async def _endpoint(self, request: Request) -> Response:
-        raw = await request.body()
-        body = json.loads(raw) if raw and request.headers.get("content-type", "").startswith(
-            "application/json") else raw.decode()
-        path = "/" + request.path_params["path"]
-        with self.lock:
-            self.requests.append((request.method, path, body))
-            fault = self._take_fault(path)
-            if fault is not None and not fault["delay"]:
-                return JSONResponse(fault["body"] or {}, status_code=fault["status"],
-                                    headers=fault["headers"])
-            response = self._handle(request, path, body)
-        if fault is not None:
-            await asyncio.sleep(fault["delay"])
-        return response
-
-    def _take_fault(self, path: str) -> dict[str, Any] | None:
-        for fault in self.faults:
-            if path.endswith(fault["path"]) and fault["times"] > 0:
-                fault["times"] -= 1
-                return fault
-        return None
+    def _fault_matches(self, fault_path: str, path: str) -> bool:
+        return path.endswith(fault_path)
 
     def _handle(self, request: Request, path: str, body: Any) -> Response:
         if path == "/oauth/v1/token":
@@ -290,17 +238,15 @@ class FakeHubSpot:
         if len(sorts) > 1:
             return _error(400, "VALIDATION_ERROR", "Only one sort is allowed")
         sort = sorts[0]
-        # Ties of the sort key come back in no particular order (here: a stable scramble).
-        hits.sort(key=lambda r: hashlib.md5(str(r.id).encode()).hexdigest())
-        hits.sort(key=lambda r: _sort_value(r, sort["propertyName"]),
-                  reverse=sort.get("direction") == "DESCENDING")
-        total = len(hits)
-        hits = hits[:self.search_cap]
-        page = hits[after:after + limit]
-        out: dict[str, Any] = {"total": total, "results": [r.view(body.get("properties") or [])
-                                                           for r in page]}
-        if after + limit < total:
-            out["paging"] = {"next": {"after": str(after + limit)}}
+        # Ties of the sort key come back in no particular order.
+        sort_scrambling_ties(hits, lambda r: _sort_value(r, sort["propertyName"]),
+                             ident=lambda r: r.id, reverse=sort.get("direction") == "DESCENDING")
+        page, next_after = offset_page(hits, after, limit)
+        page = page[:self.search_cap - after]     # results past the cap are never returned
+        out: dict[str, Any] = {"total": len(hits), "results": [r.view(body.get("properties") or [])
+                                                               for r in page]}
+        if next_after is not None:
+            out["paging"] = {"next": {"after": str(next_after)}}
         return JSONResponse(out)
 
     # -- contacts ------------------------------------------------------------------------
@@ -396,8 +342,7 @@ class FakeHubSpot:
         return JSONResponse(rec.view(None))
 
     def _token(self, body: str) -> Response:
-        from urllib.parse import parse_qs
-        form = {k: v[0] for k, v in parse_qs(body).items()}
+        form = form_of(body)
         if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
             return JSONResponse({"status": "BAD_CLIENT_ID", "message": "missing or unknown client id"},
                                 status_code=400)
@@ -405,11 +350,7 @@ class FakeHubSpot:
         if form.get("grant_type") != "refresh_token" or token not in self.refresh_tokens:
             return JSONResponse({"status": "BAD_REFRESH_TOKEN", "message": "missing or invalid "
                                  "refresh token"}, status_code=400)
-        self.refresh_tokens.discard(token)
-        self.refresh_count += 1
-        access, refresh = f"access-{uuid.uuid4().hex}", f"refresh-{uuid.uuid4().hex}"
-        self.tokens.add(access)
-        self.refresh_tokens.add(refresh)
+        access, refresh = self._rotate_refresh_token(token)
         return JSONResponse({"token_type": "bearer", "access_token": access,
                              "refresh_token": refresh, "expires_in": 1800})
 
@@ -461,10 +402,6 @@ def _match(rec: Record, flt: dict[str, Any]) -> bool:
             "LT": have < want, "LTE": have <= want}[op]
 
 
-@contextmanager
-def running_hubspot(fake: FakeHubSpot | None = None) -> Iterator[FakeHubSpot]:
+def running_hubspot(fake: FakeHubSpot | None = None) -> AbstractContextManager[FakeHubSpot]:
     """Start a fake HubSpot on 127.0.0.1; ``fake.url`` is its base URL."""
-    fake = fake or FakeHubSpot()
-    with serve(fake.app()) as server:
-        fake.url = server.url
-        yield fake
+    return (fake or FakeHubSpot()).running()

@@ -16,6 +16,7 @@ OAuth ``/oauth2/access_token``, errors and limits), including the traps:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -23,16 +24,16 @@ import secrets
 import threading
 import time
 from collections import deque
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._server import LoopbackServer, serve
+from ._fake import RunningFake, UserEdits, new_token, offset_page, serve_state
 from ._events import Webhooks, kommo_request
 
 __all__ = ["KommoState", "RunningKommo", "running_kommo", "FIELDS"]
@@ -57,7 +58,7 @@ class Invalid(Exception):
 
 
 @dataclass
-class KommoState:
+class KommoState(UserEdits):
     """Account data and knobs; thread-safe. ``updated_at`` is unix seconds (``now``)."""
 
     token: str = field(default_factory=lambda: "llt" + secrets.token_hex(16))   # long-lived
@@ -106,12 +107,6 @@ class KommoState:
             self.contacts[cid]["updated_at"] = self.now() if updated_at is None else updated_at
         self.webhooks.emit("update", cid)
 
-    def delete(self, cid: int) -> None:
-        """Delete a contact as a user would (lists simply stop showing it)."""
-        with self.lock:
-            del self.contacts[cid]
-        self.webhooks.emit("delete", cid)
-
     def phones_of(self, cid: int) -> list[str]:
         return [v["value"] for v in self.values_of(cid, 100)]
 
@@ -122,9 +117,7 @@ class KommoState:
         return []
 
     def new_refresh_token(self) -> str:
-        token = "def" + secrets.token_hex(16)
-        self.refresh_tokens.add(token)
-        return token
+        return new_token("def", 16, self.refresh_tokens)
 
     # -- internals ---------------------------------------------------------------------------
     def _apply(self, record: dict[str, Any], attrs: dict[str, Any], request_id: str = "0") -> None:
@@ -163,6 +156,22 @@ class KommoState:
         return True
 
 
+Handler = Callable[["KommoApp", Request, Any], Awaitable[Response]]
+
+
+def _authorized(handler: Handler) -> Callable[["KommoApp", Request], Awaitable[Response]]:
+    """An API endpoint: under the account's lock, a request that fails :meth:`KommoApp._auth`
+    gets its answer; the others reach ``handler`` with the JSON body (``[]`` when empty)."""
+    @functools.wraps(handler)
+    async def endpoint(self: "KommoApp", request: Request) -> Response:
+        with self.s.lock:
+            denied = self._auth(request)
+            if denied:
+                return denied
+            return await handler(self, request, json.loads(await request.body() or b"[]"))
+    return endpoint
+
+
 class KommoApp:
     def __init__(self, state: KommoState) -> None:
         self.s = state
@@ -179,28 +188,23 @@ class KommoApp:
             return Response(status_code=429)
         return None
 
-    async def account(self, request: Request) -> Response:
-        with self.s.lock:
-            return self._auth(request) or JSONResponse({"id": 31337, "name": "Fake", "subdomain": "fake"})
+    @_authorized
+    async def account(self, request: Request, body: Any) -> Response:
+        return JSONResponse({"id": 31337, "name": "Fake", "subdomain": "fake"})
 
-    async def contacts(self, request: Request) -> Response:
-        s = self.s
-        with s.lock:
-            denied = self._auth(request)
-            if denied:
-                return denied
-            if request.method == "GET":
-                return self._list(request)
-            body = json.loads(await request.body() or b"[]")
-            if not isinstance(body, list):
-                return problem(400, "Bad Request", "an array of contacts is expected")
-            try:
-                out = [self._write(request.method, i, item) for i, item in enumerate(body)]
-            except Invalid as exc:
-                return problem(400, "Bad Request", "Request validation failed", **{"validation-errors": exc.errors})
-            for item in out:   # all or nothing: apply only when every entity is valid
-                item["commit"]()
-            return JSONResponse({"_links": {}, "_embedded": {"contacts": [item["answer"] for item in out]}})
+    @_authorized
+    async def contacts(self, request: Request, body: Any) -> Response:
+        if request.method == "GET":
+            return self._list(request)
+        if not isinstance(body, list):
+            return problem(400, "Bad Request", "an array of contacts is expected")
+        try:
+            out = [self._write(request.method, i, item) for i, item in enumerate(body)]
+        except Invalid as exc:
+            return problem(400, "Bad Request", "Request validation failed", **{"validation-errors": exc.errors})
+        for item in out:   # all or nothing: apply only when every entity is valid
+            item["commit"]()
+        return JSONResponse({"_links": {}, "_embedded": {"contacts": [item["answer"] for item in out]}})
 
     def _write(self, method: str, i: int, item: dict[str, Any]) -> dict[str, Any]:
         s = self.s
@@ -250,78 +254,70 @@ class KommoApp:
             rows.sort(key=lambda r: r["id"], reverse=q["order[id]"] == "desc")
         limit = min(int(q.get("limit", 50)), MAX_LIMIT)
         page = int(q.get("page", 1))
-        chunk = rows[(page - 1) * limit:page * limit]
+        chunk, nxt = offset_page(rows, (page - 1) * limit, limit)
         if not chunk:
             return Response(status_code=204)
         links: dict[str, Any] = {"self": {"href": str(request.url)}}
-        if page * limit < len(rows):
+        if nxt is not None:
             links["next"] = {"href": str(request.url.include_query_params(page=page + 1))}
         return JSONResponse({"_page": page, "_links": links, "_embedded": {"contacts": chunk}})
 
-    async def calls(self, request: Request) -> Response:
+    @_authorized
+    async def calls(self, request: Request, body: Any) -> Response:
         s = self.s
-        with s.lock:
-            denied = self._auth(request)
-            if denied:
-                return denied
-            body = json.loads(await request.body() or b"[]")
-            done, errors = [], []
-            for i, item in enumerate(body):
-                rid = str(item.get("request_id", i))
-                missing = [k for k in ("direction", "duration", "source", "phone") if item.get(k) in (None, "")]
-                if missing or item.get("direction") not in ("inbound", "outbound"):
-                    return problem(400, "Bad Request", "Request validation failed", **{"validation-errors": [
-                        {"request_id": rid, "errors": [{"code": "FieldMissing", "path": m, "detail": "required"}
-                                                       for m in missing or ["direction"]]}]})
-                uniq = item.get("uniq")
-                if uniq and uniq in s.calls:       # the documented guard against repeats
-                    done.append({**s.calls[uniq]["answer"], "request_id": rid})
-                    continue
-                digits = re.sub(r"\D", "", item["phone"])
-                owner = next((r["id"] for r in s.contacts.values() if any(
-                    re.sub(r"\D", "", v["value"]) == digits for v in s.values_of(r["id"], 100))), None)
-                if owner is None:
-                    errors.append({"request_id": rid, "status": 404, "title": "Not Found",
-                                   "detail": "Entity for the phone number is not found"})
-                    continue
-                answer = {"id": next(s._call_ids), "entity_id": owner, "entity_type": "contacts",
-                          "account_id": 31337}
-                s.calls[uniq or secrets.token_hex(8)] = {"answer": answer, "item": item}
-                done.append({**answer, "request_id": rid})
-            return JSONResponse({"_embedded": {"calls": done}, "errors": errors})
+        done, errors = [], []
+        for i, item in enumerate(body):
+            rid = str(item.get("request_id", i))
+            missing = [k for k in ("direction", "duration", "source", "phone") if item.get(k) in (None, "")]
+            if missing or item.get("direction") not in ("inbound", "outbound"):
+                return problem(400, "Bad Request", "Request validation failed", **{"validation-errors": [
+                    {"request_id": rid, "errors": [{"code": "FieldMissing", "path": m, "detail": "required"}
+                                                   for m in missing or ["direction"]]}]})
+            uniq = item.get("uniq")
+            if uniq and uniq in s.calls:       # the documented guard against repeats
+                done.append({**s.calls[uniq]["answer"], "request_id": rid})
+                continue
+            digits = re.sub(r"\D", "", item["phone"])
+            owner = next((r["id"] for r in s.contacts.values() if any(
+                re.sub(r"\D", "", v["value"]) == digits for v in s.values_of(r["id"], 100))), None)
+            if owner is None:
+                errors.append({"request_id": rid, "status": 404, "title": "Not Found",
+                               "detail": "Entity for the phone number is not found"})
+                continue
+            answer = {"id": next(s._call_ids), "entity_id": owner, "entity_type": "contacts",
+                      "account_id": 31337}
+            s.calls[uniq or secrets.token_hex(8)] = {"answer": answer, "item": item}
+            done.append({**answer, "request_id": rid})
+        return JSONResponse({"_embedded": {"calls": done}, "errors": errors})
 
-    async def notes(self, request: Request) -> Response:
+    @_authorized
+    async def notes(self, request: Request, body: Any) -> Response:
         """``PATCH /api/v4/contacts/notes`` (edit notes): an array of ``{id, note_type, params}``;
         the call notes ``POST /api/v4/calls`` made take new params. An id that is no note of
         the contacts, or a wrong note_type, fails the request with ``validation-errors``."""
         s = self.s
-        with s.lock:
-            denied = self._auth(request)
-            if denied:
-                return denied
-            body = json.loads(await request.body() or b"[]")
-            by_id = {c["answer"]["id"]: c for c in s.calls.values()}
-            bad, done = [], []
-            for i, item in enumerate(body if isinstance(body, list) else []):
-                rid = str(item.get("request_id", i))
-                call = by_id.get(item.get("id"))
-                want = None if call is None else ("call_in" if call["item"]["direction"] == "inbound" else "call_out")
-                if call is None or item.get("note_type") != want:
-                    bad.append({"request_id": rid, "errors": [{"code": "NotFound" if call is None else "InvalidType",
-                                                               "path": "id" if call is None else "note_type",
-                                                               "detail": "note not found" if call is None
-                                                               else f"note_type must be {want}"}]})
-                    continue
-                done.append((rid, call, item.get("params") or {}))
-            if bad or not isinstance(body, list):
-                return problem(400, "Bad Request", "Request validation failed", **{"validation-errors": bad})
-            out = []
-            for rid, call, params in done:
-                call["item"].update(params)
-                call["edits"] = call.get("edits", 0) + 1
-                out.append({"id": call["answer"]["id"], "entity_id": call["answer"]["entity_id"],
-                            "request_id": rid})
-            return JSONResponse({"_embedded": {"notes": out}})
+        by_id = {c["answer"]["id"]: c for c in s.calls.values()}
+        bad, done = [], []
+        for i, item in enumerate(body if isinstance(body, list) else []):
+            rid = str(item.get("request_id", i))
+            call = by_id.get(item.get("id"))
+            want = None if call is None else ("call_in" if call["item"]["direction"] == "inbound" else "call_out")
+            if call is None or item.get("note_type") != want:
+                bad.append({"request_id": rid, "errors": [{"code": "NotFound" if call is None else "InvalidType",
+                                                           "path": "id" if call is None else "note_type",
+                                                           "detail": "note not found" if call is None
+                                                           else f"note_type must be {want}"}]})
+                continue
+            done.append((rid, call, item.get("params") or {}))
+        if bad or not isinstance(body, list):
+            return problem(400, "Bad Request", "Request validation failed", **{"validation-errors": bad})
+        out = []
+        for rid, call, params in done:
+            call["item"].update(params)
+            call["edits"] = call.get("edits", 0) + 1
+            out.append({"id": call["answer"]["id"], "entity_id": call["answer"]["entity_id"],
+                        "request_id": rid})
+        return JSONResponse({"_embedded": {"notes": out}})
 
     async def oauth(self, request: Request) -> Response:
         s = self.s
@@ -339,14 +335,8 @@ class KommoApp:
 
 
 @dataclass
-class RunningKommo:
-    server: LoopbackServer
-    state: KommoState
-
-    @property
-    def url(self) -> str:
-        """The account base URL (``http://127.0.0.1:PORT``), like ``https://<sub>.kommo.com``."""
-        return self.server.url
+class RunningKommo(RunningFake[KommoState]):
+    """A running fake account; ``url`` is the account base URL, like ``https://<sub>.kommo.com``."""
 
 
 def build_app(state: KommoState) -> Starlette:
@@ -358,9 +348,7 @@ def build_app(state: KommoState) -> Starlette:
         Route("/api/v4/contacts/notes", app.notes, methods=["PATCH"])])
 
 
-@contextmanager
-def running_kommo(state: KommoState | None = None, **knobs: Any) -> Iterator[RunningKommo]:
+def running_kommo(state: KommoState | None = None, **knobs: Any) -> AbstractContextManager[RunningKommo]:
     """Start a fake Kommo account on loopback: ``with running_kommo() as fake: fake.url``."""
     state = state or KommoState(**knobs)
-    with serve(build_app(state)) as server:
-        yield RunningKommo(server, state)
+    return serve_state(RunningKommo, build_app(state), state)

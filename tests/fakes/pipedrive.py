@@ -23,25 +23,19 @@ Start it with ``with running_pipedrive() as fake: fake.url``; the attributes and
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import hashlib
 import itertools
-import json
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Any, Iterator
-from urllib.parse import parse_qs
+from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from tests.fakes._server import serve
+from tests.fakes._fake import CatchAllFake, form_of, offset_page, sort_scrambling_ties
 from tests.fakes._events import Webhooks, pipedrive_request
 
 __all__ = ["FakePipedrive", "running_pipedrive", "API_TOKEN", "COSTS"]
@@ -65,8 +59,9 @@ def _fail(status: int, error: str, headers: dict[str, str] | None = None, **extr
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-class FakePipedrive:
-    """State and admin handle of one fake Pipedrive company."""
+class FakePipedrive(CatchAllFake):
+    """State and admin handle of one fake Pipedrive company (a fault set with ``fail_next``
+    matches its ``path`` exactly)."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -88,15 +83,6 @@ class FakePipedrive:
         self.webhooks = Webhooks(pipedrive_request)   # subscribe(url, user=..., password=...)
 
     # -- admin ---------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget every record, fault, limit and counter; the server keeps running (so one
-        server can serve a whole test module)."""
-        url = getattr(self, "url", None)
-        with self.lock:
-            self.__init__()
-        if url is not None:
-            self.url = url
-
     def now(self) -> int:
         if self.clock is not None:
             return self.clock
@@ -129,45 +115,11 @@ class FakePipedrive:
             del self.persons[int(id)]
         self.webhooks.emit("delete", id)
 
-    def fail_next(self, path: str, status: int, body: dict | None = None,
-                  headers: dict[str, str] | None = None, *, after_processing_delay: float = 0.0) -> None:
-        """The next request to ``path`` (exact) gets this answer; with a delay, it is processed
-        first and the answer held back (the client times out: an ambiguous outcome)."""
-        with self.lock:
-            self.faults.append(dict(path=path, status=status, body=body, headers=headers,
-                                    delay=after_processing_delay))
-
-    def grant_refresh_token(self, token: str) -> None:
-        with self.lock:
-            self.refresh_tokens.add(token)
-
     def logs_for_session(self, session_id: str) -> list[dict[str, Any]]:
         marker = f"session={session_id}]"
         return [c for c in self.call_logs if marker in (c.get("note") or "")]
 
     # -- HTTP ----------------------------------------------------------------------------
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{path:path}", self._endpoint,
-                                       methods=["GET", "POST", "PATCH", "DELETE"])])
-
-    async def _endpoint(self, request: Request) -> Response:
-        raw = await request.body()
-        ctype = request.headers.get("content-type", "")
-        body = json.loads(raw) if raw and ctype.startswith("application/json") else raw.decode()
-        path = "/" + request.path_params["path"]
-        with self.lock:
-            self.requests.append((request.method, path, body))
-            fault = next((f for f in self.faults if f["path"] == path), None)
-            if fault is not None:
-                self.faults.remove(fault)
-                if not fault["delay"]:
-                    return JSONResponse(fault["body"] or {}, status_code=fault["status"],
-                                        headers=fault["headers"])
-            response = self._handle(request, path, body)
-        if fault is not None:
-            await asyncio.sleep(fault["delay"])
-        return response
-
     def _handle(self, request: Request, path: str, body: Any) -> Response:
         if path == "/oauth/token":
             return self._token(request, body)
@@ -198,11 +150,11 @@ class FakePipedrive:
             return self._add_call(body)
         if (request.method, path) == ("GET", "/v1/callLogs"):
             start, limit = int(q.get("start", 0)), min(int(q.get("limit", 20)), 50)
-            newest = list(reversed(self.call_logs))
-            return JSONResponse({"success": True, "data": newest[start:start + limit] or None,
+            page, nxt = offset_page(list(reversed(self.call_logs)), start, limit)
+            return JSONResponse({"success": True, "data": page or None,
                                  "additional_data": {"pagination": {
                                      "start": start, "limit": limit,
-                                     "more_items_in_collection": start + limit < len(newest)}}})
+                                     "more_items_in_collection": nxt is not None}}})
         return _fail(404, f"Unknown method {request.method} {path}")
 
     def _limit(self, method: str, path: str) -> Response | None:
@@ -241,15 +193,14 @@ class FakePipedrive:
             since = int(datetime.fromisoformat(q["updated_since"].replace("Z", "+00:00")).timestamp())
             rows = [p for p in rows if p["update_time"] >= since]
         sort_by = q.get("sort_by", "id")
-        # Ties of the sort key come back in no promised order (a stable scramble here).
-        rows.sort(key=lambda p: hashlib.md5(str(p["id"]).encode()).hexdigest())
-        rows.sort(key=lambda p: p[sort_by], reverse=q.get("sort_direction") == "desc")
+        # Ties of the sort key come back in no promised order.
+        sort_scrambling_ties(rows, lambda p: p[sort_by], ident=lambda p: p["id"],
+                             reverse=q.get("sort_direction") == "desc")
         start = int(base64.urlsafe_b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
-        page = rows[start:start + limit]
-        nxt = (base64.urlsafe_b64encode(str(start + limit).encode()).decode()
-               if start + limit < len(rows) else None)
+        page, nxt = offset_page(rows, start, limit)
+        cursor = None if nxt is None else base64.urlsafe_b64encode(str(nxt).encode()).decode()
         return JSONResponse({"success": True, "data": [self._view(p) for p in page],
-                             "additional_data": {"next_cursor": nxt}})
+                             "additional_data": {"next_cursor": cursor}})
 
     def _search(self, q: Any) -> Response:
         term = "".join(ch for ch in q.get("term", "") if ch.isdigit())
@@ -316,25 +267,17 @@ class FakePipedrive:
         if request.headers.get("authorization") != f"Basic {basic}":
             return JSONResponse({"success": False, "message": "Invalid client credentials",
                                  "error": "unauthorized"}, status_code=401)
-        form = {k: v[0] for k, v in parse_qs(body).items()}
+        form = form_of(body)
         token = form.get("refresh_token")
         if form.get("grant_type") != "refresh_token" or token not in self.refresh_tokens:
             return JSONResponse({"success": False, "message": "Invalid grant: refresh token is "
                                  "invalid", "error": "invalid_grant"}, status_code=400)
-        self.refresh_tokens.discard(token)
-        self.refresh_count += 1
-        access, refresh = f"pd-access-{uuid.uuid4().hex}", f"pd-refresh-{uuid.uuid4().hex}"
-        self.tokens.add(access)
-        self.refresh_tokens.add(refresh)
+        access, refresh = self._rotate_refresh_token(token, "pd-")
         return JSONResponse({"access_token": access, "token_type": "Bearer", "refresh_token": refresh,
                              "scope": "base,contacts:full", "expires_in": 3599,
                              "api_domain": getattr(self, "url", "")})
 
 
-@contextmanager
-def running_pipedrive(fake: FakePipedrive | None = None) -> Iterator[FakePipedrive]:
+def running_pipedrive(fake: FakePipedrive | None = None) -> AbstractContextManager[FakePipedrive]:
     """Start a fake Pipedrive on 127.0.0.1; ``fake.url`` is its base URL."""
-    fake = fake or FakePipedrive()
-    with serve(fake.app()) as server:
-        fake.url = server.url
-        yield fake
+    return (fake or FakePipedrive()).running()

@@ -5,26 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import httpx
-import pytest
 
+from tests.fakes._fixtures import module_fake_fixtures
 from tests.fakes.hubspot import TOKEN, running_hubspot
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
-
-@pytest.fixture(scope="module")
-def server():
-    with running_hubspot() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server):
-    server.reset()
-    with httpx.Client(base_url=server.url, headers=AUTH) as client:
-        server.client = client
-        yield server
+server, fake = module_fake_fixtures(running_hubspot, AUTH)
 
 
 def search(fake, **body):

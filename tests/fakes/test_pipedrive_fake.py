@@ -6,25 +6,13 @@ import base64
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pytest
 
+from tests.fakes._fixtures import module_fake_fixtures
 from tests.fakes.pipedrive import API_TOKEN, running_pipedrive
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
-
-@pytest.fixture(scope="module")
-def server():
-    with running_pipedrive() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server):
-    server.reset()
-    with httpx.Client(base_url=server.url, headers={"x-api-token": API_TOKEN}) as client:
-        server.client = client
-        yield server
+server, fake = module_fake_fixtures(running_pipedrive, {"x-api-token": API_TOKEN})
 
 
 # https://developers.pipedrive.com/docs/api/v1/Persons#getPersons (v2: cursor, limit ≤ 500,

@@ -98,7 +98,7 @@ def test_rate_limit_answers_429_and_the_journal_spots_early_retries(sandbox):
     refused = report["recent"][-1]
     assert refused["fault"] == "rate_limit" and refused["retry_after_until"] > refused["at"]
     assert report["early_retries"] == 0
-    time.sleep(0.1)  # past the in-flight grace: this one was sent knowing it must wait
+    time.sleep(0.3)  # past the in-flight grace: this one was sent knowing it must wait
     assert _statuses(sandbox, 1) == [429]  # came back before Retry-After expired
     report = sandbox.requests()
     assert report["early_retries"] == 1 and report["max_per_minute"] == 7

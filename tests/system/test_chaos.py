@@ -31,11 +31,11 @@ FAULTS = [
 def test_faults_on_a_fifth_of_requests_change_nothing_in_the_end_state(tmp_path, sandbox_proc) -> None:
     assert sum(f["rate"] for f in FAULTS) >= 0.2
     sb = sandbox_proc
-    people = demo_contacts(300, seed=13)
+    people = demo_contacts(160, seed=13)
     dep = deploy(tmp_path, sb, people, okitoki={"timeout": "3s"})
     rnd = random.Random(5)
     phones = [p.phone for p in people if p.phone]
-    for _ in range(60):
+    for _ in range(40):
         sb.add_call(phone=rnd.choice(phones), direction="in", outcome="answered", duration=42)
     sb.set_faults(FAULTS, seed=1234)
     proc = dep.start()

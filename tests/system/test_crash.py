@@ -20,7 +20,7 @@ from .harness import deploy, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-KILLS = 20
+KILLS = 12
 
 
 def _make_calls(sb, people, n: int, rnd: random.Random) -> None:
@@ -58,9 +58,9 @@ def test_sigkill_at_random_moments_loses_nothing_and_does_nothing_twice(tmp_path
 
 
 def test_sigterm_mid_batch_exits_cleanly_within_the_timeout(tmp_path, sandbox_proc) -> None:
-    dep = deploy(tmp_path, sandbox_proc, demo_contacts(1500, seed=9), okitoki={"max_in_flight": 1})
+    dep = deploy(tmp_path, sandbox_proc, demo_contacts(1000, seed=9), okitoki={"max_in_flight": 1})
     proc = dep.start()
-    time.sleep(2.0)                       # well inside the initial push
+    _wait_until_pushing(dep)              # inside the initial push, however slow the start
     started = time.monotonic()
     assert stop(proc, timeout=30) == 0
     assert time.monotonic() - started < 10 + 2   # shutdown_timeout of the config + margin
@@ -70,3 +70,16 @@ def test_sigterm_mid_batch_exits_cleanly_within_the_timeout(tmp_path, sandbox_pr
         assert verdict.ok, verdict.problems
     finally:
         stop(proc)
+
+
+def _wait_until_pushing(dep, timeout: float = 60) -> None:
+    """Until the daemon is ready and the first contacts reached Oki-Toki (a fixed sleep lands
+    before the daemon is even running on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    log = dep.tmp / "syncd.log"
+    while time.monotonic() < deadline:
+        if "daemon_ready" in log.read_text(encoding="utf-8") and dep.sandbox.state()["contacts"]:
+            time.sleep(0.3)
+            return
+        time.sleep(0.1)
+    raise AssertionError("the daemon did not start pushing within a minute")

@@ -24,7 +24,7 @@ KILLS = 4
 
 def test_sigkill_with_requests_in_flight_loses_nothing_and_does_nothing_twice(tmp_path, sandbox_proc) -> None:
     rnd = random.Random(20261201)
-    people = demo_contacts(400, seed=11)
+    people = demo_contacts(240, seed=11)
     dep = deploy(tmp_path, sandbox_proc, people,
                  okitoki={"requests_per_minute": 1200, "max_in_flight": 8})
     sandbox_proc.set_faults([{"kind": "latency", "seconds": 0.2, "rate": 1.0}])

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import dates
 from .calls import call_view
 from .entities import Company, Contact, User
-from .gateway import Operation
+from .gateway import Handler, Operation
 from .problems import invalid
 from .validation import Fields, read_task, split_values
 
@@ -79,11 +79,16 @@ def dialer_stat(sb: "Sandbox", params: Params, user: User, company: Company) -> 
     return sb.state.dialer_stat(company, dialer_id)
 
 
-def list_add(sb: "Sandbox", params: Params, user: User, company: Company) -> dict[str, Any]:
+def _list_values(params: Params, company: Company) -> tuple[int, list[str] | None]:
+    """``list_id`` and ``values`` of a lists/add or lists/remove request (checked)."""
     f = Fields(params, company.timezone)
     list_id, values = f.integer("list_id", required=True, lo=1), f.values("values")
     f.check()
-    return {"result": "success", "added": sb.state.list_add(company, list_id, values)}
+    return list_id, values
+
+
+def list_add(sb: "Sandbox", params: Params, user: User, company: Company) -> dict[str, Any]:
+    return {"result": "success", "added": sb.state.list_add(company, *_list_values(params, company))}
 
 
 def list_check(sb: "Sandbox", params: Params, user: User, company: Company) -> dict[str, Any]:
@@ -94,10 +99,7 @@ def list_check(sb: "Sandbox", params: Params, user: User, company: Company) -> d
 
 
 def list_remove(sb: "Sandbox", params: Params, user: User, company: Company) -> dict[str, Any]:
-    f = Fields(params, company.timezone)
-    list_id, values = f.integer("list_id", required=True, lo=1), f.values("values")
-    f.check()
-    return {"result": "success", "removed": sb.state.list_remove(company, list_id, values)}
+    return {"result": "success", "removed": sb.state.list_remove(company, *_list_values(params, company))}
 
 
 def upsert_contact(sb: "Sandbox", params: Params, user: User, company: Company) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from . import dates
 from .entities import Call, Company
-from .settings import parse_duration
+from .settings import seconds_of
 from .state import SandboxState
 from .validation import normalise_phone, phone_key
 
@@ -89,9 +89,9 @@ def simulate_call(state: SandboxState, spec: dict[str, Any]) -> Call:
             task_id=task.id if task else None, contact_id=contact_id, user_id=spec.get("user_id"),
             disconnect_reason=OUTCOMES[outcome], details=dict(spec.get("details") or {}),
             record_url=record_url)
-        settle = parse_duration(spec.get("settle_delay"))
+        settle = seconds_of(spec.get("settle_delay"))
         call.visible_at = now + (settings.settle_delay if settle is None else settle)
-        update = parse_duration(spec["update_delay"]) if "update_delay" in spec else settings.call_update_delay
+        update = seconds_of(spec["update_delay"]) if "update_delay" in spec else settings.call_update_delay
         if update is not None and record_url:
             call.record_url = None
             call.late_fields, call.late_at = {"record_url": record_url}, call.visible_at + update

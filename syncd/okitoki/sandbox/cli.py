@@ -24,7 +24,7 @@ from .app import create_app
 from .replay import load_replay, replay_app
 from .seed import bootstrap
 from .server import base_url, bind, make_server
-from .settings import DEFAULT_TIMEZONE, SandboxSettings, parse_duration
+from .settings import DEFAULT_TIMEZONE, SandboxSettings, seconds_of
 
 __all__ = ["add_arguments", "run", "main"]
 
@@ -60,8 +60,8 @@ def _is_loopback(host: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     try:
         settings = SandboxSettings(
-            settle_delay=parse_duration(args.settle_delay) or 0.0,
-            call_update_delay=parse_duration(args.call_update_delay),
+            settle_delay=seconds_of(args.settle_delay) or 0.0,
+            call_update_delay=seconds_of(args.call_update_delay),
             timezone=args.timezone, rate_limit_per_minute=args.rate_limit,
             admin_token=args.admin_token, data_file=args.data)
         sock = bind(args.host, args.port)

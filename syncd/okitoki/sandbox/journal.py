@@ -16,8 +16,9 @@ from typing import Any
 
 from ...redact import redact
 
-#: seconds after a 429 is answered before a request of the same token counts as early
-IN_FLIGHT_GRACE = 0.05
+#: seconds after a 429 is answered before a request of the same token counts as early (a
+#: request already on the wire, or queued in a busy sandbox, cannot have heeded it)
+IN_FLIGHT_GRACE = 0.25
 
 __all__ = ["RequestJournal", "JournalRecord"]
 

@@ -10,14 +10,13 @@ itself is never half-written.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from ...atomic_file import write_atomically
 from .entities import Call, Company, Contact, Dialer, PhoneList, Task, User, from_dict, to_dict
 from .state import SandboxState
 
@@ -86,16 +85,7 @@ class DataFile:
             self._dirty.clear()
             text = json.dumps(snapshot(self.state), ensure_ascii=False, separators=(",", ":"))
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(text)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomically(self.path, text)
 
     def start(self) -> None:
         self.state.on_change = self.mark

@@ -1,7 +1,7 @@
 """The sandbox's own settings (not Oki-Toki's): timing of the call log, limits, persistence.
 
 Durations are float seconds here; the CLI accepts strings such as ``"500ms"``, ``"2s"``,
-``"1m"`` and converts them with :func:`parse_duration`. Most settings can be changed while the
+``"1m"`` and converts them with :func:`seconds_of`. Most settings can be changed while the
 sandbox runs through ``POST /_sandbox/settings``.
 """
 
@@ -12,22 +12,28 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SandboxSettings", "parse_duration", "DEFAULT_TIMEZONE"]
+from ... import durations
+
+__all__ = ["SandboxSettings", "seconds_of", "DEFAULT_TIMEZONE"]
 
 DEFAULT_TIMEZONE = "Europe/Kyiv"
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "": 1.0}
+_SECONDS = re.compile(r"\s*\d+(?:\.\d+)?\s*")
 
 
-def parse_duration(text: str | float | int | None) -> float | None:
-    """``"0s"``, ``"250ms"``, ``"1.5s"``, ``"2m"``, ``3`` → seconds; None/"" → None."""
+def seconds_of(text: str | float | int | None) -> float | None:
+    """``"0s"``, ``"250ms"``, ``"1.5s"``, ``"2m"``, ``3``, ``"3"`` → seconds; None/"" → None.
+    Units as in the daemon's configuration (:func:`syncd.durations.parse_duration`); a bare
+    number is seconds."""
     if text is None or text == "":
         return None
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|)\s*", str(text))
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 0s, 500ms, 2m)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    if _SECONDS.fullmatch(str(text)):
+        return float(str(text))
+    try:
+        return durations.parse_duration(str(text)).total_seconds()
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 0s, 500ms, 2m)") from None
 
 
 @dataclass
@@ -77,7 +83,7 @@ class SandboxSettings:
             if name not in known or name not in self.MUTABLE:
                 raise ValueError(f"setting {name!r} cannot be changed at run time")
             if name in ("settle_delay", "call_update_delay", "webhook_backoff", "webhook_timeout"):
-                value = parse_duration(value)
+                value = seconds_of(value)
                 if name != "call_update_delay" and value is None:
                     raise ValueError(f"setting {name!r} needs a duration")
             elif name in ("rate_limit_per_minute",):

@@ -12,6 +12,7 @@ move (``POST /_sandbox/clock``).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import threading
 import time
 from collections import defaultdict
@@ -133,15 +134,16 @@ class SandboxState:
             errors: dict[str, list[str]] = {}
             claimed: dict[tuple[int, str], int] = {}
             for i, spec in enumerate(inputs):
-                dialer = self._own(self.dialers, spec.dialer_id, company, "dialer")
-                if spec.user_id is not None:
-                    self._own(self.users, spec.user_id, company, "user")
-                if spec.contact_id is not None:
-                    self._own(self.contacts, spec.contact_id, company, "contact")
+                draft = spec.task
+                dialer = self._own(self.dialers, draft.dialer_id, company, "dialer")
+                if draft.user_id is not None:
+                    self._own(self.users, draft.user_id, company, "user")
+                if draft.contact_id is not None:
+                    self._own(self.contacts, draft.contact_id, company, "contact")
                 if not dialer.unique or spec.force_create:
                     continue
                 pending = self._pending[dialer.id]
-                for phone in spec.phones:
+                for phone in draft.phones:
                     key = (dialer.id, phone_key(phone))
                     existing = next(iter(pending.get(key[1], ())), None)
                     if existing is not None or key in claimed:
@@ -155,12 +157,9 @@ class SandboxState:
             now = int(self.now())
             ids = []
             for spec in inputs:
-                task = Task(
-                    id=self.new_id("task"), company_id=company.id, dialer_id=spec.dialer_id,
-                    phones=spec.phones, contact_id=spec.contact_id, bp_id=spec.bp_id,
-                    date=spec.date, import_id=spec.import_id or import_id,
-                    priority=spec.priority, region=spec.region, ttl=spec.ttl,
-                    user_id=spec.user_id, details=spec.details, created_at=now)
+                task = dataclasses.replace(
+                    spec.task, id=self.new_id("task"), company_id=company.id,
+                    import_id=spec.task.import_id or import_id, created_at=now)
                 self.tasks[task.id] = task
                 self._index_task(task)
                 ids.append(task.id)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import dates
+from .entities import Task
 from .problems import invalid
 
 __all__ = ["Fields", "TaskInput", "read_task", "split_values", "normalise_phone", "MAX_PHONES"]
@@ -195,18 +196,13 @@ class Fields:
 
 @dataclass(slots=True)
 class TaskInput:
-    dialer_id: int | None
-    phones: list[str]
+    """One task of a ``create_task`` request: the :class:`~.entities.Task` as its caller sets
+    it (a draft: ``id`` and ``company_id`` are 0, status and times the defaults, until
+    :meth:`~.state.SandboxState.create_tasks` numbers it) and whether to add it past the
+    dialer's uniqueness."""
+
+    task: Task
     force_create: bool = False
-    contact_id: int | None = None
-    bp_id: int | None = None
-    date: int | None = None
-    import_id: int | None = None
-    priority: int | None = None
-    region: str | None = None
-    ttl: int | None = None
-    user_id: int | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def read_task(params: dict[str, Any], tz: str, *, prefix: str = "",
@@ -217,10 +213,12 @@ def read_task(params: dict[str, Any], tz: str, *, prefix: str = "",
     f = Fields(params, tz, prefix, errors)
     before = sum(len(v) for v in f.errors.values())
     dialer_id = f.integer("dialer_id", required=default_dialer is None, lo=1)
-    task = TaskInput(
-        dialer_id=dialer_id if dialer_id is not None else default_dialer,
-        phones=f.phones("phones") or [],
-        force_create=f.flag("force_create"),
+    phones = f.phones("phones") or []
+    force_create = f.flag("force_create")
+    task = Task(
+        id=0, company_id=0,
+        dialer_id=dialer_id if dialer_id is not None else default_dialer,  # type: ignore[arg-type]
+        phones=phones,
         contact_id=f.integer("contact_id", lo=1),
         bp_id=f.integer("bp_id", lo=1),
         date=f.date("date"),
@@ -233,4 +231,4 @@ def read_task(params: dict[str, Any], tz: str, *, prefix: str = "",
     )
     if sum(len(v) for v in f.errors.values()) != before:
         return None
-    return task
+    return TaskInput(task, force_create)
