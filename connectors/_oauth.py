@@ -216,14 +216,12 @@ def rotating_session(state_dir: Path, name: str, seed_refresh_token: str | None,
 
 
 def authorized_request(remote: Any, oauth: "OAuthSession | None", method: str, path: str, *,
-                       operation: str, once: bool = False, **kwargs: Any) -> Any:
+                       operation: str, idempotent: bool = True, **kwargs: Any) -> Any:
     """``remote.request`` with the OAuth bearer token (refreshed once on a 401) when ``oauth``
-    is set; ``once``: a create that is never blindly repeated (``_once.send_once``)."""
-    from ._once import send_once
-
-    send = send_once if once else type(remote).request
+    is set; ``idempotent=False``: a create, never blindly repeated (``RemoteSystem.request``)."""
 
     def with_token(token: str | None) -> Any:
         headers = {**(kwargs.pop("headers", None) or {}), **(bearer(token) if token else {})}
-        return send(remote, method, path, operation=operation, headers=headers, **kwargs)
+        return remote.request(method, path, operation=operation, idempotent=idempotent,
+                              headers=headers, **kwargs)
     return oauth.call(with_token) if oauth else with_token(None)

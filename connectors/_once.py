@@ -1,35 +1,29 @@
 """Exactly-once creation of remote records that have no natural idempotency key (call logs).
 
-Two pieces, used together by a connector's ``log_calls``:
+:class:`IntentLedger` is a small SQLite file (mode 0600) under the connector's ``state_dir``
+recording, per key (the Oki-Toki ``session_id``), that a create was *sent* (before the
+request leaves) and, once the remote answered, the remote id it got. A key marked sent but
+never confirmed is an ambiguous outcome (timeout after send, crash mid-request): the
+connector must look the record up before creating it again. A confirmed key is answered
+from the ledger with no request at all, so a re-sent call after a crash of the engine costs
+nothing and makes no duplicate.
 
-* :class:`IntentLedger`: a small SQLite file (mode 0600) under the connector's ``state_dir``
-  recording, per key (the Oki-Toki ``session_id``), that a create was *sent* (before the
-  request leaves) and, once the remote answered, the remote id it got. A key marked sent but
-  never confirmed is an ambiguous outcome (timeout after send, crash mid-request): the
-  connector must look the record up before creating it again. A confirmed key is answered
-  from the ledger with no request at all, so a re-sent call after a crash of the engine costs
-  nothing and makes no duplicate.
-* :func:`send_once`: sends one create request with *no blind retry* of ambiguous failures
-  (timeouts, 5xx, dropped connections: the remote may have acted), while throttling answers
-  (429: the remote did nothing) are waited out and retried (``RetryPolicy.retry_ambiguous``).
+The create itself goes out with ``RemoteSystem.request(..., idempotent=False)``: no blind
+retry of ambiguous failures (timeouts, 5xx, dropped connections: the remote may have acted),
+while throttling answers (429: the remote did nothing) are waited out and retried.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import httpx
-
-from syncd.http import RemoteSystem
-
-__all__ = ["IntentLedger", "Intent", "send_once"]
+__all__ = ["IntentLedger", "Intent"]
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS intent (
     key TEXT PRIMARY KEY, remote_id TEXT, sent_at TEXT NOT NULL)"""
@@ -100,14 +94,3 @@ class IntentLedger:
         with self._lock:
             self._db.close()
 
-
-def send_once(remote: RemoteSystem, method: str, path: str, *, operation: str,
-              **kwargs: Any) -> httpx.Response:
-    """One create request that is never blindly repeated after an ambiguous failure.
-
-    A ``TransientError`` that may have reached the remote (timeout, 5xx, garbled answer) is
-    raised at once: the caller keeps its intent open and looks the record up before trying
-    again. Throttling and refused connections (the remote did nothing) are retried as usual.
-    """
-    policy = dataclasses.replace(remote.retry, retry_ambiguous=False)
-    return remote.request(method, path, operation=operation, retry=policy, **kwargs)

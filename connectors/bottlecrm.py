@@ -20,7 +20,6 @@ contact's phone/email/name and its ``source_ref`` (``syncd:<key>``) before creat
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -153,9 +152,6 @@ class BottleCrmConnector:
         self.remote: RemoteSystem = context.remote(
             base_url=f"{options.url.rstrip('/')}/api/", secrets=[token],
             headers={"Authorization": f"Bearer {token}"}, check=check_response, hints=_HINTS)
-        # Creates are not idempotent: retry only failures proving nothing was created; the
-        # lookup before the next attempt (by key / session id) covers the ambiguous ones.
-        self.once = replace(self.remote.retry, retry_ambiguous=False)
         dnc = [context.do_not_call_field] if context.do_not_call_field else []
         self.fields = tuple(dict.fromkeys([*context.field_names, *dnc]))
         self.creates = CreateJournal(Path(context.state_dir) / "bottlecrm-creates.sqlite3")
@@ -257,7 +253,7 @@ class BottleCrmConnector:
                     self.creates.intend(write.key)
                     body = {**body, "source_ref": KEY_PREFIX + write.key}
                     try:
-                        reply = self.remote.request("POST", "contacts/", json=body, retry=self.once,
+                        reply = self.remote.request("POST", "contacts/", json=body, idempotent=False,
                                                     operation="create contact").json()
                     except InvalidRequest:
                         self.creates.forget(write.key)
@@ -352,7 +348,7 @@ class BottleCrmConnector:
             return WriteResult(call.session_id, True, logged[call.session_id])
         try:
             row = self.remote.request("POST", "interactions/", json=interaction(contact_id, call),
-                                      operation="log call", retry=self.once).json()
+                                      operation="log call", idempotent=False).json()
         except (InvalidRequest, NotFound, RetriableRemoteError) as exc:
             return failed_write(call.session_id, None, exc)
         logged[call.session_id] = str(row["id"])

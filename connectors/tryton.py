@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -136,9 +135,6 @@ class TrytonConnector:
                                     # archived parties too (reported as deleted)
                                     "X-Tryton-Context": _b64({"active_test": False})},
             check=check_response, hints=_HINTS)
-        # Creates are not idempotent: retry only failures proving nothing was created; the
-        # lookup before the next attempt (by key / session id) covers the ambiguous ones.
-        self.once = replace(self.remote.retry, retry_ambiguous=False)
         self.party_fields = tuple(f for f in context.field_names if f not in _SPECIAL)
         self.capabilities = Capabilities(
             contacts_read=True, contacts_write=True, contacts_create=True, calls_write=True,
@@ -285,7 +281,7 @@ class TrytonConnector:
                     body["identifiers"] = [["create", [{"type": None,
                                                          "code": KEY_PREFIX + write.key}]]]
                     row = self.remote.request("POST", "party.party", json=body,
-                                              operation="create contact", retry=self.once).json()
+                                              operation="create contact", idempotent=False).json()
                     existing_by_key[write.key] = int(row["id"])  # a repeat in this batch updates
                     results.append(WriteResult(write.key, True, str(row["id"])))
                 else:
@@ -373,7 +369,7 @@ class TrytonConnector:
                     party = found[0].id
                 note = {"resource": f"party.party,{int(party)}", "message": call_note(call)}
                 row = self.remote.request("POST", "ir.note", json=note, operation="log call",
-                                          retry=self.once).json()
+                                          idempotent=False).json()
                 logged[call.session_id] = str(row["id"])
                 results.append(WriteResult(call.session_id, True, str(row["id"])))
             except (InvalidRecord, InvalidRequest, NotFound, ValueError, RetriableRemoteError) as exc:

@@ -7,9 +7,12 @@ timeouts, limits and a User-Agent, and wraps every request with, in order:
 2. the process-wide :class:`~syncd.ratelimit.RateLimiter` of that system (requests per
    minute, small burst, at most the rate in any sliding minute, and a "blocked until" set by
    any ``Retry-After`` the remote sent, so every job and request worker waits),
-3. retries with exponential backoff and jitter (tenacity) for transient failures and
-   throttling; ``Retry-After`` (seconds or an HTTP date) is honoured up to a cap,
-4. the request journal hook (time, system, operation, status, duration, attempt),
+3. retries with exponential backoff and jitter (tenacity, :func:`syncd.backoff.backoff_seconds`)
+   for transient failures and throttling; ``Retry-After`` (seconds or an HTTP date) is
+   honoured up to a cap; a request that is not idempotent (``idempotent=False``, a create)
+   is retried only when the failure proves the remote did nothing,
+4. the request journal hook (time, system, operation, status, duration, attempt, and the
+   record ids the caller bound with :func:`syncd.apirecords.about`),
 5. mapping of the response to the taxonomy in :mod:`syncd.errors`, with secrets redacted.
 
 Connectors receive a ``RemoteSystem`` (or build one with :func:`remote_system`) and may pass
@@ -19,7 +22,6 @@ Connectors receive a ``RemoteSystem`` (or build one with :func:`remote_system`) 
 from __future__ import annotations
 
 import email.utils
-import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,6 +32,8 @@ import httpx
 import tenacity
 
 from . import __version__
+from .apirecords import bound_records
+from .backoff import backoff_seconds
 from .errors import (
     AuthenticationError,
     BudgetExhausted,
@@ -42,6 +46,7 @@ from .errors import (
     Throttled,
     TransientError,
 )
+from .model import JournalEntry
 from .ratelimit import RateLimiter, limiter_for
 from .redact import redact, register_secret
 
@@ -51,7 +56,6 @@ __all__ = [
     "RateLimiter",
     "RequestBudget",
     "MemoryBudget",
-    "JournalEntry",
     "RemoteSystem",
     "parse_retry_after",
     "error_for_status",
@@ -70,13 +74,6 @@ class RetryPolicy:
     max_delay: float = 30.0
     max_retry_after: float = 300.0  # a Retry-After longer than this is capped to it
     jitter: float = 0.5
-    # False for requests that are not idempotent (creates): retry only failures that prove
-    # the request was not performed (429, no connection); a timeout, 5xx or garbled answer
-    # is raised at once, so the caller can look the record up before sending it again.
-    retry_ambiguous: bool = True
-
-
-NO_RETRY = RetryPolicy(attempts=1)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> timedelta | None:
@@ -133,18 +130,6 @@ class MemoryBudget:
         return max(0, limit - self._used.get((system, self._today()), 0))
 
 
-@dataclass(frozen=True)
-class JournalEntry:
-    at: datetime
-    system: str
-    operation: str
-    method: str
-    status: int | None  # None: no response (timeout, connection error)
-    duration_ms: int
-    attempt: int
-    error: str | None = None
-
-
 Journal = Callable[[JournalEntry], None]
 # Sees every response before the status mapping; raises a taxonomy error or returns None.
 ResponseCheck = Callable[[httpx.Response, str], None]
@@ -193,12 +178,14 @@ def _short_body(response: httpx.Response) -> str:
     return body[:300] or (response.reason_phrase or "empty body")
 
 
-def _worth_retrying(exc: BaseException, policy: RetryPolicy) -> bool:
-    """Retriable errors are retried; with ``retry_ambiguous=False`` only those that prove the
-    request was not performed (throttling, or no connection was ever made)."""
+def _worth_retrying(exc: BaseException, *, idempotent: bool) -> bool:
+    """Whether to send the request again: any retriable error of an idempotent request; for
+    one that is not, only a failure proving the remote did nothing: throttling (a 429, or
+    what the system's check knows to be throttling) or no connection ever made. A timeout
+    after sending, a dropped connection, a 5xx or a garbled answer may hide a done write."""
     if not isinstance(exc, RetriableRemoteError):
         return False
-    if policy.retry_ambiguous or isinstance(exc, Throttled):
+    if idempotent or isinstance(exc, Throttled):
         return True
     return getattr(exc, "request_sent", True) is False
 
@@ -254,10 +241,14 @@ class RemoteSystem:
         self.close()
 
     # -- the one entry point -------------------------------------------------------------
-    def request(self, method: str, path: str, *, operation: str, retry: RetryPolicy | None = None,
-                **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, *, operation: str, idempotent: bool = True,
+                retry: RetryPolicy | None = None, **kwargs: Any) -> httpx.Response:
         """Send one logical request (retried as the policy says); return a 2xx response.
 
+        ``idempotent=False`` for a request that must not be repeated blindly (a create with no
+        idempotency key): it is retried only when the failure proves nothing was done
+        (throttling, no connection made); after a timeout, a 5xx or a garbled answer the
+        error is raised at once, so the caller can look the record up before sending again.
         Raises the taxonomy errors of :mod:`syncd.errors`; messages never contain secrets.
         ``kwargs`` go to ``httpx.Client.request`` (params, data, json, headers, ...).
         """
@@ -271,7 +262,8 @@ class RemoteSystem:
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max(1, policy.attempts)),
-            retry=tenacity.retry_if_exception(lambda exc: _worth_retrying(exc, policy)),
+            retry=tenacity.retry_if_exception(
+                lambda exc: _worth_retrying(exc, idempotent=idempotent)),
             wait=self._wait_strategy(policy),
             sleep=self.sleep,
             reraise=True,
@@ -285,8 +277,8 @@ class RemoteSystem:
                 # The limiter was blocked for this long already; waiting here too keeps this
                 # caller from racing ahead of the block on another thread's clock.
                 return min(exc.retry_after.total_seconds(), policy.max_retry_after)
-            backoff = min(policy.max_delay, policy.base_delay * 2 ** (state.attempt_number - 1))
-            return backoff + random.uniform(0, policy.jitter * backoff)
+            return backoff_seconds(state.attempt_number - 1, base=policy.base_delay,
+                                   cap=policy.max_delay, jitter=policy.jitter)
         return wait
 
     def _send_once(self, method: str, path: str, operation: str, attempt: int,
@@ -333,4 +325,5 @@ class RemoteSystem:
                     at=self.now(), system=self.system, operation=operation, method=method,
                     status=status, duration_ms=int((time.monotonic() - started) * 1000),
                     attempt=attempt, error=redact(str(error)) if error else None,
+                    records=bound_records(),
                 ))

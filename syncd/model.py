@@ -26,6 +26,7 @@ __all__ = [
     "CallOutcome",
     "TaskSpec",
     "Change",
+    "JournalEntry",
 ]
 
 
@@ -35,7 +36,9 @@ class Contact:
 
     ``phones`` are as stored on that side (not normalised); ``fields`` maps the side's field
     names (dotted paths allowed, e.g. ``details.status``) to plain JSON values;
-    ``updated_at`` is the *server's* modification time (never the local clock).
+    ``updated_at`` is the *server's* modification time (never the local clock). ``raw`` is
+    the record as the side answered it (in syncd's names where the profile maps them), unknown
+    fields included, when the side's reader keeps it (Oki-Toki's does); it is not compared.
     """
 
     id: str
@@ -43,6 +46,7 @@ class Contact:
     phones: tuple[str, ...] = ()
     updated_at: datetime | None = None
     deleted: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -184,3 +188,23 @@ class Change:
     record_id: str | None
     fields: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One request attempt to a remote system, for the API call journal (never a secret).
+
+    ``records`` names the records the request was for (``crm:ID``, ``okitoki:ID``,
+    ``session:ID``; bounded, see :mod:`syncd.apirecords`), never a phone number; empty when
+    the request was for no record in particular (a page of a walk, a dialer list).
+    """
+
+    at: datetime
+    system: str
+    operation: str
+    method: str
+    status: int | None  # None: no response (timeout, connection error)
+    duration_ms: int
+    attempt: int
+    error: str | None = None
+    records: tuple[str, ...] = ()

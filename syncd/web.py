@@ -92,7 +92,7 @@ class Metrics:
             self.errors.labels(job=job).inc(errors)
 
     def observe_api(self, entry: Any) -> None:
-        """Journal hook: count one :class:`syncd.http.JournalEntry`."""
+        """Journal hook: count one :class:`syncd.model.JournalEntry`."""
         status = str(entry.status) if entry.status is not None else "none"
         self.api.labels(system=entry.system, operation=entry.operation, status=status).inc()
 

@@ -3,6 +3,7 @@ the rate limiter, the daily budget, the request journal and redaction."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -19,13 +20,13 @@ from syncd.errors import (
     TransientError,
 )
 from syncd.http import (
-    JournalEntry,
     MemoryBudget,
     RateLimiter,
     RemoteSystem,
     RetryPolicy,
     parse_retry_after,
 )
+from syncd.model import JournalEntry
 from syncd.redact import forget_secrets
 
 try:
@@ -300,7 +301,7 @@ def test_a_secret_echoed_by_the_server_is_masked_in_errors_and_the_journal(serve
 
 # -- requests that must not be repeated blindly ---------------------------------------------
 
-CREATE = RetryPolicy(attempts=4, base_delay=1.0, jitter=0.0, retry_ambiguous=False)
+CREATE = RetryPolicy(attempts=4, base_delay=1.0, jitter=0.0)
 
 
 @pytest.mark.parametrize("failure", [Answer(500, "oops"), Answer(200, {}, delay=0.5)])
@@ -308,14 +309,73 @@ def test_an_ambiguous_failure_of_a_create_is_raised_at_once(failure) -> None:
     with ScriptedServer() as srv:
         srv.answer(failure, OK)
         with pytest.raises(TransientError):
-            remote(srv.url, retry=CREATE, timeout=0.2).request("POST", "/create", operation="create")
+            remote(srv.url, retry=CREATE, timeout=0.2).request("POST", "/create", operation="create",
+                                                              idempotent=False)
         assert len(srv.arrivals) == 1
 
 
 def test_a_throttled_create_is_retried_because_it_was_not_performed(server, clock) -> None:
     server.answer(too_many("2"), OK)
-    remote(server.url, clock, retry=CREATE).request("POST", "/create", operation="create")
+    remote(server.url, clock, retry=CREATE).request("POST", "/create", operation="create",
+                                                     idempotent=False)
     assert len(server.arrivals) == 2
+
+
+class HangUp:
+    """A loopback server that reads each request in full, then closes the connection without
+    answering: the request reached the remote, whatever it did with it is unknown."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.arrivals = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return                    # closed by the test
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(body) < length:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    body += chunk
+                self.arrivals += 1
+
+    def __enter__(self) -> "HangUp":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+def test_a_create_whose_connection_drops_after_sending_is_not_retried() -> None:
+    """The remote may have made the record: raised at once, for the outbox to look it up."""
+    with HangUp() as srv:
+        with pytest.raises(TransientError, match="connection failed"):
+            remote(srv.url, retry=RetryPolicy(attempts=3, base_delay=0.01, jitter=0)).request(
+                "POST", "/create", operation="create", json={"name": "x"}, idempotent=False)
+        assert srv.arrivals == 1
+
+
+def test_an_idempotent_request_whose_connection_drops_is_retried() -> None:
+    with HangUp() as srv:
+        with pytest.raises(TransientError, match="connection failed"):
+            remote(srv.url, retry=RetryPolicy(attempts=3, base_delay=0.01, jitter=0)).request(
+                "POST", "/update", operation="update", json={"name": "x"})
+        assert srv.arrivals == 3
 
 
 def test_a_create_that_never_connected_is_retried() -> None:
@@ -323,6 +383,7 @@ def test_a_create_that_never_connected_is_retried() -> None:
         url = gone.url
     journal: list[JournalEntry] = []
     with pytest.raises(TransientError, match="connection failed"):
-        remote(url, retry=RetryPolicy(attempts=3, base_delay=0.01, jitter=0, retry_ambiguous=False),
-               journal=journal.append).request("POST", "/create", operation="create")
+        remote(url, retry=RetryPolicy(attempts=3, base_delay=0.01, jitter=0),
+               journal=journal.append).request("POST", "/create", operation="create",
+                                               idempotent=False)
     assert [e.attempt for e in journal] == [1, 2, 3]

@@ -15,7 +15,7 @@ Every method is called as ``POST <method>.json`` with a JSON body. Errors arrive
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Iterable
 from urllib.parse import urlencode
@@ -153,12 +153,11 @@ class Bitrix24Rest:
         """
         params = dict(params or {})
         operation = f"bitrix24 {method}"
-        retry = None if idempotent else replace(self.remote.retry, retry_ambiguous=False)
 
         def send(token: str | None) -> httpx.Response:
             body = {**params, "auth": token} if token else params
             return self.remote.request("POST", f"{method}.json", operation=operation, json=body,
-                                       retry=retry)
+                                       idempotent=idempotent)
 
         response = self.oauth.call(send) if self.oauth else send(None)
         try:

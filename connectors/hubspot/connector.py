@@ -71,10 +71,11 @@ class HubSpotConnector:
                   "client_secret": self.options.client_secret, "refresh_token": refresh_token})
         return token_pair_from_response(response.json())
 
-    def _call(self, method: str, path: str, operation: str, *, once: bool = False,
+    def _call(self, method: str, path: str, operation: str, *, idempotent: bool = True,
               **kwargs: Any) -> httpx.Response:
         return self.server_clock.read(authorized_request(self.remote, self.oauth, method, path,
-                                                         operation=operation, once=once, **kwargs))
+                                                         operation=operation,
+                                                         idempotent=idempotent, **kwargs))
 
     def _properties(self) -> list[str]:
         names = {*self.context.field_names, *self.options.phone_properties, "lastmodifieddate"}
@@ -331,7 +332,7 @@ class HubSpotConnector:
             return WriteResult(call.session_id, False, error=str(exc), retriable=False)
         self.ledger.sending(call.session_id)
         try:
-            response = self._call("POST", "/crm/v3/objects/calls", "log call", once=True,
+            response = self._call("POST", "/crm/v3/objects/calls", "log call", idempotent=False,
                                   json=call_request(call, self.options.call_key_property))
         except (InvalidRequest, NotFound) as exc:
             self.ledger.forget(call.session_id)

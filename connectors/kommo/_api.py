@@ -9,7 +9,6 @@ Lists answer ``204 No Content`` when empty.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -91,11 +90,10 @@ class KommoApi:
 
     def request(self, method: str, path: str, *, operation: str, idempotent: bool = True,
                 **kwargs: Any) -> httpx.Response:
-        retry = None if idempotent else replace(self.remote.retry, retry_ambiguous=False)
 
         def send(token: str) -> httpx.Response:
             return self.remote.request(method, path, operation=operation, headers=bearer(token),
-                                       retry=retry, **kwargs)
+                                       idempotent=idempotent, **kwargs)
 
         if self.oauth is not None:
             return self.oauth.call(send)

@@ -72,10 +72,11 @@ class PipedriveConnector:
             data={"grant_type": "refresh_token", "refresh_token": refresh_token})
         return token_pair_from_response(response.json())
 
-    def _call(self, method: str, path: str, operation: str, *, once: bool = False,
+    def _call(self, method: str, path: str, operation: str, *, idempotent: bool = True,
               **kwargs: Any) -> httpx.Response:
         return self.server_clock.read(authorized_request(self.remote, self.oauth, method, path,
-                                                         operation=operation, once=once, **kwargs))
+                                                         operation=operation,
+                                                         idempotent=idempotent, **kwargs))
 
     def _contact(self, p: dict[str, Any]) -> Contact:
         custom = p.get("custom_fields") or {}
@@ -201,7 +202,7 @@ class PipedriveConnector:
                 response = self._call("PATCH", f"/api/v2/persons/{target}", "update person", json=body)
             else:
                 self.creates_ledger.sending(w.key)
-                response = self._call("POST", "/api/v2/persons", "create person", once=True, json=body)
+                response = self._call("POST", "/api/v2/persons", "create person", idempotent=False, json=body)
         except (InvalidRequest, NotFound) as exc:
             if w.id is None and target is None:
                 self.creates_ledger.forget(w.key)
@@ -291,7 +292,7 @@ class PipedriveConnector:
             return WriteResult(call.session_id, False, error=str(exc), retriable=False)
         self.calls_ledger.sending(call.session_id)
         try:
-            response = self._call("POST", "/v1/callLogs", "log call", once=True, json=body)
+            response = self._call("POST", "/v1/callLogs", "log call", idempotent=False, json=body)
         except (InvalidRequest, NotFound) as exc:
             self.calls_ledger.forget(call.session_id)
             return WriteResult(call.session_id, False, error=exc.message, retriable=False)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from ..config import Config
 from ..connector import CapableConnector, ConnectorContext, CrmConnector, VendorLimits, load_connector
 from ..errors import ConfigError
-from ..http import NO_RETRY, RemoteSystem
+from ..http import RemoteSystem
 from ..store import StoreBudget, StoreJournal, open_store, sqlite_path
 from ..store.accounting import drop_leases, lease_holders
 from ..store import outbox as outbox_sql
@@ -103,16 +103,12 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
                                  "crm": crm_budget}, **kwargs)
     journal = StoreJournal(store)
     closers: list[Callable[[], None]] = []
-    okitoki_once: OkitokiClient | None = None
     try:
         if okitoki is None:
             from ..okitoki.client import OkitokiClient
             okitoki = OkitokiClient.from_config(config.okitoki, budget=budget, journal=journal,
                                                 transport=okitoki_transport)
             closers.append(okitoki.close)
-            okitoki_once = OkitokiClient.from_config(config.okitoki, budget=budget, journal=journal,
-                                                     transport=okitoki_transport, retry=NO_RETRY)
-            closers.append(okitoki_once.close)
         if crm is None:
             options = connector_options(cls, config.crm.options)
 
@@ -137,7 +133,7 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
         store.close()
         raise
     # The engine calls a connector's optional methods only when its capabilities declare them.
-    ctx = Context(config=config, store=store, crm=cast(CapableConnector, crm), okitoki=okitoki, okitoki_once=okitoki_once or okitoki,
+    ctx = Context(config=config, store=store, crm=cast(CapableConnector, crm), okitoki=okitoki,
                   budget=budget,
                   instance_id=instance_id or config.daemon.instance_id
                   or f"{socket.gethostname()}:{os.getpid()}", **kwargs)

@@ -15,13 +15,15 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
+from ..apirecords import about
 from ..errors import InvalidRecord, TransientError
 from ..model import ContactWrite
 from ..store.tables import CallRow
 from .callrecord import call_from_payload
 from .context import BASE, LINK, OUTBOX, PHONE, Context, chunks
 from .effects import CallLogged, Seen
-from .push import Done, Later
+from .journalids import rows_records
+from .results import Done, Later, write_error
 
 __all__ = ["log_calls", "update_calls", "statuses", "is_forward"]
 
@@ -51,22 +53,25 @@ def _owner(ctx: Context, link_id: int | None, phone: str | None) -> tuple[int | 
     return None, None
 
 
-def _contact_for_unknown(ctx: Context, phone: str, key: str) -> str:
+def _contact_for_unknown(ctx: Context, phone: str, key: str) -> str | None:
     """``unknown_numbers = "create_contact"``: the CRM contact with this number, made if needed."""
     found = ctx.crm.find_by_phone(phone)
     if found:
         return found[0].id
     res = ctx.crm.upsert_contacts([ContactWrite(key=f"callcontact:{phone}", id=None, phones=(phone,))])[0]
-    if not res.ok:
-        raise (TransientError(res.error or "refused", system="crm", operation="upsert_contacts")
-               if res.retriable else InvalidRecord(f"CRM refused a contact for {phone}: {res.error}"))
+    error = write_error(res, system="crm", operation="upsert_contacts",
+                        refused=f"CRM refused a contact for {phone}")
+    if error is not None:
+        raise error
     return res.id
 
 
 def log_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     out: dict[int, Any] = {}
     ready: list[tuple[Any, Any]] = []
+    rids = rows_records(ctx, rows)
     for r in rows:
+        about(rids[r.id])
         p = r.payload or {}
         call = call_from_payload(p["call"])
         lid, crm_id = _owner(ctx, r.link_id, p.get("phone"))
@@ -83,18 +88,14 @@ def log_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         ready.append((r, replace(call, contact_id=crm_id)))
     size = max(1, getattr(ctx.crm_capabilities, "calls_batch_size", 50) or 50)
     for chunk in chunks(ready, size):
+        about(*(rids[r.id] for r, _ in chunk))
         results = ctx.crm.log_calls([c for _, c in chunk])
         by_key = {res.key: res for res in results}
         for r, call in chunk:
-            res = by_key.get(call.session_id)
-            if res is None:
-                out[r.id] = TransientError("no result for this call", system="crm", operation="log_calls")
-            elif res.ok:
-                out[r.id] = Done(CallLogged(call.session_id, res.id))
-            elif res.retriable:
-                out[r.id] = TransientError(res.error or "refused", system="crm", operation="log_calls")
-            else:
-                out[r.id] = InvalidRecord(f"CRM refused call {call.session_id}: {res.error}")
+            sid = call.session_id
+            out[r.id] = write_error(by_key.get(sid), system="crm", operation="log_calls",
+                                    refused=f"CRM refused call {sid}") or \
+                Done(CallLogged(sid, by_key[sid].id))
     return out
 
 
@@ -129,21 +130,17 @@ def update_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             ready.append((r, replace(call_from_payload(p["call"]), contact_id=crm_id)))
     activity_ids = {sid: c.crm_activity_id for sid, c in calls.items() if c.crm_activity_id}
     size = max(1, getattr(ctx.crm_capabilities, "calls_batch_size", 50) or 50)
+    rids = rows_records(ctx, [r for r, _ in ready])
     for chunk in chunks(ready, size):
+        about(*(rids[r.id] for r, _ in chunk))
         calls_ = [c for _, c in chunk]
         results = ctx.crm.update_calls(calls_, {c.session_id: activity_ids[c.session_id]
                                                 for c in calls_ if c.session_id in activity_ids})
         by_key = {res.key: res for res in results}
         for r, call in chunk:
-            res = by_key.get(call.session_id)
-            if res is None:
-                out[r.id] = TransientError("no result for this call", system="crm", operation="update_calls")
-            elif res.ok:
-                out[r.id] = Done()
-            elif res.retriable:
-                out[r.id] = TransientError(res.error or "refused", system="crm", operation="update_calls")
-            else:
-                out[r.id] = InvalidRecord(f"CRM refused the update of call {call.session_id}: {res.error}")
+            sid = call.session_id
+            out[r.id] = write_error(by_key.get(sid), system="crm", operation="update_calls",
+                                    refused=f"CRM refused the update of call {sid}") or Done()
     return out
 
 
@@ -159,7 +156,7 @@ def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     for r in rows:
         p = r.payload or {}
         lid, crm_id = _owner(ctx, r.link_id, p.get("phone"))
-        if crm_id is None or crm_name is None:
+        if crm_id is None or crm_name is None or lid is None:   # lid is set with crm_id
             out[r.id] = Done(note="no CRM contact or no status field") if crm_name is None or \
                 r.attempts > 4 else Later(ctx.now() + WAIT, "waiting for the CRM contact")
             continue
@@ -172,13 +169,12 @@ def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         planned[lid] = p["status"]   # a later outcome in this batch must beat this one too
         writes.append((r, lid, p["status"], ContactWrite(r.idem_key, crm_id, {crm_name: p["status"]})))
     size = max(1, getattr(ctx.crm_capabilities, "write_batch_size", 50) or 50)
+    rids = rows_records(ctx, [r for r, *_ in writes])
     for chunk in chunks(writes, size):
+        about(*(rids[r.id] for r, *_ in chunk))
         results = ctx.crm.upsert_contacts([w for *_, w in chunk])
         for (r, lid, status, _), res in zip(chunk, results):
-            if res.ok:
-                out[r.id] = Done(Seen(lid, "crm", {field: status}, written_at=ctx.now()))
-            elif res.retriable:
-                out[r.id] = TransientError(res.error or "refused", system="crm", operation="upsert_contacts")
-            else:
-                out[r.id] = InvalidRecord(f"CRM refused status {status!r}: {res.error}")
+            out[r.id] = write_error(res, system="crm", operation="upsert_contacts",
+                                    refused=f"CRM refused status {status!r}") or \
+                Done(Seen(lid, "crm", {field: status}, written_at=ctx.now()))
     return out

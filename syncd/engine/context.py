@@ -52,18 +52,12 @@ class Context:
     dry_run: bool = False
     planned: list[Change] = field(default_factory=list)   # dry-run: what push would do
     stop: StopSignal | None = None        # set when the daemon stops the running push
-    # The Oki-Toki client for writes that are not idempotent (creates): no HTTP-level retry,
-    # so a timeout after sending is retried by the outbox, which looks before it creates.
-    # None (the default) means ``okitoki`` (set in __post_init__).
-    okitoki_once: OkitokiClient = None  # type: ignore[assignment]
     heartbeat: Callable[[str], None] | None = None   # (stream): a long job committed a batch
     latency_listener: Callable[[str, float], None] | None = None   # (flow, seconds): settled
     mapping: Mapping = field(init=False)
 
     def __post_init__(self) -> None:
         self.mapping = Mapping(self.config)
-        if self.okitoki_once is None:
-            self.okitoki_once = self.okitoki
 
     def now(self) -> datetime:
         return self.clock()

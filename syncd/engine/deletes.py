@@ -14,10 +14,11 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, or_, update
 
+from ..apirecords import about, record_ids
 from ..errors import InvalidRecord, TransientError
 from ..store.tables import MergeCandidate
 from .context import LINK, OUTBOX, PHONE, Context, chunks
-from .push import Done
+from .results import Done, write_error
 
 __all__ = ["retire_links", "crm_deletes"]
 
@@ -56,13 +57,10 @@ def crm_deletes(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     out: dict[int, Any] = {}
     size = max(1, ctx.crm_capabilities.write_batch_size or 50)
     for chunk in chunks(rows, size):
+        about(*(record_ids(crm=(r.payload or {}).get("id"), link=r.link_id) for r in chunk))
         results = ctx.crm.delete_contacts([str((r.payload or {}).get("id")) for r in chunk])
         for r, res in zip(chunk, results):
-            if res.ok:
-                out[r.id] = Done(note="deleted")
-            elif res.retriable:
-                out[r.id] = TransientError(res.error or "refused", system="crm",
-                                           operation="delete_contacts")
-            else:
-                out[r.id] = InvalidRecord(f"CRM refused the delete: {res.error}", record_id=res.key)
+            out[r.id] = write_error(res, system="crm", operation="delete_contacts",
+                                    refused="CRM refused the delete", record_id=res.key) or \
+                Done(note="deleted")
     return out

@@ -17,12 +17,14 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from ..apirecords import about
 from ..model import CallOutcome, Call
 from ..store.outbox import enqueue
 from .context import BASE, LINK, Context
+from .journalids import rows_records
 from .mapping import DNC, PHONES
 from .outbox import Lane
-from .push import Done
+from .results import Done
 from .reconcile import LISTED
 
 __all__ = ["check_ops", "dnc_checks"]
@@ -45,11 +47,13 @@ def dnc_checks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     with ctx.store.begin() as conn:
         agreed = {r.link_id: (r.agreed or {}) for r in conn.execute(
             select(BASE.c.link_id, BASE.c.agreed).where(BASE.c.link_id.in_([r.link_id for r in rows])))}
+    rids = rows_records(ctx, rows)
     for r in rows:
         p = r.payload or {}
         if agreed.get(r.link_id, {}).get(DNC):
             out[r.id] = Done(note="already on do-not-call")
             continue
+        about(rids[r.id])
         if not ctx.okitoki.list_check(p["list_id"], p["phone"]):
             out[r.id] = Done(note="not on the blacklist")
             continue

@@ -13,10 +13,11 @@ from typing import Any, Sequence
 import structlog
 from sqlalchemy import Connection, and_, bindparam, delete, select, update
 
-from ..store.outbox import insert_ignore
+from ..store.outbox import enqueue, insert_ignore
 from ..store.tables import CallRow, MergeCandidate, TaskRow
 from .context import BASE, DIRTY, LINK, OUTBOX, PHONE, mark_dirty, update_many
 from .mapping import PHONES
+from .outbox import Lane
 
 __all__ = ["Seen", "TaskSettled", "CallLogged", "apply_effects"]
 
@@ -130,8 +131,6 @@ class TaskSettled:
 def _queue_orphans(conn: Connection, created: Sequence[TaskSettled], now: datetime) -> None:
     """Tasks created for a generation the link has since left (the contact stopped matching
     while the create was in flight): queue their removal by id."""
-    from ..store.outbox import enqueue
-    from .outbox import Lane
     links = sorted({t.link_id for t in created})
     rows = {(r.link_id, r.dialer_id): r for r in conn.execute(
         select(TASK.c.link_id, TASK.c.dialer_id, TASK.c.generation, TASK.c.state)

@@ -1,8 +1,9 @@
 """What each outbox operation does remotely, and the effect it records when it succeeded.
 
 Handlers get a group of claimed rows of one (target, operation) and return, per row id,
-:class:`~syncd.engine.push.Done` (with an effect run in the settling transaction),
-:class:`~syncd.engine.push.Later`, or the exception that row failed with.
+a :data:`~syncd.engine.results.RowResult`: :class:`~syncd.engine.results.Done` (with an
+effect run in the settling transaction), :class:`~syncd.engine.results.Later`, or the
+exception that row failed with. :data:`HANDLERS` is the table the push is given.
 Batch endpoints are used wherever the remote has them (tasks per dialer, list values,
 CRM upserts and call logs), because Oki-Toki requests cost money.
 """
@@ -14,16 +15,20 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
-from ..errors import InvalidRecord, InvalidRequest, TransientError
+from ..apirecords import about
+from ..errors import InvalidRecord, InvalidRequest
 from ..phones import normalize_many
 from ..model import ContactWrite, TaskSpec
 from ..store.tables import TaskRow
+from .callwrites import log_calls, statuses, update_calls
 from .context import BASE, LINK, OUTBOX, Context, chunks
 from .deletes import crm_deletes
 from .dncback import dnc_checks
 from .effects import Seen, TaskSettled
+from .journalids import rows_records
 from .mapping import PHONES, Side
-from .push import Done, Later
+from .reconcile import add_key
+from .results import Done, Handlers, Later, write_error
 
 __all__ = ["HANDLERS"]
 
@@ -56,6 +61,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     bases = _bases(ctx, [r.link_id for r in rows])
     retried = [r for r in rows if r.operation == "contact_create" and r.attempts > 1]
     made = _okitoki_made_since(ctx, retried) if retried else {}
+    rids = rows_records(ctx, rows)
     for r in rows:
         if ctx.stopping():
             break                      # one request per row: do not hold up a shutdown
@@ -63,6 +69,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         if link is None or link.tombstone:
             out[r.id] = Done(note="link gone" if link is None else "link retired")
             continue
+        about(rids[r.id])
         try:
             if r.operation == "contact_create":
                 linked = _okitoki_id_now(ctx, r.link_id)   # a pull may have linked it meanwhile
@@ -72,7 +79,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 values = _create_values(ctx, r, bases.get(r.link_id), "okitoki")
                 found = _adoptable(ctx, r.link_id, values, made) if r.attempts > 1 else None
                 fields, phones = ctx.mapping.to_side("okitoki", values)
-                new_id = found or ctx.okitoki_once.upsert_contact(
+                new_id = found or ctx.okitoki.upsert_contact(
                     ContactWrite(key=r.idem_key, id=None, fields=fields, phones=phones))
                 out[r.id] = Done(Seen(r.link_id, "okitoki", values, new_id=new_id, written_at=ctx.now()))
             else:
@@ -132,6 +139,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     links = _links(ctx, [r.link_id for r in rows])
     bases = _bases(ctx, [r.link_id for r in rows])
     writes: list[tuple[Any, ContactWrite, dict[str, Any], bool]] = []
+    rids = rows_records(ctx, rows)
     for r in rows:
         link = links.get(r.link_id)
         if link is None or link.tombstone:
@@ -147,6 +155,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             if r.attempts > 1 and values.get(PHONES):
                 # an earlier try may have made it: adopt a live contact with the number that
                 # no other link holds
+                about(rids[r.id])
                 ids = [c.id for c in ctx.crm.find_by_phone(values[PHONES][0]) if not c.deleted]
                 with ctx.store.begin() as conn:
                     taken = {cid: lid for cid, lid in conn.execute(
@@ -166,20 +175,14 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             writes.append((r, ContactWrite(r.idem_key, link.crm_id, fields, phones), values, False))
     size = max(1, getattr(ctx.crm_capabilities, "write_batch_size", 50) or 50)
     for chunk in chunks(writes, size):
+        about(*(rids[r.id] for r, *_ in chunk))
         results = ctx.crm.upsert_contacts([w for _, w, _, _ in chunk])
         for (r, w, values, create), res in zip(chunk, results):
-            if res.ok:
-                out[r.id] = Done(Seen(r.link_id, "crm", values, new_id=res.id if create else None,
-                                 written_at=ctx.now()))
-            elif res.retriable:
-                out[r.id] = _retriable(res.error or "refused", "crm")
-            else:
-                out[r.id] = InvalidRecord(f"CRM refused the record: {res.error}", record_id=w.id)
+            out[r.id] = write_error(res, system="crm", operation="upsert_contacts",
+                                    refused="CRM refused the record", record_id=w.id) or \
+                Done(Seen(r.link_id, "crm", values, new_id=res.id if create else None,
+                          written_at=ctx.now()))
     return out
-
-
-def _retriable(message: str, system: str) -> Exception:
-    return TransientError(message, system=system, operation="upsert_contacts")
 
 
 # -- dialer tasks -----------------------------------------------------------------------------
@@ -189,6 +192,7 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     links = _links(ctx, [r.link_id for r in rows])
     by_dialer: dict[str, list[tuple[Any, TaskSpec]]] = {}
     blocked = _earlier_generations(ctx, rows)
+    rids = rows_records(ctx, rows)
     for r in rows:
         p = r.payload or {}
         link = links.get(r.link_id)
@@ -208,20 +212,23 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             # take back what it may have made (one request per row, only after a crash).
             for r, spec in chunk:
                 if r.attempts > 1:
+                    about(rids[r.id])
                     ctx.okitoki.remove_task(dialer, phones=list(spec.phones))
+            about(*(rids[r.id] for r, _ in chunk))
             try:
                 if len(chunk) == 1:
-                    ids = [ctx.okitoki_once.create_task(chunk[0][1])]
+                    ids = [ctx.okitoki.create_task(chunk[0][1])]
                 else:
-                    ids = ctx.okitoki_once.add_tasks(dialer, [s for _, s in chunk])
+                    ids = ctx.okitoki.add_tasks(dialer, [s for _, s in chunk])
             except (InvalidRecord, InvalidRequest) as exc:
                 # One bad task refuses the whole bulk request: find it, one request per task.
                 if len(chunk) == 1:
                     out[chunk[0][0].id] = exc
                     continue
                 for r, spec in chunk:   # find the bad one(s): one request each
+                    about(rids[r.id])
                     try:
-                        tid = ctx.okitoki_once.create_task(spec)
+                        tid = ctx.okitoki.create_task(spec)
                         out[r.id] = Done(TaskSettled(r.link_id, dialer, r.payload["generation"], "active", tid))
                     except Exception as one:  # noqa: BLE001
                         out[r.id] = one
@@ -269,11 +276,12 @@ def remove_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     could miss a task the create makes a moment later). A task created for a generation the
     link has moved past is removed by id (an orphan row queued by the create's effect).
     """
-    from .reconcile import add_key
     out: dict[int, Any] = {}
+    rids = rows_records(ctx, rows)
     for r in rows:
         if ctx.stopping():
             break
+        about(rids[r.id])
         p = r.payload or {}
         dialer, gen = p["dialer_id"], p.get("generation", 0)
         settled = TaskSettled(r.link_id, dialer, gen, "removed")
@@ -291,11 +299,11 @@ def remove_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 out[r.id] = Later(ctx.now() + WAIT, "waiting for the task's create to settle")
                 continue
             mine = task is not None and task.generation == gen
-            if mine and task.task_id:
+            if mine and task is not None and task.task_id:
                 ctx.okitoki.remove_task(dialer, task_id=task.task_id)
             elif add is None or add.status == "dead":
                 # the create may have reached Oki-Toki before it failed: remove by number
-                phones = p.get("phones") or (list(task.phones or []) if mine else [])
+                phones = p.get("phones") or (list(task.phones or []) if mine and task is not None else [])
                 if phones:
                     ctx.okitoki.remove_task(dialer, phones=phones)
             elif not mine:
@@ -314,7 +322,9 @@ def dnc(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     for r in rows:
         by_list.setdefault(str((r.payload or {}).get("list_id")), []).append(r)
     out: dict[int, Any] = {}
+    rids = rows_records(ctx, rows)
     for list_id, group in by_list.items():
+        about(*(rids[r.id] for r in group))
         phones = sorted({p for r in group for p in (r.payload or {}).get("phones") or []})
         call = ctx.okitoki.list_add if group[0].operation == "dnc_add" else ctx.okitoki.list_remove
         try:
@@ -325,24 +335,9 @@ def dnc(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     return out
 
 
-# -- calls and statuses -----------------------------------------------------------------------
+# -- the table the push is given (calls and statuses: callwrites.py) --------------------------
 
-def log_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
-    from .callwrites import log_calls as impl
-    return impl(ctx, rows)
-
-
-def update_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
-    from .callwrites import update_calls as impl
-    return impl(ctx, rows)
-
-
-def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:
-    from .callwrites import statuses as impl
-    return impl(ctx, rows)
-
-
-HANDLERS = {
+HANDLERS: Handlers = {
     ("okitoki", "contact_create"): okitoki_contacts,
     ("okitoki", "contact_update"): okitoki_contacts,
     ("crm", "contact_create"): crm_contacts,

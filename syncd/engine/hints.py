@@ -24,6 +24,7 @@ from typing import Iterable
 import structlog
 from sqlalchemy import and_, select
 
+from ..apirecords import for_records, record_ids
 from ..model import Contact
 from .context import LINK, Context, chunks
 from .ingest import record_contacts
@@ -87,7 +88,8 @@ def read_hinted_contacts(ctx: Context, ids: list[str]) -> Counter[str]:
     size = ctx.crm_capabilities.read_batch_size or 100
     for part in chunks(sorted(set(ids)), size):
         fetched_at = ctx.now()
-        found = ctx.crm.fetch_contacts(part)
+        with for_records(record_ids(crm=i) for i in part):
+            found = ctx.crm.fetch_contacts(part)
         present = {c.id for c in found}
         absent = [i for i in part if i not in present]
         with ctx.store.begin() as conn:

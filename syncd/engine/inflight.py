@@ -112,12 +112,14 @@ def run_group(ctx: Context, handler: Callable[[Context, Rows], dict[int, Any]], 
     partitions at once on ``pool`` (sequentially without one)."""
     split = SPLITS.get((target, operation))
     ways = ctx.in_flight(target)
+    # a handler runs in a context of its own: the records it binds for the journal
+    # (syncd.apirecords.about) end with it
     if split is None or pool is None or ways <= 1 or len(rows) <= 1:
-        return handler(ctx, rows)
+        return contextvars.copy_context().run(handler, ctx, rows)
     key, unit = split
     parts = partition(rows, ways=ways, unit=unit(ctx), key=key)
     if len(parts) <= 1:
-        return handler(ctx, rows)
+        return contextvars.copy_context().run(handler, ctx, rows)
     halt = _Halt(ctx.stop)
     sub = copy.copy(ctx)
     sub.stop = halt

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
 from typing import Any
 
+from ..backoff import backoff_seconds
 from ..errors import (BudgetExhausted, FatalRemoteError, InvalidRecord, InvalidRequest,
                       RemoteError, Throttled)
 
@@ -57,8 +57,9 @@ class Backoff:
     max_attempts: int = 10
 
     def delay(self, attempts: int) -> timedelta:
-        raw = min(self.cap, self.base * self.factor ** max(0, attempts))
-        return timedelta(seconds=raw * (1 + random.uniform(0, self.jitter)))
+        """The wait after a row's ``attempts``-th failed try (0: the first)."""
+        return timedelta(seconds=backoff_seconds(attempts, base=self.base, cap=self.cap,
+                                                 factor=self.factor, jitter=self.jitter))
 
 
 @dataclass(frozen=True)

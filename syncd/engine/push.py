@@ -12,9 +12,8 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 
@@ -27,29 +26,13 @@ from . import latency
 from .effects import apply_effects
 from .inflight import run_group
 from .outbox import LANE_SYSTEMS, LOW_BUDGET_SHARE, URGENT_LANES, Lane, classify
+from .results import Done, Handler, Handlers, Later, RowResult
 
-__all__ = ["push", "Done", "Later", "paused_lanes"]
+__all__ = ["push", "paused_lanes"]
 
 log = structlog.get_logger()
 BULK_TASKS = 1000                   # the bulk import endpoint takes up to 1000 tasks
 CLAIM_HOLD = timedelta(minutes=2)   # a batch is sized to finish well within this (see _batch_size)
-
-
-@dataclass
-class Done:
-    effect: Any = None   # an effects.* object, or a callable(conn); runs when the row settles
-    note: str = ""
-
-
-@dataclass
-class Later:
-    """Not an error: the row waits (e.g. for its contact's link) and is tried again at ``at``."""
-
-    at: datetime
-    reason: str
-
-
-Handler = Callable[[Context, list[Any]], dict[int, Any]]
 
 
 def paused_lanes(ctx: Context) -> dict[Lane, str]:
@@ -93,9 +76,11 @@ def _pools(ctx: Context, stack: ExitStack) -> dict[str, ThreadPoolExecutor]:
     return pools
 
 
-def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100) -> tuple[Counter[str], list[str]]:
+def push(ctx: Context, stop: threading.Event | None = None, *, handlers: Handlers,
+         batch: int = 100) -> tuple[Counter[str], list[str]]:
     """Drain due outbox rows lane by lane until empty or ``stop`` is set; (counts, errors).
 
+    ``handlers``: what each (target, operation) does remotely (:data:`.handlers.HANDLERS`).
     Within a claimed batch, the requests of each group run up to ``max_in_flight`` at once
     per remote system (:mod:`.inflight`); groups, batches and lanes still go one after another.
     """
@@ -108,7 +93,7 @@ def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100)
         counts[f"paused_{lane.name.lower()}"] = 1
         log.warning("lane_paused", lane=lane.name.lower(), reason=why)
     with ExitStack() as stack:
-        fatal = _drain(ctx, stop, counts, errors, paused, _pools(ctx, stack), batch)
+        fatal = _drain(ctx, stop, counts, errors, paused, _pools(ctx, stack), batch, handlers)
     if fatal is not None:
         raise fatal
     return counts, errors
@@ -116,9 +101,7 @@ def push(ctx: Context, stop: threading.Event | None = None, *, batch: int = 100)
 
 def _drain(ctx: Context, stop: threading.Event, counts: Counter[str], errors: list[str],
            paused: dict[Lane, str], pools: dict[str, ThreadPoolExecutor],
-           batch: int) -> FatalRemoteError | None:
-    from .handlers import HANDLERS
-
+           batch: int, handlers: Handlers) -> FatalRemoteError | None:
     stopped_systems: set[str] = set()
     fatal: FatalRemoteError | None = None
     for lane in Lane:
@@ -148,14 +131,14 @@ def _drain(ctx: Context, stop: threading.Event, counts: Counter[str], errors: li
             groups: dict[tuple[str, str], list[Any]] = {}
             for r in rows:
                 groups.setdefault((r.target, r.operation), []).append(r)
-            outcomes: dict[int, Any] = {}
+            outcomes: dict[int, RowResult] = {}
             for (target, operation), group in groups.items():
                 if stop.is_set() or target in stopped_systems:
                     break
                 if ctx.dry_run:
                     outcomes.update(_plan(ctx, group))
                     continue
-                handler: Handler | None = HANDLERS.get((target, operation))
+                handler: Handler | None = handlers.get((target, operation))
                 if handler is None:
                     outcomes.update({r.id: ValueError(f"no handler for {target} {operation}") for r in group})
                     continue
@@ -175,7 +158,7 @@ def _drain(ctx: Context, stop: threading.Event, counts: Counter[str], errors: li
     return fatal
 
 
-def _plan(ctx: Context, group: list[Any]) -> dict[int, Any]:
+def _plan(ctx: Context, group: list[Any]) -> dict[int, RowResult]:
     for r in group:
         payload = r.payload or {}
         ctx.planned.append(Change(target=r.target, operation=r.operation,
@@ -186,7 +169,7 @@ def _plan(ctx: Context, group: list[Any]) -> dict[int, Any]:
     return {r.id: Done(note="planned") for r in group}
 
 
-def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, Any], counts: Counter[str],
+def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, RowResult], counts: Counter[str],
             errors: list[str]) -> BaseException | None:
     now = ctx.now()
     stop_exc: BaseException | None = None
@@ -221,7 +204,7 @@ def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, Any], counts: Cou
                 log.warning("dead_letter", target=r.target, operation=r.operation, key=r.idem_key,
                             reason=reason)
             else:
-                sql.mark_retry(conn, r.id, error=reason, at=verdict.at, now=now,
+                sql.mark_retry(conn, r.id, error=reason, at=verdict.at or now, now=now,
                                count_attempt=verdict.count_attempt)
                 counts["retry"] += 1
             errors.append(f"{r.target} {r.operation} {r.idem_key}: {reason}")

@@ -22,6 +22,7 @@ from . import capture, cursors, guard, latency
 from .calls import CRM_CAUGHT_UP, HintFetches, pull_calls
 from .hints import CallRetries, read_hinted_contacts
 from .context import OUTBOX, Context
+from .handlers import HANDLERS
 from .ingest import record_contacts
 from .push import push as drain
 from .reconcile import reconcile
@@ -293,7 +294,7 @@ class Syncer:
                 if not self.ctx.dry_run:
                     counts.update(guard.check(self.ctx))   # floods are held, the rest flows
             planned_before = len(self.ctx.planned)
-            pushed, errors = drain(self.ctx, stop)
+            pushed, errors = drain(self.ctx, stop, handlers=HANDLERS)
             counts.update(pushed)
             rep.counts, rep.errors = dict(counts), errors
             rep.changes = list(self.ctx.planned[planned_before:])

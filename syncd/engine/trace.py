@@ -4,29 +4,30 @@
 and Oki-Toki last showed it and the value both agreed on; every ``[[dialer]]`` rule with the
 reason it matches or not; the dialer tasks; and, in time order, what syncd queued and did for
 it (task creates and removals, contact writes, status changes, do-not-call), the calls logged,
-conflicts, dead letters and holds.
+conflicts, dead letters and holds, and the API requests made for it (the journal rows naming
+its CRM or Oki-Toki id, or one of its calls' session ids).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import String, and_, literal, or_, select
 
 from ..config import Config
 from ..errors import InvalidRecord
 from ..phones import normalize
 from ..store import Store
-from ..store.tables import CallRow, Conflict, MergeCandidate, TaskRow
+from ..store.tables import ApiCall, CallRow, Conflict, MergeCandidate, TaskRow
 from .context import BASE, LINK, OUTBOX, PHONE
 from .mapping import DNC, PHONES
 from .rules import unmet
 
 __all__ = ["trace", "find_links", "render_trace"]
 
-TASK, CALL, CONFLICT, CANDIDATE = (TaskRow.__table__, CallRow.__table__, Conflict.__table__,
-                                   MergeCandidate.__table__)
+TASK, CALL, CONFLICT, CANDIDATE, API = (TaskRow.__table__, CallRow.__table__, Conflict.__table__,
+                                        MergeCandidate.__table__, ApiCall.__table__)
 MAX_EVENTS = 500
 
 
@@ -83,8 +84,26 @@ def _events(conn: Any, link: Any) -> list[dict[str, Any]]:
         events.append({"at": _iso(r.at), "kind": "conflict", "field": r.field, "base": r.base,
                        "crm": r.crm_value, "okitoki": r.okitoki_value, "rule": r.rule,
                        "winner": r.winner, "status": "resolved" if r.resolved else "open"})
+    events += _api_calls(conn, link)
     events.sort(key=lambda e: (e["at"] or "", e["kind"]))
     return events
+
+
+def _api_calls(conn: Any, link: Any) -> list[dict[str, Any]]:
+    """The journal's requests for this link: those naming its ids or its calls' sessions, made
+    since the link exists (the time index keeps the scan to that stretch of the journal)."""
+    ids = [f"link:{link.id}"] + [f"{side}:{ident}" for side, ident in
+                                 (("crm", link.crm_id), ("okitoki", link.okitoki_id)) if ident]
+    ids += [f"session:{sid}" for (sid,) in conn.execute(
+        select(CALL.c.session_id).where(CALL.c.link_id == link.id).limit(MAX_EVENTS))]
+    wrapped = literal(",", String) + API.c.records + literal(",", String)
+    cond = or_(*(wrapped.contains(f",{i},", autoescape=True) for i in ids))
+    since = [API.c.at >= link.created_at - timedelta(minutes=5)] if link.created_at else []
+    rows = conn.execute(select(API).where(and_(API.c.records.is_not(None), cond, *since))
+                        .order_by(API.c.at.desc(), API.c.id.desc()).limit(MAX_EVENTS))
+    return [{"at": _iso(r.at), "kind": "api", "operation": r.operation, "system": r.system,
+             "method": r.method, "status": r.status, "attempt": r.attempt,
+             "duration_ms": r.duration_ms, "error": r.error} for r in reversed(rows.all())]
 
 
 def _payload_summary(payload: Any) -> dict[str, Any]:
@@ -126,7 +145,8 @@ def trace(store: Store, config: Config, who: str) -> dict[str, Any]:
                            "at": _iso(r.at)} for r in conn.execute(select(CANDIDATE).where(and_(
                                CANDIDATE.c.side == side, CANDIDATE.c.record_id == ident)))]
     return {"looked_up": looked_up, "contacts": stories, "merge_candidates": candidates,
-            "note": "API requests are journaled per operation, not per record: see `syncd journal`"}
+            "note": "API requests are listed by the records they were for; a bulk request names its "
+                    "first 50 records only (`syncd journal` shows every request)"}
 
 
 def render_trace(report: dict[str, Any]) -> str:

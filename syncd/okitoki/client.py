@@ -8,15 +8,16 @@ and is registered as a secret, so it never shows in logs, errors or the journal.
 Thread-safe: the client keeps no mutable state; many jobs may share one instance.
 Idempotency: reads, updates and ``list_*`` are safe to repeat and are retried on any transient
 failure. ``create_task``, ``add_tasks`` and ``upsert_contact`` without ``contact_id`` create a
-new record each time they succeed, so they are retried only when the failure proves nothing
-was done (429, no connection); after a timeout, 5xx or garbled answer they raise
-``TransientError`` at once and the caller (the outbox) looks up before sending again.
+new record each time they succeed (endpoints marked ``idempotent = false`` in the profile),
+so they go out with ``RemoteSystem.request(idempotent=False)``: retried in place only when the
+failure proves nothing was done (429 or another throttling answer, no connection made); after
+a timeout, 5xx or garbled answer they raise ``TransientError`` at once and the caller (the
+outbox) looks up before sending again.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -150,12 +151,11 @@ class OkitokiClient:
         else:
             payload = {k: plain(v) for k, v in wire_params(endpoint, variables).items()}
             payload["api_token"] = self._token
-        where = {"params": payload} if endpoint.method == "GET" else {"data": payload}
+        where: dict[str, Any] = {"params": payload} if endpoint.method == "GET" else {"data": payload}
         log.debug("okitoki.request", operation=operation, method=endpoint.method,
                   path=endpoint.path, form=form)
-        retry = None if idempotent else replace(self.remote.retry, retry_ambiguous=False)
         response = self.remote.request(endpoint.method, endpoint.path, operation=operation,
-                                       retry=retry, **where)
+                                       idempotent=idempotent, **where)
         return body_of(response)
 
     def _field(self, body: Any, operation: str, key: str) -> Any:

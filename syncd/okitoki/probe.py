@@ -5,7 +5,8 @@ account as it was: reads with a page of one record; writes only when asked, into
 and a list named on the command line, each undone at once (a task added is removed, a value
 added to a list is taken out). Each answer is held against the profile: the HTTP status, the
 fields it lacks or has beyond the profile, the date format; every mismatch names the profile
-key to change. :func:`plan` says beforehand which requests will be made; :func:`run` never
+key to change. A paged read whose first page held a record is read again at page 2: the same
+record again means the account ignores the page number (it pages with another variable). :func:`plan` says beforehand which requests will be made; :func:`run` never
 makes more.
 """
 
@@ -31,12 +32,14 @@ if TYPE_CHECKING:
     from ..config import Config
     from .client import OkitokiClient
 
-__all__ = ["Finding", "Step", "Probe", "plan", "run", "PROBE_PHONE"]
+__all__ = ["Finding", "Step", "Probe", "plan", "run", "PROBE_PHONE", "PAGE_2"]
 
 PROBE_PHONE = "380000000000"      # a number no one answers; tasks are dated a month ahead
 # Record fields that only some records carry (a deleted contact, a recorded call).
 _OCCASIONAL = {"deleted", "record_url"}
 _QUIET = {"result", "message", "page", "per_page", "total", "status"}   # harmless extras
+PAGE_2 = " page 2"     # the unit (and step) reading a paged operation's second page
+_PAGED = ("call_log", "export_contacts")
 
 
 @dataclass
@@ -98,10 +101,12 @@ def plan(config: "Config", *, writes: bool, dialer: str | None, list_id: str | N
     """What the probe will do for ``config`` within ``cap`` requests (the rest is skipped)."""
     ops = needed(config)
     list_id = list_id or (str(config.do_not_call.list_id) if config.do_not_call.list_id else None)
-    units = [[op] for op in ("dialers", "call_log", "call_data", "export_contacts") if op in ops]
+    units: list[list[str]] = [[op] for op in ("dialers", "call_log", "call_data", "export_contacts") if op in ops]
     skipped: dict[str, str] = {}
     if "list_check" in ops:
         units.append(["list_check"])
+    # after every first read: a second page shows whether the page number is obeyed
+    units += [[op + PAGE_2] for op in _PAGED if op in ops]
     write_units = [["create_task", "remove_task"], ["add_tasks", "remove_task"], ["list_add", "list_remove"]]
     for unit in write_units:
         if unit[0] not in ops:
@@ -308,8 +313,10 @@ def _run_unit(client: "OkitokiClient", unit: list[str], ctx: dict[str, Any], now
     if op == "dialers":
         attempt("dialers", {})
     elif op == "call_log":
-        got = attempt(op, {"date_from": date(op, now - timedelta(days=1)), "date_to": date(op, now),
-                           "page": 1, "per_page": 1}, per_page=1)
+        variables = {"date_from": date(op, now - timedelta(days=1)), "date_to": date(op, now),
+                     "page": 1, "per_page": 1}
+        got = attempt(op, variables, per_page=1)
+        state[op] = (variables, got[1] if got is not None else None)
         if got is not None and isinstance(got[1], dict):
             state["session_id"] = get_path(got[1], client.endpoints[op].record.get("session_id", "session_id"))
     elif op == "call_data":
@@ -321,8 +328,12 @@ def _run_unit(client: "OkitokiClient", unit: list[str], ctx: dict[str, Any], now
             return
         attempt(op, {"session_id": state["session_id"]})
     elif op == "export_contacts":
-        attempt(op, {"updated_from": date(op, now - timedelta(days=30)), "updated_to": date(op, now),
-                     "page": 1, "per_page": 1}, per_page=1)
+        variables = {"updated_from": date(op, now - timedelta(days=30)), "updated_to": date(op, now),
+                     "page": 1, "per_page": 1}
+        got = attempt(op, variables, per_page=1)
+        state[op] = (variables, got[1] if got is not None else None)
+    elif op.endswith(PAGE_2):
+        _page_2(client, op.removesuffix(PAGE_2), state, steps)
     elif op == "list_check":
         attempt(op, {"list_id": ctx["list_id"], "value": PROBE_PHONE})
     elif op in ("create_task", "add_tasks"):
@@ -345,3 +356,36 @@ def _run_unit(client: "OkitokiClient", unit: list[str], ctx: dict[str, Any], now
         attempt(op, {"list_id": ctx["list_id"], "values": [PROBE_PHONE]})
         _undo(attempt, "list_remove", {"list_id": ctx["list_id"], "values": [PROBE_PHONE]}, steps,
               f"{PROBE_PHONE} may be left in list {ctx['list_id']}; remove it by hand")
+
+
+def _page_2(client: "OkitokiClient", op: str, state: dict[str, Any], steps: list[Step]) -> None:
+    """Read page 2 of ``op`` as page 1 was read; the record of page 1 again: paging ignored.
+
+    Only when page 1 held a record (an empty first page tells nothing, and costs nothing)."""
+    endpoint, base = client.endpoints[op], f"operations.{op}"
+    step = Step(op + PAGE_2, endpoint.method, endpoint.path)
+    steps.append(step)
+    variables, first = state.get(op, (None, None))
+    if variables is None or not isinstance(first, dict):
+        step.note = "page 1 held no record (or failed): page 2 not read, no request made"
+        return
+    try:
+        body = client._call(op, {**variables, "page": 2})
+    except BudgetExhausted as exc:
+        step.verdict, step.note = "failed", str(exc.message)
+        return
+    except RemoteError as exc:
+        step.status = exc.status
+        check_error(client, op, exc, step, {**variables, "page": 2})
+        step.verdict = verdict(step)
+        return
+    step.status = 200
+    items = get_path(body, endpoint.paging["items"]) if endpoint.paging else None
+    again = next((r for r in items if isinstance(r, dict)), None) if isinstance(items, list) else None
+    step.held = f"{len(items)} record(s)" if isinstance(items, list) else type(body).__name__
+    if again is not None and again == first:
+        page = endpoint.paging.get("page", "page")
+        step.findings.append(Finding(
+            "paging", f'paging ignored: page 2 ("{page}" = 2) answered the record of page 1 again; '
+            "the account pages with another variable", f"{base}.paging.page"))
+    step.verdict = verdict(step)

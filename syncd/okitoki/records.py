@@ -100,7 +100,8 @@ def _phones(value: Any) -> tuple[str, ...]:
 
 
 def contact_from_raw(raw: dict[str, Any], zone: tzinfo) -> Contact:
-    """An exported contact → Contact with fields ``name``, ``email``, ``tags``, ``details.<k>``."""
+    """An exported contact → Contact with fields ``name``, ``email``, ``tags``, ``details.<k>``;
+    the whole entry, unknown fields included, is kept in ``raw``."""
     fields: dict[str, Any] = {"name": raw.get("name"), "email": raw.get("email"),
                               "tags": raw.get("tags")}
     details = raw.get("details")
@@ -109,7 +110,7 @@ def contact_from_raw(raw: dict[str, Any], zone: tzinfo) -> Contact:
             fields[f"details.{key}"] = value
     return Contact(id=str(raw["id"]), fields=fields, phones=_phones(raw.get("phones")),
                    updated_at=parse_remote_time(raw.get("updated_at"), zone),
-                   deleted=bool(raw.get("deleted", False)))
+                   deleted=bool(raw.get("deleted", False)), raw=dict(raw))
 
 
 _CONTACT_FIELDS = ("name", "email", "tags")

@@ -18,7 +18,7 @@ from .query import Report
 __all__ = ["write_table", "write_csv", "write_json", "write_xlsx", "cell"]
 
 XLSX_ROWS = 1_048_576 - 1     # one header row per sheet
-_WIDTH = {"time": 26, "started_at": 26, "error": 60, "errors": 60, "counts": 40}
+_WIDTH = {"time": 26, "started_at": 26, "error": 60, "errors": 60, "counts": 40, "records": 40}
 
 
 def cell(value: Any) -> Any:

@@ -19,7 +19,8 @@ __all__ = ["Filters", "Report", "journal", "journal_grouped", "journal_hourly", 
            "history_grouped", "JOURNAL_COLUMNS", "HISTORY_COLUMNS", "GROUPS"]
 
 API, RUN = ApiCall.__table__, Run.__table__
-JOURNAL_COLUMNS = ["time", "system", "operation", "method", "status", "duration_ms", "attempt", "error"]
+JOURNAL_COLUMNS = ["time", "system", "operation", "method", "status", "duration_ms", "attempt", "records",
+                   "error"]
 HISTORY_COLUMNS = ["started_at", "job", "instance", "state", "duration_ms", "counts", "errors"]
 #: what ``--by`` may group on, per journal
 GROUPS = {"journal": ("day", "hour", "system", "operation", "status"),
@@ -89,7 +90,8 @@ def _stream(store: Store, query: Select) -> Iterator[tuple]:
 
 def journal(store: Store, f: Filters) -> Report:
     c = API.c
-    query = (select(c.at, c.system, c.operation, c.method, c.status, c.duration_ms, c.attempt, c.error)
+    query = (select(c.at, c.system, c.operation, c.method, c.status, c.duration_ms, c.attempt, c.records,
+                    c.error)
              .where(and_(true(), *_journal_where(f))).order_by(c.at, c.id))
     return Report("API call journal", list(JOURNAL_COLUMNS), _stream(store, query))
 

@@ -9,9 +9,10 @@ from typing import Callable
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 
+from ..apirecords import render
 from ..clock import Clock, utcnow
 from ..errors import BudgetExhausted
-from ..http import JournalEntry
+from ..model import JournalEntry
 from ..redact import redact
 from .database import Store
 from .outbox import insert_ignore
@@ -101,7 +102,8 @@ class StoreBudget:
 
 
 class StoreJournal:
-    """The API journal hook (:data:`syncd.http.Journal`): one row per request attempt.
+    """The API journal hook (:data:`syncd.http.Journal`): one row per request attempt, with
+    the ids of the records it was for (phone-free, see :mod:`syncd.apirecords`).
 
     Rows are buffered and written together (every ``batch`` rows, at most ``interval`` seconds
     apart, and on :meth:`flush`, which the syncer calls after each job): one commit per batch
@@ -119,7 +121,8 @@ class StoreJournal:
     def __call__(self, entry: JournalEntry) -> None:
         row = dict(at=entry.at, system=entry.system, operation=entry.operation[:64],
                    method=entry.method[:8], status=entry.status, duration_ms=entry.duration_ms,
-                   attempt=entry.attempt, error=redact(entry.error)[:1000] if entry.error else None)
+                   attempt=entry.attempt, error=redact(entry.error)[:1000] if entry.error else None,
+                   records=render(entry.records))
         for listen in self.listeners:
             try:
                 listen(entry)

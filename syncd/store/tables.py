@@ -200,6 +200,8 @@ class ApiCall(_Table, table=True):
     duration_ms: int = 0
     attempt: int = 1
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # the records the request was for: "crm:ID,okitoki:ID,session:ID,...,+N" (no phone numbers)
+    records: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class BudgetRow(_Table, table=True):

@@ -15,7 +15,8 @@ from typing import Any, Iterable
 import httpx
 
 from ..connector import ConnectorContext
-from ..http import JournalEntry, RateLimiter, RemoteSystem, RetryPolicy
+from ..http import RateLimiter, RemoteSystem, RetryPolicy
+from ..model import JournalEntry
 
 __all__ = ["FAST_RETRY", "connector_context"]
 

@@ -14,7 +14,7 @@ import syncd.store
 from cfgkit import TOKEN, FakeConnector, base, write
 from syncd.cli import build_parser, main
 from syncd.errors import AuthenticationError
-from syncd.http import NO_RETRY, RemoteSystem
+from syncd.http import RemoteSystem, RetryPolicy
 
 
 @pytest.fixture
@@ -105,11 +105,11 @@ def test_check_online_explains_403_and_401_in_plain_words(tmp_path, capsys, engi
 
     class Crm(FakeConnector):
         def health_check(self):
-            with RemoteSystem(system="fake", base_url=crm_url, retry=NO_RETRY) as remote:
+            with RemoteSystem(system="fake", base_url=crm_url, retry=RetryPolicy(attempts=1)) as remote:
                 remote.request("GET", "/api/me", operation="health_check")
 
     def build_syncer(config, **kw):
-        return types.SimpleNamespace(okitoki=OkitokiClient.from_config(config.okitoki, retry=NO_RETRY),
+        return types.SimpleNamespace(okitoki=OkitokiClient.from_config(config.okitoki, retry=RetryPolicy(attempts=1)),
                                      crm=Crm(), close=lambda: None)
 
     engine.fake("build_syncer", build_syncer)

@@ -10,7 +10,7 @@ import pytest
 
 from fakesyncer import FakeSyncer, fast_config, wait_for
 from syncd.daemon import Daemon
-from syncd.http import JournalEntry
+from syncd.model import JournalEntry
 from syncd.notify import Notifier
 
 TOKEN = "hook-token-xyz"

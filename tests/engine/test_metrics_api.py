@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import insert
 
 from syncd.engine.build import build_syncer
-from syncd.http import JournalEntry
+from syncd.model import JournalEntry
 from syncd.store import open_store
 from syncd.store.tables import ApiCall
 from syncd.web import Metrics

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from syncd.demo_data import DemoContact
 from syncd.engine.build import build_syncer
 from syncd.engine.drift import KINDS, last_report
-from syncd.http import NO_RETRY
+from syncd.http import RetryPolicy
 from syncd.store import open_store
 from syncd.store.tables import Base, CallRow, Dirty, Link, Outbox, TaskRow
 from syncd.testing.scenario import SqlCrm
@@ -289,7 +289,7 @@ def test_an_export_that_answers_short_is_reported_but_not_trusted_to_delete(sql_
 def test_a_remote_that_stays_down_ends_verify_with_a_partial_report(sql_world):
     syncer, sb, crm = sql_world
     _seed(syncer, crm)
-    syncer.okitoki.remote.retry = NO_RETRY           # fail at once instead of after backoff
+    syncer.okitoki.remote.retry = RetryPolicy(attempts=1)          # fail at once instead of after backoff
     sb.set_faults([{"kind": "status", "status": 503, "rate": 1, "operations": ["contacts/export"]}])
     rep = syncer.verify(repair=True)
     assert not rep.drift.complete and "stopped by the remote" in rep.deferred

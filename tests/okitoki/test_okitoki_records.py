@@ -130,3 +130,17 @@ def test_an_unreadable_exported_contact_is_handed_over_and_the_export_goes_on(sc
     assert [c.id for c in contacts] == ["3"]
     assert [u.id for u in bad] == ["1", None]
     assert all(u.reason.startswith("unreadable Oki-Toki contact") and u.raw for u in bad)
+
+
+def test_unknown_fields_of_an_exported_contact_and_a_call_are_kept_in_their_raw_data(scripted) -> None:
+    """Parsing is tolerant: what the profile does not map stays with the record (issue 13)."""
+    scripted.default = Answer(200, {"contacts": [
+        {"id": 3, "name": "C", "phones": ["380671110003"], "updated_at": "01.12.2026 10:00:00",
+         "company": "Acme", "source": {"channel": "web"}}], "page": 1, "pages": 1})
+    [contact] = list(make_client(scripted.url).export_contacts(datetime(2024, 1, 1, tzinfo=UTC)))
+    assert contact.raw["company"] == "Acme" and contact.raw["source"] == {"channel": "web"}
+    assert "company" not in contact.fields            # unmapped: kept, not synced
+    assert contact == contact_from_raw({"id": 3, "name": "C", "phones": ["380671110003"],
+                                        "updated_at": "01.12.2026 10:00:00"}, KYIV)  # raw is not compared
+    call = call_from_raw({**RAW, "call_type": "I", "queue_id": 12, "survey": {"score": 5}}, KYIV)
+    assert call.details["queue_id"] == 12 and call.details["survey"] == {"score": 5}

@@ -12,7 +12,8 @@ import structlog
 
 from syncd.config import OkitokiConfig
 from syncd.errors import BudgetExhausted, TransientError
-from syncd.http import JournalEntry, MemoryBudget, RateLimiter
+from syncd.http import MemoryBudget, RateLimiter
+from syncd.model import JournalEntry
 from syncd.model import TaskSpec
 from syncd.okitoki import OkitokiClient
 

@@ -16,7 +16,7 @@ from syncd.store import (SchemaOutdated, StoreBudget, StoreJournal, acquire_leas
                          migrate, open_store, sqlite_path)
 from syncd.store import outbox as ob
 from syncd.store.tables import ApiCall, Outbox
-from syncd.http import JournalEntry
+from syncd.model import JournalEntry
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
