@@ -173,7 +173,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             values = dict((r.payload or {}).get("values") or {})
             fields, phones = ctx.mapping.to_side("crm", values)
             writes.append((r, ContactWrite(r.idem_key, link.crm_id, fields, phones), values, False))
-    size = max(1, getattr(ctx.crm_capabilities, "write_batch_size", 50) or 50)
+    size = max(1, ctx.crm_capabilities.write_batch_size or 50)
     for chunk in chunks(writes, size):
         about(*(rids[r.id] for r, *_ in chunk))
         results = ctx.crm.upsert_contacts([w for _, w, _, _ in chunk])

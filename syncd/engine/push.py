@@ -40,7 +40,7 @@ def paused_lanes(ctx: Context) -> dict[Lane, str]:
     paused: dict[Lane, str] = {}
     if ctx.budget is None:
         return paused
-    limits = getattr(ctx.budget, "limits", {})
+    limits = ctx.budget.limits
     for system in ("okitoki", "crm"):
         limit = limits.get(system)
         left = ctx.budget.remaining(system)
