@@ -112,7 +112,8 @@ def seed_state(path: Path, n: int, t0: datetime, okitoki_top: int) -> None:
                         [("crm:contacts", _iso(_crm_time(n, n, t0)), str(n), "[]", written),
                          ("crm:contacts:caught-up", _iso(t0 - timedelta(minutes=1)), None, "[]", written),
                          ("okitoki:contacts", _iso(top), None, json.dumps(boundary), written),
-                         ("okitoki:calls", _iso(t0 - timedelta(minutes=1)), None, "[]", written)])
+                         ("okitoki:calls", _iso(t0 - timedelta(minutes=1)), None, "[]", written),
+                         ("okitoki:calls:sweep", _iso(t0 - timedelta(minutes=1)), None, "[]", written)])
     con.close()
 
 

@@ -86,6 +86,28 @@ def edit_crm(crm_db: str, linked: int, changes: int, seed: int = 7) -> list[int]
     return ids
 
 
+def bare_updates(spec: dict[str, Any], ids: list[int]) -> float:
+    """Seconds a plain loop takes to send the change cycle's ``contacts/add-update`` requests
+    again (one per edited contact, with the names the CRM now has, so the echo cycle still finds
+    nothing to do), right after that cycle: the sandbox's and loopback's cost at the same moment,
+    which a cycle measured under another load is corrected by."""
+    import httpx
+
+    con = sqlite3.connect(spec["crm_db"])
+    try:
+        names = dict(con.execute(f"SELECT id, name FROM contacts WHERE id IN ({','.join('?' * len(ids))})",
+                                 ids).fetchall())
+    finally:
+        con.close()
+    okitoki = spec["config"]["okitoki"]
+    url, token = okitoki["url"].rstrip("/") + "/api/v1/contacts/add-update", okitoki["api_token"]
+    started = time.perf_counter()
+    with httpx.Client(timeout=60) as client:
+        for i in ids:
+            client.post(url, data={"contact_id": i, "name": names[i], "api_token": token}).raise_for_status()
+    return round(time.perf_counter() - started, 3)
+
+
 def _without_accounting_writes() -> None:
     """Diagnosis only (never the headline figures): the per-request daily-budget update and
     API-journal insert (two state-database transactions a request) become no-ops, to show
@@ -110,13 +132,13 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     syncer = build_syncer(config, state_dir=Path(spec["state_dir"]) / "crm-state")
     try:
         if spec["mode"] == "initial":
-            started, cycles = time.perf_counter(), []
+            started, cpu, cycles = time.perf_counter(), time.process_time(), []
             while len(cycles) < 4:
                 cycles.append(_cycle(syncer))
                 if len(cycles) > 1 and _pushed(cycles[-1]) == 0:
                     break
             out.update(seconds=round(time.perf_counter() - started, 3), cycles=cycles,
-                       peak_mb=vm_hwm_mb())
+                       cpu_s=round(time.process_time() - cpu, 3), peak_mb=vm_hwm_mb())
         else:
             warm = _cycle(syncer)
             rounds = []
@@ -125,14 +147,19 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                 before = _sandbox_ops(spec)
                 change = _cycle(syncer)
                 between = _sandbox_ops(spec)
+                bare_s = bare_updates(spec, edited)
+                after_bare = _sandbox_ops(spec)
                 echo = _cycle(syncer)
                 after = _sandbox_ops(spec)
                 rounds.append({"change_s": change["seconds"], "echo_s": echo["seconds"],
-                               "push_s": change["jobs"].get("push"),
+                               "push_s": change["jobs"].get("push"), "bare_s": bare_s,
+                               "change_vs_bare": round(change["seconds"] / bare_s, 3) if bare_s else None,
                                "change_requests": _diff(before, between),
-                               "echo_requests": _diff(between, after)})
+                               "echo_requests": _diff(after_bare, after)})
             out.update(warm=warm, change=change, echo=echo, edited=len(edited), edited_ids=edited,
                        rounds=rounds, change_median_s=statistics.median(x["change_s"] for x in rounds),
+                       bare_median_s=statistics.median(x["bare_s"] for x in rounds),
+                       change_vs_bare_median=statistics.median(x["change_vs_bare"] or 0 for x in rounds),
                        peak_mb=vm_hwm_mb())
             if spec.get("reread"):
                 from syncd.engine.status import resync
@@ -147,5 +174,23 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def main() -> None:
+    """``SYNCD_BENCH_PROFILE=FILE``: run under cProfile and write its stats to FILE (a
+    diagnosis aid; the timings of a profiled run are not figures)."""
+    import os
+
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    profile_to = os.environ.get("SYNCD_BENCH_PROFILE")
+    if not profile_to:
+        print(json.dumps(run(spec)), flush=True)
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    out = profiler.runcall(run, spec)
+    profiler.dump_stats(profile_to)
+    print(json.dumps(out), flush=True)
+
+
 if __name__ == "__main__":
-    print(json.dumps(run(json.loads(Path(sys.argv[1]).read_text()))), flush=True)
+    main()

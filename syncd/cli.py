@@ -90,6 +90,21 @@ def _configure_logs(config: Config | None, *, quiet: bool = False) -> None:
 
 # -- commands -----------------------------------------------------------------------------
 
+def _few_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas before the daemon starts its threads (as ``MALLOC_ARENA_MAX``
+    would): each thread allocating outside the GIL otherwise gets an arena of its own, a few
+    MB of resident memory an idle daemon keeps (DESIGN.md "Targets": under 80 MB). Python's
+    own small-object allocator is unaffected; elsewhere than glibc this does nothing."""
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(-8, arenas)   # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def _catch_stop_signals(stop: threading.Event) -> Callable[[], None]:
     """SIGTERM/SIGINT set ``stop`` instead of killing the process; returns the undo.
 
@@ -113,6 +128,7 @@ def _catch_stop_signals(stop: threading.Event) -> Callable[[], None]:
 def cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     restore = _catch_stop_signals(stop)
+    _few_malloc_arenas()
     try:
         config = _load(args)
         _configure_logs(config)
@@ -367,10 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config", default=DEFAULT_CONFIG_PATH, metavar="PATH",
                         help=f"configuration file (default {DEFAULT_CONFIG_PATH})")
     parser.add_argument("--version", action="version", version=f"syncd {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_LazyParser)
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=text, description=text)
+    def add(name: str, fn: Callable[[argparse.Namespace], int], text: str) -> _LazyParser:
+        # typeshed wants parents of the subparsers' class; argparse takes any parser there
+        p: _LazyParser = sub.add_parser(name, parents=[common],  # type: ignore[list-item]
+                                        help=text, description=text)
         p.set_defaults(func=fn)
         return p
 
@@ -388,9 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true", help="queue the repairs (the daemon's default)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add("migrate", cmd_migrate, "create or upgrade the state database schema")
-    _plug_arguments(add("probe", cmd_probe, "try every Oki-Toki operation the configuration needs, "
-                        "within a request cap; mismatches name the profile key to change"),
-                    "syncd.cli_probe")
+    add("probe", cmd_probe, "try every Oki-Toki operation the configuration needs, "
+        "within a request cap; mismatches name the profile key to change").plug("syncd.cli_probe")
     p = add("conflicts", cmd_conflicts, "list the conflict journal, or resolve a conflict")
     p.add_argument("action", nargs="?", choices=["list", "resolve"], default="list")
     p.add_argument("id", nargs="?", type=int, help="conflict id (resolve)")
@@ -405,11 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("resync", cmd_resync, "re-read both sides from the beginning (links are kept)")
     p.add_argument("--stream", action="append", metavar="NAME",
                    help="only this stream (crm:contacts, okitoki:contacts, okitoki:calls); repeatable")
-    from .reports import add_arguments as report_arguments
-    report_arguments(add("journal", cmd_ops, "the API call journal: filter, group, export "
-                         "(table, csv, xlsx, html, json)"), "journal")
-    report_arguments(add("history", cmd_ops, "job runs (the event log): filter, group, export"),
-                     "history")
+    add("journal", cmd_ops, "the API call journal: filter, group, export "
+        "(table, csv, xlsx, html, json)").plug("syncd.reports", "journal")
+    add("history", cmd_ops, "job runs (the event log): filter, group, export").plug(
+        "syncd.reports", "history")
     p = add("merge-candidates", cmd_ops, "records whose number matched several contacts: list, "
             "link one to its contact, or dismiss (a person of its own)")
     p.add_argument("action", nargs="?", choices=["list", "link", "dismiss"], default="list")
@@ -424,18 +441,51 @@ def build_parser() -> argparse.ArgumentParser:
             "tasks, calls, conflicts, dead letters")
     p.add_argument("who", metavar="PHONE|crm:ID|okitoki:ID")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p = add("demo", cmd_demo, "run the embedded demo (sandbox + SQLite CRM); needs no config")
-    if not _plug_arguments(p, "syncd.demo"):
-        p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    _plug_arguments(add("sandbox", cmd_sandbox, "run the local Oki-Toki emulator"),
-                    "syncd.okitoki.sandbox.cli")
+    add("demo", cmd_demo, "run the embedded demo (sandbox + SQLite CRM); needs no config").plug(
+        "syncd.demo", fallback=_demo_fallback)
+    add("sandbox", cmd_sandbox, "run the local Oki-Toki emulator").plug("syncd.okitoki.sandbox.cli")
     return parser
 
 
-def _plug_arguments(parser: argparse.ArgumentParser, module: str) -> bool:
-    """Let ``module.add_arguments(parser)`` declare a command's options; False if it cannot."""
+def _demo_fallback(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+class _LazyParser(argparse.ArgumentParser):
+    """A command's parser whose options a module declares (``module.add_arguments``), imported
+    only when that command is parsed or its help shown: ``syncd run`` does not load the demo,
+    the sandbox (starlette, uvicorn), the reports or the probe, which an idle daemon would
+    carry in memory for nothing."""
+
+    _plugs: list[tuple[str, tuple[Any, ...], Callable[[argparse.ArgumentParser], None] | None]]
+
+    def plug(self, module: str, *extra: Any,
+             fallback: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+        self.__dict__.setdefault("_plugs", []).append((module, extra, fallback))
+
+    def _plug_now(self) -> None:
+        plugs = self.__dict__.pop("_plugs", [])
+        for module, extra, fallback in plugs:
+            if not _plug_arguments(self, module, *extra) and fallback is not None:
+                fallback(self)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._plug_now()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._plug_now()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._plug_now()
+        return super().format_help()
+
+
+def _plug_arguments(parser: argparse.ArgumentParser, module: str, *extra: Any) -> bool:
+    """Let ``module.add_arguments(parser, *extra)`` declare a command's options; False if it cannot."""
     try:
-        importlib.import_module(module).add_arguments(parser)
+        importlib.import_module(module).add_arguments(parser, *extra)
         return True
     except (ImportError, AttributeError, argparse.ArgumentError):
         return False

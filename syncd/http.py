@@ -74,6 +74,11 @@ class RetryPolicy:
     max_delay: float = 30.0
     max_retry_after: float = 300.0  # a Retry-After longer than this is capped to it
     jitter: float = 0.5
+    #: A request that is not idempotent (a create) waits in place at most this long in all;
+    #: a longer wait goes back to the outbox, which reschedules the row without counting an
+    #: attempt. The outbox's claim on a row lasts 2 minutes: waiting past it here would let
+    #: another instance take the row over, find nothing yet and create the record again.
+    max_wait_not_idempotent: float = 60.0
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> timedelta | None:
@@ -261,7 +266,7 @@ class RemoteSystem:
             return self._send_once(method, path, operation, attempt_no, kwargs, policy)
 
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(max(1, policy.attempts)),
+            stop=self._stop_strategy(policy, idempotent=idempotent),
             retry=tenacity.retry_if_exception(
                 lambda exc: _worth_retrying(exc, idempotent=idempotent)),
             wait=self._wait_strategy(policy),
@@ -269,6 +274,23 @@ class RemoteSystem:
             reraise=True,
         )
         return retrying(attempt)
+
+    def _stop_strategy(self, policy: RetryPolicy, *,
+                       idempotent: bool) -> Callable[[tenacity.RetryCallState], bool]:
+        """Stop after ``policy.attempts``; a request that is not idempotent also stops when
+        the next wait would take it past ``policy.max_wait_not_idempotent`` in all."""
+        def stop(state: tenacity.RetryCallState) -> bool:
+            if state.attempt_number >= max(1, policy.attempts):
+                return True
+            if idempotent:
+                return False
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, Throttled) and exc.retry_after is not None:
+                ahead = min(exc.retry_after.total_seconds(), policy.max_retry_after)
+            else:
+                ahead = policy.max_delay
+            return (state.seconds_since_start or 0.0) + ahead > policy.max_wait_not_idempotent
+        return stop
 
     def _wait_strategy(self, policy: RetryPolicy) -> Callable[[tenacity.RetryCallState], float]:
         def wait(state: tenacity.RetryCallState) -> float:

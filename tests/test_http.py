@@ -321,6 +321,24 @@ def test_a_throttled_create_is_retried_because_it_was_not_performed(server, cloc
     assert len(server.arrivals) == 2
 
 
+def test_a_create_told_to_wait_longer_than_its_claim_goes_back_to_the_outbox(server, clock) -> None:
+    """A Retry-After past ``max_wait_not_idempotent`` is not waited out in place (the outbox's
+    claim on the row would lapse and another instance could create the record too): the
+    Throttled error is raised after one request, for the outbox to reschedule the row."""
+    server.answer(too_many("90"), OK)
+    with pytest.raises(Throttled) as info:
+        remote(server.url, clock, retry=CREATE).request("POST", "/create", operation="create",
+                                                         idempotent=False)
+    assert len(server.arrivals) == 1 and info.value.retry_after.total_seconds() == 90
+
+
+def test_a_read_told_to_wait_long_still_waits_in_place(server, clock) -> None:
+    """The cap is for creates only: an idempotent read waits out the same Retry-After."""
+    server.answer(too_many("90"), OK)
+    remote(server.url, clock, retry=CREATE).request("GET", "/read", operation="read")
+    assert len(server.arrivals) == 2
+
+
 class HangUp:
     """A loopback server that reads each request in full, then closes the connection without
     answering: the request reached the remote, whatever it did with it is unknown."""

@@ -18,21 +18,7 @@ ROOT = Path(syncd.__file__).parent
 # (whose knot, push -> handlers -> callwrites -> push, is gone: see syncd/engine/results.py).
 # The coordinator empties this set as the branches fixing them are merged. A knot listed here
 # that no longer exists fails the test too, so the set only shrinks.
-KNOWN: set[frozenset[str]] = {
-    # config.py imports config_checks inside a function: branch `utils` (config circle)
-    frozenset({"syncd.config", "syncd.config_checks"}),
-    # database -> schema -> config_online -> database, all inside functions: branch `utils`
-    # (store privates) or whoever takes it
-    frozenset({"syncd.config_online", "syncd.store.database", "syncd.store.schema"}),
-    # syncer imports verify inside a function; verify/verify_sides import EPOCH and
-    # OKITOKI_OVERLAP from syncer. Not assigned: moving those two constants to cursors.py
-    # undoes it.
-    frozenset({"syncd.engine.syncer", "syncd.engine.verify", "syncd.engine.verify_links",
-               "syncd.engine.verify_sides"}),
-    # endpoints imports profile inside a function (profile builds on endpoints): branch
-    # `trace` (okitoki profile) or whoever takes it
-    frozenset({"syncd.okitoki.endpoints", "syncd.okitoki.profile"}),
-}
+KNOWN: set[frozenset[str]] = set()   # knots still to undo (none left)
 
 
 def _module_name(path: Path) -> str:

@@ -9,14 +9,19 @@ cursor and the records it covers commit or roll back together.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, select, update
 
 from ..store.outbox import insert_ignore
 from ..store.tables import CursorRow
 
-__all__ = ["StreamCursor", "load", "advance", "window_start"]
+__all__ = ["StreamCursor", "load", "advance", "window_start", "EPOCH", "OKITOKI_OVERLAP"]
+
+#: Where a stream without a cursor starts reading.
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+#: Oki-Toki's contact export is second-resolution; late commits land in this re-read window.
+OKITOKI_OVERLAP = timedelta(seconds=30)
 
 CURSOR = CursorRow.__table__
 

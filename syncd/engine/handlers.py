@@ -10,6 +10,7 @@ CRM upserts and call logs), because Oki-Toki requests cost money.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = ["HANDLERS"]
 
 TASK = TaskRow.__table__
 WAIT = timedelta(seconds=5)
+LINKED_FRESH = 0.5   # seconds: how old a create's view of its link may be (see _LinkedNow)
 
 
 def _links(ctx: Context, ids: list[int]) -> dict[int, Any]:
@@ -62,6 +64,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     retried = [r for r in rows if r.operation == "contact_create" and r.attempts > 1]
     made = _okitoki_made_since(ctx, retried) if retried else {}
     rids = rows_records(ctx, rows)
+    linked_now = _LinkedNow(ctx, [r.link_id for r in rows if r.operation == "contact_create"])
     for r in rows:
         if ctx.stopping():
             break                      # one request per row: do not hold up a shutdown
@@ -72,7 +75,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         about(rids[r.id])
         try:
             if r.operation == "contact_create":
-                linked = _okitoki_id_now(ctx, r.link_id)   # a pull may have linked it meanwhile
+                linked = linked_now.get(r.link_id)   # a pull may have linked it meanwhile
                 if linked:
                     out[r.id] = Done(note="already linked")
                     continue
@@ -101,9 +104,25 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     return out
 
 
-def _okitoki_id_now(ctx: Context, link_id: int) -> str | None:
-    with ctx.store.begin() as conn:
-        return conn.execute(select(LINK.c.okitoki_id).where(LINK.c.id == link_id)).scalar()
+class _LinkedNow:
+    """The Oki-Toki ids of a group's links as they are now: read in one query for the whole
+    group, and again (for the group) once the last read is ``LINKED_FRESH`` old, instead of a
+    transaction per create (a pull may link a contact while the push runs; a create checks a
+    view at most that old, and the settling effect never overwrites a link made meanwhile)."""
+
+    def __init__(self, ctx: Context, link_ids: list[int]) -> None:
+        self.ctx = ctx
+        self.link_ids = sorted(set(link_ids))
+        self.ids: dict[int, str | None] = {}
+        self.read_at = float("-inf")
+
+    def get(self, link_id: int) -> str | None:
+        if time.monotonic() - self.read_at > LINKED_FRESH:
+            with self.ctx.store.begin() as conn:
+                self.ids = {lid: oid for lid, oid in conn.execute(
+                    select(LINK.c.id, LINK.c.okitoki_id).where(LINK.c.id.in_(self.link_ids)))}
+            self.read_at = time.monotonic()
+        return self.ids.get(link_id)
 
 
 def _okitoki_made_since(ctx: Context, rows: list[Any]) -> dict[str, list[str]]:

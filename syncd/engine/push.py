@@ -21,11 +21,12 @@ from ..errors import BudgetExhausted, FatalRemoteError
 from ..model import Change
 from ..redact import redact
 from ..store import outbox as sql
-from .context import Context
+from .context import OUTBOX, Context
 from . import latency
 from .effects import apply_effects
 from .inflight import run_group
 from .outbox import LANE_SYSTEMS, LOW_BUDGET_SHARE, URGENT_LANES, Lane, classify
+from .reconcile import add_key_like
 from .results import Done, Handler, Handlers, Later, RowResult
 
 __all__ = ["push", "paused_lanes"]
@@ -111,13 +112,7 @@ def _drain(ctx: Context, stop: threading.Event, counts: Counter[str], errors: li
         while not stop.is_set():
             rows = []
             if lane == Lane.TASKS:
-                # Removals first (a replaced task must be gone before its successor is made),
-                # then creates in bulk: one import per dialer per claim.
-                rows = sql.claim(ctx.store, lanes=[lane], limit=_batch_size(ctx, lane, batch),
-                                 holder=ctx.instance_id, now=ctx.now(), hold=CLAIM_HOLD,
-                                 operations=["remove_task"]) or \
-                    sql.claim(ctx.store, lanes=[lane], limit=BULK_TASKS, holder=ctx.instance_id,
-                              now=ctx.now(), hold=CLAIM_HOLD, operations=["add_task"])
+                rows = _claim_tasks(ctx, lane, batch)
             if not rows:
                 rows = sql.claim(ctx.store, lanes=[lane], limit=_batch_size(ctx, lane, batch),
                                  holder=ctx.instance_id, now=ctx.now(), hold=CLAIM_HOLD)
@@ -156,6 +151,27 @@ def _drain(ctx: Context, stop: threading.Event, counts: Counter[str], errors: li
                     fatal = stop_exc
                 break
     return fatal
+
+
+def _claim_tasks(ctx: Context, lane: Lane, batch: int) -> list[Any]:
+    """Removals first (a replaced task must be gone before its successor is made), then
+    creates in full bulk imports: up to ``BULK_TASKS`` creates, then each dialer's share topped
+    up with that dialer's due creates to a whole number of imports (or all it has), so a
+    dialer's tasks go out ``BULK_TASKS`` a request, the minimum the endpoint allows."""
+    rows = sql.claim(ctx.store, lanes=[lane], limit=_batch_size(ctx, lane, batch),
+                     holder=ctx.instance_id, now=ctx.now(), hold=CLAIM_HOLD, operations=["remove_task"])
+    if rows:
+        return rows
+    rows = sql.claim(ctx.store, lanes=[lane], limit=BULK_TASKS, holder=ctx.instance_id,
+                     now=ctx.now(), hold=CLAIM_HOLD, operations=["add_task"])
+    per_dialer = Counter(str((r.payload or {}).get("dialer_id")) for r in rows)
+    for dialer, n in sorted(per_dialer.items()):
+        short = -n % BULK_TASKS
+        if short and len(per_dialer) > 1:
+            rows += sql.claim(ctx.store, lanes=[lane], limit=short, holder=ctx.instance_id,
+                              now=ctx.now(), hold=CLAIM_HOLD, operations=["add_task"],
+                              where=OUTBOX.c.idem_key.like(add_key_like(dialer), escape="\\"))
+    return rows
 
 
 def _plan(ctx: Context, group: list[Any]) -> dict[int, RowResult]:
@@ -210,7 +226,8 @@ def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, RowResult], count
             errors.append(f"{r.target} {r.operation} {r.idem_key}: {reason}")
         failed = _apply_effects_safely(conn, effects, now=now, counts=counts, errors=errors)
         sql.mark_done(conn, [i for i in done if i not in failed], now=now)
-        samples = latency.settled(ctx, conn, [r for r in rows if r.id in done and r.id not in failed], now)
+        settled = set(done) - failed
+        samples = latency.settled(ctx, conn, [r for r in rows if r.id in settled], now)
     latency.publish(ctx, samples)
     if release:
         sql.release(ctx.store, release, holder=ctx.instance_id, now=now)

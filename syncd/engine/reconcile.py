@@ -289,6 +289,13 @@ def add_key(link_id: int, dialer_id: str, generation: int) -> str:
     return f"task:add:{link_id}:{dialer_id}:{generation}"
 
 
+def add_key_like(dialer_id: str) -> str:
+    """A LIKE pattern (escape ``\\``) matching the keys of :func:`add_key` for one dialer:
+    link id and generation are integers, so ``:dialer:`` can only be the dialer's part."""
+    escaped = dialer_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"task:add:%:{escaped}:%"
+
+
 def _write(conn: Any, b: _Batch, dirty: Sequence[Any]) -> None:
     now = b.now
     for op_id, why in b.cancel_ops:

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Callable, Iterator
 
 import structlog
-from sqlalchemy import and_, delete
+from sqlalchemy import Connection, and_, delete
+from sqlalchemy.exc import IntegrityError
 
 from ..connector import ReportsUntracked
 from ..model import Change, Cursor, Unreadable
@@ -22,6 +23,7 @@ from . import capture, cursors, guard, latency
 from .calls import CRM_CAUGHT_UP, HintFetches, pull_calls
 from .hints import CallRetries, read_hinted_contacts
 from .context import OUTBOX, Context
+from .cursors import EPOCH, OKITOKI_OVERLAP
 from .handlers import HANDLERS
 from .ingest import record_contacts
 from .push import push as drain
@@ -31,8 +33,6 @@ __all__ = ["Syncer", "RunReport", "CycleReport", "CRM_STREAM", "OKITOKI_STREAM"]
 
 log = structlog.get_logger()
 CRM_STREAM, OKITOKI_STREAM = "crm:contacts", "okitoki:contacts"
-OKITOKI_OVERLAP = timedelta(seconds=30)   # export is second-resolution; late commits land here
-EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 KEEP_DONE = timedelta(days=7)
 KEEP_JOURNAL = timedelta(days=30)
 UNTRACKED_EVERY = timedelta(minutes=10)   # how often rows change detection cannot see are counted
@@ -142,13 +142,14 @@ class Syncer:
                 page = self.crm.changed_contacts(after, limit)
                 future.check(page.contacts, fetched_at)
                 stored = capture.clamped(page.next, fetched_at)
-                with self.store.begin() as conn:
-                    counts += record_contacts(self.ctx, conn, "crm", page.contacts,
-                                              fetched_at=fetched_at)
-                    counts["quarantined"] += capture.quarantine_unreadable(
+                def store_page(conn: Connection) -> Counter[str]:
+                    got = record_contacts(self.ctx, conn, "crm", page.contacts, fetched_at=fetched_at)
+                    got["quarantined"] += capture.quarantine_unreadable(
                         conn, "crm", page.unreadable, self.ctx.now())
                     cursors.advance(conn, cursors.StreamCursor(CRM_STREAM, stored.updated_at,
                                                                stored.last_id), now=self.ctx.now())
+                    return got
+                counts += self._ingest(store_page)
                 counts["pages"] += 1
                 if not page.more or page.next == after:
                     with self.store.begin() as conn:   # every CRM contact up to walk_began is in
@@ -161,6 +162,20 @@ class Syncer:
             counts.update(self._check_untracked())
             rep.counts = dict(counts)
         return rep
+
+    def _ingest(self, work: Callable[[Connection], Counter[str]]) -> Counter[str]:
+        """Run one page's ingest in a transaction, and once more if another instance linked
+        the same record at the same moment (a unique constraint on links or phones): the
+        second run sees that instance's rows and links to them instead of inserting again."""
+        for attempt in (1, 2):
+            try:
+                with self.store.begin() as conn:
+                    return work(conn)
+            except IntegrityError as exc:
+                if attempt == 2:
+                    raise
+                log.info("ingest_raced", error=redact(str(exc.orig or exc))[:200])
+        raise AssertionError("unreachable")
 
     def _crm_overlap(self) -> timedelta:
         configured = self.ctx.config.crm.overlap
@@ -200,10 +215,10 @@ class Syncer:
             def flush(final: bool) -> None:
                 nonlocal batch
                 future.check(batch, fetched_at)
-                with self.store.begin() as conn:
-                    counts.update(record_contacts(self.ctx, conn, "okitoki", batch,
-                                                  fetched_at=fetched_at))
-                    counts["quarantined"] += capture.quarantine_unreadable(
+
+                def store_batch(conn: Connection) -> Counter[str]:
+                    got = record_contacts(self.ctx, conn, "okitoki", batch, fetched_at=fetched_at)
+                    got["quarantined"] += capture.quarantine_unreadable(
                         conn, "okitoki", unreadable, self.ctx.now())
                     if final:
                         future.store(conn, self.ctx.now())
@@ -212,6 +227,8 @@ class Syncer:
                         at, ids = (top, boundary) if top <= fetched_at else (fetched_at, set())
                         cursors.advance(conn, cursors.StreamCursor(OKITOKI_STREAM, at, None,
                                                                    frozenset(ids)), now=self.ctx.now())
+                    return got
+                counts.update(self._ingest(store_batch))
                 batch = []
                 unreadable.clear()   # in place: the export's callback appends to this list
 

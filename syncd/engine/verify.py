@@ -36,7 +36,7 @@ from .context import Context
 from .mapping import Side
 from .drift import DriftReport, save_report
 from .outbox import LOW_BUDGET_SHARE
-from .syncer import EPOCH
+from .cursors import EPOCH
 from .verify_links import sweep_links
 from .verify_sides import SeenIds, check_page
 

@@ -24,7 +24,7 @@ from .context import BASE, DIRTY, LINK, OUTBOX, Context, mark_dirty
 from .drift import DriftReport
 from .ingest import _full_not_edited, record_contacts
 from .mapping import PHONES, Side, is_empty, same
-from .syncer import OKITOKI_OVERLAP
+from .cursors import OKITOKI_OVERLAP
 
 __all__ = ["SeenIds", "check_page", "side_id_column", "WRITES"]
 

@@ -31,7 +31,6 @@ __all__ = [
     "PROFILE_FILE",
     "endpoint_from_table",
     "validate_overrides",
-    "resolve_endpoints",
 ]
 
 Form = Literal["plain", "json_request"]
@@ -107,13 +106,3 @@ def validate_overrides(overrides: Mapping[str, object]) -> list[str]:
             problems.append(f'{key}: "{path}" is not a path; write it like '
                             f'"{ENDPOINTS[op].path}" (leading "/", no spaces, no query)')
     return problems
-
-
-def resolve_endpoints(overrides: Mapping[str, str] | None = None) -> dict[str, Endpoint]:
-    """The shipped profile's operations with ``overrides`` (operation → path) applied.
-
-    Raises ``ConfigError`` listing every problem (unknown operations name the valid ones).
-    """
-    from .profile import load_profile   # the profile module builds on this one
-
-    return dict(load_profile(None, overrides).operations)

@@ -33,7 +33,7 @@ __all__ = [
     "Profile", "MissingField", "MissingRecordField", "load_profile", "profile_problems",
     "shipped_data", "merge", "validate", "get_path", "wire_params", "read_answer",
     "read_record", "require", "format_date", "parse_date", "REQUIRED_ANSWER", "REQUIRED_RECORD",
-    "DATE_PARAMS", "DATE_FIELDS",
+    "DATE_PARAMS", "DATE_FIELDS", "resolve_endpoints",
 ]
 
 # What syncd cannot do without (the rest of an answer is optional and read tolerantly).
@@ -346,3 +346,11 @@ def parse_date(value: Any, fmt: str, zone: tzinfo) -> datetime:
     if parsed.tzinfo is None:
         return _local_to_utc(parsed, zone, "earlier", False, value)
     return parsed.astimezone(UTC)
+
+
+def resolve_endpoints(overrides: Mapping[str, str] | None = None) -> dict[str, Endpoint]:
+    """The shipped profile's operations with ``overrides`` (operation → path) applied.
+
+    Raises ``ConfigError`` listing every problem (unknown operations name the valid ones).
+    """
+    return dict(load_profile(None, overrides).operations)

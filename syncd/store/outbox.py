@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .database import Store
@@ -53,16 +53,20 @@ def enqueue(conn: Connection, ops: Iterable[dict], *, now: datetime) -> int:
 
 
 def claim(store: Store, *, lanes: Sequence[int], limit: int, holder: str, now: datetime,
-          hold: timedelta = timedelta(minutes=5), operations: Sequence[str] | None = None) -> list[Any]:
-    """Claim up to ``limit`` due rows of ``lanes`` (and ``operations``, if given): expired
-    claims first, then pending rows, best lane first, oldest first. Each half is an index range
-    scan (status, lane, ...), so the cost does not grow with the settled rows the table keeps."""
+          hold: timedelta = timedelta(minutes=5), operations: Sequence[str] | None = None,
+          where: ColumnElement[bool] | None = None) -> list[Any]:
+    """Claim up to ``limit`` due rows of ``lanes`` (and ``operations``, and the condition
+    ``where``, if given): expired claims first, then pending rows, best lane first, oldest
+    first. Each half is an index range scan (status, lane, ...), so the cost does not grow with
+    the settled rows the table keeps."""
     c = OUTBOX.c
     expired = and_(c.status == CLAIMED, c.lane.in_(list(lanes)), c.claimed_until < now)
     due = and_(c.status == PENDING, c.lane.in_(list(lanes)), c.next_attempt_at <= now)
     if operations:
         expired = and_(expired, c.operation.in_(list(operations)))
         due = and_(due, c.operation.in_(list(operations)))
+    if where is not None:
+        expired, due = and_(expired, where), and_(due, where)
     rows: list[Any] = []
     with store.begin() as conn:
         for cond, order in ((expired, (c.lane, c.id)), (due, (c.lane, c.next_attempt_at, c.id))):

@@ -49,6 +49,24 @@ def test_config_option_goes_before_or_after_the_command():
     assert parser.parse_args(["dead-letters", "retry", "3", "4"]).ids == ["3", "4"]
 
 
+def test_parsing_run_loads_no_other_commands_modules():
+    """An idle daemon does not carry the demo, the sandbox (starlette, uvicorn), the reports or
+    the probe in memory: a command's own options are declared when that command is parsed."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from syncd.cli import build_parser; p = build_parser(); "
+            "p.parse_args(['run', '-c', 'x.toml']); "
+            "print(sorted(m for m in sys.modules if m.startswith(('syncd.demo', 'syncd.okitoki.sandbox', "
+            "'syncd.reports', 'syncd.cli_probe', 'starlette', 'uvicorn'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    parser = build_parser()
+    assert parser.parse_args(["journal", "--format", "csv"]).format == "csv"
+    assert parser.parse_args(["demo", "--json"]).json is True
+    assert parser.parse_args(["sandbox", "--port", "0"]).port == 0
+
+
 def test_unknown_command_is_a_usage_error():
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])

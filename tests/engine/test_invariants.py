@@ -378,3 +378,31 @@ def test_a_pull_meeting_a_new_record_before_its_push_commits_links_it_once(world
     with syncer.store.begin() as conn:
         row = conn.execute(select(LINK).where(LINK.c.crm_id == a)).one()
     assert row.okitoki_id is not None
+
+
+def test_a_pull_that_loses_a_race_for_a_link_to_another_instance_reads_the_page_again(world, monkeypatch):
+    """Two instances ingesting the same new record at once: the one whose commit hits the
+    unique constraint (PostgreSQL, READ COMMITTED) runs that page again, sees the other's
+    link and ends with no error, instead of failing the pull until the next cycle."""
+    import sqlalchemy.exc
+
+    import syncd.engine.syncer as syncer_module
+
+    syncer, sb, crm = world
+    crm.add(("0672220021",), name="Raced Link", status="won")
+    real = syncer_module.record_contacts
+    raced = []
+
+    def losing_once(*args, **kw):
+        if not raced:
+            raced.append(True)
+            raise sqlalchemy.exc.IntegrityError("INSERT INTO link", {}, Exception("duplicate key"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(syncer_module, "record_contacts", losing_once)
+    report = syncer.pull_crm_contacts()
+    assert raced and not report.errors, report.errors
+    assert report.counts["read"] >= 1
+    monkeypatch.setattr(syncer_module, "record_contacts", real)
+    _cycles_without_errors(syncer, 2)
+    assert len(world.named("Raced Link")) == 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from syncd.errors import ConfigError
-from syncd.okitoki.endpoints import ENDPOINTS, OPERATIONS, resolve_endpoints, validate_overrides
+from syncd.okitoki.endpoints import ENDPOINTS, OPERATIONS, validate_overrides
+from syncd.okitoki.profile import resolve_endpoints
 
 from .conftest import make_client
 from .scripted import Answer

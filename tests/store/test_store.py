@@ -36,6 +36,30 @@ def test_unmigrated_database_is_refused_with_the_command_to_run(tmp_path):
     assert migrate(url)  # idempotent
 
 
+def test_the_schema_check_knows_the_head_alembic_knows_without_importing_alembic(tmp_path):
+    """``syncd run`` checks the schema without alembic (memory of an idle daemon): the head it
+    reads from the migration files is alembic's head, and a migrated database is at it."""
+    import subprocess
+    import sys
+
+    from alembic.script import ScriptDirectory
+
+    from syncd.store.schema import _alembic_config, current_revision, head_revision
+
+    assert head_revision() == ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    assert migrate(url) == head_revision()
+    code = ("import sys; from syncd.store import check_schema; check_schema(sys.argv[1]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))")
+    out = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    from sqlalchemy import create_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert current_revision(engine) is None
+    engine.dispose()
+
+
 def test_sqlite_file_is_private_and_in_wal_mode(tmp_path):
     url = f"sqlite:///{tmp_path / 'sub' / 'state.db'}"
     store = open_store(url, create=True)
@@ -200,3 +224,20 @@ def test_budget_reservations_never_pass_the_limit_and_are_given_back(store):
         other.spend("okitoki")
     budget.release()                                 # 19 unspent come back
     assert other.used("okitoki") == 11 and other.remaining("okitoki") == 19
+
+
+def test_budget_reservations_grow_while_requests_go_out_fast_within_one_percent_of_the_limit(store):
+    """A fast push takes the budget in growing reservations (fewer commits for its request
+    threads to wait on), never more than 1 % of the daily limit at once, all given back unspent."""
+    budget = StoreBudget(store, {"okitoki": 100_000}, clock=lambda: NOW, reserve=20)
+    check = StoreBudget(store, {"okitoki": 100_000}, clock=lambda: NOW)
+    reserved = []
+    for _ in range(3000):
+        before = check.used("okitoki") if not budget._held.get("okitoki", ("", 0))[1] else None
+        budget.spend("okitoki")
+        if before is not None:
+            reserved.append(check.used("okitoki") - before)
+    assert reserved[:4] == [20, 40, 80, 160] and max(reserved) == 1000
+    assert sum(reserved) <= 3000 + 1000
+    budget.release()
+    assert check.used("okitoki") == 3000
