@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import __version__
 from .config import DEFAULT_CONFIG_PATH, Config, load_config
@@ -26,9 +26,11 @@ from .errors import EX_CONFIG, ConfigError, RemoteError
 from .cli_output import explain_remote_error, jsonable, render
 from .redact import redact
 
-__all__ = ["main", "build_parser"]
+if TYPE_CHECKING:
+    from .engine import Syncer
+    from .store import Store
 
-ONCE_JOBS = ("pull_crm_contacts", "pull_okitoki_contacts", "pull_okitoki_calls", "push")
+__all__ = ["main", "build_parser"]
 
 
 def _out(text: str = "") -> None:
@@ -60,19 +62,17 @@ def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config, on_warning=lambda line: _err(f"warning: {line}"))
 
 
-def _engine(name: str) -> Callable[..., Any]:
-    """An engine entry point, looked up lazily (``syncd.engine``, then ``syncd.engine.status``)."""
-    for module in ("syncd.engine", "syncd.engine.status"):
-        try:
-            fn = getattr(importlib.import_module(module), name, None)
-        except ImportError:
-            fn = None
-        if fn is not None:
-            return fn
-    raise RuntimeError(f"this build of syncd has no engine function {name}()")
+def _build_syncer(config: Config, *, dry_run: bool = False) -> Syncer:
+    """The engine's syncer for ``config`` (a dry run writes nothing, see ``Syncer.cycle``).
+
+    The engine's facade :mod:`syncd.engine` is imported where a command needs it (the others
+    start faster) and its functions are looked up on it at call time (tests replace them)."""
+    from . import engine
+
+    return engine.build_syncer(config, dry_run=dry_run)
 
 
-def _store(config: Config) -> Any:
+def _store(config: Config) -> Store:
     from .store import open_store
 
     return open_store(config.daemon.state_url)
@@ -136,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .store import check_schema
 
         check_schema(config.daemon.state_url)
-        syncer = _engine("build_syncer")(config)
+        syncer = _build_syncer(config)
         daemon = Daemon(syncer, config, stop_event=stop)
         code = daemon.run()
     finally:
@@ -155,47 +155,25 @@ def cmd_once(args: argparse.Namespace) -> int:
     from .store import check_schema
 
     check_schema(config.daemon.state_url)
-    kwargs = {"dry_run": True} if args.dry_run else {}
-    syncer = _engine("build_syncer")(config, **kwargs)
+    syncer = _build_syncer(config, dry_run=args.dry_run)
     from .progress import CycleProgress
 
     try:
-        if hasattr(syncer, "cycle"):
-            with CycleProgress(syncer.store) if hasattr(syncer, "store") and not args.json \
-                    else contextlib.nullcontext():
-                cycle = syncer.cycle(dry_run=args.dry_run)
-            reports, changes = list(cycle.runs), list(getattr(cycle, "changes", []))
-        else:
-            reports, changes = _run_jobs(syncer), []
+        with CycleProgress(syncer.store) if not args.json else contextlib.nullcontext():
+            cycle = syncer.cycle(dry_run=args.dry_run)
+        reports, changes = list(cycle.runs), list(cycle.changes)
     finally:
         syncer.close()
-    failed = [r for r in reports if isinstance(r, dict) and "failed" in r]
     if args.json:
         _emit({"dry_run": args.dry_run, "reports": reports, "changes": changes}, True)
     else:
         _print_cycle(reports, changes, args.dry_run)
-    return 1 if failed else 0
-
-
-def _run_jobs(syncer: Any) -> list[Any]:
-    """One pass of the pulls and the push, for syncers without ``cycle()``."""
-    stop = threading.Event()
-    reports: list[Any] = []
-    for name in ONCE_JOBS:
-        method = getattr(syncer, name)
-        try:
-            reports.append(method(stop) if name == "push" else method())
-        except RemoteError as exc:
-            reports.append({"job": name, "failed": explain_remote_error(exc)})
-    return reports
+    return 0
 
 
 def _print_cycle(reports: list[Any], changes: list[Any], dry_run: bool) -> None:
     for report in reports:
         data = jsonable(report)
-        if "failed" in data:
-            _out(f"{data['job']}: FAILED: {data['failed']}")
-            continue
         counts = ", ".join(f"{k}={v}" for k, v in sorted((data.get("counts") or {}).items()))
         _out(f"{data.get('job')}: {counts or 'nothing to do'}")
         for error in (data.get("errors") or [])[:20]:
@@ -214,7 +192,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args)
     from .connector import load_connector
 
-    caps = getattr(load_connector(config.crm.connector), "capabilities", None)
+    caps = getattr(load_connector(config.crm.connector), "capabilities", None)   # may be set per instance
     calls = config.calls.to_crm and getattr(caps, "calls_write", True)
     lines = [f"{args.config}: configuration is valid",
              f"  Oki-Toki: {config.okitoki.url} (time zone {config.okitoki.timezone})",
@@ -250,7 +228,7 @@ def _check_local(config: Config, source: str) -> None:
 
 
 @contextlib.contextmanager
-def _checkable(config: Config) -> Any:
+def _checkable(config: Config) -> Iterator[Config]:
     """``config`` itself if its state database is migrated, else a copy on a scratch one
     (``check --online`` must work before ``syncd migrate``)."""
     from .store import check_schema, migrate
@@ -270,18 +248,19 @@ def _checkable(config: Config) -> Any:
 
 
 def _check_online(config: Config, original: Config, source: str) -> int:
-    syncer = _engine("build_syncer")(config)
+    syncer = _build_syncer(config)
     ok = True
     try:
-        for label, side in (("Oki-Toki", getattr(syncer, "okitoki", None)),
-                            (f"CRM ({original.crm.connector})", getattr(syncer, "crm", None))):
+        sides: tuple[tuple[str, Any], ...] = (("Oki-Toki", syncer.okitoki),
+                                              (f"CRM ({original.crm.connector})", syncer.crm))
+        for label, side in sides:
             try:
                 side.health_check()
                 _out(f"{label}: OK (authenticated)")
             except RemoteError as exc:
                 ok = False
                 _err(f"{label}: FAILED: {explain_remote_error(exc)}")
-        problems = _live_capabilities(original, getattr(syncer, "crm", None)) if ok else []
+        problems = _live_capabilities(original, syncer.crm) if ok else []
     finally:
         syncer.close()
     if problems:
@@ -306,20 +285,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = _store(config)
     limits = {"okitoki": config.okitoki.daily_request_budget,
               "crm": config.crm.daily_request_budget}
+    from . import engine
     from .health import stream_intervals
 
     try:
-        _emit(_engine("status_report")(store, limits=limits, intervals=stream_intervals(config)),
+        _emit(engine.status_report(store, limits=limits, intervals=stream_intervals(config)),
               args.json)
     finally:
-        _close(store)
+        store.close()
     return 0
-
-
-def _close(store: Any) -> None:
-    close = getattr(store, "close", None)
-    if close is not None:
-        close()
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -343,19 +317,23 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
     if args.action == "resolve":
         return cmd_ops(args)
     config = _load(args)
-    return _emit_rows(_engine("list_conflicts")(_store(config)), args.json, "no conflicts")
+    from . import engine
+
+    return _emit_rows(engine.list_conflicts(_store(config)), args.json, "no conflicts")
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     config = _load(args)
     store = _store(config)
+    from . import engine
+
     if args.action == "list":
-        return _emit_rows(_engine("list_dead_letters")(store), args.json, "no dead letters")
+        return _emit_rows(engine.list_dead_letters(store), args.json, "no dead letters")
     if not args.ids and not args.all:
         _err(f"syncd dead-letters {args.action}: name the ids, or pass --all")
         return 2
     ids = None if args.all else args.ids
-    n = _engine(f"{args.action}_dead_letters")(store, ids)
+    n = (engine.retry_dead_letters if args.action == "retry" else engine.drop_dead_letters)(store, ids)
     verb = "queued again" if args.action == "retry" else "dropped"
     _out(f"{n if n is not None else 'the'} dead letters {verb}")
     return 0
@@ -364,10 +342,12 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 def cmd_resync(args: argparse.Namespace) -> int:
     config = _load(args)
     store = _store(config)
+    from . import engine
+
     try:
-        result = _engine("resync")(store, args.stream or None)
+        result = engine.resync(store, args.stream or None)
     finally:
-        _close(store)
+        store.close()
     _out("cursors reset: the next cycles re-read both sides (nothing is written twice)")
     if result:
         _emit(result, False)
@@ -381,7 +361,7 @@ def cmd_ops(args: argparse.Namespace) -> int:
     try:
         return importlib.import_module("syncd.cli_ops").run(args, config, store)
     finally:
-        _close(store)
+        store.close()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -407,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 parser_class=_LazyParser)
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], text: str) -> _LazyParser:
-        p: _LazyParser = sub.add_parser(name, parents=[common], help=text, description=text)
+        # typeshed wants parents of the subparsers' class; argparse takes any parser there
+        p: _LazyParser = sub.add_parser(name, parents=[common],  # type: ignore[list-item]
+                                        help=text, description=text)
         p.set_defaults(func=fn)
         return p
 

@@ -8,8 +8,8 @@ A connector is a class registered under the entry-point group ``syncd.connectors
 where ``options`` is an instance of ``cls.Options`` (a pydantic model validating
 ``[crm.options]``; unknown keys are errors) and ``context`` a :class:`ConnectorContext`.
 Connectors never build their own HTTP clients: they call ``context.remote(...)`` which returns
-a :class:`syncd.http.RemoteSystem` wired to the shared rate limiter, daily budget, API journal
-and retry policy, with ``context.transport`` injected (tests pass an ``httpx.MockTransport``).
+a :class:`syncd.http.RemoteSystem` wired to the shared rate limiter, daily budget, API journal,
+retry policy and HTTP transport (tests inject an ``httpx.MockTransport`` there).
 
 Semantics every connector must keep (the conformance suite in :mod:`syncd.testing` checks them):
 
@@ -35,18 +35,20 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, Protocol, runtime_checkable
 
-import httpx
 from pydantic import BaseModel
 
 from .errors import ConfigError
 from .http import RemoteSystem
-from .model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
+from .model import Call, Contact, ContactWrite, Cursor, Page, Untracked, WriteResult
 
 __all__ = [
+    "CapableConnector",
     "Capabilities",
     "ConnectorContext",
     "CrmConnector",
     "ENTRY_POINT_GROUP",
+    "ReportsUntracked",
+    "VendorLimits",
     "available_connectors",
     "load_connector",
 ]
@@ -88,17 +90,54 @@ class ConnectorContext:
     state_dir: Path                        # private 0700 directory (e.g. rotated OAuth tokens)
     field_names: tuple[str, ...] = ()      # CRM-side field names the config maps
     do_not_call_field: str | None = None   # CRM-side field of the do-not-call flag, if any
-    transport: httpx.BaseTransport | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    default_region: str = "UA"             # [contacts] default_region: region of numbers
+    #                                        written without a country code (ISO 3166)
+    extra: dict[str, Any] = field(default_factory=dict)   # free for tests (e.g. "journal")
+
+
+@dataclass(frozen=True)
+class VendorLimits:
+    """The vendor's documented limits a connector class may declare, used where ``[crm]``
+    leaves the key unset. A connector declares them as optional class attributes::
+
+        default_requests_per_minute: ClassVar[int]    # no pacing when absent
+        default_burst: ClassVar[int]                  # 5 when absent
+        default_daily_request_budget: ClassVar[int]   # unlimited when absent
+        default_max_in_flight: ClassVar[int]          # 4 when absent
+    """
+
+    requests_per_minute: int | None = None
+    burst: int = 5
+    daily_request_budget: int | None = None
+    max_in_flight: int = 4
+
+    @classmethod
+    def of(cls, connector: object) -> VendorLimits:
+        """The limits ``connector`` (a class, or an instance of it) declares; the defaults
+        above for the others."""
+        # The one place the optional class attributes are read: a connector is a plain class
+        # (no base class to inherit the defaults from).
+        declared = {key: getattr(connector, f"default_{key}", None)
+                    for key in ("requests_per_minute", "burst", "daily_request_budget",
+                                "max_in_flight")}
+        return cls(**{key: int(value) for key, value in declared.items() if value})
 
 
 @runtime_checkable
 class CrmConnector(Protocol):
-    """The protocol a CRM connector implements (structural: no base class needed)."""
+    """The protocol a CRM connector implements (structural: no base class needed).
+
+    The conformance suite checks ``isinstance(connector, CrmConnector)``: only the required
+    members are here. The optional ones are in :class:`CapableConnector`,
+    :class:`ReportsUntracked` and :class:`VendorLimits`.
+    """
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]]
     capabilities: Capabilities
+
+    def __init__(self, options: Any, context: ConnectorContext) -> None:
+        """``options``: an instance of ``Options`` (the validated ``[crm.options]``)."""
 
     def health_check(self) -> None:
         """The cheapest authenticated call; raises a taxonomy error (401/403 explained)."""
@@ -118,25 +157,46 @@ class CrmConnector(Protocol):
     def log_calls(self, calls: list[Call]) -> list[WriteResult]:
         """Log calls as CRM activities, once per ``session_id``; result key = session_id."""
 
-    # Optional, with ``capabilities.contacts_delete``:
-    #   def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
-    #       """Delete (or archive, as the CRM's own delete does) contacts; one result per id,
-    #       in order, key = the id. An id already gone is ok (a retry must not fail)."""
-    # Optional, only with ``capabilities.calls_update`` (not part of the structural check, so
-    # connectors without it still conform):
-    # def update_calls(self, calls: list[Call], activity_ids: dict[str, str]) -> list[WriteResult]:
-    #     Bring the activities of calls already logged up to date (recording link, outcome,
-    #     talk time, duration, agent); ``activity_ids``: session_id → the id ``log_calls``
-    #     answered (absent: look it up by session_id). Idempotent; one result per call, in
-    #     order, key = session_id.
+    # Optional, with a capability: see :class:`CapableConnector`.
     # Optional, for CRMs that send change events (``/events/crm``, :mod:`syncd.crm_events`):
     # def webhook_ids(self, request: WebhookRequest) -> list[str] | None:
     #     Check the vendor's authentication (raise WebhookRefused; WebhookOff while its secret
     #     is not configured) and name the contacts the event is about. Called first without
     #     the body (return None to get it), then with it. Ids are hints: they are read by id.
+    # Optional, for CRMs that can hold records the change walk cannot see: see
+    # :class:`ReportsUntracked`. Optional class attributes: see :class:`VendorLimits`.
 
     def close(self) -> None:
         """Release connections."""
+
+
+class CapableConnector(CrmConnector, Protocol):
+    """A connector as the engine calls it: :class:`CrmConnector` plus the methods its
+    ``capabilities`` may declare. The engine calls each only when the capability says so,
+    so a connector without that capability leaves the method out."""
+
+    def delete_contacts(self, ids: list[str]) -> list[WriteResult]:
+        """Only with ``capabilities.contacts_delete``: delete (or archive, as the CRM's own
+        delete does) contacts; one result per id, in order, key = the id. An id already gone
+        is ok (a retry must not fail)."""
+        ...
+
+    def update_calls(self, calls: list[Call], activity_ids: dict[str, str]) -> list[WriteResult]:
+        """Only with ``capabilities.calls_update``: bring the activities of calls already
+        logged up to date (recording link, outcome, talk time, duration, agent);
+        ``activity_ids``: session_id → the id ``log_calls`` answered (absent: look it up by
+        session_id). Idempotent; one result per call, in order, key = session_id."""
+        ...
+
+
+@runtime_checkable
+class ReportsUntracked(Protocol):
+    """Optional: a connector whose CRM can hold records the change walk cannot see (no change
+    time, or one that is not a time) says how many, so the daemon can report them."""
+
+    def untracked_contacts(self) -> Untracked:
+        """The rows ``changed_contacts`` cannot return (a sample of the unreadable ones)."""
+        ...
 
 
 def _entry_points() -> dict[str, Any]:
@@ -148,7 +208,7 @@ def available_connectors() -> list[str]:
     return sorted(_entry_points())
 
 
-def load_connector(name: str) -> type:
+def load_connector(name: str) -> type[CrmConnector]:
     """The connector class registered as ``name``; ConfigError listing the installed ones."""
     eps = _entry_points()
     if name not in eps:
@@ -156,4 +216,5 @@ def load_connector(name: str) -> type:
         close = difflib.get_close_matches(name, list(eps), n=1)
         hint = f' (did you mean "{close[0]}"?)' if close else ""
         raise ConfigError(f'crm.connector: unknown connector "{name}"{hint}; installed: {installed}')
-    return eps[name].load()
+    cls: type[CrmConnector] = eps[name].load()
+    return cls

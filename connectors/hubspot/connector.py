@@ -52,7 +52,7 @@ class HubSpotConnector:
     def __init__(self, options: HubSpotOptions, context: ConnectorContext) -> None:
         self.options, self.context = options, context
         self.dnc = context.do_not_call_field
-        self.region = str(context.extra.get("default_region", "UA"))
+        self.region = context.default_region
         secrets = [s for s in (options.token, options.client_secret, options.refresh_token,
                                options.webhook_secret) if s]
         self.remote = context.remote(

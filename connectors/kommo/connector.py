@@ -329,7 +329,7 @@ class KommoConnector:
         ids = sorted({c.contact_id for c in calls if c.contact_id})
         if not ids:
             return calls
-        region = str(self.context.extra.get("default_region") or "UA")
+        region = self.context.default_region or "UA"
 
         def e164(raw: str) -> str | None:
             return normalize_or_none(raw, region)

@@ -51,7 +51,7 @@ class PipedriveConnector:
     def __init__(self, options: PipedriveOptions, context: ConnectorContext) -> None:
         self.options, self.context = options, context
         self.dnc = context.do_not_call_field
-        self.region = str(context.extra.get("default_region", "UA"))
+        self.region = context.default_region
         secrets = [s for s in (options.api_token, options.client_secret, options.refresh_token,
                                options.webhook_password) if s]
         self.remote = context.remote(

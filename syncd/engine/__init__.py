@@ -8,10 +8,15 @@ The daemon and the CLI use only this facade::
     syncer.verify(repair=False)              # full comparison, drift report (syncd verify)
     syncer.hint_call(session_id); syncer.close()
 
-and :mod:`syncd.engine.status` for ``syncd status`` and the dead-letter commands.
+and, from :mod:`syncd.engine.status`, what ``syncd status``, ``conflicts``, ``dead-letters``
+and ``resync`` read and do on the state database (the CLI calls them through this module).
 """
 
 from .build import build_syncer
+from .status import (drop_dead_letters, list_conflicts, list_dead_letters, resync,
+                     retry_dead_letters, status_report)
 from .syncer import CycleReport, RunReport, Syncer
 
-__all__ = ["Syncer", "RunReport", "CycleReport", "build_syncer"]
+__all__ = ["Syncer", "RunReport", "CycleReport", "build_syncer", "status_report",
+           "list_conflicts", "list_dead_letters", "retry_dead_letters", "drop_dead_letters",
+           "resync"]

@@ -6,12 +6,12 @@ import os
 import socket
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..config import Config
-from ..connector import ConnectorContext, load_connector
+from ..connector import CapableConnector, ConnectorContext, CrmConnector, VendorLimits, load_connector
 from ..errors import ConfigError
 from ..http import RemoteSystem
 from ..store import StoreBudget, StoreJournal, open_store, sqlite_path
@@ -21,10 +21,13 @@ from .context import Context
 from .mapping import Mapping
 from .syncer import Syncer
 
+if TYPE_CHECKING:
+    from ..okitoki.client import OkitokiClient
+
 __all__ = ["build_syncer", "connector_options"]
 
 
-def connector_options(cls: type, options: dict[str, Any]) -> Any:
+def connector_options(cls: type[CrmConnector], options: dict[str, Any]) -> BaseModel:
     """``[crm.options]`` validated by the connector's own model; ConfigError with key paths."""
     try:
         return cls.Options.model_validate(options)
@@ -80,7 +83,7 @@ def _abandon_dead_local_claims(ctx: Context) -> None:
 def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport: Any = None,
                  state_dir: str | Path | None = None, instance_id: str | None = None,
                  clock: Callable[[], datetime] | None = None, dry_run: bool = False,
-                 crm: Any = None, okitoki: Any = None) -> Syncer:
+                 crm: CrmConnector | None = None, okitoki: OkitokiClient | None = None) -> Syncer:
     """Open the state database (it must be migrated) and build both sides around it.
 
     Requests of both sides go through the persistent daily budget and the API journal of the
@@ -89,12 +92,13 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
     """
     cls = load_connector(config.crm.connector) if crm is None else type(crm)
     store = open_store(config.daemon.state_url)
-    kwargs = {"clock": clock} if clock is not None else {}
+    kwargs: dict[str, Any] = {"clock": clock} if clock is not None else {}
     # [crm] keys left unset take the vendor's documented limits the connector declares
-    crm_budget = config.crm.daily_request_budget or getattr(cls, "default_daily_request_budget", None)
-    crm_rate = config.crm.requests_per_minute or getattr(cls, "default_requests_per_minute", None)
-    crm_burst = getattr(cls, "default_burst", None) or 5
-    crm_in_flight = config.crm.max_in_flight or getattr(cls, "default_max_in_flight", None) or 4
+    vendor = VendorLimits.of(cls)
+    crm_budget = config.crm.daily_request_budget or vendor.daily_request_budget
+    crm_rate = config.crm.requests_per_minute or vendor.requests_per_minute
+    crm_burst = vendor.burst
+    crm_in_flight = config.crm.max_in_flight or vendor.max_in_flight
     budget = StoreBudget(store, {"okitoki": config.okitoki.daily_request_budget,
                                  "crm": crm_budget}, **kwargs)
     journal = StoreJournal(store)
@@ -120,8 +124,7 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
             cctx = ConnectorContext(remote=remote, state_dir=_state_dir(config, state_dir),
                                     field_names=mapping.crm_field_names(),
                                     do_not_call_field=config.do_not_call.crm_field,
-                                    transport=crm_transport,
-                                    extra={"default_region": config.contacts.default_region})
+                                    default_region=config.contacts.default_region)
             crm = cls(options, cctx)
             closers.append(crm.close)
     except BaseException:
@@ -129,7 +132,9 @@ def build_syncer(config: Config, *, okitoki_transport: Any = None, crm_transport
             close()
         store.close()
         raise
-    ctx = Context(config=config, store=store, crm=crm, okitoki=okitoki, budget=budget,
+    # The engine calls a connector's optional methods only when its capabilities declare them.
+    ctx = Context(config=config, store=store, crm=cast(CapableConnector, crm), okitoki=okitoki,
+                  budget=budget,
                   instance_id=instance_id or config.daemon.instance_id
                   or f"{socket.gethostname()}:{os.getpid()}", **kwargs)
     _abandon_dead_local_claims(ctx)

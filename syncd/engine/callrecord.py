@@ -40,7 +40,8 @@ _LIVE = ("pending", "logged")   # states whose CRM activity exists or will: they
 
 
 def call_payload(call: Call) -> dict[str, Any]:
-    return jsonable(asdict(call))
+    payload: dict[str, Any] = jsonable(asdict(call))
+    return payload
 
 
 def call_from_payload(data: dict[str, Any]) -> Call:
@@ -71,7 +72,8 @@ def quarantine_unreadable(conn: Any, unreadable: list[tuple[str | None, str, dic
 
 
 def _caught_up(conn: Any) -> datetime | None:
-    return conn.execute(select(CURSOR.c.value).where(CURSOR.c.stream == CRM_CAUGHT_UP)).scalar()
+    value: datetime | None = conn.execute(select(CURSOR.c.value).where(CURSOR.c.stream == CRM_CAUGHT_UP)).scalar()
+    return value
 
 
 def _owners_by_ids(conn: Any, calls: list[Call]) -> tuple[dict[str, int], dict[str, int]]:
@@ -92,7 +94,7 @@ def _owners_by_ids(conn: Any, calls: list[Call]) -> tuple[dict[str, int], dict[s
 
 
 def record_calls(ctx: Context, conn: Any, calls: list[Call], caught_up: Any = ...,
-                 ) -> tuple[Counter, datetime | None]:
+                 ) -> tuple[Counter[str], datetime | None]:
     """Record calls read from the log, in the open transaction ``conn``.
 
     New calls queue a ``log_call`` (and the outcome's status); calls already recorded whose
@@ -102,7 +104,7 @@ def record_calls(ctx: Context, conn: Any, calls: list[Call], caught_up: Any = ..
     of the earliest call held back because its number may belong to a CRM contact not read
     yet: it is not recorded, the caller must read it again).
     """
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     if not calls:
         return counts, None
     if caught_up is ...:
@@ -121,11 +123,12 @@ def record_calls(ctx: Context, conn: Any, calls: list[Call], caught_up: Any = ..
 
 
 def _record_new(ctx: Context, conn: Any, calls: list[Call],
-                caught_up: datetime | None) -> tuple[Counter, datetime | None]:
+                caught_up: datetime | None) -> tuple[Counter[str], datetime | None]:
     cfg, now = ctx.config.calls, ctx.now()
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     held_from: datetime | None = None
     fresh: dict[str, tuple[Call, str | None]] = {}
+    phone: str | None
     for call in calls:
         try:
             phone = normalize(call.phone, ctx.config.contacts.default_region)
@@ -183,7 +186,7 @@ def _record_new(ctx: Context, conn: Any, calls: list[Call],
     return counts, held_from
 
 
-def _status_op(ctx: Context, call: Call, lid: int | None, phone: str | None, key: str) -> list[dict]:
+def _status_op(ctx: Context, call: Call, lid: int | None, phone: str | None, key: str) -> list[dict[str, Any]]:
     status = ctx.config.calls.outcome_status.get(str(call.outcome))
     if not status:
         return []
@@ -192,12 +195,12 @@ def _status_op(ctx: Context, call: Call, lid: int | None, phone: str | None, key
              "idem_key": key}]
 
 
-def _record_changes(ctx: Context, conn: Any, changed: list[tuple[Call, Any]]) -> Counter:
+def _record_changes(ctx: Context, conn: Any, changed: list[tuple[Call, Any]]) -> Counter[str]:
     """Calls already recorded: a new fingerprint refreshes a ``log_call`` not sent yet, or
     queues one ``update_call`` (the CRM activity exists or is being written)."""
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     now = ctx.now()
-    ops: list[dict] = []
+    ops: list[dict[str, Any]] = []
     sent = _sent_before_fingerprints(conn, [row for _, row in changed])
     for call, row in changed:
         fp = fingerprint(call)
@@ -221,7 +224,7 @@ def _record_changes(ctx: Context, conn: Any, changed: list[tuple[Call, Any]]) ->
             .values(payload=payload, updated_at=now)).rowcount
         if refreshed:
             counts["refreshed_before_send"] += 1
-        elif getattr(ctx.crm_capabilities, "calls_update", False):   # asked only when needed
+        elif ctx.crm_capabilities.calls_update:   # asked only when needed
             ops.append({"lane": int(Lane.CALLS), "target": "crm", "operation": "update_call",
                         "link_id": row.link_id, "payload": {**payload, "fingerprint": fp},
                         "idem_key": f"call-update:{row.session_id}:{revision}:{fp}"})

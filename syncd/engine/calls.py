@@ -59,11 +59,11 @@ def call_window(ctx: Context, learned: timedelta | None = None) -> timedelta:
 
 
 def _learned(cur: cursors.StreamCursor) -> timedelta | None:
-    return timedelta(seconds=int(cur.last_id)) if (cur.last_id or "").isdigit() else None
+    return timedelta(seconds=int(cur.last_id)) if cur.last_id and cur.last_id.isdigit() else None
 
 
 def pull_calls(ctx: Context, *, hinted: bool = False, sessions: Sequence[str] = (),
-               hint_fetches: HintFetches | None = None, seen: set[str] | None = None) -> Counter:
+               hint_fetches: HintFetches | None = None, seen: set[str] | None = None) -> Counter[str]:
     """Read the settled part of the call log; queue new calls, updates of changed calls, and
     statuses. Every ``SWEEP_EVERY`` the read reaches back for long calls (see the module doc).
 
@@ -75,7 +75,7 @@ def pull_calls(ctx: Context, *, hinted: bool = False, sessions: Sequence[str] = 
     the others are not readable yet (:class:`syncd.engine.hints.CallRetries` looks again).
     """
     cfg = ctx.config.calls
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     now = ctx.now()
     with ctx.store.begin() as conn:
         cur = cursors.load(conn, STREAM)
@@ -163,7 +163,7 @@ class HintFetches:
         return n
 
 
-def _hinted_calls(ctx: Context, sessions: set[str], unreadable: list, counts: Counter,
+def _hinted_calls(ctx: Context, sessions: set[str], unreadable: list[Any], counts: Counter[str],
                   limit: HintFetches | None = None, seen: set[str] | None = None) -> list[Call]:
     """Hinted calls the window did not hold and the state database does not know, by id
     (at most what ``limit`` allows; the rest wait for the walk)."""
@@ -195,7 +195,7 @@ def _hinted_calls(ctx: Context, sessions: set[str], unreadable: list, counts: Co
     return found
 
 
-def _grow_window(longest_s: int, window: timedelta, counts: Counter) -> timedelta | None:
+def _grow_window(longest_s: int, window: timedelta, counts: Counter[str]) -> timedelta | None:
     """The longer window the longest call just read calls for (logged), or None."""
     longest = timedelta(seconds=longest_s)
     if longest + SHORT_OVERLAP > MAX_CALL_WINDOW:

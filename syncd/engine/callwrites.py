@@ -53,7 +53,7 @@ def _owner(ctx: Context, link_id: int | None, phone: str | None) -> tuple[int | 
     return None, None
 
 
-def _contact_for_unknown(ctx: Context, phone: str, key: str) -> str:
+def _contact_for_unknown(ctx: Context, phone: str, key: str) -> str | None:
     """``unknown_numbers = "create_contact"``: the CRM contact with this number, made if needed."""
     found = ctx.crm.find_by_phone(phone)
     if found:
@@ -86,7 +86,7 @@ def log_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 out[r.id] = Later(ctx.now() + WAIT, "waiting for the CRM contact of this number")
                 continue
         ready.append((r, replace(call, contact_id=crm_id)))
-    size = max(1, getattr(ctx.crm_capabilities, "calls_batch_size", 50) or 50)
+    size = max(1, ctx.crm_capabilities.calls_batch_size or 50)
     for chunk in chunks(ready, size):
         about(*(rids[r.id] for r, _ in chunk))
         results = ctx.crm.log_calls([c for _, c in chunk])
@@ -123,13 +123,13 @@ def update_calls(ctx: Context, rows: list[Any]) -> dict[int, Any]:
         elif now_row.state != "logged":
             out[r.id] = (Later(ctx.now() + WAIT, "waiting for the call to be logged first")
                          if f"call:{sid}" in logging else Done(note=f"call is {now_row.state}, not logged"))
-        elif not getattr(ctx.crm_capabilities, "calls_update", False):
+        elif not ctx.crm_capabilities.calls_update:
             out[r.id] = Done(note="the CRM connector cannot update calls")
         else:
             _, crm_id = _owner(ctx, r.link_id, p.get("phone"))
             ready.append((r, replace(call_from_payload(p["call"]), contact_id=crm_id)))
     activity_ids = {sid: c.crm_activity_id for sid, c in calls.items() if c.crm_activity_id}
-    size = max(1, getattr(ctx.crm_capabilities, "calls_batch_size", 50) or 50)
+    size = max(1, ctx.crm_capabilities.calls_batch_size or 50)
     rids = rows_records(ctx, [r for r, _ in ready])
     for chunk in chunks(ready, size):
         about(*(rids[r.id] for r, _ in chunk))
@@ -156,7 +156,7 @@ def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     for r in rows:
         p = r.payload or {}
         lid, crm_id = _owner(ctx, r.link_id, p.get("phone"))
-        if crm_id is None or crm_name is None:
+        if crm_id is None or crm_name is None or lid is None:   # lid is set with crm_id
             out[r.id] = Done(note="no CRM contact or no status field") if crm_name is None or \
                 r.attempts > 4 else Later(ctx.now() + WAIT, "waiting for the CRM contact")
             continue
@@ -168,7 +168,7 @@ def statuses(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             continue
         planned[lid] = p["status"]   # a later outcome in this batch must beat this one too
         writes.append((r, lid, p["status"], ContactWrite(r.idem_key, crm_id, {crm_name: p["status"]})))
-    size = max(1, getattr(ctx.crm_capabilities, "write_batch_size", 50) or 50)
+    size = max(1, ctx.crm_capabilities.write_batch_size or 50)
     rids = rows_records(ctx, [r for r, *_ in writes])
     for chunk in chunks(writes, size):
         about(*(rids[r.id] for r, *_ in chunk))

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import Connection, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..batches import chunks
 from ..clock import utcnow
 from ..config import Config
+from ..connector import CapableConnector, Capabilities, VendorLimits
 from ..jsonable import jsonable
 from ..model import Change
-from ..store import Store
+from ..store import Store, StoreBudget
 from ..store.tables import Base, Dirty, Link, LinkPhone, Outbox
 from .mapping import Mapping
 from .outbox import Backoff
+
+if TYPE_CHECKING:
+    from ..okitoki.client import OkitokiClient
 
 __all__ = ["Context", "LINK", "BASE", "DIRTY", "PHONE", "OUTBOX", "mark_dirty", "jsonable",
            "chunks", "utcnow"]
@@ -26,24 +30,30 @@ LINK, BASE, DIRTY, PHONE, OUTBOX = (Link.__table__, Base.__table__, Dirty.__tabl
                                     LinkPhone.__table__, Outbox.__table__)
 
 
+class StopSignal(Protocol):
+    """A ``threading.Event`` as the push reads it (also a partition's own halt signal)."""
+
+    def is_set(self) -> bool: ...
+
+
 @dataclass
 class Context:
-    """The engine's view of the world. ``okitoki`` is an OkitokiClient, ``crm`` a connector."""
+    """The engine's view of the world: the state database and both sides."""
 
     config: Config
     store: Store
-    crm: Any
-    okitoki: Any
+    crm: CapableConnector   # optional methods are called only with their capability
+    okitoki: OkitokiClient
     clock: Callable[[], datetime] = utcnow
     instance_id: str = "syncd"
-    budget: Any = None                    # syncd.http.RequestBudget (persistent in the daemon)
+    budget: StoreBudget | None = None     # the persistent daily request budget (daemon)
     backoff: Backoff = Backoff()
     batch_size: int = 500
     dry_run: bool = False
     planned: list[Change] = field(default_factory=list)   # dry-run: what push would do
-    stop: Any = None                      # threading.Event of the running push (shutdown)
-    heartbeat: Any = None                 # callable(stream): a long job committed a batch (health)
-    latency_listener: Any = None          # callable(flow, seconds): a change's effect settled
+    stop: StopSignal | None = None        # set when the daemon stops the running push
+    heartbeat: Callable[[str], None] | None = None   # (stream): a long job committed a batch
+    latency_listener: Callable[[str, float], None] | None = None   # (flow, seconds): settled
     mapping: Mapping = field(init=False)
 
     def __post_init__(self) -> None:
@@ -61,11 +71,11 @@ class Context:
         ``max_in_flight``, else the connector's ``default_max_in_flight`` (4 when it names none)."""
         if system == "okitoki":
             return self.config.okitoki.max_in_flight
-        return self.config.crm.max_in_flight or getattr(self.crm, "default_max_in_flight", None) or 4
+        return self.config.crm.max_in_flight or VendorLimits.of(self.crm).max_in_flight
 
     @property
-    def crm_capabilities(self) -> Any:
-        return getattr(self.crm, "capabilities", None)
+    def crm_capabilities(self) -> Capabilities:
+        return self.crm.capabilities
 
 
 def mark_dirty(conn: Connection, link_ids: Iterable[int]) -> None:
@@ -80,7 +90,7 @@ def mark_dirty(conn: Connection, link_ids: Iterable[int]) -> None:
     conn.execute(stmt, rows)
 
 
-def update_many(conn: Connection, table: Any, key: str, rows: list[dict]) -> None:
+def update_many(conn: Connection, table: Table, key: str, rows: list[dict[str, Any]]) -> None:
     """``UPDATE table SET ... WHERE key = :key`` for many rows with the same columns."""
     if not rows:
         return

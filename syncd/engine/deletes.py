@@ -55,7 +55,7 @@ def crm_deletes(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     as the CRM does it) the CRM records of links retired because Oki-Toki deleted theirs.
     A record already gone counts as deleted."""
     out: dict[int, Any] = {}
-    size = max(1, getattr(ctx.crm_capabilities, "write_batch_size", 50) or 50)
+    size = max(1, ctx.crm_capabilities.write_batch_size or 50)
     for chunk in chunks(rows, size):
         about(*(record_ids(crm=(r.payload or {}).get("id"), link=r.link_id) for r in chunk))
         results = ctx.crm.delete_contacts([str((r.payload or {}).get("id")) for r in chunk])

@@ -45,10 +45,10 @@ class DriftReport:
     repair: bool = False
     finished_at: datetime | None = None
     complete: bool = True
-    counts: Counter = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)
     samples: dict[str, list[str]] = field(default_factory=dict)
-    read: Counter = field(default_factory=Counter)      # records read per source
-    repairs: Counter = field(default_factory=Counter)   # what the repair queued, by kind
+    read: Counter[str] = field(default_factory=Counter)      # records read per source
+    repairs: Counter[str] = field(default_factory=Counter)   # what the repair queued, by kind
     notes: list[str] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)
 
@@ -120,4 +120,5 @@ def next_run(store: Store | None, every: timedelta, now: datetime) -> datetime:
         last = None
     if last is None or last["started_at"] is None:
         return now + every
-    return max(now + timedelta(minutes=1), last["started_at"] + every)
+    started: datetime = last["started_at"]
+    return max(now + timedelta(minutes=1), started + every)

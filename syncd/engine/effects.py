@@ -64,7 +64,7 @@ class Seen:
             mark_dirty(conn, seen)
 
 
-def _make_room(conn: Connection, side: str, created: list[dict]) -> list[dict]:
+def _make_room(conn: Connection, side: str, created: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Make room for the ids of records we just created on ``side``; returns the creates whose
     id can be recorded.
 
@@ -161,7 +161,7 @@ class CallLogged:
 
 def apply_effects(conn: Connection, effects: Sequence[Any], *, now: datetime) -> None:
     """Apply effects: batchable ones by type, plain callables one by one (in order)."""
-    by_type: dict[type, list[Any]] = {}
+    by_type: dict[Any, list[Any]] = {}   # effect class → its effects (apply_all)
     for e in effects:
         if hasattr(e, "apply_all"):
             by_type.setdefault(type(e), []).append(e)

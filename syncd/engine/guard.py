@@ -12,7 +12,7 @@ rest of the sync flow. An operator then releases (sent as usual) or drops them
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Sequence
 
 import structlog
 from sqlalchemy import and_, func, insert, select, update
@@ -40,10 +40,10 @@ def _fresh() -> Any:
     return and_(c.status == "pending", c.attempts == 0, c.claimed_by.is_(None))
 
 
-def check(ctx: Context) -> Counter:
+def check(ctx: Context) -> Counter[str]:
     """Hold this cycle's floods; returns counts (``held_<kind>``)."""
     cfg, now = ctx.config.guard, ctx.now()
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     poll = max(ctx.config.crm.poll_interval, ctx.config.okitoki.poll_interval)
     with ctx.store.begin() as conn:
         if cfg.max_task_removals:
@@ -77,7 +77,7 @@ def check(ctx: Context) -> Counter:
     return counts
 
 
-def _hold(conn: Any, kind: str, rows: list[Any], now: Any, reason: str) -> None:
+def _hold(conn: Any, kind: str, rows: Sequence[Any], now: Any, reason: str) -> None:
     contacts = len({r.link_id for r in rows})
     hold_id = conn.execute(insert(HOLD).values(kind=kind, count=len(rows), contacts=contacts, reason=reason,
                                                state=HELD, created_at=now).returning(HOLD.c.id)).scalar_one()
@@ -100,7 +100,7 @@ def list_holds(store: Store, *, open_only: bool = False) -> list[dict[str, Any]]
              "decided_at": r.decided_at.isoformat() if r.decided_at else None} for r in rows]
 
 
-def _decide(store: Store, hold_id: int, now: Any, state: str) -> tuple[Any, list[Any]]:
+def _decide(store: Store, hold_id: int, now: Any, state: str) -> tuple[Any, Sequence[Any]]:
     with store.begin() as conn:
         hold = conn.execute(select(HOLD).where(HOLD.c.id == hold_id)).first()
         if hold is None:

@@ -27,7 +27,7 @@ from .deletes import crm_deletes
 from .dncback import dnc_checks
 from .effects import Seen, TaskSettled
 from .journalids import rows_records
-from .mapping import PHONES
+from .mapping import PHONES, Side
 from .reconcile import add_key
 from .results import Done, Handlers, Later, write_error
 
@@ -50,7 +50,7 @@ def _bases(ctx: Context, ids: list[int]) -> dict[int, Any]:
 
 # -- contacts ---------------------------------------------------------------------------------
 
-def _create_values(ctx: Context, row: Any, base: Any, target: str) -> dict:
+def _create_values(ctx: Context, row: Any, base: Any, target: Side) -> dict[str, Any]:
     """What a create sends: the agreed values as they are now (not when it was queued)."""
     agreed = {k: v for k, v in ((base.agreed if base is not None else None) or {}).items()
               if not k.startswith("_")}
@@ -139,7 +139,7 @@ def _okitoki_made_since(ctx: Context, rows: list[Any]) -> dict[str, list[str]]:
     return by_phone
 
 
-def _adoptable(ctx: Context, link_id: int, values: dict, made: dict[str, list[str]]) -> str | None:
+def _adoptable(ctx: Context, link_id: int, values: dict[str, Any], made: dict[str, list[str]]) -> str | None:
     """A contact an earlier try of this create made: same number, not linked to another link."""
     ids = sorted({cid for p in values.get(PHONES) or [] for cid in made.get(p, [])})
     if not ids:
@@ -157,7 +157,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     out: dict[int, Any] = {}
     links = _links(ctx, [r.link_id for r in rows])
     bases = _bases(ctx, [r.link_id for r in rows])
-    writes: list[tuple[Any, ContactWrite, dict, bool]] = []
+    writes: list[tuple[Any, ContactWrite, dict[str, Any], bool]] = []
     rids = rows_records(ctx, rows)
     for r in rows:
         link = links.get(r.link_id)
@@ -192,7 +192,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             values = dict((r.payload or {}).get("values") or {})
             fields, phones = ctx.mapping.to_side("crm", values)
             writes.append((r, ContactWrite(r.idem_key, link.crm_id, fields, phones), values, False))
-    size = max(1, getattr(ctx.crm_capabilities, "write_batch_size", 50) or 50)
+    size = max(1, ctx.crm_capabilities.write_batch_size or 50)
     for chunk in chunks(writes, size):
         about(*(rids[r.id] for r, *_ in chunk))
         results = ctx.crm.upsert_contacts([w for _, w, _, _ in chunk])
@@ -318,11 +318,11 @@ def remove_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 out[r.id] = Later(ctx.now() + WAIT, "waiting for the task's create to settle")
                 continue
             mine = task is not None and task.generation == gen
-            if mine and task.task_id:
+            if mine and task is not None and task.task_id:
                 ctx.okitoki.remove_task(dialer, task_id=task.task_id)
             elif add is None or add.status == "dead":
                 # the create may have reached Oki-Toki before it failed: remove by number
-                phones = p.get("phones") or (list(task.phones or []) if mine else [])
+                phones = p.get("phones") or (list(task.phones or []) if mine and task is not None else [])
                 if phones:
                     ctx.okitoki.remove_task(dialer, phones=phones)
             elif not mine:

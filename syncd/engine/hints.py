@@ -78,14 +78,14 @@ class CallRetries:
             return sorted(self._due)
 
 
-def read_hinted_contacts(ctx: Context, ids: list[str]) -> Counter:
+def read_hinted_contacts(ctx: Context, ids: list[str]) -> Counter[str]:
     """Read the CRM contacts ``ids`` by id and record them (one ``fetch_contacts`` per batch).
 
     A linked contact the API does not return is recorded deleted (the engine's delete
     handling applies); an unknown one is only counted. Deletes are taken from the API's
     answer, never from the event."""
-    counts: Counter = Counter()
-    size = getattr(ctx.crm_capabilities, "read_batch_size", 100) or 100
+    counts: Counter[str] = Counter()
+    size = ctx.crm_capabilities.read_batch_size or 100
     for part in chunks(sorted(set(ids)), size):
         fetched_at = ctx.now()
         with for_records(record_ids(crm=i) for i in part):

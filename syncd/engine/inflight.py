@@ -26,7 +26,7 @@ from math import ceil
 from typing import Any, Callable, Hashable
 
 from ..errors import InvalidRecord, InvalidRequest
-from .context import Context
+from .context import Context, StopSignal
 
 __all__ = ["SPLITS", "partition", "run_group"]
 
@@ -52,11 +52,11 @@ def _dialer(r: Any) -> Hashable:
 
 
 def _crm_batch(ctx: Context) -> int:
-    return max(1, getattr(ctx.crm_capabilities, "write_batch_size", 50) or 50)
+    return max(1, ctx.crm_capabilities.write_batch_size or 50)
 
 
 def _calls_batch(ctx: Context) -> int:
-    return max(1, getattr(ctx.crm_capabilities, "calls_batch_size", 50) or 50)
+    return max(1, ctx.crm_capabilities.calls_batch_size or 50)
 
 
 # (target, operation) → (what must stay together, rows per request). Operations not listed
@@ -93,7 +93,7 @@ def partition(rows: Rows, *, ways: int, unit: int, key: KeyOf) -> list[Rows]:
 class _Halt:
     """A stop signal: the daemon's, or one partition's system error halting the others."""
 
-    def __init__(self, outer: Any) -> None:
+    def __init__(self, outer: StopSignal | None) -> None:
         self.outer = outer
         self.event = threading.Event()
 

@@ -29,10 +29,11 @@ log = structlog.get_logger()
 
 def _raw(contact: Any) -> dict[str, Any]:
     try:
-        return jsonable({"id": contact.id, "fields": contact.fields, "phones": list(contact.phones),
-                         "updated_at": contact.updated_at, "deleted": contact.deleted})
+        raw: dict[str, Any] = jsonable({"id": contact.id, "fields": contact.fields, "phones": list(contact.phones),
+                                        "updated_at": contact.updated_at, "deleted": contact.deleted})
     except Exception:  # noqa: BLE001 - a record too broken to describe is still quarantined
         return {"repr": repr(contact)[:2000]}
+    return raw
 
 
 def quarantine(conn: Connection, *, side: str, record_id: str | None, reason: str,
@@ -48,7 +49,7 @@ def quarantine(conn: Connection, *, side: str, record_id: str | None, reason: st
 
 
 def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[Contact], *,
-                    fetched_at: datetime | None = None) -> Counter:
+                    fetched_at: datetime | None = None) -> Counter[str]:
     """Store one page of ``side``'s contacts in the open transaction ``conn``; returns counts.
 
     ``fetched_at`` (local clock, taken before the request): a record of a link we wrote to
@@ -56,7 +57,7 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
     gave it a newer server timestamp, so the next read brings it back.
     """
     now = ctx.now()
-    counts: Counter = Counter(read=len(contacts))
+    counts: Counter[str] = Counter(read=len(contacts))
     observed: dict[str, Observed] = {}
     for contact in contacts:
         try:
@@ -77,7 +78,7 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
     link_ids = [m.link_id for m in matches.values()]
     bases = {row.link_id: row for row in conn.execute(select(BASE).where(BASE.c.link_id.in_(link_ids)))}
     ts_col = f"{side}_updated_at"
-    cap = getattr(ctx.crm_capabilities, "max_phones", None) if side == "crm" else None
+    cap = ctx.crm_capabilities.max_phones if side == "crm" else None
     inserts, updates, changed_links, phone_links = [], [], [], []
     for rec in records:
         m = matches[rec.id]
@@ -155,7 +156,7 @@ def _not_after(at: datetime | None, now: datetime) -> datetime | None:
 
 
 def _known_or_alive(conn: Connection, side: Side, records: list[Observed],
-                    counts: Counter) -> list[Observed]:
+                    counts: Counter[str]) -> list[Observed]:
     """The records worth taking in: every live one, and the deletions of records we link.
 
     A deleted record we never linked changes nothing; matching it by number would only make a

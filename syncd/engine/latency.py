@@ -83,7 +83,7 @@ def settled(ctx: Context, conn: Connection, rows: Sequence[Any], now: datetime) 
 
 def publish(ctx: Context, samples: list[tuple[str, float]]) -> None:
     """Hand committed samples to the in-process listener (the daemon's histogram)."""
-    listener = getattr(ctx, "latency_listener", None)
+    listener = ctx.latency_listener
     if listener is None or not samples:
         return
     try:

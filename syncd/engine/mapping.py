@@ -71,7 +71,7 @@ def same(field: str, a: Any, b: Any) -> bool:
         return True
     if field == PHONES and isinstance(a, list) and isinstance(b, list):
         return set(a) == set(b)
-    return a == b
+    return bool(a == b)
 
 
 def _as_bool(value: Any, where: str) -> bool:

@@ -41,7 +41,7 @@ def paused_lanes(ctx: Context) -> dict[Lane, str]:
     paused: dict[Lane, str] = {}
     if ctx.budget is None:
         return paused
-    limits = getattr(ctx.budget, "limits", {})
+    limits = ctx.budget.limits
     for system in ("okitoki", "crm"):
         limit = limits.get(system)
         left = ctx.budget.remaining(system)
@@ -78,7 +78,7 @@ def _pools(ctx: Context, stack: ExitStack) -> dict[str, ThreadPoolExecutor]:
 
 
 def push(ctx: Context, stop: threading.Event | None = None, *, handlers: Handlers,
-         batch: int = 100) -> tuple[Counter, list[str]]:
+         batch: int = 100) -> tuple[Counter[str], list[str]]:
     """Drain due outbox rows lane by lane until empty or ``stop`` is set; (counts, errors).
 
     ``handlers``: what each (target, operation) does remotely (:data:`.handlers.HANDLERS`).
@@ -87,7 +87,7 @@ def push(ctx: Context, stop: threading.Event | None = None, *, handlers: Handler
     """
     stop = stop or threading.Event()
     ctx.stop = stop
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     errors: list[str] = []
     paused = paused_lanes(ctx)
     for lane, why in paused.items():
@@ -100,7 +100,7 @@ def push(ctx: Context, stop: threading.Event | None = None, *, handlers: Handler
     return counts, errors
 
 
-def _drain(ctx: Context, stop: threading.Event, counts: Counter, errors: list[str],
+def _drain(ctx: Context, stop: threading.Event, counts: Counter[str], errors: list[str],
            paused: dict[Lane, str], pools: dict[str, ThreadPoolExecutor],
            batch: int, handlers: Handlers) -> FatalRemoteError | None:
     stopped_systems: set[str] = set()
@@ -185,7 +185,7 @@ def _plan(ctx: Context, group: list[Any]) -> dict[int, RowResult]:
     return {r.id: Done(note="planned") for r in group}
 
 
-def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, RowResult], counts: Counter,
+def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, RowResult], counts: Counter[str],
             errors: list[str]) -> BaseException | None:
     now = ctx.now()
     stop_exc: BaseException | None = None
@@ -220,7 +220,7 @@ def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, RowResult], count
                 log.warning("dead_letter", target=r.target, operation=r.operation, key=r.idem_key,
                             reason=reason)
             else:
-                sql.mark_retry(conn, r.id, error=reason, at=verdict.at, now=now,
+                sql.mark_retry(conn, r.id, error=reason, at=verdict.at or now, now=now,
                                count_attempt=verdict.count_attempt)
                 counts["retry"] += 1
             errors.append(f"{r.target} {r.operation} {r.idem_key}: {reason}")
@@ -239,7 +239,7 @@ def _settle(ctx: Context, rows: list[Any], outcomes: dict[int, RowResult], count
 
 
 def _apply_effects_safely(conn: Any, effects: list[tuple[Any, Any]], *, now: datetime,
-                          counts: Counter, errors: list[str]) -> set[int]:
+                          counts: Counter[str], errors: list[str]) -> set[int]:
     """Apply the batch's effects in bulk; if that fails, row by row, so one row whose outcome
     cannot be recorded is quarantined (with the reason) instead of stranding the whole batch
     in "claimed" after its remote writes were made. Returns the ids of the rows that failed."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from typing import Any
+from typing import Any, Sequence
 
 import structlog
 from sqlalchemy import and_, bindparam, delete, insert, select, tuple_, update
@@ -19,7 +19,7 @@ from ..store.outbox import enqueue
 from ..store.tables import Conflict, TaskRow
 from .context import BASE, DIRTY, LINK, OUTBOX, Context, update_many
 from .deletes import retire_links
-from .mapping import DELETED, DNC, PHONES
+from .mapping import DELETED, DNC, PHONES, Side
 from .merge import merge_fields
 from .outbox import Lane
 from .rules import task_payload, wanted_dialers
@@ -35,27 +35,27 @@ log = structlog.get_logger()
 class _Batch:
     def __init__(self, ctx: Context) -> None:
         self.ctx, self.now = ctx, ctx.now()
-        self.ops: list[dict] = []
-        self.op_merges: list[dict] = []
-        self.base_updates: list[dict] = []
-        self.task_upserts: list[dict] = []
-        self.task_updates: list[dict] = []
+        self.ops: list[dict[str, Any]] = []
+        self.op_merges: list[dict[str, Any]] = []
+        self.base_updates: list[dict[str, Any]] = []
+        self.task_upserts: list[dict[str, Any]] = []
+        self.task_updates: list[dict[str, Any]] = []
         self.cancel_ops: list[tuple[int, str]] = []
         self.retired: list[tuple[int, dict[str, str | None]]] = []
-        self.conflicts: list[dict] = []
+        self.conflicts: list[dict[str, Any]] = []
         self.resolved: list[tuple[int, str]] = []
-        self.counts: Counter = Counter()
+        self.counts: Counter[str] = Counter()
         self.adds: dict[str, Any] = {}
 
-    def op(self, lane: Lane, target: str, operation: str, link_id: int, payload: dict, key: str) -> None:
+    def op(self, lane: Lane, target: str, operation: str, link_id: int, payload: dict[str, Any], key: str) -> None:
         self.ops.append({"lane": int(lane), "target": target, "operation": operation,
                          "link_id": link_id, "payload": payload, "idem_key": key})
         self.counts[f"queued_{operation}"] += 1
 
 
-def reconcile(ctx: Context, *, max_batches: int | None = None) -> Counter:
+def reconcile(ctx: Context, *, max_batches: int | None = None) -> Counter[str]:
     """Merge every dirty link (or ``max_batches`` batches of them); returns counts."""
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     done = 0
     while max_batches is None or done < max_batches:
         with ctx.store.begin() as conn:
@@ -68,7 +68,7 @@ def reconcile(ctx: Context, *, max_batches: int | None = None) -> Counter:
     return counts
 
 
-def _reconcile_batch(ctx: Context, conn: Any, dirty: list[Any]) -> Counter:
+def _reconcile_batch(ctx: Context, conn: Any, dirty: Sequence[Any]) -> Counter[str]:
     ids = [d.link_id for d in dirty]
     b = _Batch(ctx)
     links = {r.id: r for r in conn.execute(select(LINK).where(LINK.c.id.in_(ids)))}
@@ -112,7 +112,7 @@ def _pending_values(rows: list[Any], *, updates_only: bool = False) -> dict[str,
     return values
 
 
-def _reconcile_link(b: _Batch, link: Any, base: Any, pending: dict, tasks: dict, held: set) -> None:
+def _reconcile_link(b: _Batch, link: Any, base: Any, pending: dict[tuple[int, str], list[Any]], tasks: dict[str, Any], held: set[tuple[int, str]]) -> None:
     ctx, lid = b.ctx, link.id
     no_phone = False
     crm = dict(base.crm) if link.crm_id and base.crm is not None else None
@@ -149,9 +149,9 @@ def _reconcile_link(b: _Batch, link: Any, base: Any, pending: dict, tasks: dict,
         present = crm if crm is not None else oki
         side = "crm" if crm is not None else "okitoki"
         agreed = {k: v for k, v in (present or {}).items() if not k.startswith("__")}
-        other = "okitoki" if side == "crm" else "crm"
+        other: Side = "okitoki" if side == "crm" else "crm"
         allowed = ctx.config.contacts.create_in_okitoki if other == "okitoki" else \
-            ctx.config.contacts.create_in_crm and getattr(ctx.crm_capabilities, "contacts_create", True)
+            ctx.config.contacts.create_in_crm and ctx.crm_capabilities.contacts_create
         if present is not None and allowed and not link.hold and not link.tombstone:
             values = ctx.mapping.writable(other, agreed)
             if values.get(PHONES) or other == "crm" or ctx.config.contacts.without_phone == "create":
@@ -169,7 +169,7 @@ def _reconcile_link(b: _Batch, link: Any, base: Any, pending: dict, tasks: dict,
         b.base_updates.append({"link_id": lid, "agreed": agreed})
 
 
-def _note_no_phone(b: _Batch, link: Any, agreed: dict, no_phone: bool) -> None:
+def _note_no_phone(b: _Batch, link: Any, agreed: dict[str, Any], no_phone: bool) -> None:
     """A CRM contact not created in Oki-Toki for want of a phone: logged once (the marker in
     the agreed values remembers it), counted by ``syncd status``; never a dead letter."""
     if not no_phone:
@@ -182,7 +182,7 @@ def _note_no_phone(b: _Batch, link: Any, agreed: dict, no_phone: bool) -> None:
                     outcome="not created in Oki-Toki (contacts.without_phone = \"report\")")
 
 
-def _queue_update(b: _Batch, lid: int, target: str, fields: dict, rows: list[Any]) -> None:
+def _queue_update(b: _Batch, lid: int, target: str, fields: dict[str, Any], rows: list[Any]) -> None:
     """Fold the fields into a pending (unclaimed) update for the link, or queue a new one."""
     for r in rows:
         if r.status == "pending" and r.operation == "contact_update":
@@ -195,7 +195,7 @@ def _queue_update(b: _Batch, lid: int, target: str, fields: dict, rows: list[Any
          f"contact:{target}:{lid}:update:{uuid.uuid4().hex}")
 
 
-def _plan_dnc(b: _Batch, lid: int, agreed: dict) -> None:
+def _plan_dnc(b: _Batch, lid: int, agreed: dict[str, Any]) -> None:
     ctx = b.ctx
     list_id = ctx.config.do_not_call.list_id
     if not ctx.mapping.dnc_enabled or list_id is None:
@@ -226,7 +226,7 @@ def _retire(b: _Batch, link: Any, gone: list[str]) -> None:
     other_id = (link.okitoki_id if other == "okitoki" else link.crm_id) if other else None
     if ctx.config.contacts.on_delete != "propagate" or not other_id:
         return
-    if other == "crm" and getattr(ctx.crm_capabilities, "contacts_delete", False):
+    if other == "crm" and ctx.crm_capabilities.contacts_delete:
         b.op(Lane.CONTACTS, "crm", "contact_delete", lid, {"id": other_id}, f"contact:crm:{lid}:delete")
         return
     b.counts["delete_not_propagated"] += 1
@@ -235,7 +235,7 @@ def _retire(b: _Batch, link: Any, gone: list[str]) -> None:
                 else "the CRM connector cannot delete contacts")
 
 
-def _plan_tasks(b: _Batch, link: Any, agreed: dict, tasks: dict, deleted: bool) -> None:
+def _plan_tasks(b: _Batch, link: Any, agreed: dict[str, Any], tasks: dict[str, Any], deleted: bool) -> None:
     ctx, lid = b.ctx, link.id
     # A merge candidate is a duplicate of another contact, which gets the task.
     wanted = {} if (deleted or link.tombstone or link.hold) else wanted_dialers(ctx.config.dialer, agreed)
@@ -296,7 +296,7 @@ def add_key_like(dialer_id: str) -> str:
     return f"task:add:%:{escaped}:%"
 
 
-def _write(conn: Any, b: _Batch, dirty: list[Any]) -> None:
+def _write(conn: Any, b: _Batch, dirty: Sequence[Any]) -> None:
     now = b.now
     for op_id, why in b.cancel_ops:
         conn.execute(update(OUTBOX).where(and_(OUTBOX.c.id == op_id, OUTBOX.c.status == "pending"))

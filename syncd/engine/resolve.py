@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from ..store.outbox import enqueue
 from ..store.tables import Conflict
 from .context import BASE, LINK, Context, mark_dirty
-from .mapping import same
+from .mapping import Side, same
 from .outbox import Lane
 
 __all__ = ["resolve_conflict", "ConflictNotFound"]
@@ -58,7 +58,7 @@ def resolve_conflict(ctx: Context, conflict_id: int, take: str, value: str | Non
         link = conn.execute(select(LINK).where(LINK.c.id == row.link_id)).first()
         base = conn.execute(select(BASE).where(BASE.c.link_id == row.link_id)).first()
         chosen = _chosen(take, value, row, base)
-        sides = {"crm": (base.crm if base is not None else None) or {},
+        sides: dict[Side, dict[str, Any]] = {"crm": (base.crm if base is not None else None) or {},
                  "okitoki": (base.okitoki if base is not None else None) or {}}
         writes = []
         for side, seen in sides.items():

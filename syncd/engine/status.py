@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Sequence
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
 
 from ..store import Store
 from ..store.tables import (BudgetRow, Conflict, CursorRow, Dirty, Link, LinkPhone, MergeCandidate,
@@ -143,7 +143,7 @@ def list_dead_letters(store: Store, *, limit: int = 500) -> list[dict[str, Any]]
              "reason": r.last_error, "payload": r.payload, "at": _iso(r.updated_at)} for r in rows]
 
 
-def _dead(ids: Sequence[int] | None):
+def _dead(ids: Sequence[int] | None) -> ColumnElement[bool]:
     cond = OUTBOX.c.status == "dead"
     if ids is not None:
         cond = and_(cond, OUTBOX.c.id.in_([int(i) for i in ids]))

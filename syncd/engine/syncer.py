@@ -14,9 +14,10 @@ import structlog
 from sqlalchemy import Connection, and_, delete
 from sqlalchemy.exc import IntegrityError
 
+from ..connector import ReportsUntracked
 from ..model import Change, Cursor, Unreadable
 from ..redact import redact
-from ..store import Store, acquire_lease, record_run
+from ..store import Store, StoreJournal, acquire_lease, record_run
 from ..store.tables import ApiCall, Run
 from . import capture, cursors, guard, latency
 from .calls import CRM_CAUGHT_UP, HintFetches, pull_calls
@@ -57,7 +58,7 @@ class CycleReport:
 
     @property
     def counts(self) -> dict[str, int]:
-        total: Counter = Counter()
+        total: Counter[str] = Counter()
         for r in self.runs:
             total.update({f"{r.job}.{k}": v for k, v in r.counts.items()})
         return dict(total)
@@ -71,7 +72,10 @@ class Syncer:
     """Runs the flows over one :class:`Context`. Thread-safe per job (the daemon never runs a
     job twice at once); every job commits its work in short transactions as it goes."""
 
-    def __init__(self, ctx: Context, *, closers: tuple = (), flushers: tuple = ()) -> None:
+    api_journal: StoreJournal | None = None   # build_syncer's; the daemon adds its metrics
+
+    def __init__(self, ctx: Context, *, closers: tuple[Callable[[], None], ...] = (),
+                 flushers: tuple[Callable[[], None], ...] = ()) -> None:
         self.ctx = ctx
         self.store: Store = ctx.store
         self.crm = ctx.crm
@@ -125,12 +129,12 @@ class Syncer:
             if not self._leader(CRM_STREAM):
                 rep.counts["not_leader"] = 1
                 return rep
-            counts: Counter = Counter()
+            counts: Counter[str] = Counter()
             with self.store.begin() as conn:
                 cur = cursors.load(conn, CRM_STREAM)
                 began = cursors.load(conn, CRM_CAUGHT_UP).value
             after = capture.walk_start(Cursor(cur.value, cur.last_id), began, self._crm_overlap())
-            limit = getattr(self.ctx.crm_capabilities, "read_batch_size", 100) or 100
+            limit = self.ctx.crm_capabilities.read_batch_size or 100
             walk_began = self.ctx.now()
             future = capture.FutureTimes(CRM_STREAM, self.ctx.config.crm.clock_skew)
             while True:
@@ -138,7 +142,7 @@ class Syncer:
                 page = self.crm.changed_contacts(after, limit)
                 future.check(page.contacts, fetched_at)
                 stored = capture.clamped(page.next, fetched_at)
-                def store_page(conn: Connection) -> Counter:
+                def store_page(conn: Connection) -> Counter[str]:
                     got = record_contacts(self.ctx, conn, "crm", page.contacts, fetched_at=fetched_at)
                     got["quarantined"] += capture.quarantine_unreadable(
                         conn, "crm", page.unreadable, self.ctx.now())
@@ -159,7 +163,7 @@ class Syncer:
             rep.counts = dict(counts)
         return rep
 
-    def _ingest(self, work: Callable[[Connection], Counter]) -> Counter:
+    def _ingest(self, work: Callable[[Connection], Counter[str]]) -> Counter[str]:
         """Run one page's ingest in a transaction, and once more if another instance linked
         the same record at the same moment (a unique constraint on links or phones): the
         second run sees that instance's rows and links to them instead of inserting again."""
@@ -177,16 +181,16 @@ class Syncer:
         configured = self.ctx.config.crm.overlap
         if configured is not None:
             return configured
-        return getattr(self.ctx.crm_capabilities, "change_overlap", None) or timedelta(0)
+        return self.ctx.crm_capabilities.change_overlap or timedelta(0)
 
-    def _check_untracked(self) -> Counter:
+    def _check_untracked(self) -> Counter[str]:
         """Every UNTRACKED_EVERY: count the rows change detection cannot see (connectors that
         can tell, e.g. SQL), report them and quarantine the unreadable ones."""
-        probe = getattr(self.crm, "untracked_contacts", None)
         now = self.ctx.now()
-        if probe is None or (self._untracked_at is not None and now - self._untracked_at < UNTRACKED_EVERY):
+        if not isinstance(self.crm, ReportsUntracked) or (
+                self._untracked_at is not None and now - self._untracked_at < UNTRACKED_EVERY):
             return Counter()
-        found = probe()
+        found = self.crm.untracked_contacts()
         self._untracked_at = now
         with self.store.begin() as conn:
             capture.report_untracked(conn, CRM_STREAM, "crm", found, self.ctx.now())
@@ -198,7 +202,7 @@ class Syncer:
             if not self._leader(OKITOKI_STREAM):
                 rep.counts["not_leader"] = 1
                 return rep
-            counts: Counter = Counter()
+            counts: Counter[str] = Counter()
             with self.store.begin() as conn:
                 cur = cursors.load(conn, OKITOKI_STREAM)
             start = cursors.window_start(cur, OKITOKI_OVERLAP, initial=EPOCH)
@@ -212,7 +216,7 @@ class Syncer:
                 nonlocal batch
                 future.check(batch, fetched_at)
 
-                def store_batch(conn: Connection) -> Counter:
+                def store_batch(conn: Connection) -> Counter[str]:
                     got = record_contacts(self.ctx, conn, "okitoki", batch, fetched_at=fetched_at)
                     got["quarantined"] += capture.quarantine_unreadable(
                         conn, "okitoki", unreadable, self.ctx.now())
@@ -301,7 +305,7 @@ class Syncer:
     def push(self, stop: threading.Event | None = None) -> RunReport:
         """Merge what the pulls recorded, then drain the outbox lane by lane until ``stop``."""
         with self._run("push") as rep:
-            counts: Counter = Counter()
+            counts: Counter[str] = Counter()
             if self._leader("merge"):
                 counts.update({f"merge_{k}": v for k, v in reconcile(self.ctx).items()})
                 if not self.ctx.dry_run:

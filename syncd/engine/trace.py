@@ -120,7 +120,7 @@ def trace(store: Store, config: Config, who: str) -> dict[str, Any]:
     fields = list(config.contacts.fields)
     with store.begin() as conn:
         for lid in ids:
-            link = conn.execute(select(LINK).where(LINK.c.id == lid)).first()
+            link = conn.execute(select(LINK).where(LINK.c.id == lid)).one()   # find_links found it
             base = conn.execute(select(BASE).where(BASE.c.link_id == lid)).first()
             crm = (base.crm if base is not None else None) or {}
             oki = (base.okitoki if base is not None else None) or {}

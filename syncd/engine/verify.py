@@ -33,6 +33,7 @@ from ..store import acquire_lease, release_lease
 from ..store.tables import CallRow
 from . import cursors
 from .context import Context
+from .mapping import Side
 from .drift import DriftReport, save_report
 from .outbox import LOW_BUDGET_SHARE
 from .cursors import EPOCH
@@ -89,7 +90,7 @@ def _run(ctx: Context, report: DriftReport, *, repair: bool, progress: Progress 
         return next((why for s in systems if (why := _low(ctx, s))), None)
 
     walk_began = ctx.now()
-    seen: dict[str, SeenIds | None] = {"crm": _walk_crm(ctx, report, repair, progress, low),
+    seen: dict[Side, SeenIds | None] = {"crm": _walk_crm(ctx, report, repair, progress, low),
                                        "okitoki": _walk_okitoki(ctx, report, repair, progress, low)}
     sweep_links(ctx, report, seen, walk_began=walk_began, repair=repair, progress=progress,
                 should_stop=lambda: low("okitoki", "crm"))
@@ -102,15 +103,15 @@ def _hold_lease(ctx: Context, ttl: timedelta) -> bool:
 
 
 def _spent(ctx: Context) -> dict[str, int]:
-    used = getattr(ctx.budget, "used", None)
-    return {s: int(used(s)) for s in ("crm", "okitoki")} if used is not None else {}
+    budget = ctx.budget
+    return {s: budget.used(s) for s in ("crm", "okitoki")} if budget is not None else {}
 
 
 def _low(ctx: Context, system: str) -> str | None:
     """Why ``system`` must not be spent on verifying now (None: it may)."""
     budget = ctx.budget
-    limit = getattr(budget, "limits", {}).get(system) if budget is not None else None
-    if limit is None:
+    limit = budget.limits.get(system) if budget is not None else None
+    if budget is None or limit is None:
         return None
     left = budget.remaining(system)
     if left is not None and left <= limit * LOW_BUDGET_SHARE:
@@ -123,7 +124,7 @@ def _walk_crm(ctx: Context, report: DriftReport, repair: bool, progress: Progres
     """Every CRM contact, page by page; the ids met (None if the walk did not finish)."""
     seen = SeenIds()
     after = Cursor()
-    limit = getattr(ctx.crm_capabilities, "read_batch_size", 100) or 100
+    limit = ctx.crm_capabilities.read_batch_size or 100
     while True:
         why = low("crm")
         if why:
@@ -215,7 +216,7 @@ def _check_calls(ctx: Context, report: DriftReport, repair: bool, progress: Prog
             progress("calls", report.read["calls"])
 
 
-def record_missed_calls(ctx: Context, conn: Any, calls: list[Call]) -> Counter:
+def record_missed_calls(ctx: Context, conn: Any, calls: list[Call]) -> Counter[str]:
     """Record calls the calls stream missed, exactly as it records the ones it reads.
 
     The one seam into :mod:`.calls` (its internals are its own): a call to a number no link

@@ -9,7 +9,7 @@ against the rules, which is what the merge acts on.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from sqlalchemy import and_, func, select
 
@@ -94,7 +94,7 @@ def walk_looks_short(ctx: Context, side: Side, seen: SeenIds) -> str | None:
     return None
 
 
-def _gone(ctx: Context, links: list[Any], bases: dict[int, Any], dirty: set[int], side: Side,
+def _gone(ctx: Context, links: Sequence[Any], bases: dict[int, Any], dirty: set[int], side: Side,
           seen: SeenIds, walk_began: datetime) -> list[str]:
     out = []
     for link in links:
@@ -117,14 +117,14 @@ def _confirm_gone_in_crm(ctx: Context, ids: list[str]) -> list[str]:
     """The CRM ids really absent: one ``fetch_contacts`` per batch (the walk could be wrong)."""
     if not ids:
         return []
-    size = getattr(ctx.crm_capabilities, "read_batch_size", 100) or 100
+    size = ctx.crm_capabilities.read_batch_size or 100
     present: set[str] = set()
     for part in chunks(ids, size):
         present.update(c.id for c in ctx.crm.fetch_contacts(part) if not c.deleted)
     return [i for i in ids if i not in present]
 
 
-def _check_tasks(ctx: Context, report: DriftReport, links: list[Any], bases: dict[int, Any],
+def _check_tasks(ctx: Context, report: DriftReport, links: Sequence[Any], bases: dict[int, Any],
                  dirty: set[int], tasks: dict[int, dict[str, Any]]) -> dict[int, str]:
     """Links whose live task rows differ from what the rules want (link → kind, to re-plan)."""
     rules = ctx.config.dialer

@@ -159,12 +159,12 @@ def _behind(contact: Contact, read_up_to: datetime | None) -> bool:
     return read_up_to is not None and contact.updated_at <= read_up_to
 
 
-def _values(ctx: Context, side: Side, contact: Contact, agreed: dict | None) -> dict | None:
+def _values(ctx: Context, side: Side, contact: Contact, agreed: dict[str, Any] | None) -> dict[str, Any] | None:
     try:
         values = dict(ctx.mapping.observe(side, contact).values)
     except InvalidRecord:
         return None    # unreadable: the pulls quarantine it (a dead letter shows it)
-    cap = getattr(ctx.crm_capabilities, "max_phones", None) if side == "crm" else None
+    cap = ctx.crm_capabilities.max_phones if side == "crm" else None
     return _full_not_edited(values, agreed, cap) if cap else values
 
 
@@ -193,7 +193,7 @@ def _differing(ctx: Context, side: Side, contact: Contact, base: Any, held: set[
     return out
 
 
-def _shadow_differs(ctx: Context, side: Side, contact: Contact, shadow: dict | None, base: Any) -> bool:
+def _shadow_differs(ctx: Context, side: Side, contact: Contact, shadow: dict[str, Any] | None, base: Any) -> bool:
     """Whether the side holds something else than our last record of it (a missed change)."""
     values = _values(ctx, side, contact, base.agreed)
     if values is None or shadow is None:

@@ -7,9 +7,9 @@ Every query the engine runs in its hot paths has an index here; nothing scans ``
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .types import BigId, JSONValue, UTCDateTime
@@ -22,6 +22,13 @@ __all__ = [
 
 metadata = SQLModel.metadata
 
+if TYPE_CHECKING:
+    class _Table(SQLModel):
+        # SQLModel sets ``__table__`` on table models at class creation; its stubs do not say so.
+        __table__: ClassVar[Table]
+else:
+    _Table = SQLModel
+
 
 def _ts(nullable: bool = True, index: bool = False) -> Any:
     return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
@@ -31,7 +38,7 @@ def _json(default: Any = None) -> Any:
     return Field(default=default, sa_column=Column(JSONValue, nullable=True))
 
 
-class Link(SQLModel, table=True):
+class Link(_Table, table=True):
     """One contact known on either side: crm id ⇄ okitoki id. Each side id links at most once."""
 
     __tablename__ = "link"
@@ -48,7 +55,7 @@ class Link(SQLModel, table=True):
     created_at: datetime | None = _ts()
 
 
-class LinkPhone(SQLModel, table=True):
+class LinkPhone(_Table, table=True):
     """The E.164 numbers each side holds for a link (the index phone matching uses)."""
 
     __tablename__ = "link_phone"
@@ -57,7 +64,7 @@ class LinkPhone(SQLModel, table=True):
     side: str = Field(primary_key=True, max_length=8)
 
 
-class Base(SQLModel, table=True):
+class Base(_Table, table=True):
     """Per link: the last agreed canonical values, and the last values seen on each side."""
 
     __tablename__ = "base"
@@ -72,7 +79,7 @@ class Base(SQLModel, table=True):
     okitoki_written_at: datetime | None = _ts()
 
 
-class Dirty(SQLModel, table=True):
+class Dirty(_Table, table=True):
     """Links with a new observation the merge has not looked at yet (``seq`` guards races)."""
 
     __tablename__ = "dirty"
@@ -80,7 +87,7 @@ class Dirty(SQLModel, table=True):
     seq: int = 0
 
 
-class CursorRow(SQLModel, table=True):
+class CursorRow(_Table, table=True):
     """Where a stream's walk stands: server time ``value``, tie-break id, ids at the boundary."""
 
     __tablename__ = "cursor"
@@ -91,7 +98,7 @@ class CursorRow(SQLModel, table=True):
     updated_at: datetime | None = _ts()
 
 
-class Outbox(SQLModel, table=True):
+class Outbox(_Table, table=True):
     """One outbound operation. ``idem_key`` is stable across retries and unique."""
 
     __tablename__ = "outbox"
@@ -116,7 +123,7 @@ class Outbox(SQLModel, table=True):
     updated_at: datetime | None = _ts()
 
 
-class Conflict(SQLModel, table=True):
+class Conflict(_Table, table=True):
     """A field changed on both sides since the base: what each side had, the rule, the winner."""
 
     __tablename__ = "conflict"
@@ -132,7 +139,7 @@ class Conflict(SQLModel, table=True):
     resolved: bool = Field(default=False, index=True)
 
 
-class CallRow(SQLModel, table=True):
+class CallRow(_Table, table=True):
     """One Oki-Toki call (``session_id``) and what became of it in the CRM."""
 
     __tablename__ = "call"
@@ -150,7 +157,7 @@ class CallRow(SQLModel, table=True):
     revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
-class TaskRow(SQLModel, table=True):
+class TaskRow(_Table, table=True):
     """The dialer task of a link in one dialer (one row per pair; ``generation`` counts re-creates)."""
 
     __tablename__ = "task"
@@ -167,7 +174,7 @@ class TaskRow(SQLModel, table=True):
     updated_at: datetime | None = _ts()
 
 
-class Run(SQLModel, table=True):
+class Run(_Table, table=True):
     """One job run: counts, errors, duration."""
 
     __tablename__ = "run"
@@ -180,7 +187,7 @@ class Run(SQLModel, table=True):
     errors: list | None = _json()
 
 
-class ApiCall(SQLModel, table=True):
+class ApiCall(_Table, table=True):
     """The API journal: every request attempt to a remote (never a token, never a body)."""
 
     __tablename__ = "api_call"
@@ -197,7 +204,7 @@ class ApiCall(SQLModel, table=True):
     records: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
-class BudgetRow(SQLModel, table=True):
+class BudgetRow(_Table, table=True):
     """Requests spent per system per UTC day (the persistent daily budget)."""
 
     __tablename__ = "budget"
@@ -207,7 +214,7 @@ class BudgetRow(SQLModel, table=True):
     daily_limit: int | None = None                      # the budget in force (for `syncd status`)
 
 
-class Lease(SQLModel, table=True):
+class Lease(_Table, table=True):
     """Leadership of a stream among several instances; expires unless renewed."""
 
     __tablename__ = "lease"
@@ -216,7 +223,7 @@ class Lease(SQLModel, table=True):
     expires_at: datetime | None = _ts()
 
 
-class MergeCandidate(SQLModel, table=True):
+class MergeCandidate(_Table, table=True):
     """A record whose number matches several contacts on the other side: not linked, reported."""
 
     __tablename__ = "merge_candidate"
@@ -229,7 +236,7 @@ class MergeCandidate(SQLModel, table=True):
     at: datetime | None = _ts()
 
 
-class StreamAlert(SQLModel, table=True):
+class StreamAlert(_Table, table=True):
     """Something a stream's change walk met that the operator must hear of: change times in
     the future, rows change detection cannot see. Replaced at each check; shown by status."""
 
@@ -241,7 +248,7 @@ class StreamAlert(SQLModel, table=True):
     at: datetime | None = _ts()
 
 
-class StreamHealth(SQLModel, table=True):
+class StreamHealth(_Table, table=True):
     """Per stream (job): when it last advanced, and how its last run ended (``syncd status``)."""
 
     __tablename__ = "stream_health"
@@ -253,7 +260,7 @@ class StreamHealth(SQLModel, table=True):
     instance: str | None = Field(default=None, max_length=128)
 
 
-class VerifyReport(SQLModel, table=True):
+class VerifyReport(_Table, table=True):
     """One ``syncd verify`` run: drift counts and a bounded sample of record ids per kind."""
 
     __tablename__ = "verify_report"
@@ -268,7 +275,7 @@ class VerifyReport(SQLModel, table=True):
     requests: dict | None = _json()          # system → requests spent by the walks
 
 
-class Hold(SQLModel, table=True):
+class Hold(_Table, table=True):
     """A flood the guard held: outbox rows (status ``held``, ``claimed_by = "hold:<id>"``)
     that wait for an operator to release or drop them (``syncd holds``)."""
 
@@ -283,7 +290,7 @@ class Hold(SQLModel, table=True):
     decided_at: datetime | None = _ts()
 
 
-class LatencySample(SQLModel, table=True):
+class LatencySample(_Table, table=True):
     """How long one change took from its source to its effect (``flow``: lead_to_task,
     call_to_crm, crm_to_okitoki, okitoki_to_crm), for ``syncd status``; a rolling sample
     (housekeeping keeps a day and at most ``engine.latency.KEEP`` rows a flow)."""

@@ -29,6 +29,7 @@ def connector_context(state_dir: Path, *, field_names: Iterable[str] = (),
                       do_not_call_field: str | None = None,
                       transport: httpx.BaseTransport | None = None,
                       retry: RetryPolicy = FAST_RETRY, system: str = "crm",
+                      default_region: str = "UA",
                       extra: dict[str, Any] | None = None) -> ConnectorContext:
     """A context whose ``remote(base_url=..., secrets=[...], **overrides)`` builds a test-grade
     :class:`RemoteSystem` (see the module docstring). ``state_dir`` is created (mode 0700)."""
@@ -47,6 +48,6 @@ def connector_context(state_dir: Path, *, field_names: Iterable[str] = (),
 
     return ConnectorContext(
         remote=remote, state_dir=state_dir, field_names=tuple(field_names),
-        do_not_call_field=do_not_call_field, transport=transport,
+        do_not_call_field=do_not_call_field, default_region=default_region,
         extra={"journal": journal, **(extra or {})},
     )

@@ -35,7 +35,8 @@ def engine(monkeypatch):
             return result(*args, **kwargs) if callable(result) else result
         monkeypatch.setattr(syncd.engine, name, fn, raising=False)
 
-    monkeypatch.setattr(syncd.store, "open_store", lambda url, **kw: ("store", url), raising=False)
+    monkeypatch.setattr(syncd.store, "open_store",
+                        lambda url, **kw: types.SimpleNamespace(url=url, close=lambda: None), raising=False)
     monkeypatch.setattr(syncd.store, "check_schema", lambda url, **kw: None, raising=False)
     return types.SimpleNamespace(fake=fake, calls=calls)
 
@@ -159,14 +160,16 @@ def test_migrate_then_run_refuses_an_unmigrated_database(tmp_path, capsys):
 def test_once_runs_one_cycle_and_prints_json(cfg_path, capsys, engine):
     class Syncer:
         closed = False
+        store = None
 
         def _r(self, job):
             return types.SimpleNamespace(job=job, counts={"created": 1}, errors=[])
 
-        def pull_crm_contacts(self): return self._r("pull:crm:contacts")
-        def pull_okitoki_contacts(self): return self._r("pull:okitoki:contacts")
-        def pull_okitoki_calls(self): return self._r("pull:okitoki:calls")
-        def push(self, stop): return self._r("push")
+        def cycle(self, dry_run):
+            runs = [self._r(j) for j in ("pull:crm:contacts", "pull:okitoki:contacts",
+                                         "pull:okitoki:calls", "push")]
+            return types.SimpleNamespace(runs=runs, changes=[], dry_run=dry_run)
+
         def close(self): Syncer.closed = True
 
     engine.fake("build_syncer", lambda config, **kw: Syncer())
@@ -180,15 +183,15 @@ def test_once_runs_one_cycle_and_prints_json(cfg_path, capsys, engine):
 
 def test_once_reports_a_refused_remote_and_exits_1(cfg_path, capsys, engine):
     class Syncer:
-        def pull_crm_contacts(self):
+        store = None
+
+        def cycle(self, dry_run):
             raise AuthenticationError("refused", system="okitoki", operation="export_contacts", status=401)
-        pull_okitoki_contacts = pull_okitoki_calls = lambda self: {"job": "x"}
-        def push(self, stop): return {"job": "push"}
         def close(self): pass
 
     engine.fake("build_syncer", lambda config, **kw: Syncer())
     assert main(["once", "-c", str(cfg_path)]) == 1
-    assert "Oki-Toki refused the API token for export_contacts (HTTP 401)" in capsys.readouterr().out
+    assert "Oki-Toki refused the API token for export_contacts (HTTP 401)" in capsys.readouterr().err
 
 
 def test_status_output_never_shows_a_secret(cfg_path, capsys, engine):
@@ -248,6 +251,8 @@ def test_once_dry_run_prints_what_it_would_do_and_why(cfg_path, capsys, engine):
     from syncd.model import Change
 
     class Syncer:
+        store = None
+
         def cycle(self, dry_run=False):
             run = types.SimpleNamespace(job="push", counts={"planned": 1}, errors=[])
             change = Change(target="okitoki", operation="add_task", record_id=None,
