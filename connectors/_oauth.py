@@ -215,6 +215,18 @@ def rotating_session(state_dir: Path, name: str, seed_refresh_token: str | None,
                         seed_refresh_token=seed_refresh_token, refresh=refresh)
 
 
+def token_or_oauth_remote(context: Any, name: str, *, url: str, secrets: list[str | None],
+                          static_headers: dict[str, str], check: Any, burst: int,
+                          refresh_token: str | None,
+                          refresh: Callable[[str], TokenPair]) -> tuple[Any, OAuthSession | None]:
+    """The remote system of connector ``name``, which authenticates with a static token
+    (``static_headers``) or an OAuth refresh token (rotated by ``refresh``), and its OAuth
+    session (None with a static token). Every given secret is redacted from its messages."""
+    remote = context.remote(base_url=url.rstrip("/"), secrets=[s for s in secrets if s],
+                            check=check, burst=burst, headers=static_headers)
+    return remote, rotating_session(context.state_dir, name, refresh_token, refresh)
+
+
 def authorized_request(remote: Any, oauth: "OAuthSession | None", method: str, path: str, *,
                        operation: str, idempotent: bool = True, **kwargs: Any) -> Any:
     """``remote.request`` with the OAuth bearer token (refreshed once on a 401) when ``oauth``

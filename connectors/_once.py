@@ -21,9 +21,11 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
-__all__ = ["IntentLedger", "Intent"]
+from syncd.model import WriteResult
+
+__all__ = ["IntentLedger", "Intent", "proven_done"]
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS intent (
     key TEXT PRIMARY KEY, remote_id TEXT, sent_at TEXT NOT NULL)"""
@@ -94,3 +96,14 @@ class IntentLedger:
         with self._lock:
             self._db.close()
 
+
+def proven_done(ledger: IntentLedger, key: str, found: Mapping[str, str]) -> WriteResult | None:
+    """The result of a write already proven done: the ledger holds its remote id, or a lookup
+    ``found`` it (then the ledger is told); None when nothing proves it yet."""
+    intent = ledger.get(key)
+    if intent and intent.remote_id:
+        return WriteResult(key, True, intent.remote_id)
+    if key in found:
+        ledger.confirmed(key, found[key])
+        return WriteResult(key, True, found[key])
+    return None

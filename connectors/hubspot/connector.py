@@ -17,9 +17,9 @@ from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import national_number, normalize_or_none
 
 from .._clock import ServerClock, parse_time
-from .._oauth import (TokenPair, authorized_request, bearer, rotating_session,
+from .._oauth import (TokenPair, authorized_request, bearer, token_or_oauth_remote,
                       token_pair_from_response)
-from .._once import IntentLedger
+from .._once import IntentLedger, proven_done
 from .._webhooks import hubspot_ids
 from ._api import CALCULATED_PHONES, SEARCH_CAP, HubSpotOptions, check_response, ms
 from ._calls import call_request, typed_call
@@ -53,13 +53,11 @@ class HubSpotConnector:
         self.options, self.context = options, context
         self.dnc = context.do_not_call_field
         self.region = context.default_region
-        secrets = [s for s in (options.token, options.client_secret, options.refresh_token,
-                               options.webhook_secret) if s]
-        self.remote = context.remote(
-            base_url=options.url.rstrip("/"), secrets=secrets, check=check_response,
-            burst=self.default_burst,
-            headers=bearer(options.token) if options.token else {})
-        self.oauth = rotating_session(context.state_dir, "hubspot", options.refresh_token, self._refresh)
+        self.remote, self.oauth = token_or_oauth_remote(
+            context, "hubspot", url=options.url, check=check_response, burst=self.default_burst,
+            secrets=[options.token, options.client_secret, options.refresh_token, options.webhook_secret],
+            static_headers=bearer(options.token) if options.token else {},
+            refresh_token=options.refresh_token, refresh=self._refresh)
         self.server_clock = ServerClock()
         self.ledger = IntentLedger.in_state_dir(Path(context.state_dir), "hubspot-calls")
         self.ledger.prune(timedelta(days=30))
@@ -313,11 +311,8 @@ class HubSpotConnector:
         results = []
         for call in calls:
             intent = self.ledger.get(call.session_id)
-            if intent and intent.remote_id:
-                results.append(WriteResult(call.session_id, True, intent.remote_id))
-            elif call.session_id in found:
-                self.ledger.confirmed(call.session_id, found[call.session_id])
-                results.append(WriteResult(call.session_id, True, found[call.session_id]))
+            if (done := proven_done(self.ledger, call.session_id, found)) is not None:
+                results.append(done)
             elif intent and datetime.now(UTC) - intent.sent_at < timedelta(seconds=self.options.search_lag_s):
                 results.append(WriteResult(call.session_id, False, error="an earlier attempt is "
                                            "not confirmed yet; waiting for HubSpot search", retriable=True))

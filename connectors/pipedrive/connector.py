@@ -16,8 +16,9 @@ from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize_or_none
 
 from .._clock import ServerClock, parse_time
-from .._oauth import (TokenPair, authorized_request, rotating_session, token_pair_from_response)
-from .._once import IntentLedger
+from .._oauth import (TokenPair, authorized_request, token_or_oauth_remote,
+                      token_pair_from_response)
+from .._once import IntentLedger, proven_done
 from .._webhooks import pipedrive_ids
 from ._api import PAGE, TOP_LEVEL, PipedriveOptions, check_response
 from ._calls import call_log_request, marker
@@ -52,13 +53,11 @@ class PipedriveConnector:
         self.options, self.context = options, context
         self.dnc = context.do_not_call_field
         self.region = context.default_region
-        secrets = [s for s in (options.api_token, options.client_secret, options.refresh_token,
-                               options.webhook_password) if s]
-        self.remote = context.remote(
-            base_url=options.url.rstrip("/"), secrets=secrets, check=check_response,
-            burst=self.default_burst,
-            headers={"x-api-token": options.api_token} if options.api_token else {})
-        self.oauth = rotating_session(context.state_dir, "pipedrive", options.refresh_token, self._refresh)
+        self.remote, self.oauth = token_or_oauth_remote(
+            context, "pipedrive", url=options.url, check=check_response, burst=self.default_burst,
+            secrets=[options.api_token, options.client_secret, options.refresh_token, options.webhook_password],
+            static_headers={"x-api-token": options.api_token} if options.api_token else {},
+            refresh_token=options.refresh_token, refresh=self._refresh)
         self.server_clock = ServerClock()
         self.calls_ledger = IntentLedger.in_state_dir(context.state_dir, "pipedrive-calls")
         self.creates_ledger = IntentLedger.in_state_dir(context.state_dir, "pipedrive-creates")
@@ -261,12 +260,8 @@ class PipedriveConnector:
         found = self._find_call_logs(unsure) if unsure else {}
         results = []
         for call in calls:
-            intent = self.calls_ledger.get(call.session_id)
-            if intent and intent.remote_id:
-                results.append(WriteResult(call.session_id, True, intent.remote_id))
-            elif call.session_id in found:
-                self.calls_ledger.confirmed(call.session_id, found[call.session_id])
-                results.append(WriteResult(call.session_id, True, found[call.session_id]))
+            if (done := proven_done(self.calls_ledger, call.session_id, found)) is not None:
+                results.append(done)
             else:
                 results.append(self._add_call(call))
         return results

@@ -117,6 +117,14 @@ class Syncer:
                     log.warning("run_not_recorded", error=redact(str(exc)))
                 self._flush()
 
+    def _follows(self, rep: RunReport, stream: str) -> bool:
+        """Whether another instance leads ``stream`` (then counted as ``not_leader``: the job
+        has nothing to do in this one)."""
+        if self._leader(stream):
+            return False
+        rep.counts["not_leader"] = 1
+        return True
+
     def _leader(self, stream: str) -> bool:
         return acquire_lease(self.store, f"stream:{stream}", self.ctx.instance_id,
                              ttl=self._lease_ttl, now=self.ctx.now())
@@ -126,8 +134,7 @@ class Syncer:
         """Walk the CRM's changed contacts from the cursor (re-reading the overlap window);
         each page commits with its cursor, which never moves past the time of the read."""
         with self._run("pull:crm:contacts") as rep:
-            if not self._leader(CRM_STREAM):
-                rep.counts["not_leader"] = 1
+            if self._follows(rep, CRM_STREAM):
                 return rep
             counts: Counter[str] = Counter()
             with self.store.begin() as conn:
@@ -199,8 +206,7 @@ class Syncer:
     def pull_okitoki_contacts(self) -> RunReport:
         """Export Oki-Toki contacts changed since the cursor (minus an overlap window)."""
         with self._run("pull:okitoki:contacts") as rep:
-            if not self._leader(OKITOKI_STREAM):
-                rep.counts["not_leader"] = 1
+            if self._follows(rep, OKITOKI_STREAM):
                 return rep
             counts: Counter[str] = Counter()
             with self.store.begin() as conn:
@@ -250,8 +256,7 @@ class Syncer:
     def pull_okitoki_calls(self) -> RunReport:
         """Read the settled call log; queue one CRM activity per new session and its status."""
         with self._run("pull:okitoki:calls") as rep:
-            if not self._leader("okitoki:calls"):
-                rep.counts["not_leader"] = 1
+            if self._follows(rep, "okitoki:calls"):
                 return rep
             hinted = self._hint.is_set()
             self._hint.clear()
@@ -292,8 +297,7 @@ class Syncer:
                 ids, self._crm_hinted = sorted(self._crm_hinted), set()
             if not ids:
                 return rep
-            if not self._leader(CRM_STREAM):
-                rep.counts["not_leader"] = 1
+            if self._follows(rep, CRM_STREAM):
                 return rep
             try:
                 rep.counts = dict(read_hinted_contacts(self.ctx, ids))
