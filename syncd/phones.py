@@ -22,6 +22,11 @@ __all__ = ["normalize", "normalize_or_none", "normalize_many", "timezone_for", "
            "region_of", "national_number"]
 
 _UNKNOWN_ZONE = "Etc/Unknown"
+_CANONICAL_MAX = 65536
+# E.164 numbers this process has produced from a valid parse: the same text read back (an
+# Oki-Toki export returns what we wrote) is already canonical and needs no second parse.
+# Bounded: cleared when full (the parse cache below still answers).
+_canonical: set[str] = set()
 
 
 @lru_cache(maxsize=65536)
@@ -46,7 +51,11 @@ def _parse(raw: str, region: str) -> str:
             last_error = str(exc.args[0]) if exc.args else "not a phone number"
             continue
         if phonenumbers.is_valid_number(number):
-            return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+            e164: str = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+            if len(_canonical) >= _CANONICAL_MAX:
+                _canonical.clear()
+            _canonical.add(e164)
+            return e164
         last_error = "not a valid number for its country"
     raise InvalidRecord(f"phone {raw!r}: {last_error} (default region {region})")
 
@@ -59,6 +68,9 @@ def normalize(raw: str, default_region: str = "UA") -> str:
     """
     if not isinstance(raw, str):
         raise InvalidRecord(f"phone {raw!r}: not a string")
+    if raw in _canonical:
+        # a valid number's E.164 form parses back to itself whatever the default region
+        return raw
     return _parse(raw, (default_region or "ZZ").upper())
 
 

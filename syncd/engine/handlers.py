@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, Mapping
 
 from sqlalchemy import and_, select
 
@@ -44,8 +44,12 @@ def _links(ctx: Context, ids: list[int]) -> dict[int, Any]:
 
 
 def _bases(ctx: Context, ids: list[int]) -> dict[int, Any]:
+    """The links' agreed values (all a create reads of its base; the sides' JSON stays unread)."""
+    if not ids:
+        return {}
     with ctx.store.begin() as conn:
-        return {r.link_id: r for r in conn.execute(select(BASE).where(BASE.c.link_id.in_(ids)))}
+        return {r.link_id: r for r in conn.execute(
+            select(BASE.c.link_id, BASE.c.agreed).where(BASE.c.link_id.in_(ids)))}
 
 
 # -- contacts ---------------------------------------------------------------------------------
@@ -59,12 +63,14 @@ def _create_values(ctx: Context, row: Any, base: Any, target: Side) -> dict[str,
 
 def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     out: dict[int, Any] = {}
+    read_at = time.monotonic()
     links = _links(ctx, [r.link_id for r in rows])
-    bases = _bases(ctx, [r.link_id for r in rows])
+    bases = _bases(ctx, [r.link_id for r in rows if r.operation == "contact_create"])
     retried = [r for r in rows if r.operation == "contact_create" and r.attempts > 1]
     made = _okitoki_made_since(ctx, retried) if retried else {}
-    rids = rows_records(ctx, rows)
-    linked_now = _LinkedNow(ctx, [r.link_id for r in rows if r.operation == "contact_create"])
+    rids = rows_records(ctx, rows, links)
+    linked_now = _LinkedNow(ctx, [r.link_id for r in rows if r.operation == "contact_create"],
+                            seen=(links, read_at))
     for r in rows:
         if ctx.stopping():
             break                      # one request per row: do not hold up a shutdown
@@ -110,11 +116,18 @@ class _LinkedNow:
     transaction per create (a pull may link a contact while the push runs; a create checks a
     view at most that old, and the settling effect never overwrites a link made meanwhile)."""
 
-    def __init__(self, ctx: Context, link_ids: list[int]) -> None:
+    def __init__(self, ctx: Context, link_ids: list[int],
+                 seen: tuple[Mapping[int, Any], float] | None = None) -> None:
+        """``seen``: the links as the caller read them (rows with ``okitoki_id``) and the
+        ``time.monotonic()`` taken before that read: the first view, until it is too old."""
         self.ctx = ctx
         self.link_ids = sorted(set(link_ids))
         self.ids: dict[int, str | None] = {}
         self.read_at = float("-inf")
+        if seen is not None:
+            links, at = seen
+            self.ids = {lid: links[lid].okitoki_id for lid in self.link_ids if lid in links}
+            self.read_at = at
 
     def get(self, link_id: int) -> str | None:
         if time.monotonic() - self.read_at > LINKED_FRESH:

@@ -76,8 +76,11 @@ def record_contacts(ctx: Context, conn: Connection, side: Side, contacts: list[C
         return counts
     matches = match_records(conn, side, records, now=now)
     link_ids = [m.link_id for m in matches.values()]
-    bases = {row.link_id: row for row in conn.execute(select(BASE).where(BASE.c.link_id.in_(link_ids)))}
     ts_col = f"{side}_updated_at"
+    # only this side's columns (and the agreed values): the other side's JSON is not decoded
+    bases = {row.link_id: row for row in conn.execute(
+        select(BASE.c.link_id, BASE.c[side], BASE.c[ts_col], BASE.c[f"{side}_written_at"],
+               BASE.c.agreed).where(BASE.c.link_id.in_(link_ids)))}
     cap = ctx.crm_capabilities.max_phones if side == "crm" else None
     inserts, updates, changed_links, phone_links = [], [], [], []
     for rec in records:
