@@ -19,7 +19,6 @@ window). Memory: ``VmRSS`` and ``VmHWM`` of the daemon from ``/proc/PID/status``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -35,6 +34,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import seed  # noqa: E402
+from figures import print_figures  # noqa: E402
 from bench_sync import TOKEN, config_for, seeded_sandbox  # noqa: E402
 
 from syncd.testing.scenario import to_toml  # noqa: E402
@@ -138,12 +138,7 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--modules", metavar="FILE", help="diagnosis: write the daemon's loaded modules to FILE")
     args = p.parse_args()
-    result = run(args)
-    if args.json:
-        print(json.dumps(result))
-        return
-    for key, value in result.items():
-        print(f"{key:18} {value}")
+    print_figures(run(args), as_json=args.json)
 
 
 if __name__ == "__main__":

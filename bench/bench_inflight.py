@@ -20,7 +20,6 @@ finish; the duplicate check then covers the creates that were in flight at the k
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -34,7 +33,9 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from figures import print_figures  # noqa: E402
 from syncd.demo import BLACKLIST, DIALER_CALLBACK, DIALER_NEW, demo_config  # noqa: E402
 from syncd.demo_data import demo_contacts  # noqa: E402
 from syncd.testing.convergence import check_convergence  # noqa: E402
@@ -172,12 +173,7 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    result = run(args)
-    if args.json:
-        print(json.dumps(result))
-        return
-    for key, value in result.items():
-        print(f"{key:28} {value}")
+    print_figures(run(args), as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -10,26 +10,19 @@ from sqlalchemy import create_engine, select, text
 
 from syncd.apirecords import MAX_RECORDS, about, bound_records, for_records, record_ids
 from syncd.model import JournalEntry
-from syncd.store import StoreJournal, check_schema, migrate
+from syncd.store import StoreJournal
 from syncd.store.schema import _alembic_config
 from syncd.store.tables import ApiCall
+
+from .conftest import migrated_from
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def test_requests_journaled_before_0009_keep_their_rows_with_no_record_ids_and_0009_downgrades(state_url):
-    engine = create_engine(state_url)
-    try:
-        cfg = _alembic_config(state_url)
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0008")
-            conn.execute(text("INSERT INTO api_call (system, operation, method, status, duration_ms, attempt) "
-                              "VALUES ('okitoki', 'create_task', 'POST', 200, 12, 1)"))
-    finally:
-        engine.dispose()
-    migrate(state_url)
-    check_schema(state_url)
+    migrated_from(state_url, "0008",
+                  "INSERT INTO api_call (system, operation, method, status, duration_ms, attempt) "
+                  "VALUES ('okitoki', 'create_task', 'POST', 200, 12, 1)")
     engine = create_engine(state_url)
     try:
         with engine.connect() as conn:
