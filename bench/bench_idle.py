@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import seed  # noqa: E402
 from figures import print_figures  # noqa: E402
 from bench_sync import TOKEN, config_for, seeded_sandbox  # noqa: E402
 
+from syncd.testing.sandbox import terminate  # noqa: E402
 from syncd.testing.scenario import to_toml  # noqa: E402
 
 
@@ -112,11 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 after = sb.requests(limit=0)["by_operation"]
                 memory = proc_status(proc.pid)
             finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                terminate(proc)
                 log.close()
         requests = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
         runs = poll_runs(paths["state"], since, until)

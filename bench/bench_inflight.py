@@ -39,7 +39,7 @@ from figures import print_figures  # noqa: E402
 from syncd.demo import BLACKLIST, DIALER_CALLBACK, DIALER_NEW, demo_config  # noqa: E402
 from syncd.demo_data import demo_contacts  # noqa: E402
 from syncd.testing.convergence import check_convergence  # noqa: E402
-from syncd.testing.sandbox import SandboxHandle, sandbox_process  # noqa: E402
+from syncd.testing.sandbox import SandboxHandle, sandbox_process, terminate  # noqa: E402
 from syncd.testing.scenario import SqlCrm, to_toml  # noqa: E402
 
 TOKEN = "bench-token-0123456789"
@@ -134,11 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             took = time.monotonic() - started
             verdict = _converged(state_url, crm, sb, 60)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            terminate(proc)
         ratio, requests, seconds = sustained_ratio(_journal(state_url), args.rpm)
         journal = sb.requests(limit=0)
         phones = [p for c in sb.state()["contacts"] if not c.get("deleted") for p in c["phones"]]

@@ -34,7 +34,7 @@ from ..okitoki.sandbox.seed import bootstrap
 from ..okitoki.sandbox.server import ThreadedServer
 from ..okitoki.sandbox.settings import SandboxSettings, seconds_of
 
-__all__ = ["SandboxHandle", "running_sandbox", "sandbox_process", "DEFAULT_TOKEN"]
+__all__ = ["SandboxHandle", "running_sandbox", "sandbox_process", "terminate", "DEFAULT_TOKEN"]
 
 DEFAULT_TOKEN = "sandbox-token-5f1c0e7a"
 _DURATIONS = {"settle_delay", "call_update_delay", "webhook_backoff", "webhook_timeout", "save_interval"}
@@ -116,6 +116,19 @@ class SandboxHandle:
         self._call("POST", "reset")
 
 
+def terminate(proc: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """SIGTERM ``proc`` (a daemon or a sandbox: both stop cleanly on it); SIGKILL it if it has
+    not exited within ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _settings(data_file: str | Path | None, admin_token: str | None, values: dict[str, Any]) -> SandboxSettings:
     values = {k: seconds_of(v) if k in _DURATIONS else v for k, v in values.items()}
     return SandboxSettings(data_file=Path(data_file) if data_file else None, admin_token=admin_token,
@@ -195,11 +208,5 @@ def sandbox_process(token: str = DEFAULT_TOKEN, *, seed: str | None = "demo",
     finally:
         if admin is not None:
             admin.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, 15)
         stderr.close()
