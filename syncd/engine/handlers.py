@@ -171,7 +171,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     links = _links(ctx, [r.link_id for r in rows])
     bases = _bases(ctx, [r.link_id for r in rows])
     writes: list[tuple[Any, ContactWrite, dict[str, Any], bool]] = []
-    rids = rows_records(ctx, rows)
+    rids = rows_records(ctx, rows, links)
     for r in rows:
         link = links.get(r.link_id)
         if link is None or link.tombstone:
@@ -224,7 +224,7 @@ def add_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
     links = _links(ctx, [r.link_id for r in rows])
     by_dialer: dict[str, list[tuple[Any, TaskSpec]]] = {}
     blocked = _earlier_generations(ctx, rows)
-    rids = rows_records(ctx, rows)
+    rids = rows_records(ctx, rows, links)
     for r in rows:
         p = r.payload or {}
         link = links.get(r.link_id)

@@ -36,7 +36,8 @@ def _alembic_config(url: str) -> "AlembicConfig":
 def head_revision() -> str:
     """The newest migration's revision id, read from the migration files' ``revision`` and
     ``down_revision`` assignments (what alembic's script directory reads, without importing
-    alembic; ``tests/store`` checks the two agree). Several heads (a branch) sort first-last."""
+    alembic; ``tests/store`` checks the two agree). Several heads (a branch of the migrations)
+    are a packaging bug, refused as alembic would."""
     revisions: set[str] = set()
     parents: set[str] = set()
     for path in sorted((MIGRATIONS / "versions").glob("*.py")):
@@ -47,7 +48,10 @@ def head_revision() -> str:
         revisions.add(revision)
         parents.update(down)
     heads = sorted(revisions - parents)
-    return heads[-1] if heads else ""
+    if len(heads) > 1:
+        raise RuntimeError(f"the migrations have several heads ({', '.join(heads)}): "
+                           f"this installation of syncd is broken")
+    return heads[0] if heads else ""
 
 
 def _revision_of(path: Path) -> tuple[str, tuple[str, ...]] | None:

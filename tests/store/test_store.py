@@ -241,3 +241,21 @@ def test_budget_reservations_grow_while_requests_go_out_fast_within_one_percent_
     assert sum(reserved) <= 3000 + 1000
     budget.release()
     assert check.used("okitoki") == 3000
+
+
+def test_migrations_with_two_heads_are_refused_not_resolved_by_picking_one(tmp_path, monkeypatch):
+    """The schema check reads the migration files itself (no alembic at idle): a branch in
+    them is a broken installation, refused as alembic would, not one head picked silently."""
+    import pytest
+
+    from syncd.store import schema
+
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    for name, rev, down in (("a", "0001", None), ("b", "0002", "0001"), ("c", "0003", "0001")):
+        (versions / f"{name}.py").write_text(f"revision = {rev!r}\ndown_revision = {down!r}\n")
+    monkeypatch.setattr(schema, "MIGRATIONS", tmp_path)
+    with pytest.raises(RuntimeError, match="several heads"):
+        schema.head_revision()
+    (versions / "c.py").unlink()
+    assert schema.head_revision() == "0002"
