@@ -230,3 +230,35 @@ def test_the_connector_and_the_engine_read_a_number_alike(stored, region, expect
     from syncd.phones import normalize_or_none
 
     assert e164(stored, region) == normalize_or_none(stored, region) == expected
+
+
+def test_a_row_edited_again_in_the_second_it_was_read_is_found_by_the_next_walk(sql_db, tmp_path):
+    """Whole-second change times on every engine: a row read at second S and edited again
+    within S keeps the time S. The exact keyset from the stored cursor cannot see it; the walk
+    the engine starts (``capture.walk_start``: the last second before the previous walk began
+    is read again, even with no overlap window) does."""
+    from syncd.engine.capture import walk_start
+
+    meta = sa.MetaData()
+    stamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=0), "mysql", "mariadb")
+    table = sa.Table("contacts", meta, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("phone", sa.String(40)), sa.Column("name", sa.String(40)),
+                     sa.Column("updated_at", stamp, index=True))
+    engine = sql_db.engine()
+    meta.create_all(engine)
+    second = datetime(2026, 3, 1, 10, 0, 0)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [{"id": i, "phone": f"+38067{i:07d}", "name": "first",
+                                       "updated_at": second} for i in (1, 2)])
+    connector = _connector(sql_db.url, tmp_path)
+    walk_began = second.replace(tzinfo=UTC) + timedelta(milliseconds=300)
+    seen, _, cursor = _walk(connector, 10)
+    assert [i for _, i in seen] == ["1", "2"]
+    with engine.begin() as conn:   # edited again within the same second: same time
+        conn.execute(table.update().where(table.c.id == 1).values(name="again", updated_at=second))
+    exact, _, _ = _walk(connector, 10, cursor)
+    assert exact == [], "the exact keyset was expected to miss it (the case this guards)"
+    start = walk_start(cursor, walk_began, timedelta(0))
+    page = connector.changed_contacts(start, 10)
+    assert {c.id: c.fields.get("name") for c in page.contacts}.get("1") == "again"
+    connector.close()
