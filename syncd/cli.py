@@ -106,23 +106,12 @@ def _few_malloc_arenas(arenas: int = 2) -> None:
 
 
 def _catch_stop_signals(stop: threading.Event) -> Callable[[], None]:
-    """SIGTERM/SIGINT set ``stop`` instead of killing the process; returns the undo.
-
-    Installed first thing in ``run``: loading the configuration, the engine and the state
+    """Installed first thing in ``run``: loading the configuration, the engine and the state
     database takes a moment (seconds on a loaded machine), and systemd may stop the service
     during it; that is a clean stop (exit 0), not a death by signal."""
-    import signal
+    from .signals import catch_stop_signals
 
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    for sig in previous:
-        signal.signal(sig, lambda _signum, _frame: stop.set())
-
-    def restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    return restore
+    return catch_stop_signals(stop)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

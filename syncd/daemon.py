@@ -35,7 +35,6 @@ its intervals (failed, deferred, or running without committing anything) is stuc
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 import uuid
@@ -54,6 +53,7 @@ from .health import StreamWatch, outcome_of
 from .notify import Notifier, watchdog_interval
 from .clock import Clock, utcnow
 from .redact import redact
+from .signals import catch_stop_signals
 from .wakeups import EVENTS as WAKE_EVENTS, HINTED_CRM, Wakeups
 
 __all__ = ["Daemon", "Progress", "JOBS"]
@@ -388,18 +388,5 @@ class Daemon:
         log.info("daemon_stopped", summary=self.progress.summary(self.clock()))
 
     def _install_signals(self) -> Callable[[], None]:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-        def handler(signum: int, _frame: Any) -> None:
-            log.info("signal_received", signal=signal.Signals(signum).name)
-            self.stop_event.set()
-
-        for sig in previous:
-            signal.signal(sig, handler)
-
-        def restore() -> None:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-        return restore
+        return catch_stop_signals(
+            self.stop_event, lambda name: log.info("signal_received", signal=name))
