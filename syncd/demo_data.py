@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from itertools import islice
 
 __all__ = ["DemoContact", "demo_contacts", "phone_for"]
 
@@ -25,10 +26,30 @@ _MX_FIRST = ["José", "María", "Guadalupe", "Juan", "Fernanda", "Luis", "Ximena
              "Sofía", "Alejandro"]
 _MX_LAST = ["Hernández", "García", "Martínez", "López", "González", "Rodríguez", "Pérez",
             "Sánchez", "Ramírez", "Cruz"]
-_UA_MOBILE = ["50", "63", "66", "67", "68", "73", "93", "95", "96", "97", "98", "99"]
-_PL_MOBILE = ["50", "51", "53", "57", "60", "66", "69", "72", "78", "79", "88"]
-_MX_AREAS = ["55", "33", "81", "222", "664", "998"]
 _INVALID = ["12345", "+380 00 000", "n/a", "067-123", "+48 1", "0000000000000000"]
+
+
+@dataclass(frozen=True)
+class _Numbering:
+    """How a country's mobile numbers are drawn and written: an operator or area ``code``,
+    subscriber digits up to ``digits`` in all, and the ways people type them (see :func:`_spell`)."""
+
+    codes: tuple[str, ...]
+    digits: int
+    spellings: tuple[str, ...]
+
+
+_NUMBERING = {
+    "UA": _Numbering(("50", "63", "66", "67", "68", "73", "93", "95", "96", "97", "98", "99"), 9, (
+        "+380 {code} ### ## ##", "0{code}-###-##-##", "(0{code}) *", "380{code}*",
+        "+38 (0{code}) ###-##-##")),
+    "PL": _Numbering(("50", "51", "53", "57", "60", "66", "69", "72", "78", "79", "88"), 9, (
+        "+48 {code}# ### ###", "0048 {code}#-###-###", "+48{code}*")),
+    "MX": _Numbering(("55", "33", "81", "222", "664", "998"), 10, (
+        "+52 {code} * ####",
+        "+52 1 {code} *",          # the old mobile prefix, still in many CRMs
+        "0052{code}*")),
+}
 
 
 @dataclass(frozen=True)
@@ -43,29 +64,20 @@ class DemoContact:
 
 def phone_for(country: str, rnd: random.Random) -> str:
     """A valid mobile number of ``country`` (UA, PL, MX) in one of the formats people type."""
-    if country == "UA":
-        op, rest = rnd.choice(_UA_MOBILE), f"{rnd.randrange(10**7):07d}"
-        return rnd.choice([
-            f"+380 {op} {rest[:3]} {rest[3:5]} {rest[5:]}",
-            f"0{op}-{rest[:3]}-{rest[3:5]}-{rest[5:]}",
-            f"(0{op}) {rest}",
-            f"380{op}{rest}",
-            f"+38 (0{op}) {rest[:3]}-{rest[3:5]}-{rest[5:]}",
-        ])
-    if country == "PL":
-        p, rest = rnd.choice(_PL_MOBILE), f"{rnd.randrange(10**7):07d}"
-        return rnd.choice([
-            f"+48 {p}{rest[0]} {rest[1:4]} {rest[4:]}",
-            f"0048 {p}{rest[0]}-{rest[1:4]}-{rest[4:]}",
-            f"+48{p}{rest}",
-        ])
-    area = rnd.choice(_MX_AREAS)
-    rest = f"{rnd.randrange(10 ** (10 - len(area))):0{10 - len(area)}d}"
-    return rnd.choice([
-        f"+52 {area} {rest[:4]} {rest[4:]}" if len(area) == 2 else f"+52 {area} {rest[:3]} {rest[3:]}",
-        f"+52 1 {area} {rest}",          # the old mobile prefix, still in many CRMs
-        f"0052{area}{rest}",
-    ])
+    numbering = _NUMBERING.get(country, _NUMBERING["MX"])
+    code = rnd.choice(numbering.codes)
+    width = numbering.digits - len(code)
+    subscriber = f"{rnd.randrange(10 ** width):0{width}d}"
+    return _spell(rnd.choice(numbering.spellings), code, subscriber)
+
+
+def _spell(spelling: str, code: str, subscriber: str) -> str:
+    """``spelling`` with ``{code}`` the operator or area code, each ``#`` the next subscriber
+    digit and ``*`` as many of them as the ``#`` after it leave over."""
+    spare = len(subscriber) - spelling.count("#")
+    digits = iter(subscriber)
+    return "".join("".join(islice(digits, spare)) if ch == "*" else next(digits) if ch == "#" else ch
+                   for ch in spelling).format(code=code)
 
 
 def _translit(name: str) -> str:
