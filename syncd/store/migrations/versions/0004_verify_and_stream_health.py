@@ -6,8 +6,9 @@ Create Date: 2026-12-01
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+
+from syncd.store.migrations import _ddl
 
 
 revision = '0004'
@@ -15,37 +16,30 @@ down_revision = '0002'
 branch_labels = None
 depends_on = None
 
-_ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
-
 
 def upgrade() -> None:
-    op.create_table('stream_health',
+    _ddl.create_table('stream_health',
     sa.Column('stream', sa.String(length=64), nullable=False),
-    sa.Column('advanced_at', sa.DateTime(), nullable=True),
-    sa.Column('run_at', sa.DateTime(), nullable=True),
+    _ddl.time('advanced_at'),
+    _ddl.time('run_at'),
     sa.Column('outcome', sa.String(length=16), nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('instance', sa.String(length=128), nullable=True),
-    sa.PrimaryKeyConstraint('stream')
-    )
-    op.create_table('verify_report',
-    sa.Column('id', _ID, nullable=False),
-    sa.Column('started_at', sa.DateTime(), nullable=True),
-    sa.Column('finished_at', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('stream'))
+    _ddl.create_table('verify_report',
+    _ddl.big_id('id'),
+    _ddl.time('started_at'),
+    _ddl.time('finished_at'),
     sa.Column('complete', sa.Boolean(), nullable=False),
     sa.Column('repaired', sa.Boolean(), nullable=False),
-    sa.Column('counts', sa.JSON(), nullable=True),
-    sa.Column('samples', sa.JSON(), nullable=True),
-    sa.Column('notes', sa.JSON(), nullable=True),
-    sa.Column('requests', sa.JSON(), nullable=True),
-    sa.PrimaryKeyConstraint('id')
-    )
-    with op.batch_alter_table('verify_report', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_verify_report_started_at'), ['started_at'], unique=False)
+    _ddl.json('counts'),
+    _ddl.json('samples'),
+    _ddl.json('notes'),
+    _ddl.json('requests'),
+    sa.PrimaryKeyConstraint('id'),
+    indexed=['started_at'])
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('verify_report', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_verify_report_started_at'))
-    op.drop_table('verify_report')
-    op.drop_table('stream_health')
+    _ddl.drop_table('verify_report', indexed=['started_at'])
+    _ddl.drop_table('stream_health')

@@ -6,8 +6,9 @@ Create Date: 2026-12-01
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+
+from syncd.store.migrations import _ddl
 
 
 revision = '0005'
@@ -17,15 +18,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('stream_alert',
+    _ddl.create_table('stream_alert',
     sa.Column('stream', sa.String(length=64), nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
     sa.Column('count', sa.Integer(), nullable=False),
-    sa.Column('sample', sa.JSON(), nullable=True),
-    sa.Column('at', sa.DateTime(), nullable=True),
-    sa.PrimaryKeyConstraint('stream', 'kind')
-    )
+    _ddl.json('sample'),
+    _ddl.time('at'),
+    sa.PrimaryKeyConstraint('stream', 'kind'))
 
 
 def downgrade() -> None:
-    op.drop_table('stream_alert')
+    _ddl.drop_table('stream_alert')

@@ -6,8 +6,9 @@ Create Date: 2026-12-01
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
+
+from syncd.store.migrations import _ddl
 
 
 revision = '0006'
@@ -17,18 +18,17 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('hold',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    _ddl.create_table('hold',
+    _ddl.big_id('id'),
     sa.Column('kind', sa.String(length=32), nullable=False),
     sa.Column('count', sa.Integer(), nullable=False),
     sa.Column('contacts', sa.Integer(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('state', sa.String(length=16), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=True),
-    sa.Column('decided_at', sa.DateTime(), nullable=True),
-    sa.PrimaryKeyConstraint('id')
-    )
+    _ddl.time('created_at'),
+    _ddl.time('decided_at'),
+    sa.PrimaryKeyConstraint('id'))
 
 
 def downgrade() -> None:
-    op.drop_table('hold')
+    _ddl.drop_table('hold')

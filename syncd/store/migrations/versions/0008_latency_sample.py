@@ -9,6 +9,8 @@ from __future__ import annotations
 from alembic import op
 import sqlalchemy as sa
 
+from syncd.store.migrations import _ddl
+
 
 revision = '0008'
 down_revision = '0006'
@@ -17,16 +19,15 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('latency_sample',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    _ddl.create_table('latency_sample',
+    _ddl.big_id('id'),
     sa.Column('flow', sa.String(length=32), nullable=False),
-    sa.Column('at', sa.DateTime(), nullable=True),
+    _ddl.time('at'),
     sa.Column('seconds', sa.Float(), nullable=False),
-    sa.PrimaryKeyConstraint('id')
-    )
+    sa.PrimaryKeyConstraint('id'))
     op.create_index('ix_latency_sample_flow_at', 'latency_sample', ['flow', 'at'], unique=False)
 
 
 def downgrade() -> None:
     op.drop_index('ix_latency_sample_flow_at', table_name='latency_sample')
-    op.drop_table('latency_sample')
+    _ddl.drop_table('latency_sample')
