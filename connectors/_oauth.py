@@ -26,16 +26,20 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, ClassVar, TypeVar
 
+import httpx
 import structlog
 
 from syncd.atomic_file import write_atomically
 from syncd.errors import AuthenticationError, ConfigError
 from syncd.redact import register_secret
 
+from ._clock import ServerClock
+from ._once import IntentLedger
+
 __all__ = ["TokenPair", "TokenStore", "OAuthSession", "token_pair_from_response", "bearer",
-           "require_one_credential", "rotating_session"]
+           "require_one_credential", "rotating_session", "TokenOrOAuthConnector"]
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -237,3 +241,38 @@ def authorized_request(remote: Any, oauth: "OAuthSession | None", method: str, p
         return remote.request(method, path, operation=operation, idempotent=idempotent,
                               headers=headers, **kwargs)
     return oauth.call(with_token) if oauth else with_token(None)
+
+
+class TokenOrOAuthConnector:
+    """Base of the connectors whose options hold a static token or an OAuth refresh token
+    (HubSpot, Pipedrive): the state their constructors share and their one way to send a
+    request (:meth:`_call`). A subclass gives its ``_refresh`` grant request."""
+
+    default_burst: ClassVar[int]
+
+    def __init__(self, options: Any, context: Any, name: str, *, check: Any,
+                 secrets: list[str | None], static_headers: dict[str, str]) -> None:
+        self.options, self.context = options, context
+        self.dnc = context.do_not_call_field
+        self.region = context.default_region
+        self.remote, self.oauth = token_or_oauth_remote(
+            context, name, url=options.url, check=check, burst=self.default_burst, secrets=secrets,
+            static_headers=static_headers, refresh_token=options.refresh_token, refresh=self._refresh)
+        self.server_clock = ServerClock()
+
+    def _ledger(self, name: str) -> IntentLedger:
+        """The intent ledger ``name`` in the state directory, without intents older than 30 days."""
+        ledger = IntentLedger.in_state_dir(self.context.state_dir, name)
+        ledger.prune(timedelta(days=30))
+        return ledger
+
+    def _refresh(self, refresh_token: str) -> TokenPair:
+        raise NotImplementedError
+
+    def _call(self, method: str, path: str, operation: str, *, idempotent: bool = True,
+              **kwargs: Any) -> httpx.Response:
+        """A request (with the OAuth bearer token when there is one) whose answer sets the
+        server clock; ``idempotent=False``: a create (see :func:`authorized_request`)."""
+        return self.server_clock.read(authorized_request(self.remote, self.oauth, method, path,
+                                                         operation=operation,
+                                                         idempotent=idempotent, **kwargs))

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, ClassVar
 
-import httpx
 import structlog
 from pydantic import BaseModel
 
@@ -16,10 +14,9 @@ from syncd.errors import InvalidRecord, InvalidRequest, NotFound, RemoteError, T
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import national_number, normalize_or_none
 
-from .._clock import ServerClock, parse_time
-from .._oauth import (TokenPair, authorized_request, bearer, token_or_oauth_remote,
-                      token_pair_from_response)
-from .._once import IntentLedger, proven_done
+from .._clock import parse_time
+from .._oauth import TokenOrOAuthConnector, TokenPair, bearer, token_pair_from_response
+from .._once import proven_done
 from .._webhooks import hubspot_ids
 from ._api import CALCULATED_PHONES, SEARCH_CAP, HubSpotOptions, check_response, ms
 from ._calls import call_request, typed_call
@@ -29,7 +26,7 @@ __all__ = ["HubSpotConnector"]
 log = structlog.get_logger()
 
 
-class HubSpotConnector:
+class HubSpotConnector(TokenOrOAuthConnector):
     """HubSpot (CRM v3). See the module docstring for the vendor quirks it handles."""
 
     name: ClassVar[str] = "hubspot"
@@ -50,17 +47,11 @@ class HubSpotConnector:
                "changes ([crm] overlap)"))
 
     def __init__(self, options: HubSpotOptions, context: ConnectorContext) -> None:
-        self.options, self.context = options, context
-        self.dnc = context.do_not_call_field
-        self.region = context.default_region
-        self.remote, self.oauth = token_or_oauth_remote(
-            context, "hubspot", url=options.url, check=check_response, burst=self.default_burst,
+        super().__init__(
+            options, context, "hubspot", check=check_response,
             secrets=[options.token, options.client_secret, options.refresh_token, options.webhook_secret],
-            static_headers=bearer(options.token) if options.token else {},
-            refresh_token=options.refresh_token, refresh=self._refresh)
-        self.server_clock = ServerClock()
-        self.ledger = IntentLedger.in_state_dir(Path(context.state_dir), "hubspot-calls")
-        self.ledger.prune(timedelta(days=30))
+            static_headers=bearer(options.token) if options.token else {})
+        self.ledger = self._ledger("hubspot-calls")
     # -- plumbing ------------------------------------------------------------------------
     def _refresh(self, refresh_token: str) -> TokenPair:
         response = self.remote.request(
@@ -68,12 +59,6 @@ class HubSpotConnector:
             data={"grant_type": "refresh_token", "client_id": self.options.client_id,
                   "client_secret": self.options.client_secret, "refresh_token": refresh_token})
         return token_pair_from_response(response.json())
-
-    def _call(self, method: str, path: str, operation: str, *, idempotent: bool = True,
-              **kwargs: Any) -> httpx.Response:
-        return self.server_clock.read(authorized_request(self.remote, self.oauth, method, path,
-                                                         operation=operation,
-                                                         idempotent=idempotent, **kwargs))
 
     def _properties(self) -> list[str]:
         names = {*self.context.field_names, *self.options.phone_properties, "lastmodifieddate"}

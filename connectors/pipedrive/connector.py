@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-import httpx
 import structlog
 from pydantic import BaseModel
 
@@ -15,10 +14,9 @@ from syncd.errors import InvalidRequest, NotFound, TransientError
 from syncd.model import Call, Contact, ContactWrite, Cursor, Page, WriteResult
 from syncd.phones import normalize_or_none
 
-from .._clock import ServerClock, parse_time
-from .._oauth import (TokenPair, authorized_request, token_or_oauth_remote,
-                      token_pair_from_response)
-from .._once import IntentLedger, proven_done
+from .._clock import parse_time
+from .._oauth import TokenOrOAuthConnector, TokenPair, token_pair_from_response
+from .._once import proven_done
 from .._webhooks import pipedrive_ids
 from ._api import PAGE, TOP_LEVEL, PipedriveOptions, check_response
 from ._calls import call_log_request, marker
@@ -28,7 +26,7 @@ __all__ = ["PipedriveConnector"]
 log = structlog.get_logger()
 
 
-class PipedriveConnector:
+class PipedriveConnector(TokenOrOAuthConnector):
     """Pipedrive (persons v2, call logs v1). See the module docstring for its quirks."""
 
     name: ClassVar[str] = "pipedrive"
@@ -50,19 +48,12 @@ class PipedriveConnector:
                "a recording link or outcome Oki-Toki fills in later does not reach Pipedrive"))  # ≈ 30,000 base tokens / ~20 per request
 
     def __init__(self, options: PipedriveOptions, context: ConnectorContext) -> None:
-        self.options, self.context = options, context
-        self.dnc = context.do_not_call_field
-        self.region = context.default_region
-        self.remote, self.oauth = token_or_oauth_remote(
-            context, "pipedrive", url=options.url, check=check_response, burst=self.default_burst,
+        super().__init__(
+            options, context, "pipedrive", check=check_response,
             secrets=[options.api_token, options.client_secret, options.refresh_token, options.webhook_password],
-            static_headers={"x-api-token": options.api_token} if options.api_token else {},
-            refresh_token=options.refresh_token, refresh=self._refresh)
-        self.server_clock = ServerClock()
-        self.calls_ledger = IntentLedger.in_state_dir(context.state_dir, "pipedrive-calls")
-        self.creates_ledger = IntentLedger.in_state_dir(context.state_dir, "pipedrive-creates")
-        for ledger in (self.calls_ledger, self.creates_ledger):
-            ledger.prune(timedelta(days=30))
+            static_headers={"x-api-token": options.api_token} if options.api_token else {})
+        self.calls_ledger = self._ledger("pipedrive-calls")
+        self.creates_ledger = self._ledger("pipedrive-creates")
     # -- plumbing ------------------------------------------------------------------------
     def _refresh(self, refresh_token: str) -> TokenPair:
         response = self.remote.request(
@@ -70,12 +61,6 @@ class PipedriveConnector:
             auth=(self.options.client_id or "", self.options.client_secret or ""),
             data={"grant_type": "refresh_token", "refresh_token": refresh_token})
         return token_pair_from_response(response.json())
-
-    def _call(self, method: str, path: str, operation: str, *, idempotent: bool = True,
-              **kwargs: Any) -> httpx.Response:
-        return self.server_clock.read(authorized_request(self.remote, self.oauth, method, path,
-                                                         operation=operation,
-                                                         idempotent=idempotent, **kwargs))
 
     def _contact(self, p: dict[str, Any]) -> Contact:
         custom = p.get("custom_fields") or {}
