@@ -26,9 +26,9 @@ from typing import Any, ClassVar
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr
 
-from connectors._secrets import require_one_secret, secret_or_file
+from connectors._secrets import OneSecretOptions
 from connectors._write_results import failed_write
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import (AuthenticationError, ConfigError, InvalidRecord, InvalidRequest,
@@ -48,17 +48,12 @@ KEY_PREFIX = "syncd:"
 INTERACTIONS_MAX = 200  # the server's MAX_LIMIT for /api/interactions/
 OUTCOMES = {CallOutcome.ANSWERED: "connected", CallOutcome.NO_ANSWER: "no_answer",
             CallOutcome.BUSY: "busy", CallOutcome.FAILED: ""}
-_HINTS = {
-    401: "the personal access token is wrong, revoked or expired",
-    403: "the token's profile lacks a right (or its scopes exclude contacts/interactions)",
-    404: "check options url (the API lives under /api/)",
-}
 
 
-class BottleCrmOptions(BaseModel):
+class BottleCrmOptions(OneSecretOptions):
     """``[crm.options]`` for ``connector = "bottlecrm"``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    SECRET = "token"
 
     url: str = Field(description="base URL of BottleCRM, e.g. https://crm.example.com")
     token: SecretStr | None = None            # personal access token, bcrm_pat_...
@@ -66,13 +61,13 @@ class BottleCrmOptions(BaseModel):
     scan_page_size: int = Field(500, ge=10, le=2000)   # contacts per request of the scan
     settle: float = Field(1.0, ge=0, le=60)   # seconds; see _bottlecrm_scan (horizon)
 
-    @model_validator(mode="after")
-    def _one_token(self) -> "BottleCrmOptions":
-        require_one_secret(self.token, self.token_file, "token")
-        return self
 
-    def secret(self) -> str:
-        return secret_or_file(self.token, self.token_file, "token")
+# What an HTTP error status most likely means here (added to the error's message).
+_HINTS = {
+    401: "the personal access token is wrong, revoked or expired",
+    403: "the token's profile lacks a right (or its scopes exclude contacts/interactions)",
+    404: "check options url (the API lives under /api/)",
+}
 
 
 def check_response(response: httpx.Response, operation: str) -> None:

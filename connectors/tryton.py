@@ -28,9 +28,9 @@ from typing import Any, ClassVar
 
 import phonenumbers
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr
 
-from connectors._secrets import require_one_secret, secret_or_file
+from connectors._secrets import OneSecretOptions
 from connectors._write_results import failed_write
 from syncd.connector import Capabilities, ConnectorContext
 from syncd.errors import (ConfigError, InvalidRecord, InvalidRequest, NotFound,
@@ -47,17 +47,12 @@ PHONE_TYPES = ("phone", "mobile")
 KEY_PREFIX = "syncd:"
 SESSION_TAG = "syncd-session: "
 _SPECIAL = {"email"}  # canonical names stored as contact mechanisms, not party fields
-_HINTS = {
-    401: "the API key is wrong, cancelled, or not a validated res.user.application for 'rest'",
-    403: "the key's user lacks access to party.party, party.contact_mechanism or ir.note",
-    404: "check options url and database (the REST path is /<database>/rest/model/...)",
-}
 
 
-class TrytonOptions(BaseModel):
+class TrytonOptions(OneSecretOptions):
     """``[crm.options]`` for ``connector = "tryton"``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    SECRET = "api_key"
 
     url: str = Field(description="base URL of trytond, e.g. https://erp.example.com")
     database: str
@@ -65,13 +60,13 @@ class TrytonOptions(BaseModel):
     api_key_file: Path | None = None
     page_size: int = Field(100, ge=1, le=1000)
 
-    @model_validator(mode="after")
-    def _one_key(self) -> "TrytonOptions":
-        require_one_secret(self.api_key, self.api_key_file, "api_key")
-        return self
 
-    def key(self) -> str:
-        return secret_or_file(self.api_key, self.api_key_file, "api_key")
+# What an HTTP error status most likely means here (added to the error's message).
+_HINTS = {
+    401: "the API key is wrong, cancelled, or not a validated res.user.application for 'rest'",
+    403: "the key's user lacks access to party.party, party.contact_mechanism or ir.note",
+    404: "check options url and database (the REST path is /<database>/rest/model/...)",
+}
 
 
 def to_tryton_datetime(value: datetime) -> dict[str, Any]:
@@ -128,7 +123,7 @@ class TrytonConnector:
     def __init__(self, options: TrytonOptions, context: ConnectorContext) -> None:
         self.options = options
         self.context = context
-        key = options.key()
+        key = options.secret()
         self.remote: RemoteSystem = context.remote(
             base_url=f"{options.url.rstrip('/')}/{options.database}/rest/model/",
             secrets=[key], headers={"Authorization": f"Bearer {key}",

@@ -153,9 +153,9 @@ def test_options_need_exactly_one_key_source(tmp_path):
         TrytonOptions(url="http://x", database="d")
     missing = TrytonOptions(url="http://x", database="d", api_key_file=tmp_path / "nope")
     with pytest.raises(ConfigError, match="api_key_file"):
-        missing.key()
+        missing.secret()
     (tmp_path / "key").write_text(KEY + "\n")
-    assert TrytonOptions(url="http://x", database="d", api_key_file=tmp_path / "key").key() == KEY
+    assert TrytonOptions(url="http://x", database="d", api_key_file=tmp_path / "key").secret() == KEY
 
 
 def test_delete_contacts_archives_the_party_and_a_party_already_gone_is_ok(tmp_path):
