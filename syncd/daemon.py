@@ -49,6 +49,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from .config import Config
 from .errors import BudgetExhausted, ConfigError, FatalRemoteError, RetriableRemoteError
 from .engine.drift import next_run
+from .engine.seam import DaemonSyncer, JobReport
 from .health import StreamWatch, outcome_of
 from .notify import Notifier, watchdog_interval
 from .clock import Clock, utcnow
@@ -115,7 +116,7 @@ class Daemon:
     listener when ``daemon.http_listen`` is set.
     """
 
-    def __init__(self, syncer: Any, config: Config, *, notifier: Notifier | None = None,
+    def __init__(self, syncer: DaemonSyncer, config: Config, *, notifier: Notifier | None = None,
                  clock: Clock | None = None, web: bool = True, tick: float = 1.0,
                  stop_event: threading.Event | None = None) -> None:
         self.syncer = syncer
@@ -123,8 +124,8 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.clock = clock or utcnow
         self.progress = Progress(started=self.clock())
-        self.streams = StreamWatch(config, getattr(syncer, "store", None), since=self.progress.started,
-                                   instance=getattr(getattr(syncer, "ctx", None), "instance_id", None))
+        self.streams = StreamWatch(config, syncer.store, since=self.progress.started,
+                                   instance=syncer.ctx.instance_id)
         # The caller may pass the event its early signal handler sets (a SIGTERM while the
         # configuration and the engine were still loading is a clean stop too).
         self.stop_event = stop_event if stop_event is not None else threading.Event()
@@ -165,18 +166,13 @@ class Daemon:
 
     def hint_call(self, session_id: str) -> None:
         """A call event arrived: tell the syncer and pull calls now instead of at the next poll."""
-        hint = getattr(self.syncer, "hint_call", None)
-        if hint is not None:
-            hint(session_id)
+        self.syncer.hint_call(session_id)
         self.wake("pull:okitoki:calls")
 
     def hint_contacts(self, ids: list[str]) -> int:
         """A CRM event named these records: read them by id now (then the push runs).
         Returns how many were not already waiting."""
-        hint = getattr(self.syncer, "hint_contacts", None)
-        if hint is None:
-            return 0
-        new = hint(ids)
+        new = self.syncer.hint_contacts(ids)
         self.wake(HINTED_CRM)
         return new
 
@@ -215,10 +211,8 @@ class Daemon:
 
     # -- internals ----------------------------------------------------------------------
     def _startup(self) -> int:
-        startup = getattr(self.syncer, "startup", None)
         try:
-            if startup is not None:
-                startup()
+            self.syncer.startup()
         except ConfigError as exc:
             log.error("startup_failed", error=str(exc))
             return 78
@@ -232,11 +226,9 @@ class Daemon:
         """One cheap authenticated call to each side before READY=1. A refusal is logged
         loudly and shown in STATUS; the daemon still starts (jobs retry every interval).
         A configuration error found by it (e.g. a mapped table is gone) exits 78."""
-        for job, side in (("okitoki", getattr(self.syncer, "okitoki", None)),
-                          ("crm", getattr(self.syncer, "crm", None))):
-            check = getattr(side, "health_check", None)
-            if check is None:
-                continue
+        checks: tuple[tuple[str, Callable[[], None]], ...] = (
+            ("okitoki", self.syncer.okitoki.health_check), ("crm", self.syncer.crm.health_check))
+        for job, check in checks:
             try:
                 check()
             except ConfigError as exc:
@@ -258,12 +250,10 @@ class Daemon:
         from .web import Metrics, WebServer
 
         self.metrics = Metrics(self.syncer)
-        journal = getattr(self.syncer, "api_journal", None)
+        journal = self.syncer.api_journal
         if journal is not None:
             journal.listeners.append(self.metrics.observe_api)
-        ctx = getattr(self.syncer, "ctx", None)
-        if ctx is not None:
-            ctx.latency_listener = self.metrics.observe_latency
+        self.syncer.ctx.latency_listener = self.metrics.observe_latency
         server = WebServer(self, self.config.daemon.http_listen, self.metrics)
         server.start()
         self.web = server
@@ -273,7 +263,7 @@ class Daemon:
         jitter = self.config.daemon.jitter.total_seconds()
         sched = BackgroundScheduler(timezone=UTC, job_defaults={
             "max_instances": 1, "coalesce": True, "misfire_grace_time": None})
-        methods: dict[str, Callable[[], Any]] = {
+        methods: dict[str, Callable[[], JobReport]] = {
             "pull:crm:contacts": self.syncer.pull_crm_contacts,
             "pull:okitoki:contacts": self.syncer.pull_okitoki_contacts,
             "pull:okitoki:calls": self.syncer.pull_okitoki_calls,
@@ -285,24 +275,21 @@ class Daemon:
                                                          jitter=jitter or None),
                           args=(name, methods[name]), id=name, name=name,
                           next_run_time=utcnow())
-        if hasattr(self.syncer, "pull_crm_hinted"):
-            sched.add_job(self._run_job, IntervalTrigger(hours=1), args=(HINTED_CRM, self.syncer.pull_crm_hinted),
-                          id=HINTED_CRM, name=HINTED_CRM)
+        sched.add_job(self._run_job, IntervalTrigger(hours=1), args=(HINTED_CRM, self.syncer.pull_crm_hinted),
+                      id=HINTED_CRM, name=HINTED_CRM)
         every = self.config.verify.interval
-        if every is not None and hasattr(self.syncer, "verify"):
+        if every is not None:
             repair = self.config.verify.repair
             sched.add_job(self._run_job, IntervalTrigger(seconds=every.total_seconds(), jitter=jitter or None),
                           args=("verify", lambda: self.syncer.verify(repair=repair)), id="verify",
-                          name="verify", next_run_time=next_run(getattr(self.syncer, "store", None),
-                                                                every, utcnow()))
-        ctx = getattr(self.syncer, "ctx", None)
-        if ctx is not None:   # the push reports each settled batch: a long drain is progress
-            ctx.heartbeat = lambda stream: self.streams.advanced(stream, self.clock())
+                          name="verify", next_run_time=next_run(self.syncer.store, every, utcnow()))
+        # the push reports each settled batch: a long drain is progress
+        self.syncer.ctx.heartbeat = lambda stream: self.streams.advanced(stream, self.clock())
         sched.add_listener(self.wakeups.on_event, WAKE_EVENTS)
         sched.start()
         self._scheduler = sched
 
-    def _run_job(self, name: str, method: Callable[[], Any]) -> None:
+    def _run_job(self, name: str, method: Callable[[], JobReport]) -> None:
         if self.stop_event.is_set():
             return
         with self._inflight_cond:
@@ -310,15 +297,14 @@ class Daemon:
         run_id = uuid.uuid4().hex[:12]
         structlog.contextvars.bind_contextvars(run_id=run_id, job=name)
         started = self.wakeups.started(name)
-        report: Any = None
+        report: JobReport | None = None
         ok, fatal, error = True, False, ""
         outcome: tuple[str, str] = ("ok", "")
         self.streams.started(name, self.clock())
         try:
             report = method()
             outcome = outcome_of(report)
-            counts = dict(getattr(report, "counts", {}) or {})
-            errors = list(getattr(report, "errors", []) or [])
+            counts, errors = dict(report.counts), list(report.errors)
             log.info("job_finished", counts=counts, errors=len(errors),
                      duration_ms=int((time.monotonic() - started) * 1000))
             for line in errors[:5]:

@@ -20,9 +20,12 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES
+
+if TYPE_CHECKING:
+    from .engine.seam import DaemonSyncer, JobReport
 
 __all__ = ["Wakeups", "PUSH_WORK", "HINTED_CRM"]
 
@@ -77,15 +80,15 @@ class Wakeups:
         if again:
             self._schedule(job, self.clock())
 
-    def finished(self, job: str, started: float, report: Any, syncer: Any) -> None:
-        """A run's body ended: wake what its report calls for (the job's own rerun, if it
-        was woken meanwhile, waits for :meth:`on_event`)."""
-        counts = dict(getattr(report, "counts", {}) or {})
+    def finished(self, job: str, started: float, report: JobReport | None,
+                 syncer: DaemonSyncer) -> None:
+        """A run's body ended (``report`` None: it raised): wake what its report calls for
+        (the job's own rerun, if it was woken meanwhile, waits for :meth:`on_event`)."""
+        counts = report.counts if report is not None else {}
         if job != "push" and any(counts.get(k) for k in PUSH_WORK):
             self.wake("push")
-        retries = getattr(syncer, "call_retries", None)
-        if job == "pull:okitoki:calls" and retries is not None:
-            due = retries.next_at()
+        if job == "pull:okitoki:calls":
+            due = syncer.call_retries.next_at()
             if due is not None:
                 self.wake(job, at=due)
 

@@ -130,6 +130,12 @@ class Syncer:
                              ttl=self._lease_ttl, now=self.ctx.now())
 
     # -- jobs --------------------------------------------------------------------------------
+    def startup(self) -> None:
+        """What the daemon runs once before its first job. Nothing is left to do here:
+        :func:`syncd.engine.build.build_syncer` opened the migrated state database and
+        released the claims of a crashed process on this host, and the daemon's health
+        checks (``okitoki.health_check()``, ``crm.health_check()``) follow."""
+
     def pull_crm_contacts(self) -> RunReport:
         """Walk the CRM's changed contacts from the cursor (re-reading the overlap window);
         each page commits with its cursor, which never moves past the time of the read."""

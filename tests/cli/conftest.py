@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "config"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "daemon"))   # fakesyncer
 
 from cfgkit import ENV, patch_connectors, reset_logging  # noqa: E402
 from syncd.redact import forget_secrets  # noqa: E402

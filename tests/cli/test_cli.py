@@ -291,9 +291,11 @@ def test_run_wires_the_daemon_and_sigterm_stops_it_with_0(cfg_path, capsys, engi
     import os
     import signal
 
+    from fakesyncer import FakeSyncer
+
     ran = []
 
-    class Syncer:
+    class Syncer(FakeSyncer):   # the daemon's whole seam; these jobs are what the test watches
         def _r(self, job):
             ran.append(job)
             return types.SimpleNamespace(job=job, counts={}, errors=[])

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from cfgkit import ENV, base
 from syncd.config import Config, validate_config_dict
+from syncd.engine.hints import CallRetries
 
 
 @dataclass
@@ -16,6 +17,23 @@ class Report:
     job: str
     counts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+
+
+class NoHealthCheck:
+    """A side (Oki-Toki or CRM) whose health check passes; a test replaces it to refuse."""
+
+    def health_check(self) -> None:
+        pass
+
+
+@dataclass
+class FakeContext:
+    """The part of the engine's context the daemon hooks into (syncd.engine.seam.DaemonContext)."""
+
+    config: Config | None = None
+    instance_id: str = "fake"
+    heartbeat: Callable[[str], None] | None = None
+    latency_listener: Callable[[str, float], None] | None = None
 
 
 def fast_config(**daemon: Any) -> Config:
@@ -29,6 +47,14 @@ def fast_config(**daemon: Any) -> Config:
 
 
 class FakeSyncer:
+    """Every member of syncd.engine.seam.DaemonSyncer. What a subclass does not override is
+    "absent": no state database, no journal, startup and health checks that pass, CRM hints
+    taken by nobody (0), no hinted call waiting. ``verify`` is scheduled only when the
+    configuration asks (``[verify] interval``; the default, a day, never comes in a test)."""
+
+    store: Any = None
+    api_journal: Any = None
+
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.lock = threading.Lock()
@@ -38,6 +64,10 @@ class FakeSyncer:
         self.running: dict[str, int] = {}
         self.max_running: dict[str, int] = {}
         self.stop_seen: list[bool] = []
+        self.ctx = FakeContext()
+        self.okitoki: Any = NoHealthCheck()
+        self.crm: Any = NoHealthCheck()
+        self.call_retries = CallRetries()
 
     def _job(self, job: str) -> Report:
         with self.lock:
@@ -48,8 +78,8 @@ class FakeSyncer:
             action = self.behaviour.get(job)
             if action is not None:
                 result = action()
-                if result is not None:
-                    return result
+                if result is not None:   # a hang's Event.wait() answer is no report: none counted
+                    return result if isinstance(result, Report) else Report(job)
             return Report(job, {"seen": 1})
         finally:
             with self.lock:
@@ -75,8 +105,20 @@ class FakeSyncer:
     def housekeeping(self) -> Report:
         return self._job("housekeeping")
 
+    def pull_crm_hinted(self) -> Report:
+        return self._job("pull:crm:hinted")
+
+    def verify(self, repair: bool = False, progress: Any = None) -> Report:
+        return self._job("verify")
+
+    def startup(self) -> None:
+        pass
+
     def hint_call(self, session_id: str) -> None:
         self.hints.append(session_id)
+
+    def hint_contacts(self, ids: list[str]) -> int:
+        return 0
 
     def outbox_depth(self) -> dict[str, int]:
         return {"dnc": 0, "calls": 3, "contacts": 12}

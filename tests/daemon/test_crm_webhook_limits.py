@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from connectors._webhooks import pipedrive_ids
-from fakesyncer import FakeSyncer, fast_config, wait_for
+from fakesyncer import FakeSyncer, NoHealthCheck, fast_config, wait_for
 from syncd.daemon import Daemon
 from syncd.notify import Notifier
 from syncd.webhooks import MAX_BODY
@@ -21,7 +21,7 @@ AUTH = {"authorization": "Basic " + base64.b64encode(b"syncd:pw-0123456789").dec
         "content-type": "application/json"}
 
 
-class PipedriveLike:
+class PipedriveLike(NoHealthCheck):
     """A connector stub with the real Pipedrive webhook check (or a broken one)."""
 
     broken = False
