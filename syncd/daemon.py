@@ -40,7 +40,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -56,6 +56,9 @@ from .clock import Clock, utcnow
 from .redact import redact
 from .signals import catch_stop_signals
 from .wakeups import EVENTS as WAKE_EVENTS, HINTED_CRM, Wakeups
+
+if TYPE_CHECKING:
+    from .web import Metrics, WebServer
 
 __all__ = ["Daemon", "Progress", "JOBS"]
 
@@ -136,8 +139,8 @@ class Daemon:
         self._inflight = 0
         self._inflight_cond = threading.Condition()
         self._scheduler: BackgroundScheduler | None = None
-        self.metrics: Any = None
-        self.web: Any = None               # the WebServer while it runs (tests read .port)
+        self.metrics: Metrics | None = None
+        self.web: WebServer | None = None  # the WebServer while it runs (tests read .port)
         self._watchdog = watchdog_interval()
         self.wakeups = Wakeups(lambda: self._scheduler, stopped=self.stop_event.is_set, clock=utcnow)
 
@@ -244,7 +247,7 @@ class Daemon:
                 log.warning("health_check_failed", system=job, error=redact(str(exc)))
         return 0
 
-    def _start_web(self) -> Any:
+    def _start_web(self) -> WebServer | None:
         if not (self._web_enabled and self.config.daemon.http_listen):
             return None
         from .web import Metrics, WebServer

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import select
@@ -31,6 +31,9 @@ from .redact import redact
 from .store import Store
 from .store.outbox import insert_ignore
 from .store.tables import CursorRow, StreamHealth
+
+if TYPE_CHECKING:
+    from .engine.seam import JobReport
 
 __all__ = ["STREAMS", "STUCK_AFTER", "CURSOR_OF", "StreamState", "StreamTracker", "StreamWatch", "outcome_of",
            "stream_intervals", "record_outcome", "load_states", "assess", "stream_health"]
@@ -54,7 +57,7 @@ def stream_intervals(config: Config) -> dict[str, timedelta]:
     return out
 
 
-def outcome_of(report: Any = None, exc: BaseException | None = None) -> tuple[str, str]:
+def outcome_of(report: JobReport | None = None, exc: BaseException | None = None) -> tuple[str, str]:
     """(outcome, reason) of one run: ``ok``; ``standby`` (another instance holds the stream:
     not this instance's failure, so it counts as progress here and is not stored); ``deferred``
     (throttled, remote down, budget spent, verify cut short); ``fatal``; ``failed``."""
@@ -65,10 +68,11 @@ def outcome_of(report: Any = None, exc: BaseException | None = None) -> tuple[st
         if isinstance(exc, (RetriableRemoteError, BudgetExhausted)):
             return "deferred", f"deferred: {text}"
         return "failed", text
-    deferred = getattr(report, "deferred", "") or ""
-    if deferred:
-        return "deferred", redact(f"deferred: {deferred}")
-    if (getattr(report, "counts", None) or {}).get("not_leader"):
+    if report is None:
+        return "ok", ""
+    if report.deferred:
+        return "deferred", redact(f"deferred: {report.deferred}")
+    if report.counts.get("not_leader"):
         return "standby", ""
     return "ok", ""
 

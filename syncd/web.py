@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import uvicorn
@@ -48,10 +48,15 @@ from .crm_events import CrmEventReceiver
 from .engine.latency import BUCKETS as LATENCY_BUCKETS
 from .webhooks import EventReceiver
 
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
 __all__ = ["Metrics", "build_app", "WebServer"]
 
 log = structlog.get_logger("syncd.web")
-disable_created_metrics()  # the *_created series only add noise to a daemon's few counters
+# the *_created series only add noise to a daemon's few counters (prometheus_client leaves
+# this one function unannotated)
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Metrics:
@@ -107,7 +112,7 @@ class _SyncerCollector:
     def describe(self) -> list[Any]:
         return []
 
-    def _from_store(self) -> dict[str, dict[str, int]]:
+    def _from_store(self) -> dict[str, Any]:
         """Outbox depth and API use today from the state database (``syncer.store``)."""
         store = getattr(self.metrics.syncer, "store", None)
         if store is None:
@@ -188,14 +193,13 @@ def _operations_today(store: Any) -> dict[tuple[str, str, str], int]:
     return {(s, o, str(st) if st is not None else "none"): n for s, o, st, n in rows}
 
 
-def build_app(daemon: Any, metrics: Metrics) -> Starlette:
-    """The ASGI app; ``daemon`` provides progress, clock, health_window(), hint_call(), config."""
+def build_app(daemon: Daemon, metrics: Metrics) -> Starlette:
+    """The ASGI app of ``daemon``: its progress and stuck streams, and the hints events give it."""
     expected = daemon.config.okitoki.webhook_token
 
     async def healthz(_request: Request) -> JSONResponse:
         now = daemon.clock()
-        stuck_of = getattr(daemon, "stuck_streams", None)
-        stuck = stuck_of(now) if stuck_of is not None else []
+        stuck = daemon.stuck_streams(now)
         ok = daemon.progress.healthy(now, daemon.health_window()) and not stuck
         body = {"status": "ok" if ok else "stalled",
                 "summary": daemon.progress.summary(now),
@@ -210,8 +214,7 @@ def build_app(daemon: Any, metrics: Metrics) -> Starlette:
     events = EventReceiver(expected, daemon.hint_call, metrics,
                            hints_per_minute=daemon.config.okitoki.webhook_hints_per_minute)
 
-    crm = CrmEventReceiver(getattr(getattr(daemon, "syncer", None), "crm", None),
-                           getattr(daemon, "hint_contacts", lambda ids: 0), metrics,
+    crm = CrmEventReceiver(daemon.syncer.crm, daemon.hint_contacts, metrics,
                            hints_per_minute=daemon.config.crm.webhook_hints_per_minute)
 
     return Starlette(routes=[
@@ -225,7 +228,7 @@ def build_app(daemon: Any, metrics: Metrics) -> Starlette:
 class WebServer:
     """uvicorn serving :func:`build_app` on ``listen`` (``HOST:PORT``; port 0 picks one)."""
 
-    def __init__(self, daemon: Any, listen: str, metrics: Metrics) -> None:
+    def __init__(self, daemon: Daemon, listen: str, metrics: Metrics) -> None:
         host, _, port = listen.rpartition(":")
         self.config = uvicorn.Config(build_app(daemon, metrics), host=host.strip("[]"),
                                      port=int(port), log_config=None, lifespan="off",
@@ -235,7 +238,8 @@ class WebServer:
 
     @property
     def port(self) -> int:
-        return self.server.servers[0].sockets[0].getsockname()[1]
+        port: int = self.server.servers[0].sockets[0].getsockname()[1]
+        return port
 
     def start(self, timeout: float = 10.0) -> None:
         self.thread.start()

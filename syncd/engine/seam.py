@@ -33,6 +33,10 @@ class JobReport(Protocol):
     @property
     def errors(self) -> list[str]: ...
 
+    @property
+    def deferred(self) -> str:
+        """Why the run did not finish its work (budget, lease, verify cut short); "" if it did."""
+
 
 class DaemonContext(Protocol):
     """The part of :class:`syncd.engine.context.Context` the daemon reads and hooks into."""

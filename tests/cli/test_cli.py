@@ -298,7 +298,7 @@ def test_run_wires_the_daemon_and_sigterm_stops_it_with_0(cfg_path, capsys, engi
     class Syncer(FakeSyncer):   # the daemon's whole seam; these jobs are what the test watches
         def _r(self, job):
             ran.append(job)
-            return types.SimpleNamespace(job=job, counts={}, errors=[])
+            return types.SimpleNamespace(job=job, counts={}, errors=[], deferred="")
 
         def pull_crm_contacts(self): return self._r("pull:crm:contacts")
         def pull_okitoki_contacts(self): return self._r("pull:okitoki:contacts")

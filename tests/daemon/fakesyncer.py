@@ -17,6 +17,7 @@ class Report:
     job: str
     counts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    deferred: str = ""
 
 
 class NoHealthCheck:
