@@ -179,10 +179,10 @@ def _print_cycle(reports: list[Any], changes: list[Any], dry_run: bool) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args)
-    from .connector import load_connector
+    from .connector import Capabilities, load_connector
 
-    caps = getattr(load_connector(config.crm.connector), "capabilities", None)   # may be set per instance
-    calls = config.calls.to_crm and getattr(caps, "calls_write", True)
+    caps = Capabilities.declared_by(load_connector(config.crm.connector))   # None: set per instance
+    calls = config.calls.to_crm and (caps is None or caps.calls_write)
     lines = [f"{args.config}: configuration is valid",
              f"  Oki-Toki: {config.okitoki.url} (time zone {config.okitoki.timezone})",
              f"  CRM: {config.crm.connector} connector",

@@ -287,8 +287,8 @@ def capability_problems(data: Mapping[str, Any], s: Sections, cls: type) -> tupl
     """
     from .connector import Capabilities
 
-    caps = getattr(cls, "capabilities", None)
-    if not isinstance(caps, Capabilities):   # only known per instance: nothing to say offline
+    caps = Capabilities.declared_by(cls)
+    if caps is None:   # only known per instance: nothing to say offline
         return [], []
     name = s.crm.connector if s.crm else "?"
     errors: list[str] = []

@@ -81,6 +81,14 @@ class Capabilities:
     #                                  "verify_only" (records just vanish: `syncd verify` finds them)
     contacts_delete: bool = False    # delete_contacts(ids) works (on_delete = "propagate")
 
+    @classmethod
+    def declared_by(cls, connector: type) -> Capabilities | None:
+        """What a connector class declares before it connects (``syncd check`` offline);
+        None when only an instance knows (it sets ``capabilities`` in its ``__init__``)."""
+        # The one place the class is read: the protocol requires the attribute of instances.
+        declared = getattr(connector, "capabilities", None)
+        return declared if isinstance(declared, cls) else None
+
 
 @dataclass
 class ConnectorContext:
