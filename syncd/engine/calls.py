@@ -167,8 +167,7 @@ def _hinted_calls(ctx: Context, sessions: set[str], unreadable: list[Any], count
                   limit: HintFetches | None = None, seen: set[str] | None = None) -> list[Call]:
     """Hinted calls the window did not hold and the state database does not know, by id
     (at most what ``limit`` allows; the rest wait for the walk)."""
-    fetch = getattr(ctx.okitoki, "call", None)
-    if not sessions or fetch is None:
+    if not sessions:
         return []
     with ctx.store.begin() as conn:
         known = {r[0] for r in conn.execute(select(CALL.c.session_id).where(
@@ -185,7 +184,7 @@ def _hinted_calls(ctx: Context, sessions: set[str], unreadable: list[Any], count
     found: list[Call] = []
     for sid in wanted[:allowed]:
         try:
-            call = fetch(sid)
+            call = ctx.okitoki.call(sid)
         except InvalidRecord as exc:
             unreadable.append((sid, exc.reason, {"session_id": sid}))
             continue

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import structlog
 from sqlalchemy import Connection, and_, bindparam, delete, select, update
@@ -19,7 +19,7 @@ from .context import BASE, DIRTY, LINK, OUTBOX, PHONE, mark_dirty, update_many
 from .mapping import PHONES
 from .outbox import Lane
 
-__all__ = ["Seen", "TaskSettled", "CallLogged", "apply_effects"]
+__all__ = ["Seen", "TaskSettled", "CallLogged", "Effect", "apply_effects"]
 
 TASK, CALL, CANDIDATE = TaskRow.__table__, CallRow.__table__, MergeCandidate.__table__
 log = structlog.get_logger()
@@ -159,11 +159,15 @@ class CallLogged:
                      [{"_s": c.session_id, "_a": c.activity_id} for c in items])
 
 
-def apply_effects(conn: Connection, effects: Sequence[Any], *, now: datetime) -> None:
+Batched = Seen | TaskSettled | CallLogged
+Effect = Batched | Callable[[Connection], None]   # what Done.effect holds
+
+
+def apply_effects(conn: Connection, effects: Sequence[Effect], *, now: datetime) -> None:
     """Apply effects: batchable ones by type, plain callables one by one (in order)."""
-    by_type: dict[Any, list[Any]] = {}   # effect class → its effects (apply_all)
+    by_type: dict[type[Batched], list[Any]] = {}   # effect class → its effects (apply_all)
     for e in effects:
-        if hasattr(e, "apply_all"):
+        if isinstance(e, Batched):
             by_type.setdefault(type(e), []).append(e)
         else:
             e(conn)

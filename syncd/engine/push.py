@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from ..errors import BudgetExhausted, FatalRemoteError
+from ..errors import BudgetExhausted, FatalRemoteError, RemoteError
 from ..model import Change
 from ..redact import redact
 from ..store import outbox as sql
@@ -146,7 +146,9 @@ def _drain(ctx: Context, stop: threading.Event, counts: Counter[str], errors: li
             if ctx.heartbeat is not None and stop_exc is None:
                 ctx.heartbeat("push")
             if stop_exc is not None:
-                stopped_systems.add(getattr(stop_exc, "system", "") or "okitoki")
+                # a stop is a remote's (fatal or out of budget): classify() says so
+                system = stop_exc.system if isinstance(stop_exc, RemoteError) else ""
+                stopped_systems.add(system or "okitoki")
                 if isinstance(stop_exc, FatalRemoteError):
                     fatal = stop_exc
                 break

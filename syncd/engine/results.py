@@ -22,11 +22,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..errors import InvalidRecord, TransientError
 from ..model import WriteResult
 from .context import Context
+
+if TYPE_CHECKING:
+    from .effects import Effect
 
 __all__ = ["Done", "Later", "RowResult", "Handler", "Handlers", "write_error"]
 
@@ -36,7 +39,7 @@ class Done:
     """The row's write is done. ``effect``: an ``effects.*`` object (applied in bulk with its
     kind) or a callable(conn), run when the row settles; ``note`` says why nothing was sent."""
 
-    effect: Any = None
+    effect: Effect | None = None
     note: str = ""
 
 

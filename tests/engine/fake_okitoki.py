@@ -82,5 +82,9 @@ class FakeOkitoki:
         self.requests += 1
         return iter([c for c in self.calls if date_from <= c.started_at <= date_to])
 
+    def call(self, session_id: str) -> Call | None:
+        self.requests += 1
+        return next((c for c in self.calls if c.session_id == session_id), None)
+
     def close(self) -> None:
         pass
