@@ -50,6 +50,7 @@ from .webhooks import EventReceiver
 
 if TYPE_CHECKING:
     from .daemon import Daemon
+    from .engine.seam import DaemonSyncer
 
 __all__ = ["Metrics", "build_app", "WebServer"]
 
@@ -62,13 +63,12 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 class Metrics:
     """Prometheus metrics of one daemon (its own registry, so tests can build several).
 
-    Gauges read at scrape time: ``outbox_depth() -> {lane: n}`` and
-    ``api_requests_today() -> {system: n}`` when the syncer has them, else from
-    ``syncd.engine.status.gauge_report(syncer.store)`` (only what the gauges need: a scrape
-    does not run the whole status report).
+    Gauges are read at scrape time from ``syncer.gauges()`` (the state database's outbox
+    depth, API use today, holds, drift: only what the gauges need, a scrape does not run the
+    whole status report); without a syncer there are none.
     """
 
-    def __init__(self, syncer: Any = None) -> None:
+    def __init__(self, syncer: DaemonSyncer | None = None) -> None:
         self.syncer = syncer
         self.registry = CollectorRegistry()
         self.runs = Counter("syncd_job_runs", "Job runs by result (ok, deferred, failed, fatal)",
@@ -112,37 +112,13 @@ class _SyncerCollector:
     def describe(self) -> list[Any]:
         return []
 
-    def _from_store(self) -> dict[str, Any]:
-        """Outbox depth and API use today from the state database (``syncer.store``)."""
-        store = getattr(self.metrics.syncer, "store", None)
-        if store is None:
-            return {}
-        from .engine.status import gauge_report
-
-        report = gauge_report(store)
-        depth = {lane: sum(n for state, n in states.items() if state != "dead")
-                 for lane, states in report.get("outbox", {}).items()}
-        today = report.get("api_today", {})
-        used = {system: int(v.get("used", 0)) for system, v in today.items()}
-        budget = {system: int(v["budget"]) for system, v in today.items() if v.get("budget")}
-        config = getattr(getattr(self.metrics.syncer, "ctx", None), "config", None)
-        price = getattr(getattr(config, "okitoki", None), "price_per_request", None)
-        drift = report.get("drift")
-        held: dict[str, int] = {"task_removals": 0, "contact_changes": 0}
-        for hold in report.get("holds") or []:
-            held[hold["kind"]] = held.get(hold["kind"], 0) + int(hold["operations"])
-        return {"held_operations": held, "outbox_depth": depth, "api_requests_today": used, "api_budget_today": budget,
-                "api_spend_today": {"okitoki": used.get("okitoki", 0) * price} if price is not None else None,
-                "api_operations_today": _operations_today(store),
-                "drift_records": drift["counts"] if drift else None}
-
     def collect(self) -> Any:
         syncer = self.metrics.syncer
         try:
-            stored = self._from_store()
+            stored = syncer.gauges() if syncer is not None else {}
         except Exception:  # noqa: BLE001 - a scrape must not fail the daemon
             stored = {}
-        for method, name, label, text in (
+        for gauge, name, label, text in (
             ("outbox_depth", "syncd_outbox_depth", "lane", "Outbox rows not yet done, by lane"),
             ("api_requests_today", "syncd_api_requests_today", "system",
              "Requests spent today (UTC) per remote system"),
@@ -155,11 +131,7 @@ class _SyncerCollector:
             ("api_spend_today", "syncd_api_spend_today", "system",
              "What today's Oki-Toki requests cost (requests x [okitoki] price_per_request)"),
         ):
-            fn = getattr(syncer, method, None)
-            try:
-                values = fn() if fn is not None else stored.get(method)
-            except Exception:  # noqa: BLE001 - a scrape must not fail the daemon
-                values = None
+            values = stored.get(gauge)
             if values is None:
                 continue
             family = GaugeMetricFamily(name, text, labels=[label])
@@ -174,23 +146,6 @@ class _SyncerCollector:
             for (system, operation, status), n in sorted(operations.items()):
                 family.add_metric([system, operation, status], float(n))
             yield family
-
-
-def _operations_today(store: Any) -> dict[tuple[str, str, str], int]:
-    """(system, operation, status) → requests since 00:00 UTC, from the API journal."""
-    from datetime import UTC, datetime
-
-    from sqlalchemy import func, select
-
-    from .store.tables import ApiCall
-
-    api = ApiCall.__table__
-    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    with store.begin() as conn:
-        rows = conn.execute(select(api.c.system, api.c.operation, api.c.status, func.count())
-                            .where(api.c.at >= midnight)
-                            .group_by(api.c.system, api.c.operation, api.c.status)).all()
-    return {(s, o, str(st) if st is not None else "none"): n for s, o, st, n in rows}
 
 
 def build_app(daemon: Daemon, metrics: Metrics) -> Starlette:

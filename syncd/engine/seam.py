@@ -11,7 +11,7 @@ schedule is the configuration's choice (``[verify] interval = "off"``), not the 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..config import Config
 from ..connector import CrmConnector
@@ -76,6 +76,10 @@ class DaemonSyncer(Protocol):
 
     def startup(self) -> None:
         """Work before the first job; ConfigError exits 78, any other error 1."""
+
+    def gauges(self) -> dict[str, Any]:
+        """The ``/metrics`` gauges by name (:func:`syncd.engine.status.metric_gauges`); a
+        gauge absent or None is not shown."""
 
     def hint_call(self, session_id: str) -> None:
         """A call event named this session: the next calls pull looks for it."""

@@ -10,18 +10,19 @@ from typing import Any, Sequence
 from sqlalchemy import ColumnElement, and_, delete, func, select, update
 
 from ..store import Store
-from ..store.tables import (BudgetRow, Conflict, CursorRow, Dirty, Link, LinkPhone, MergeCandidate,
+from ..store.tables import (ApiCall, BudgetRow, Conflict, CursorRow, Dirty, Link, LinkPhone, MergeCandidate,
                            Outbox, Run)
 from .capture import alerts as stream_alerts
 from .guard import list_holds
 from .latency import summary as latency_summary
 from .outbox import Lane
 
-__all__ = ["status_report", "gauge_report", "list_conflicts", "list_dead_letters", "retry_dead_letters",
+__all__ = ["status_report", "gauge_report", "metric_gauges", "list_conflicts", "list_dead_letters", "retry_dead_letters",
            "drop_dead_letters", "resync"]
 
 OUTBOX, CURSOR, CONFLICT, RUN, BUDGET = (Outbox.__table__, CursorRow.__table__, Conflict.__table__,
                                          Run.__table__, BudgetRow.__table__)
+API = ApiCall.__table__
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -84,6 +85,39 @@ def gauge_report(store: Store, *, now: datetime | None = None) -> dict[str, Any]
         outbox, api = _outbox(conn), _api_today(conn, now)
     return {"outbox": outbox, "api_today": api, "drift": _drift(store),
             "holds": list_holds(store, open_only=True)}
+
+
+def metric_gauges(store: Store, *, price_per_request: float | None = None) -> dict[str, Any]:
+    """The gauges of ``/metrics`` (:class:`syncd.web.Metrics`), by name: ``outbox_depth``,
+    ``api_requests_today``, ``api_budget_today``, ``api_spend_today`` (None without a
+    ``price_per_request``), ``held_operations``, ``drift_records`` (None before the first
+    verify) as ``{label: value}``, and ``api_operations_today`` as
+    ``{(system, operation, status): requests}``."""
+    report = gauge_report(store)
+    depth = {lane: sum(n for state, n in states.items() if state != "dead")
+             for lane, states in report.get("outbox", {}).items()}
+    today = report.get("api_today", {})
+    used = {system: int(v.get("used", 0)) for system, v in today.items()}
+    budget = {system: int(v["budget"]) for system, v in today.items() if v.get("budget")}
+    drift = report.get("drift")
+    held: dict[str, int] = {"task_removals": 0, "contact_changes": 0}
+    for hold in report.get("holds") or []:
+        held[hold["kind"]] = held.get(hold["kind"], 0) + int(hold["operations"])
+    return {"held_operations": held, "outbox_depth": depth, "api_requests_today": used, "api_budget_today": budget,
+            "api_spend_today": ({"okitoki": used.get("okitoki", 0) * price_per_request}
+                                if price_per_request is not None else None),
+            "api_operations_today": _operations_today(store),
+            "drift_records": drift["counts"] if drift else None}
+
+
+def _operations_today(store: Store) -> dict[tuple[str, str, str], int]:
+    """(system, operation, status) → requests since 00:00 UTC, from the API journal."""
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    with store.begin() as conn:
+        rows = conn.execute(select(API.c.system, API.c.operation, API.c.status, func.count())
+                            .where(API.c.at >= midnight)
+                            .group_by(API.c.system, API.c.operation, API.c.status)).all()
+    return {(s, o, str(st) if st is not None else "none"): n for s, o, st, n in rows}
 
 
 def _outbox(conn: Any) -> dict[str, dict[str, int]]:

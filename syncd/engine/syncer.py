@@ -28,6 +28,7 @@ from .handlers import HANDLERS
 from .ingest import record_contacts
 from .push import push as drain
 from .reconcile import reconcile
+from .status import metric_gauges
 
 __all__ = ["Syncer", "RunReport", "CycleReport", "CRM_STREAM", "OKITOKI_STREAM"]
 
@@ -355,6 +356,10 @@ class Syncer:
                 rep.deferred = "; ".join(drift.notes) or "incomplete"
                 rep.counts["incomplete"] = 1
         return rep
+
+    def gauges(self) -> dict[str, Any]:
+        """What ``/metrics`` shows from the state database (see :func:`.status.metric_gauges`)."""
+        return metric_gauges(self.store, price_per_request=self.ctx.config.okitoki.price_per_request)
 
     def cycle(self, dry_run: bool = False) -> CycleReport:
         """All pulls, then push. ``dry_run``: everything is planned against the real data, but

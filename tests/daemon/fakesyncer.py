@@ -124,6 +124,9 @@ class FakeSyncer:
     def outbox_depth(self) -> dict[str, int]:
         return {"dnc": 0, "calls": 3, "contacts": 12}
 
+    def gauges(self) -> dict[str, Any]:
+        return {"outbox_depth": self.outbox_depth()}
+
     def close(self) -> None:
         self.closed = True
 

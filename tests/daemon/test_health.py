@@ -222,15 +222,17 @@ def test_metrics_export_the_last_drift_report_by_kind(store):
     from types import SimpleNamespace
 
     from syncd.engine.drift import DriftReport, save_report
+    from syncd.engine.status import metric_gauges
     from syncd.web import Metrics
 
-    assert "syncd_drift_records" not in Metrics(SimpleNamespace(store=store)).render().decode()
+    syncer = SimpleNamespace(store=store, gauges=lambda: metric_gauges(store))   # the store's gauges
+    assert "syncd_drift_records" not in Metrics(syncer).render().decode()
     report = DriftReport(started_at=T0, repair=True, finished_at=T0)
     report.add("gone_crm", "crm:7")
     report.add("values_differ", "okitoki:3 (name)")
     report.add("values_differ", "crm:9 (email)")
     save_report(store, report)
-    text = Metrics(SimpleNamespace(store=store)).render().decode()
+    text = Metrics(syncer).render().decode()
     assert 'syncd_drift_records{kind="values_differ"} 2.0' in text
     assert 'syncd_drift_records{kind="gone_crm"} 1.0' in text
     assert 'syncd_drift_records{kind="call_missing"} 0.0' in text
