@@ -1,7 +1,9 @@
 """``syncd run``: the scheduler loop, signals, systemd notify and watchdog, clean shutdown.
 
-The daemon owns no sync logic. It runs the syncer's jobs on APScheduler (3.x) interval
-triggers with jitter, ``max_instances=1`` and ``coalesce=True`` (a poll never overlaps itself):
+The daemon owns no sync logic. It runs the jobs of its syncer (any
+:class:`syncd.engine.seam.DaemonSyncer`: the engine's ``Syncer``, or a test's fake) on
+APScheduler (3.x) interval triggers with jitter, ``max_instances=1`` and ``coalesce=True`` (a
+poll never overlaps itself):
 
 ==========================  ==========================  ===============================
 job                         syncer method               interval
@@ -11,10 +13,11 @@ job                         syncer method               interval
 ``pull:okitoki:calls``      ``pull_okitoki_calls()``    ``okitoki.poll_interval``
 ``push``                    ``push(stop)``              ``daemon.push_interval``
 ``housekeeping``            ``housekeeping()``          ``daemon.housekeeping_interval``
+``pull:crm:hinted``         ``pull_crm_hinted()``       woken by a CRM event; hourly
 ``verify``                  ``verify(repair)``          ``verify.interval`` (unless off)
 ==========================  ==========================  ===============================
 
-Each method returns a run report (``.job``, ``.counts``, ``.errors``). A job that raises is
+Each method returns a run report (``.counts``, ``.errors``, ``.deferred``). A job that raises is
 logged (redacted) and the daemon goes on; a fatal remote error (401/403/...) is logged loudly
 every time it happens. SIGTERM/SIGINT: stop taking work, set the stop event ``push`` watches,
 wait for in-flight jobs up to ``daemon.shutdown_timeout``, ``syncer.close()``, exit 0.

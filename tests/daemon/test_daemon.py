@@ -230,3 +230,11 @@ def test_a_configuration_problem_found_by_the_first_health_check_exits_78():
     syncer.crm = type("Side", (), {"health_check": staticmethod(gone)})()
     assert _daemon(syncer).run() == 78
     assert syncer.calls == []
+
+
+def test_the_fake_syncer_has_every_member_the_daemon_calls():
+    # the daemon calls a DaemonSyncer's members without probing: a fake missing one fails
+    # here, not as an AttributeError in a job thread (mypy checks the engine's Syncer)
+    from syncd.engine.seam import DaemonSyncer
+
+    assert isinstance(FakeSyncer(), DaemonSyncer)
