@@ -4,7 +4,7 @@ Exit codes: 0 success; 1 a runtime failure (a job or an online check failed, a r
 refused); 2 wrong command-line usage; 78 (EX_CONFIG) the configuration is invalid or the
 state database needs ``syncd migrate`` — systemd's ``RestartPreventExitStatus=78`` keeps the
 unit from restart-looping on either. Every line printed passes through
-:func:`syncd.redact.redact`, so no secret reaches a terminal or a pipe.
+:func:`syncd.redact.redact` (:mod:`syncd.cli_common`), so no secret reaches a terminal or a pipe.
 """
 
 from __future__ import annotations
@@ -13,69 +13,19 @@ import argparse
 import contextlib
 import importlib
 import io
-import json
 import os
 import sys
 import tempfile
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from . import __version__
-from .config import DEFAULT_CONFIG_PATH, Config, load_config
+from .config import DEFAULT_CONFIG_PATH, Config
 from .errors import EX_CONFIG, ConfigError, RemoteError
-from .cli_output import explain_remote_error, jsonable, render
-from .redact import redact
-
-if TYPE_CHECKING:
-    from .engine import Syncer
-    from .store import Store
+from .cli_common import build_syncer, emit, emit_rows, err, load, open_state, out
+from .cli_output import explain_remote_error, jsonable
 
 __all__ = ["main", "build_parser"]
-
-
-def _out(text: str = "") -> None:
-    print(redact(text), flush=True)
-
-
-def _err(text: str) -> None:
-    print(redact(text), file=sys.stderr, flush=True)
-
-
-def _emit(data: Any, as_json: bool) -> None:
-    if as_json:
-        _out(json.dumps(jsonable(data), indent=2, ensure_ascii=False))
-    else:
-        _out(render(jsonable(data)))
-
-
-def _emit_rows(rows: list[Any], as_json: bool, none: str) -> int:
-    """A listing command's output: the rows, or ``none`` in words when there are none (JSON
-    output always shows the list, empty or not). Returns the exit code, 0."""
-    if not rows and not as_json:
-        _out(none)
-    else:
-        _emit(rows, as_json)
-    return 0
-
-
-def _load(args: argparse.Namespace) -> Config:
-    return load_config(args.config, on_warning=lambda line: _err(f"warning: {line}"))
-
-
-def _build_syncer(config: Config, *, dry_run: bool = False) -> Syncer:
-    """The engine's syncer for ``config`` (a dry run writes nothing, see ``Syncer.cycle``).
-
-    The engine's facade :mod:`syncd.engine` is imported where a command needs it (the others
-    start faster) and its functions are looked up on it at call time (tests replace them)."""
-    from . import engine
-
-    return engine.build_syncer(config, dry_run=dry_run)
-
-
-def _store(config: Config) -> Store:
-    from .store import open_store
-
-    return open_store(config.daemon.state_url)
 
 
 def _configure_logs(config: Config | None, *, quiet: bool = False) -> None:
@@ -119,13 +69,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     restore = _catch_stop_signals(stop)
     _few_malloc_arenas()
     try:
-        config = _load(args)
+        config = load(args)
         _configure_logs(config)
         from .daemon import Daemon
         from .store import check_schema
 
         check_schema(config.daemon.state_url)
-        syncer = _build_syncer(config)
+        syncer = build_syncer(config)
         daemon = Daemon(syncer, config, stop_event=stop)
         code = daemon.run()
     finally:
@@ -139,12 +89,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = load(args)
     _configure_logs(config, quiet=args.json)
     from .store import check_schema
 
     check_schema(config.daemon.state_url)
-    syncer = _build_syncer(config, dry_run=args.dry_run)
+    syncer = build_syncer(config, dry_run=args.dry_run)
     from .progress import CycleProgress
 
     try:
@@ -154,7 +104,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     finally:
         syncer.close()
     if args.json:
-        _emit({"dry_run": args.dry_run, "reports": reports, "changes": changes}, True)
+        emit({"dry_run": args.dry_run, "reports": reports, "changes": changes}, True)
     else:
         _print_cycle(reports, changes, args.dry_run)
     return 0
@@ -164,21 +114,21 @@ def _print_cycle(reports: list[Any], changes: list[Any], dry_run: bool) -> None:
     for report in reports:
         data = jsonable(report)
         counts = ", ".join(f"{k}={v}" for k, v in sorted((data.get("counts") or {}).items()))
-        _out(f"{data.get('job')}: {counts or 'nothing to do'}")
+        out(f"{data.get('job')}: {counts or 'nothing to do'}")
         for error in (data.get("errors") or [])[:20]:
-            _out(f"  error: {error}")
+            out(f"  error: {error}")
     if dry_run:
-        _out(f"dry run: {len(changes)} change(s) would be made, nothing was written")
+        out(f"dry run: {len(changes)} change(s) would be made, nothing was written")
         for change in changes:
             c = jsonable(change)
             fields = ", ".join(f"{k}={v!r}" for k, v in (c.get("fields") or {}).items())
             why = f"  ({c['reason']})" if c.get("reason") else ""
-            _out(f"  {c.get('target')}: {c.get('operation')} {c.get('record_id') or '(new)'}"
+            out(f"  {c.get('target')}: {c.get('operation')} {c.get('record_id') or '(new)'}"
                  f"{': ' + fields if fields else ''}{why}")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = load(args)
     from .connector import Capabilities, load_connector
 
     caps = Capabilities.declared_by(load_connector(config.crm.connector))   # None: set per instance
@@ -192,7 +142,7 @@ def cmd_check(args: argparse.Namespace) -> int:
              f"  do-not-call: {'list ' + str(config.do_not_call.list_id) if config.do_not_call.list_id else 'off'}"]
     if not args.online:
         for line in lines:
-            _out(line)
+            out(line)
         return 0
     _configure_logs(None)
     _check_local(config, args.config)
@@ -200,7 +150,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         code = _check_online(checked, config, args.config)
     # Only now: an online problem (a missing table) must not follow "configuration is valid".
     for line in lines if code == 0 else ():
-        _out(line)
+        out(line)
     return code
 
 
@@ -211,7 +161,7 @@ def _check_local(config: Config, source: str) -> None:
     problems, warnings = state_db_problems(config.daemon.state_url)
     more, warned = listen_problems(config.daemon.http_listen)
     for line in warnings + warned:
-        _err(f"warning: {source}: {line}")
+        err(f"warning: {source}: {line}")
     if problems + more:
         raise ConfigError(problems + more, source=source)
 
@@ -237,7 +187,7 @@ def _checkable(config: Config) -> Iterator[Config]:
 
 
 def _check_online(config: Config, original: Config, source: str) -> int:
-    syncer = _build_syncer(config)
+    syncer = build_syncer(config)
     ok = True
     try:
         sides: tuple[tuple[str, Any], ...] = (("Oki-Toki", syncer.okitoki),
@@ -245,10 +195,10 @@ def _check_online(config: Config, original: Config, source: str) -> int:
         for label, side in sides:
             try:
                 side.health_check()
-                _out(f"{label}: OK (authenticated)")
+                out(f"{label}: OK (authenticated)")
             except RemoteError as exc:
                 ok = False
-                _err(f"{label}: FAILED: {explain_remote_error(exc)}")
+                err(f"{label}: FAILED: {explain_remote_error(exc)}")
         problems = _live_capabilities(original, syncer.crm) if ok else []
     finally:
         syncer.close()
@@ -265,20 +215,20 @@ def _live_capabilities(config: Config, crm: Any) -> list[str]:
         return []
     errors, warnings = config_capability_problems(config, crm)
     for line in warnings:
-        _err(f"warning: {line}")
+        err(f"warning: {line}")
     return errors
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    config = _load(args)
-    store = _store(config)
+    config = load(args)
+    store = open_state(config)
     limits = {"okitoki": config.okitoki.daily_request_budget,
               "crm": config.crm.daily_request_budget}
     from . import engine
     from .health import stream_intervals
 
     try:
-        _emit(engine.status_report(store, limits=limits, intervals=stream_intervals(config)),
+        emit(engine.status_report(store, limits=limits, intervals=stream_intervals(config)),
               args.json)
     finally:
         store.close()
@@ -286,79 +236,89 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    return importlib.import_module("syncd.cli_verify").main(args)
+    from .cli_verify import main as verify
+
+    return verify(args)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    return importlib.import_module("syncd.cli_probe").main(args)
+    from .cli_probe import main as probe
+
+    return probe(args)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = load(args)
     from .store import migrate
 
     revision = migrate(config.daemon.state_url)
-    _out(f"state database is at schema revision {revision}")
+    out(f"state database is at schema revision {revision}")
     return 0
 
 
 def cmd_conflicts(args: argparse.Namespace) -> int:
     if args.action == "resolve":
         return cmd_ops(args)
-    config = _load(args)
+    config = load(args)
     from . import engine
 
-    return _emit_rows(engine.list_conflicts(_store(config)), args.json, "no conflicts")
+    return emit_rows(engine.list_conflicts(open_state(config)), args.json, "no conflicts")
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
-    config = _load(args)
-    store = _store(config)
+    config = load(args)
+    store = open_state(config)
     from . import engine
 
     if args.action == "list":
-        return _emit_rows(engine.list_dead_letters(store), args.json, "no dead letters")
+        return emit_rows(engine.list_dead_letters(store), args.json, "no dead letters")
     if not args.ids and not args.all:
-        _err(f"syncd dead-letters {args.action}: name the ids, or pass --all")
+        err(f"syncd dead-letters {args.action}: name the ids, or pass --all")
         return 2
     ids = None if args.all else args.ids
     n = (engine.retry_dead_letters if args.action == "retry" else engine.drop_dead_letters)(store, ids)
     verb = "queued again" if args.action == "retry" else "dropped"
-    _out(f"{n if n is not None else 'the'} dead letters {verb}")
+    out(f"{n if n is not None else 'the'} dead letters {verb}")
     return 0
 
 
 def cmd_resync(args: argparse.Namespace) -> int:
-    config = _load(args)
-    store = _store(config)
+    config = load(args)
+    store = open_state(config)
     from . import engine
 
     try:
         result = engine.resync(store, args.stream or None)
     finally:
         store.close()
-    _out("cursors reset: the next cycles re-read both sides (nothing is written twice)")
+    out("cursors reset: the next cycles re-read both sides (nothing is written twice)")
     if result:
-        _emit(result, False)
+        emit(result, False)
     return 0
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
     """journal, history, trace, holds and conflicts resolve: see :mod:`syncd.cli_ops`."""
-    config = _load(args)
-    store = _store(config)
+    config = load(args)
+    store = open_state(config)
     try:
-        return importlib.import_module("syncd.cli_ops").run(args, config, store)
+        from .cli_ops import run as run_ops
+
+        return run_ops(args, config, store)
     finally:
         store.close()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return importlib.import_module("syncd.demo").main(args)
+    from .demo import main as demo
+
+    return demo(args)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    return importlib.import_module("syncd.okitoki.sandbox.cli").run(args)
+    from .okitoki.sandbox.cli import run as sandbox
+
+    return sandbox(args)
 
 
 # -- parser -------------------------------------------------------------------------------
@@ -495,12 +455,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         for line in str(exc).splitlines():
-            _err(line)
+            err(line)
         n = len(exc.problems)
-        _err(f"syncd: {n} configuration problem{'s' if n != 1 else ''}; nothing was done")
+        err(f"syncd: {n} configuration problem{'s' if n != 1 else ''}; nothing was done")
         return EX_CONFIG
     except RemoteError as exc:
-        _err(f"syncd: {explain_remote_error(exc)}")
+        err(f"syncd: {explain_remote_error(exc)}")
         return 1
     except KeyboardInterrupt:
         return 130
@@ -510,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return 141   # 128 + SIGPIPE, as a program killed by the closed pipe would
     except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback with secrets
-        _err(f"syncd {args.command}: {type(exc).__name__}: {exc}")
+        err(f"syncd {args.command}: {type(exc).__name__}: {exc}")
         return 1
 
 

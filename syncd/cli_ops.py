@@ -8,7 +8,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from .cli import _emit, _emit_rows, _err, _out
+from .cli_common import emit, emit_rows, err, out
 from .config import Config
 
 __all__ = ["run"]
@@ -34,12 +34,12 @@ def _trace(args: argparse.Namespace, config: Config, store: Any) -> int:
     try:
         report = trace(store, config, args.who)
     except ValueError as exc:
-        _err(f"syncd trace: {exc}")
+        err(f"syncd trace: {exc}")
         return 2
     if args.json:
-        _emit(report, True)
+        emit(report, True)
     else:
-        _out(render_trace(report))
+        out(render_trace(report))
     return 0 if report["contacts"] or report["merge_candidates"] else 1
 
 
@@ -47,18 +47,18 @@ def _holds(args: argparse.Namespace, store: Any) -> int:
     from .engine.guard import HoldNotFound, drop_hold, list_holds, release_hold
 
     if args.action == "list":
-        return _emit_rows(list_holds(store), args.json, "no holds")
+        return emit_rows(list_holds(store), args.json, "no holds")
     if args.id is None:
-        _err(f"syncd holds {args.action}: name the hold id (syncd holds list)")
+        err(f"syncd holds {args.action}: name the hold id (syncd holds list)")
         return 2
     act = release_hold if args.action == "release" else drop_hold
     try:
         n = act(store, args.id, now=datetime.now(UTC))
     except (HoldNotFound, ValueError) as exc:
-        _err(f"syncd holds {args.action}: {exc}")
+        err(f"syncd holds {args.action}: {exc}")
         return 1
     verb = "released: they go out with the next push" if args.action == "release" else "dropped"
-    _out(f"hold {args.id}: {n} operation{'s' if n != 1 else ''} {verb}")
+    out(f"hold {args.id}: {n} operation{'s' if n != 1 else ''} {verb}")
     return 0
 
 
@@ -68,16 +68,16 @@ def _resolve(args: argparse.Namespace, config: Config, store: Any) -> int:
 
     take = args.take or []
     if args.id is None or not take or (take[0] == "value") != (len(take) == 2) or len(take) > 2:
-        _err("syncd conflicts resolve: usage: resolve ID --take crm|okitoki|value VALUE")
+        err("syncd conflicts resolve: usage: resolve ID --take crm|okitoki|value VALUE")
         return 2
     try:
         done = resolve_conflict(Context(config=config, store=store, crm=None, okitoki=None),
                                 args.id, take[0], take[1] if len(take) == 2 else None)
     except (ConflictNotFound, ValueError) as exc:
-        _err(f"syncd conflicts resolve: {exc}")
+        err(f"syncd conflicts resolve: {exc}")
         return 1 if isinstance(exc, ConflictNotFound) else 2
     sides = " and ".join(done["writes"]) or "neither side (both hold it already)"
-    _out(f"conflict {done['conflict']}: {done['field']} = {done['value']!r}; written to {sides} "
+    out(f"conflict {done['conflict']}: {done['field']} = {done['value']!r}; written to {sides} "
          f"by the next push")
     return 0
 
@@ -86,19 +86,19 @@ def _candidates(args: argparse.Namespace, store: Any) -> int:
     from .engine.candidates import CandidateNotFound, dismiss_candidate, link_candidate, list_candidates
 
     if args.action == "list":
-        return _emit_rows(list_candidates(store), args.json, "no merge candidates")
+        return emit_rows(list_candidates(store), args.json, "no merge candidates")
     if args.id is None or (args.action == "link" and args.to is None):
-        _err(f"syncd merge-candidates {args.action}: usage: link ID --to LINK | dismiss ID")
+        err(f"syncd merge-candidates {args.action}: usage: link ID --to LINK | dismiss ID")
         return 2
     try:
         if args.action == "link":
             done = link_candidate(store, args.id, args.to, now=datetime.now(UTC))
-            _out(f"{done['record']} joined link {done['link']}; the next push merges the pair")
+            out(f"{done['record']} joined link {done['link']}; the next push merges the pair")
         else:
             done = dismiss_candidate(store, args.id, now=datetime.now(UTC))
-            _out(f"{done['record']} is a contact of its own now (link {done['link']}); the next push "
+            out(f"{done['record']} is a contact of its own now (link {done['link']}); the next push "
                  f"syncs it")
     except (CandidateNotFound, ValueError) as exc:
-        _err(f"syncd merge-candidates {args.action}: {exc}")
+        err(f"syncd merge-candidates {args.action}: {exc}")
         return 1
     return 0

@@ -150,23 +150,23 @@ def render_table(report: dict[str, Any]) -> list[str]:
 
 
 def main(args: Any) -> int:
-    from .cli import _emit, _err, _load, _out
+    from .cli_common import emit, err, load, out
     from .http import RetryPolicy
     from .logs import configure_logging
     from .okitoki import OkitokiClient
     from .okitoki.probe import plan, run
 
-    config = _load(args)
+    config = load(args)
     configure_logging(config.daemon.log_format, "error")
     if args.max_requests < 1:
-        _err("syncd probe: --max-requests must be at least 1")
+        err("syncd probe: --max-requests must be at least 1")
         return 2
     budget, store = _budget(config)
     try:
         left = budget.remaining("okitoki")
         cap = args.max_requests if left is None else min(args.max_requests, left)
         probe = plan(config, writes=args.writes, dialer=args.dialer, list_id=args.list_id, cap=cap)
-        say = _err if args.json else _out
+        say = err if args.json else out
         say(f"probe: {probe.requests} request(s) to {config.okitoki.url} (cap {args.max_requests}"
             f"{'' if left is None else f', {left} left in today’s budget'}); writes: "
             f"{'yes, undone at once' if probe.units and args.writes else 'no'}")
@@ -187,10 +187,10 @@ def main(args: Any) -> int:
         save(args.save, recorder.exchanges, paths, report, tuple(client.remote.secrets))
         say(f"probe: {len(recorder.exchanges)} exchange(s) saved in {args.save} (masked)")
     if args.json:
-        _emit(report, True)
+        emit(report, True)
     else:
         for line in render_table(report):
-            _out(line)
+            out(line)
     return 0 if report["verdict"] in ("ok", "warning") else 1
 
 

@@ -77,21 +77,21 @@ def run_verify(syncer: Any, *, repair: bool) -> tuple[dict[str, Any], int]:
 
 def main(args: Any) -> int:
     """``syncd verify``: build the syncer from the configuration, verify, print, exit code."""
-    from .cli import _build_syncer, _emit, _load, _out
+    from .cli_common import build_syncer, emit, load, out
     from .logs import configure_logging
     from .store import check_schema
 
-    config = _load(args)
+    config = load(args)
     configure_logging(config.daemon.log_format, "error")   # the report printed says it all
     check_schema(config.daemon.state_url)
-    syncer = _build_syncer(config)
+    syncer = build_syncer(config)
     try:
         report, code = run_verify(syncer, repair=args.repair)
     finally:
         syncer.close()
     if args.json:
-        _emit(report, True)
+        emit(report, True)
     else:
         for line in render_report(report):
-            _out(line)
+            out(line)
     return code

@@ -2,7 +2,9 @@
 
 A cycle hidden by an import inside a function still couples the modules both ways (and
 breaks as soon as someone hoists the import); it is the smell issue 12 asked to remove.
-Imports under ``if TYPE_CHECKING:`` are not counted: they never run.
+Imports under ``if TYPE_CHECKING:`` are not counted: they never run. A module named by a string
+literal to ``importlib.import_module(...)`` or to the CLI's lazy ``.plug(...)`` counts as an
+import too: a look-up by name hides a cycle as well as an import inside a function does.
 """
 
 from __future__ import annotations
@@ -58,6 +60,25 @@ def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
     return found
 
 
+# Calls whose first argument, a string literal, names a module they import.
+_BY_NAME = {"import_module", "plug"}
+
+
+def _imports_by_name(tree: ast.AST) -> list[str]:
+    """Modules of syncd named by string to ``import_module("syncd.x")`` or ``.plug("syncd.x")``."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        func = node.func
+        called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        first = node.args[0]
+        if called in _BY_NAME and isinstance(first, ast.Constant) and isinstance(first.value, str) \
+                and first.value.startswith("syncd."):
+            found.append(first.value)
+    return found
+
+
 def _resolve(name: str, path: Path, node: ast.ImportFrom) -> str | None:
     """The absolute package a ``from`` import names (None: outside syncd)."""
     if node.level == 0:
@@ -73,7 +94,9 @@ def import_graph() -> dict[str, set[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
-        for node in _imports(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        graph[name].update(t for t in _imports_by_name(tree) if t in modules and t != name)
+        for node in _imports(tree):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
@@ -148,6 +171,13 @@ def test_the_graph_sees_imports_inside_functions() -> None:
     """The checker counts an import inside a function body (the way cycles were hidden)."""
     tree = ast.parse("def f():\n    from .push import Done\nif TYPE_CHECKING:\n    import x\n")
     assert [type(n).__name__ for n in _imports(tree)] == ["ImportFrom"]
+
+
+def test_the_graph_sees_modules_imported_by_name() -> None:
+    """A module looked up by a string (importlib, the CLI's lazy options) is an import too."""
+    tree = ast.parse('def f():\n    importlib.import_module("syncd.cli_verify").main()\n'
+                     'p.plug("syncd.reports", "journal")\nq.plug(name)\nimport_module("json")\n')
+    assert sorted(_imports_by_name(tree)) == ["syncd.cli_verify", "syncd.reports"]
 
 
 def test_a_cycle_is_found_and_named() -> None:
