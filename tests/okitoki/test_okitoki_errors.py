@@ -157,3 +157,23 @@ def test_a_throttled_create_is_retried_after_the_delay(scripted) -> None:
                     Answer(200, {"result": "success", "task_id": 31}))
     client = make_client(scripted.url, attempts=3)
     assert client.create_task(TaskSpec(dialer_id="1", phones=("+380501112233",))) == "31"
+
+
+def test_an_answer_is_read_as_utf8_unless_it_names_its_charset():
+    """JSON is UTF-8 unless the Content-Type says otherwise; a charset it names is honoured."""
+    import json
+
+    import httpx
+
+    from syncd.okitoki.parse import body_of, make_check
+
+    record = {"result": "success", "name": "Ірина Шевченко"}
+    text = json.dumps(record, ensure_ascii=False)
+    answers = [httpx.Response(200, content=text.encode(), headers={"Content-Type": "application/json"}),
+               httpx.Response(200, content=text.encode()),
+               httpx.Response(200, content=text.encode("cp1251"),
+                              headers={"Content-Type": "application/json; Charset=windows-1251"})]
+    check = make_check()
+    for response in answers:
+        check(response, "contacts/export")
+        assert body_of(response) == record
