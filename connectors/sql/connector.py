@@ -31,6 +31,7 @@ from syncd.redact import register_secret
 
 from .dberrors import driver_message, is_batch_fatal, remote_error, translated
 from .changes import ChangeKey, change_key, untracked
+from .epoch import EPOCH_FORMATS, EpochKey
 from .options import SqlOptions
 from .phones import distinct_phones, e164, like_pattern
 from .rows import CHANGED, RowUnreadable, raw_column, read_row
@@ -134,6 +135,9 @@ class SqlConnector:
     @property
     def change_key(self) -> ChangeKey:
         s = self.schema
+        per_second = EPOCH_FORMATS.get(s.updated_at_format)
+        if per_second is not None:
+            return EpochKey(s.updated_at, s.id, self.dialect, per_second)
         return change_key(s.updated_at, s.id, self.dialect)
 
     def _select(self) -> sa.Select:
@@ -306,7 +310,7 @@ class SqlConnector:
                 if s.deleted is not None:
                     stmt = s.contacts.update().where(s.id == key).values({
                         s.deleted.name: s.deleted_value(self.dialect),
-                        s.updated_at.name: s.now(s.updated_at, self.dialect)})
+                        s.updated_at.name: s.change_now(self.dialect)})
                 else:
                     stmt = s.contacts.delete().where(s.id == key)
                 try:
