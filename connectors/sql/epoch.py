@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from .changes import ChangeKey, widening
 
-__all__ = ["EpochKey", "EPOCH_FORMATS", "epoch_now", "integral"]
+__all__ = ["EpochKey", "EPOCH_FORMATS", "epoch_now", "integral", "unit_doubt"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: updated_at_format → units per second
@@ -206,3 +206,29 @@ def epoch_now(column: sa.Column, dialect: str, per_second: int) -> Any:
     if per_second != 1:
         value = value * per_second
     return sa.func.floor(value) if whole else value
+
+
+# Newest values that suggest the other unit: milliseconds before 1973-03-03, seconds after 5138.
+_SUSPECT = {"unix_milliseconds": ("before", 10**11, "unix_seconds"),
+            "unix_seconds": ("after", 10**11, "unix_milliseconds")}
+
+
+def unit_doubt(conn: sa.Connection, column: sa.Column, dialect: str, fmt: str) -> str | None:
+    """A note when the newest positive number in the column reads as an implausible time in
+    ``fmt`` (seconds taken for milliseconds read as January 1970, and the reverse as years
+    past 5138). Data, not type: a note for ``syncd check``, not an error."""
+    side, limit, other = _SUSPECT[fmt]
+    raw = sa.type_coerce(column, sa.Numeric(asdecimal=False))
+    numbers = [raw > 0]
+    if dialect == "sqlite":
+        numbers.append(sa.func.typeof(column).in_(("integer", "real")))
+    top = conn.execute(sa.select(sa.func.max(raw)).where(*numbers)).scalar()
+    if top is None or (top < limit if side == "after" else top >= limit):
+        return None
+    when = EPOCH + timedelta(microseconds=int(Decimal(top) * 1_000_000 / EPOCH_FORMATS[fmt])) \
+        if top < 253402300800 * EPOCH_FORMATS[fmt] else None
+    reads = f"reads as {when:%Y-%m-%d}" if when else "reads past the year 9999"
+    shown = f"{top:.6f}".rstrip("0").rstrip(".")
+    return (f'crm.options.updated_at_format: the newest "{column.name}", {shown}, {reads} in '
+            f'{fmt.removeprefix("unix_")}: if the column holds {other.removeprefix("unix_")}, '
+            f'set updated_at_format = "{other}"')

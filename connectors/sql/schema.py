@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from syncd.errors import ConfigError
 
-from .epoch import EPOCH_FORMATS, epoch_now
+from .epoch import EPOCH_FORMATS, epoch_now, unit_doubt
 from .options import SqlOptions
 
 __all__ = ["Schema", "reflect_schema", "calls_table_definition", "CALL_COLUMNS", "to_utc",
@@ -202,6 +202,9 @@ def reflect_schema(conn: sa.Connection, options: SqlOptions, field_names: tuple[
     if dnc is not None:
         fields[dnc.name] = dnc
     notes: list[str] = []
+    if options.updated_at_format in EPOCH_FORMATS:
+        doubt = unit_doubt(conn, updated, conn.dialect.name, options.updated_at_format)
+        notes += [doubt] if doubt else []
     calls, calls_id = None, None
     if options.calls_table:
         if options.calls_table in tables:

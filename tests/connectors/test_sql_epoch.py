@@ -293,3 +293,26 @@ def conformance_crm(request, sql_db, tmp_path):
 
 class TestSqlEpochConformance(ConnectorConformance):
     pass
+
+
+@pytest.mark.parametrize("fmt, stored, expected", [
+    ("unix_milliseconds", 1772359200, 'reads as 1970-01-21 in milliseconds: if the column holds '
+                                      'seconds, set updated_at_format = "unix_seconds"'),
+    ("unix_seconds", 1772359200000, 'reads past the year 9999 in seconds: if the column holds '
+                                    'milliseconds, set updated_at_format = "unix_milliseconds"'),
+    ("unix_seconds", 1772359200, None),
+    ("unix_milliseconds", 1772359200000, None),
+])
+def test_numbers_of_the_other_unit_are_a_note_of_syncd_check(sql_db, tmp_path, fmt, stored, expected):
+    """The unit cannot be read from the type; the newest value tells a likely mistake, shown
+    by `syncd check` (a note: one odd row must not stop the daemon)."""
+    _table_with(sql_db, sa.BigInteger())
+    with sql_db.engine().begin() as conn:
+        conn.execute(sa.text("INSERT INTO contacts (id, phone, name, updated_at) VALUES "
+                             f"(1, '+380671111111', 'a', {stored}), (2, '+380672222222', 'b', 0)"))
+    notes = [n for n in _connector(sql_db.url, tmp_path, fmt).capabilities.notes
+             if "updated_at_format" in n]
+    if expected is None:
+        assert notes == []
+    else:
+        assert notes == [f'crm.options.updated_at_format: the newest "updated_at", {stored}, {expected}']
