@@ -14,6 +14,8 @@ SQLite reads as a time T starts with a date within two days of T (zones are at m
 away). A long first walk widens that range step by step instead of scanning the whole table
 per page.
 
+Change times stored as unix epoch numbers have their own key, :class:`.epoch.EpochKey`.
+
 Rows whose change time is missing or is not a time are outside the walk; :func:`untracked`
 counts them (and names the unreadable ones) so the operator learns of them.
 """

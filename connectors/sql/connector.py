@@ -3,8 +3,9 @@
 Change detection is a keyset walk on (updated_at, id): the next page is
 ``updated_at > ts OR (updated_at = ts AND id > last_id)`` ordered by updated_at, id, times
 compared as times whatever their spelling (:mod:`.changes`), ids in the column's own type.
-Every write sets updated_at to the database's current UTC time, so the daemon reads its own
-writes back (and recognises them as echoes by value). Rows whose updated_at is NULL or not a
+Every write sets updated_at to the database's current UTC time (a date-time, or a unix epoch
+number with ``updated_at_format``: :mod:`.epoch`), so the daemon reads its own writes back
+(and recognises them as echoes by value). Rows whose updated_at is NULL or not a
 time are not seen by change detection; :meth:`SqlConnector.untracked_contacts` reports them.
 A row with a value that cannot be read is reported alone (``Page.unreadable``).
 See ``docs/connectors/sql.md`` for the options, the calls table and the guarantees.
