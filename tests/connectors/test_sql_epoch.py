@@ -128,6 +128,30 @@ def test_values_closer_than_a_microsecond_are_one_time_ordered_by_id(sql_db, tmp
     connector.close()
 
 
+def test_a_row_edited_again_in_the_second_it_was_read_is_found_by_the_next_walk(sql_db, tmp_path):
+    """Whole unix seconds: a row read at second S and edited again within S keeps S. The
+    exact keyset misses it; the engine's walk start (the last second before the previous
+    walk began, read again) finds it."""
+    table = sa.Table("contacts", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("phone", sa.String(40)), sa.Column("name", sa.String(40)),
+                     sa.Column("updated_at", sa.Integer, index=True))   # INT(11), as PHP makes it
+    table.create(sql_db.engine())
+    second = 1772359200
+    with sql_db.engine().begin() as conn:
+        conn.execute(table.insert(), [{"id": i, "phone": f"+38067{i:07d}", "name": "first",
+                                       "updated_at": second} for i in (1, 2)])
+    connector = _connector(sql_db.url, tmp_path, "unix_seconds")
+    seen, cursor = _walk(connector, 10)
+    assert [i for _, i in seen] == ["1", "2"] and cursor.updated_at == T0
+    with sql_db.engine().begin() as conn:
+        conn.execute(table.update().where(table.c.id == 1).values(name="again", updated_at=second))
+    assert _walk(connector, 10, cursor)[0] == [], "the exact keyset was expected to miss it"
+    start = walk_start(cursor, T0 + timedelta(milliseconds=300), timedelta(0))
+    page = connector.changed_contacts(start, 10)
+    assert {c.id: c.fields.get("name") for c in page.contacts}.get("1") == "again"
+    connector.close()
+
+
 def test_a_change_time_in_the_future_is_read_and_the_cursor_stays_at_now(epoch_table, tmp_path):
     db, fmt, kind, table = epoch_table
     now = datetime.now(UTC)
