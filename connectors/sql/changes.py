@@ -14,6 +14,8 @@ SQLite reads as a time T starts with a date within two days of T (zones are at m
 away). A long first walk widens that range step by step instead of scanning the whole table
 per page.
 
+Change times stored as unix epoch numbers have their own key, :class:`.epoch.EpochKey`.
+
 Rows whose change time is missing or is not a time are outside the walk; :func:`untracked`
 counts them (and names the unreadable ones) so the operator learns of them.
 """
@@ -28,7 +30,7 @@ import sqlalchemy as sa
 
 from syncd.model import Cursor, Unreadable, Untracked
 
-__all__ = ["ChangeKey", "change_key", "untracked", "readable_text", "MARGIN"]
+__all__ = ["ChangeKey", "change_key", "untracked", "readable_text", "widening", "MARGIN"]
 
 SQLITE_FMT = "%Y-%m-%d %H:%M:%f"          # SQLite's canonical form: UTC, milliseconds
 _DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
@@ -79,6 +81,12 @@ class ChangeKey:
                        key.is_not(None),
                        # 2026-02-30 reads as itself; through julianday it becomes 03-02
                        key == sa.func.strftime(SQLITE_FMT, sa.func.julianday(self.column)))
+
+    def hint(self, value: Any) -> str:
+        """What to add to "is not a time" for a value found in the column."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return " (if the column holds unix times, set crm.options.updated_at_format)"
+        return ""
 
     def _param(self, value: datetime) -> Any:
         if getattr(self.column.type, "timezone", False):
@@ -138,16 +146,21 @@ class ChangeKey:
         last = _date_of(top)
         if first is None or last is None:
             return [None]
-        ceiling = last + MARGIN * 2
-        out: list[datetime | None] = []
-        width = _FIRST_WINDOW
-        for _ in range(_MAX_WIDENINGS):
-            hi = first + width
-            if hi >= ceiling:
-                break
-            out.append(hi)
-            width *= 4
-        return out + [None]
+        return widening(first, last + MARGIN * 2)
+
+
+def widening(first: datetime, ceiling: datetime) -> list[datetime | None]:
+    """Upper ends of windows from ``first``, each four times wider, below ``ceiling`` (the
+    newest time of the table and a margin), then None (no upper end)."""
+    out: list[datetime | None] = []
+    width = _FIRST_WINDOW
+    for _ in range(_MAX_WIDENINGS):
+        hi = first + width
+        if hi >= ceiling:
+            break
+        out.append(hi)
+        width *= 4
+    return out + [None]
 
 
 def _day(at: datetime) -> str:
@@ -185,6 +198,7 @@ def untracked(conn: sa.Connection, table: sa.Table, key: ChangeKey, *, sample: i
         for rid, value in conn.execute(sa.select(pk, raw.label("v")).where(bad).order_by(pk).limit(sample)):
             shown = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
             shown = readable_text(shown)[0][:100]
-            found.append(Unreadable(id=str(rid), reason=f'{col.name} {shown!r} is not a time',
+            found.append(Unreadable(id=str(rid), reason=f'{col.name} {shown!r} is not a time'
+                                    + key.hint(value),
                                     raw={"id": str(rid), col.name: shown}))
     return Untracked(null=int(null), unreadable=found, unreadable_total=int(total))

@@ -3,8 +3,9 @@
 Change detection is a keyset walk on (updated_at, id): the next page is
 ``updated_at > ts OR (updated_at = ts AND id > last_id)`` ordered by updated_at, id, times
 compared as times whatever their spelling (:mod:`.changes`), ids in the column's own type.
-Every write sets updated_at to the database's current UTC time, so the daemon reads its own
-writes back (and recognises them as echoes by value). Rows whose updated_at is NULL or not a
+Every write sets updated_at to the database's current UTC time (a date-time, or a unix epoch
+number with ``updated_at_format``: :mod:`.epoch`), so the daemon reads its own writes back
+(and recognises them as echoes by value). Rows whose updated_at is NULL or not a
 time are not seen by change detection; :meth:`SqlConnector.untracked_contacts` reports them.
 A row with a value that cannot be read is reported alone (``Page.unreadable``).
 See ``docs/connectors/sql.md`` for the options, the calls table and the guarantees.
@@ -31,6 +32,7 @@ from syncd.redact import register_secret
 
 from .dberrors import driver_message, is_batch_fatal, remote_error, translated
 from .changes import ChangeKey, change_key, untracked
+from .epoch import EPOCH_FORMATS, EpochKey
 from .options import SqlOptions
 from .phones import distinct_phones, e164, like_pattern
 from .rows import CHANGED, RowUnreadable, raw_column, read_row
@@ -134,6 +136,9 @@ class SqlConnector:
     @property
     def change_key(self) -> ChangeKey:
         s = self.schema
+        per_second = EPOCH_FORMATS.get(s.updated_at_format)
+        if per_second is not None:
+            return EpochKey(s.updated_at, s.id, self.dialect, per_second)
         return change_key(s.updated_at, s.id, self.dialect)
 
     def _select(self) -> sa.Select:
@@ -306,7 +311,7 @@ class SqlConnector:
                 if s.deleted is not None:
                     stmt = s.contacts.update().where(s.id == key).values({
                         s.deleted.name: s.deleted_value(self.dialect),
-                        s.updated_at.name: s.now(s.updated_at, self.dialect)})
+                        s.updated_at.name: s.change_now(self.dialect)})
                 else:
                     stmt = s.contacts.delete().where(s.id == key)
                 try:

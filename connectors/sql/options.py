@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -19,6 +21,9 @@ class SqlOptions(BaseModel):
     contacts_table: str = "contacts"
     id_column: str = "id"
     updated_at_column: str = "updated_at"
+    # How updated_at holds a time: a date-time (SQLite: text in any spelling it reads), or a
+    # number of seconds / milliseconds since 1970-01-01 UTC (integer or fractional).
+    updated_at_format: Literal["datetime", "unix_seconds", "unix_milliseconds"] = "datetime"
     phone_columns: list[str] = Field(default_factory=lambda: ["phone"], min_length=1)
     # Soft deletes: a boolean/integer column (true = deleted) or a date-time one (set = deleted).
     # The change walk then returns deleted rows as deleted (whoever sets it must touch

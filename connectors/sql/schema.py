@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from syncd.errors import ConfigError
 
+from .epoch import EPOCH_FORMATS, epoch_now, unit_doubt
 from .options import SqlOptions
 
 __all__ = ["Schema", "reflect_schema", "calls_table_definition", "CALL_COLUMNS", "to_utc",
@@ -40,6 +41,7 @@ class Schema:
     can_create: bool
     notes: list[str] = field(default_factory=list)
     deleted: sa.Column | None = None        # the soft-delete column, if configured
+    updated_at_format: str = "datetime"     # crm.options.updated_at_format
 
     def is_deleted(self, value: Any) -> bool:
         """A value of the soft-delete column: set (date-time) or true (boolean/integer)."""
@@ -64,6 +66,13 @@ class Schema:
             now = datetime.now(UTC)
             return now if aware else now.replace(tzinfo=None)
         return sa.func.current_timestamp()
+
+    def change_now(self, dialect: str) -> Any:
+        """The database's current time as updated_at holds it (a date-time or epoch number)."""
+        per_second = EPOCH_FORMATS.get(self.updated_at_format)
+        if per_second is None:
+            return self.now(self.updated_at, dialect)
+        return epoch_now(self.updated_at, dialect, per_second)
 
     def ts_param(self, value: datetime) -> datetime:
         """A cursor time as the updated_at column compares it (naive UTC for naive columns)."""
@@ -133,6 +142,33 @@ def _can_create(id_col: sa.Column) -> bool:
     return bool(integer and id_col.primary_key and id_col.autoincrement in (True, "auto"))
 
 
+def _number(column: sa.Column) -> bool:
+    return isinstance(column.type, (sa.Integer, sa.Numeric, sa.Float))
+
+
+def _change_time_problems(column: sa.Column, fmt: str, dialect: str) -> list[str]:
+    """Whether the updated_at column's declared type fits ``updated_at_format``."""
+    kind = f'column "{column.name}" is {column.type}'
+    if fmt == "datetime":
+        if isinstance(column.type, sa.DateTime):
+            return []
+        if _number(column):
+            return [f'crm.options.updated_at_format: {kind}, a number, not a date-time column; '
+                    f'if it holds unix times set updated_at_format = "unix_seconds" '
+                    f'(or "unix_milliseconds")']
+        return [f"crm.options.updated_at_column: {kind}, not a date-time column"]
+    if _number(column):
+        return []
+    # SQLite has no date-time type: a DATETIME column holds whatever the application wrote
+    if dialect == "sqlite" and isinstance(column.type, sa.DateTime):
+        return []
+    if isinstance(column.type, sa.DateTime):
+        return [f'crm.options.updated_at_format: "{fmt}" but {kind}, a date-time column; '
+                f'remove updated_at_format (or set "datetime")']
+    return [f'crm.options.updated_at_format: "{fmt}" needs a number column (integer, decimal '
+            f'or real); {kind}']
+
+
 def reflect_schema(conn: sa.Connection, options: SqlOptions, field_names: tuple[str, ...],
                    do_not_call_field: str | None) -> Schema:
     """Reflect and check every configured name; ConfigError lists all problems at once.
@@ -149,9 +185,8 @@ def reflect_schema(conn: sa.Connection, options: SqlOptions, field_names: tuple[
     problems: list[str] = []
     id_col = _column(contacts, options.id_column, "crm.options.id_column", problems)
     updated = _column(contacts, options.updated_at_column, "crm.options.updated_at_column", problems)
-    if updated is not None and not isinstance(updated.type, sa.DateTime):
-        problems.append(f'crm.options.updated_at_column: column "{updated.name}" is '
-                        f'{updated.type}, not a date-time column')
+    if updated is not None:
+        problems += _change_time_problems(updated, options.updated_at_format, conn.dialect.name)
     phones = [_column(contacts, n, "crm.options.phone_columns", problems) for n in options.phone_columns]
     fields = {n: _column(contacts, n, "contacts.fields", problems) for n in field_names}
     dnc = (_column(contacts, do_not_call_field, "do_not_call.crm_field", problems)
@@ -167,6 +202,9 @@ def reflect_schema(conn: sa.Connection, options: SqlOptions, field_names: tuple[
     if dnc is not None:
         fields[dnc.name] = dnc
     notes: list[str] = []
+    if options.updated_at_format in EPOCH_FORMATS:
+        doubt = unit_doubt(conn, updated, conn.dialect.name, options.updated_at_format)
+        notes += [doubt] if doubt else []
     calls, calls_id = None, None
     if options.calls_table:
         if options.calls_table in tables:
@@ -190,4 +228,4 @@ def reflect_schema(conn: sa.Connection, options: SqlOptions, field_names: tuple[
                   phones=[p for p in phones if p is not None],
                   fields={k: v for k, v in fields.items() if v is not None}, do_not_call=dnc,
                   calls=calls, calls_id=calls_id, can_create=_can_create(id_col), notes=notes,
-                  deleted=deleted)
+                  deleted=deleted, updated_at_format=options.updated_at_format)

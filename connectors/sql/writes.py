@@ -65,7 +65,7 @@ def _contact_values(schema: Schema, dialect: str, w: ContactWrite) -> dict[str, 
                                 f"({', '.join(c.name for c in columns)})")
         for i, column in enumerate(columns):
             values[column.name] = phones[i] if i < len(phones) else None
-    values[schema.updated_at.name] = schema.now(schema.updated_at, dialect)
+    values[schema.updated_at.name] = schema.change_now(dialect)
     return values
 
 

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -221,9 +222,11 @@ def sql_db(request, tmp_path, _sql_servers) -> Iterator[SqlDatabase]:
 
 # -- a CRM's contacts table, and the conformance backend over it ---------------------------
 
-def contacts_table(meta: sa.MetaData, name: str = "contacts") -> sa.Table:
-    """A contacts table as a company's CRM might have it (three phone columns, a CHECK)."""
-    stamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+def contacts_table(meta: sa.MetaData, name: str = "contacts", stamp: Any = None) -> sa.Table:
+    """A contacts table as a company's CRM might have it (three phone columns, a CHECK);
+    ``stamp``: the type of updated_at (default a date-time with microseconds)."""
+    if stamp is None:
+        stamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
     return sa.Table(
         name, meta,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -243,6 +246,21 @@ def utcnow_naive():
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+#: updated_at_format → units per second of an epoch change time
+EPOCH_UNITS = {"unix_seconds": 1, "unix_milliseconds": 1000}
+
+
+def epoch_of(at, fmt: str, whole: bool):
+    """A naive-UTC or aware time → its unix epoch number in ``fmt``'s unit (an int when
+    ``whole``, else a float holding the microseconds)."""
+    from datetime import UTC, datetime, timedelta
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    micros = (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    units = EPOCH_UNITS[fmt]
+    return micros * units // 1_000_000 if whole else micros * units / 1_000_000
+
+
 class SqlBackend:
     """The conformance backend of the SQL connector (see syncd.testing.contract)."""
 
@@ -252,19 +270,25 @@ class SqlBackend:
     do_not_call_field = "do_not_call"
     field_names = ("name", "email", "status")
 
-    def __init__(self, db: SqlDatabase, state_dir: Path) -> None:
+    def __init__(self, db: SqlDatabase, state_dir: Path, updated_at_format: str = "datetime",
+                 stamp: Any = None, whole: bool = False) -> None:
+        """``updated_at_format`` other than "datetime": updated_at is an epoch number of type
+        ``stamp`` (``whole``: integers only)."""
         self.db, self.state_dir = db, state_dir
         self.secrets = db.secrets
+        self.updated_at_format, self.whole = updated_at_format, whole
         abilities = {"equal_timestamps", "count_activities", "activity_text", "invalid_value", "raw_phone_formats",
                      "delete"}
         if db.dialect != "sqlite":
             abilities |= {"throttle", "auth_failure"}
         else:   # SQLite stores anything: undecodable text, any spelling of a time
-            abilities |= {"unreadable_record", "bad_change_time", "time_spellings"}
+            abilities |= {"unreadable_record", "bad_change_time"}
+            if updated_at_format == "datetime":
+                abilities.add("time_spellings")
         abilities.add("null_change_time")
         self.abilities = frozenset(abilities)
         self.meta = sa.MetaData()
-        self.table = contacts_table(self.meta)
+        self.table = contacts_table(self.meta, stamp=stamp)
         self.engine = db.engine()  # the app user owns its tables
         self.meta.create_all(self.engine)
 
@@ -275,20 +299,27 @@ class SqlBackend:
         ctx = connector_context(self.state_dir, field_names=self.field_names,
                                 do_not_call_field=self.do_not_call_field)
         options = SqlOptions(url=url or self.db.url, phone_columns=["phone", "phone2", "mobile"],
-                             create_calls_table=True)
+                             create_calls_table=True, updated_at_format=self.updated_at_format)
         return SqlConnector(options, ctx)
+
+    def stamp(self, at=None):
+        """``at`` (default now, naive UTC) as updated_at stores it."""
+        at = at if at is not None else utcnow_naive()
+        if self.updated_at_format == "datetime":
+            return at
+        return epoch_of(at, self.updated_at_format, self.whole)
 
     def create_contact(self, fields, phones) -> str:
         values = dict(zip(("phone", "phone2", "mobile"), phones))
         with self.engine.begin() as conn:
             result = conn.execute(self.table.insert().values(
-                **{"name": "someone", **fields}, **values, updated_at=utcnow_naive()))
+                **{"name": "someone", **fields}, **values, updated_at=self.stamp()))
         return str(result.inserted_primary_key[0])
 
     def update_contact(self, contact_id, fields) -> None:
         with self.engine.begin() as conn:
             conn.execute(self.table.update().where(self.table.c.id == int(contact_id))
-                         .values(**fields, updated_at=utcnow_naive()))
+                         .values(**fields, updated_at=self.stamp()))
 
     def delete_contact(self, contact_id) -> None:
         with self.engine.begin() as conn:
@@ -298,7 +329,11 @@ class SqlBackend:
         from datetime import timedelta
         with self.engine.begin() as conn:
             latest = conn.execute(sa.select(sa.func.max(self.table.c.updated_at))).scalar_one()
-            stamp = max(latest, utcnow_naive()) + timedelta(milliseconds=1)
+            if self.updated_at_format == "datetime":
+                stamp = max(latest, utcnow_naive()) + timedelta(milliseconds=1)
+            else:   # one step of the column later (a whole unit, or a millisecond)
+                step = 1 if self.whole else EPOCH_UNITS[self.updated_at_format] / 1000
+                stamp = max(latest if self.whole else float(latest), self.stamp()) + step
             conn.execute(self.table.update().where(self.table.c.id.in_([int(i) for i in contact_ids]))
                          .values(updated_at=stamp))
 
@@ -307,7 +342,8 @@ class SqlBackend:
             conn.exec_driver_sql(sql, params)
 
     def make_unreadable(self, contact_id) -> None:
-        stamp = utcnow_naive().isoformat(sep=" ")
+        stamp = self.stamp()
+        stamp = stamp.isoformat(sep=" ") if self.updated_at_format == "datetime" else stamp
         self._raw("UPDATE contacts SET name = CAST(X'4f6c65ff' AS TEXT), updated_at = ? WHERE id = ?",
                   stamp, int(contact_id))
 
