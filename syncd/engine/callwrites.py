@@ -39,7 +39,7 @@ def is_forward(current: Any, new: Any, order: list[str]) -> bool:
 
 
 def _owner(ctx: Context, link_id: int | None, phone: str | None) -> tuple[int | None, str | None]:
-    with ctx.store.begin() as conn:
+    with ctx.store.read() as conn:
         if link_id is not None:
             row = conn.execute(select(LINK.c.id, LINK.c.crm_id).where(LINK.c.id == link_id)).first()
             if row is not None and row.crm_id:

@@ -39,7 +39,7 @@ LINKED_FRESH = 0.5   # seconds: how old a create's view of its link may be (see 
 
 
 def _links(ctx: Context, ids: list[int]) -> dict[int, Any]:
-    with ctx.store.begin() as conn:
+    with ctx.store.read() as conn:
         return {r.id: r for r in conn.execute(select(LINK).where(LINK.c.id.in_(ids)))}
 
 
@@ -47,7 +47,7 @@ def _bases(ctx: Context, ids: list[int]) -> dict[int, Any]:
     """The links' agreed values (all a create reads of its base; the sides' JSON stays unread)."""
     if not ids:
         return {}
-    with ctx.store.begin() as conn:
+    with ctx.store.read() as conn:
         return {r.link_id: r for r in conn.execute(
             select(BASE.c.link_id, BASE.c.agreed).where(BASE.c.link_id.in_(ids)))}
 
@@ -131,7 +131,7 @@ class _LinkedNow:
 
     def get(self, link_id: int) -> str | None:
         if time.monotonic() - self.read_at > LINKED_FRESH:
-            with self.ctx.store.begin() as conn:
+            with self.ctx.store.read() as conn:
                 self.ids = {lid: oid for lid, oid in conn.execute(
                     select(LINK.c.id, LINK.c.okitoki_id).where(LINK.c.id.in_(self.link_ids)))}
             self.read_at = time.monotonic()
@@ -157,7 +157,7 @@ def _adoptable(ctx: Context, link_id: int, values: dict[str, Any], made: dict[st
     ids = sorted({cid for p in values.get(PHONES) or [] for cid in made.get(p, [])})
     if not ids:
         return None
-    with ctx.store.begin() as conn:
+    with ctx.store.read() as conn:
         taken = {oid: lid for oid, lid in conn.execute(
             select(LINK.c.okitoki_id, LINK.c.id).where(LINK.c.okitoki_id.in_(ids)))}
     for cid in ids:
@@ -178,7 +178,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             out[r.id] = Done(note="link gone" if link is None else "link retired")
             continue
         if r.operation == "contact_create":
-            with ctx.store.begin() as conn:
+            with ctx.store.read() as conn:
                 linked = conn.execute(select(LINK.c.crm_id).where(LINK.c.id == r.link_id)).scalar()
             if linked:
                 out[r.id] = Done(note="already linked")
@@ -189,7 +189,7 @@ def crm_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 # no other link holds
                 about(rids[r.id])
                 ids = [c.id for c in ctx.crm.find_by_phone(values[PHONES][0]) if not c.deleted]
-                with ctx.store.begin() as conn:
+                with ctx.store.read() as conn:
                     taken = {cid: lid for cid, lid in conn.execute(
                         select(LINK.c.crm_id, LINK.c.id).where(LINK.c.crm_id.in_(ids)))} if ids else {}
                 free = [cid for cid in ids if taken.get(cid) in (None, r.link_id)]
@@ -277,7 +277,7 @@ def _earlier_generations(ctx: Context, rows: list[Any]) -> dict[int, Later]:
     duplicate; a crash between the two leaves the create queued, never lost."""
     keys = {r.id: (r.link_id, str((r.payload or {}).get("dialer_id")), (r.payload or {}).get("generation", 0))
             for r in rows}
-    with ctx.store.begin() as conn:
+    with ctx.store.read() as conn:
         before = conn.execute(select(OUTBOX.c.id, OUTBOX.c.link_id, OUTBOX.c.operation, OUTBOX.c.status,
                                      OUTBOX.c.payload).where(and_(
             OUTBOX.c.link_id.in_(sorted({k[0] for k in keys.values()})),
@@ -322,7 +322,7 @@ def remove_tasks(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 ctx.okitoki.remove_task(dialer, task_id=str(p["task_id"]))
                 out[r.id] = Done(settled)
                 continue
-            with ctx.store.begin() as conn:
+            with ctx.store.read() as conn:
                 task = conn.execute(select(TASK).where(and_(
                     TASK.c.link_id == r.link_id, TASK.c.dialer_id == dialer))).first()
                 add = conn.execute(select(OUTBOX.c.status).where(

@@ -29,7 +29,7 @@ def rows_records(ctx: Context, rows: Sequence[Any],
     elif any(i not in links for i in link_ids):
         links = {}      # a link the caller's read does not hold: read them all here
     if link_ids and not links:
-        with ctx.store.begin() as conn:
+        with ctx.store.read() as conn:
             links = {r.id: r for r in conn.execute(
                 select(LINK.c.id, LINK.c.crm_id, LINK.c.okitoki_id).where(LINK.c.id.in_(link_ids)))}
     out: dict[int, tuple[str, ...]] = {}

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from sqlalchemy import Connection, Engine, create_engine
 
-from .engines import prepare_sqlite_file, sqlite_engine, sqlite_path
+from .engines import READ_ONLY, prepare_sqlite_file, sqlite_engine, sqlite_path
 from .schema import SchemaOutdated, check_schema, migrate
 
 __all__ = ["Store", "open_store", "sqlite_path"]
@@ -49,6 +49,21 @@ class Store:
             return
         with self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """One transaction that only reads (writing in it is a bug). On SQLite it reads a
+        snapshot of the database and never queues on the write lock, so request workers
+        reading their rows do not wait for a writer's commit (nor sleep in SQLite's busy
+        handler); elsewhere it is :meth:`begin`."""
+        if self._dry is not None or not self.dialect == "sqlite":
+            with self.begin() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                yield conn
 
     def start_dry_run(self) -> None:
         self._dry = self.engine.connect()

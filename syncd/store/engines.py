@@ -36,9 +36,14 @@ def prepare_sqlite_file(path: Path) -> None:
         os.close(fd)
 
 
+#: Execution option of a connection whose transaction only reads (see ``Store.read``).
+READ_ONLY = "syncd_read_only"
+
+
 def sqlite_engine(url: str) -> Engine:
     """An engine for a SQLite file: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for every
-    transaction (writers queue on the lock instead of failing on a lock upgrade)."""
+    transaction (writers queue on the lock instead of failing on a lock upgrade), except a
+    connection marked :data:`READ_ONLY`, whose reads see a snapshot without taking the lock."""
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000,
                                               "check_same_thread": False})
 
@@ -53,6 +58,8 @@ def sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:  # pragma: no cover - trivial
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read (Store.read) takes a WAL snapshot and never waits for the write lock.
+        read = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN DEFERRED" if read else "BEGIN IMMEDIATE")
 
     return engine

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -67,6 +68,40 @@ def test_sqlite_file_is_private_and_in_wal_mode(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    store.close()
+
+
+def test_a_read_does_not_wait_for_a_writer_on_sqlite(tmp_path):
+    """Store.read sees the last committed state at once while another thread holds the write
+    lock (request workers reading their rows are not held up by a pull's long transaction);
+    a writer in the meantime still queues on the lock."""
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}", create=True)
+    ob_rows = [{"lane": 1, "target": "okitoki", "operation": "contact_create", "payload": {},
+                "idem_key": "k1"}]
+    with store.begin() as conn:
+        ob.enqueue(conn, ob_rows, now=datetime.now(UTC))
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store.begin() as conn:
+            conn.execute(text("UPDATE outbox SET attempts = 7"))
+            holding.set()
+            release.wait(10)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        with store.read() as conn:
+            attempts = conn.execute(select(Outbox.__table__.c.attempts)).scalar()
+        assert attempts == 0                       # the committed state, not the writer's
+        assert time.monotonic() - started < 1.0    # no wait for the lock (busy timeout is long)
+    finally:
+        release.set()
+        t.join()
+    with store.read() as conn:
+        assert conn.execute(select(Outbox.__table__.c.attempts)).scalar() == 7
     store.close()
 
 
