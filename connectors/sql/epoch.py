@@ -43,6 +43,11 @@ def _micros(at: datetime) -> int:
     return (at.astimezone(UTC) - EPOCH) // _US
 
 
+def _from_units(value: Any, per_second: int) -> datetime:
+    """A number of ``1/per_second`` seconds since 1970 → aware UTC, cut to the microsecond."""
+    return EPOCH + timedelta(microseconds=int(Decimal(value) * 1_000_000 / per_second))
+
+
 def integral(column: sa.Column) -> bool:
     """Whether the column holds whole numbers only (its writes are whole units)."""
     kind = column.type
@@ -144,8 +149,7 @@ class EpochKey(ChangeKey):
         """A key value read from a row → aware UTC (exact to the microsecond)."""
         if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
             raise ValueError(f"{value!r} is not a time")
-        micros = Decimal(value) * 1_000_000 / self.per_second if self.exact else Decimal(value)
-        return EPOCH + timedelta(microseconds=int(micros))
+        return _from_units(value, self.per_second if self.exact else 1_000_000)
 
     def after(self, cursor: Any, last: Any) -> list[Any]:
         if cursor.updated_at is None:
@@ -181,10 +185,7 @@ class EpochKey(ChangeKey):
         return widening(first, last + timedelta(seconds=2))
 
     def _time(self, value: Any) -> datetime | None:
-        if value is None:
-            return None
-        micros = int(Decimal(value) * 1_000_000 / self.per_second)
-        return EPOCH + timedelta(microseconds=micros)
+        return None if value is None else _from_units(value, self.per_second)
 
 
 def epoch_now(column: sa.Column, dialect: str, per_second: int) -> Any:
@@ -225,8 +226,7 @@ def unit_doubt(conn: sa.Connection, column: sa.Column, dialect: str, fmt: str) -
     top = conn.execute(sa.select(sa.func.max(raw)).where(*numbers)).scalar()
     if top is None or (top < limit if side == "after" else top >= limit):
         return None
-    when = EPOCH + timedelta(microseconds=int(Decimal(top) * 1_000_000 / EPOCH_FORMATS[fmt])) \
-        if top < 253402300800 * EPOCH_FORMATS[fmt] else None
+    when = _from_units(top, EPOCH_FORMATS[fmt]) if top < 253402300800 * EPOCH_FORMATS[fmt] else None
     reads = f"reads as {when:%Y-%m-%d}" if when else "reads past the year 9999"
     shown = f"{top:.6f}".rstrip("0").rstrip(".")
     return (f'crm.options.updated_at_format: the newest "{column.name}", {shown}, {reads} in '

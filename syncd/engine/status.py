@@ -38,7 +38,7 @@ def status_report(store: Store, *, limits: dict[str, int | None] | None = None,
     verify report (``drift``) and, given the streams' ``intervals``, each stream's last advance
     and whether it is stuck (``streams``)."""
     now = now or datetime.now(UTC)
-    with store.begin() as conn:
+    with store.read() as conn:
         cursors = {r.stream: {"value": _iso(r.value), "updated_at": _iso(r.updated_at),
                               "lag_s": round((now - r.value).total_seconds()) if r.value else None}
                    for r in conn.execute(select(CURSOR))}
@@ -81,19 +81,21 @@ def gauge_report(store: Store, *, now: datetime | None = None) -> dict[str, Any]
     """The part of :func:`status_report` a metrics scrape reads (``outbox``, ``api_today``,
     ``drift``, ``holds``, same shapes), without its costlier counts."""
     now = now or datetime.now(UTC)
-    with store.begin() as conn:
+    with store.read() as conn:
         outbox, api = _outbox(conn), _api_today(conn, now)
     return {"outbox": outbox, "api_today": api, "drift": _drift(store),
             "holds": list_holds(store, open_only=True)}
 
 
-def metric_gauges(store: Store, *, price_per_request: float | None = None) -> dict[str, Any]:
+def metric_gauges(store: Store, *, now: datetime | None = None,
+                  price_per_request: float | None = None) -> dict[str, Any]:
     """The gauges of ``/metrics`` (:class:`syncd.web.Metrics`), by name: ``outbox_depth``,
     ``api_requests_today``, ``api_budget_today``, ``api_spend_today`` (None without a
     ``price_per_request``), ``held_operations``, ``drift_records`` (None before the first
     verify) as ``{label: value}``, and ``api_operations_today`` as
     ``{(system, operation, status): requests}``."""
-    report = gauge_report(store)
+    now = now or datetime.now(UTC)
+    report = gauge_report(store, now=now)
     depth = {lane: sum(n for state, n in states.items() if state != "dead")
              for lane, states in report.get("outbox", {}).items()}
     today = report.get("api_today", {})
@@ -106,14 +108,14 @@ def metric_gauges(store: Store, *, price_per_request: float | None = None) -> di
     return {"held_operations": held, "outbox_depth": depth, "api_requests_today": used, "api_budget_today": budget,
             "api_spend_today": ({"okitoki": used.get("okitoki", 0) * price_per_request}
                                 if price_per_request is not None else None),
-            "api_operations_today": _operations_today(store),
+            "api_operations_today": _operations_today(store, now),
             "drift_records": drift["counts"] if drift else None}
 
 
-def _operations_today(store: Store) -> dict[tuple[str, str, str], int]:
+def _operations_today(store: Store, now: datetime) -> dict[tuple[str, str, str], int]:
     """(system, operation, status) → requests since 00:00 UTC, from the API journal."""
-    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    with store.begin() as conn:
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    with store.read() as conn:
         rows = conn.execute(select(API.c.system, API.c.operation, API.c.status, func.count())
                             .where(API.c.at >= midnight)
                             .group_by(API.c.system, API.c.operation, API.c.status)).all()
@@ -160,7 +162,7 @@ def _drift(store: Store) -> dict[str, Any] | None:
 
 def list_conflicts(store: Store, *, limit: int = 500) -> list[dict[str, Any]]:
     """The conflict journal, newest first."""
-    with store.begin() as conn:
+    with store.read() as conn:
         rows = conn.execute(select(CONFLICT).order_by(CONFLICT.c.id.desc()).limit(limit)).all()
     return [{"id": r.id, "link_id": r.link_id, "field": r.field, "base": r.base, "crm": r.crm_value,
              "okitoki": r.okitoki_value, "rule": r.rule, "winner": r.winner, "at": _iso(r.at),
@@ -169,7 +171,7 @@ def list_conflicts(store: Store, *, limit: int = 500) -> list[dict[str, Any]]:
 
 def list_dead_letters(store: Store, *, limit: int = 500) -> list[dict[str, Any]]:
     """Quarantined records and operations: what, why, and the payload."""
-    with store.begin() as conn:
+    with store.read() as conn:
         rows = conn.execute(select(OUTBOX).where(OUTBOX.c.status == "dead")
                             .order_by(OUTBOX.c.id).limit(limit)).all()
     return [{"id": r.id, "lane": Lane(r.lane).name.lower(), "target": r.target,

@@ -359,7 +359,8 @@ class Syncer:
 
     def gauges(self) -> dict[str, Any]:
         """What ``/metrics`` shows from the state database (see :func:`.status.metric_gauges`)."""
-        return metric_gauges(self.store, price_per_request=self.ctx.config.okitoki.price_per_request)
+        return metric_gauges(self.store, now=self.ctx.now(),
+                             price_per_request=self.ctx.config.okitoki.price_per_request)
 
     def cycle(self, dry_run: bool = False) -> CycleReport:
         """All pulls, then push. ``dry_run``: everything is planned against the real data, but

@@ -56,7 +56,7 @@ class Store:
         snapshot of the database and never queues on the write lock, so request workers
         reading their rows do not wait for a writer's commit (nor sleep in SQLite's busy
         handler); elsewhere it is :meth:`begin`."""
-        if self._dry is not None or not self.dialect == "sqlite":
+        if self._dry is not None or self.dialect != "sqlite":
             with self.begin() as conn:
                 yield conn
             return
