@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -92,7 +93,10 @@ def cpu_seconds(proc: Any) -> float:
 def run_worker(folder: Path, spec: dict[str, Any], progress: Any = None) -> dict[str, Any]:
     spec_file = folder / f"spec-{spec['mode']}.json"
     spec_file.write_text(json.dumps({**spec, "state_dir": str(folder)}))
-    proc = subprocess.Popen([sys.executable, str(HERE / "sync_worker.py"), str(spec_file)],
+    # SYNCD_BENCH_WRAP="py-spy record --gil -f raw -o FILE --": a diagnosis aid (a wrapped
+    # worker's timings are not figures)
+    wrap = shlex.split(os.environ.get("SYNCD_BENCH_WRAP", ""))
+    proc = subprocess.Popen([*wrap, sys.executable, str(HERE / "sync_worker.py"), str(spec_file)],
                             stdout=subprocess.PIPE, stderr=open(folder / "worker.err", "a"), text=True)
     stop = threading.Event()
     if progress is not None:

@@ -19,6 +19,7 @@ from ..store import Store, StoreBudget
 from ..store.tables import Base, Dirty, Link, LinkPhone, Outbox
 from .mapping import Mapping
 from .outbox import Backoff
+from .pace import Pace
 
 if TYPE_CHECKING:
     from ..okitoki.client import OkitokiClient
@@ -55,6 +56,7 @@ class Context:
     heartbeat: Callable[[str], None] | None = None   # (stream): a long job committed a batch
     latency_listener: Callable[[str, float], None] | None = None   # (flow, seconds): settled
     mapping: Mapping = field(init=False)
+    paces: dict[str, Pace] = field(default_factory=dict)   # requests in flight, per system
 
     def __post_init__(self) -> None:
         self.mapping = Mapping(self.config)
@@ -72,6 +74,13 @@ class Context:
         if system == "okitoki":
             return self.config.okitoki.max_in_flight
         return self.config.crm.max_in_flight or VendorLimits.of(self.crm).max_in_flight
+
+    def pace(self, system: str) -> Pace:
+        """How many of ``system``'s requests run at once now (at most :meth:`in_flight`)."""
+        pace = self.paces.get(system)
+        if pace is None:
+            pace = self.paces[system] = Pace(system)
+        return pace
 
     @property
     def crm_capabilities(self) -> Capabilities:

@@ -14,6 +14,13 @@ Every request still goes through the system's one rate limiter and daily budget
 trips, and a ``Retry-After`` blocks them all. A system error (anything but a refused record) in
 one partition stops the others at their next row, as the sequential loop stopped the group;
 rows not started are released by the caller.
+
+How many run at once is ``max_in_flight`` at most, and less when more would not pay (:class:`.pace.Pace`):
+the process is one interpreter, so when its CPU is already saturated (a nearby remote answers in
+a millisecond and our own work is the bottleneck) extra workers only contend for the
+interpreter lock and cost CPU; when requests wait on the network, every worker up to
+``max_in_flight`` runs. The rows are cut into more pieces than workers, which take the next
+piece when they finish one, so the number running can change in the middle of a batch.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import contextvars
 import copy
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from math import ceil
 from typing import Any, Callable, Hashable
@@ -106,38 +114,54 @@ def _system_error(outcomes: dict[int, Any]) -> bool:
                for o in outcomes.values())
 
 
+PIECES_PER_WORKER = 3   # pieces a batch is cut into, per worker running: few enough that a
+                        # handler's fixed cost (its links read) stays small, enough that the
+                        # number running can change within a batch and no worker idles long
+                        # at its end
+
+
 def run_group(ctx: Context, handler: Callable[[Context, Rows], dict[int, Any]], rows: Rows,
               *, target: str, operation: str, pool: ThreadPoolExecutor | None) -> dict[int, Any]:
     """The handler's outcomes for ``rows``, computed by up to ``ctx.in_flight(target)``
-    partitions at once on ``pool`` (sequentially without one)."""
+    workers at once on ``pool`` (sequentially without one), as many as :class:`.pace.Pace` allows."""
     split = SPLITS.get((target, operation))
-    ways = ctx.in_flight(target)
+    cap = ctx.in_flight(target)
     # a handler runs in a context of its own: the records it binds for the journal
     # (syncd.apirecords.about) end with it
-    if split is None or pool is None or ways <= 1 or len(rows) <= 1:
+    if split is None or pool is None or cap <= 1 or len(rows) <= 1:
         return contextvars.copy_context().run(handler, ctx, rows)
     key, unit = split
-    parts = partition(rows, ways=ways, unit=unit(ctx), key=key)
-    if len(parts) <= 1:
+    pace = ctx.pace(target)
+    running = pace.begin(cap)
+    pieces = partition(rows, ways=running * PIECES_PER_WORKER, unit=unit(ctx), key=key)
+    if len(pieces) <= 1:
         return contextvars.copy_context().run(handler, ctx, rows)
     halt = _Halt(ctx.stop)
     sub = copy.copy(ctx)
     sub.stop = halt
+    todo = deque(pieces)
 
-    def one(part: Rows) -> dict[int, Any]:
-        if halt.is_set():
-            return {}
-        try:
-            got = handler(sub, part)
-        except Exception as exc:  # noqa: BLE001 - the partition failed as a whole
-            got = {r.id: exc for r in part}
-        if _system_error(got):
-            halt.event.set()
-        return got
+    def worker() -> dict[int, Any]:
+        done: dict[int, Any] = {}
+        while True:
+            pace.acquire()
+            try:
+                if halt.is_set() or not todo:
+                    return done
+                piece = todo.popleft()
+                try:
+                    got = contextvars.copy_context().run(handler, sub, piece)
+                except Exception as exc:  # noqa: BLE001 - the piece failed as a whole
+                    got = {r.id: exc for r in piece}
+                if _system_error(got):
+                    halt.event.set()
+                done.update(got)
+            finally:
+                pace.release()
 
     outcomes: dict[int, Any] = {}
-    # each partition sees the caller's log context (run_id, stream)
-    runs = [(contextvars.copy_context(), part) for part in parts]
-    for got in pool.map(lambda run: run[0].run(one, run[1]), runs):
+    # each worker sees the caller's log context (run_id, stream)
+    runs = [contextvars.copy_context() for _ in range(min(cap, len(pieces)))]
+    for got in pool.map(lambda run: run.run(worker), runs):
         outcomes.update(got)
     return outcomes

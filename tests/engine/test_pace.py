@@ -1,0 +1,154 @@
+"""How many requests run at once (syncd.engine.pace.Pace, issue 9 part 3): every worker up to
+max_in_flight while requests wait on the network, fewer while this process's CPU is the
+bottleneck (more workers would only contend for the interpreter lock), never under two."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import pytest
+
+from syncd.engine.inflight import run_group
+from syncd.engine.pace import Pace
+
+
+class Meter:
+    """A fake clock and CPU counter: each window advances both by the given amounts."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def window(self, pace: Pace, *, wall: float, cpu: float) -> int:
+        pace.acquire()
+        self.wall += wall
+        self.cpu += cpu
+        pace.release()
+        return pace.limit
+
+
+def _pace(meter: Meter) -> Pace:
+    return Pace("okitoki", cpu=lambda: meter.cpu, clock=lambda: meter.wall)
+
+
+def test_the_first_run_starts_with_every_worker() -> None:
+    assert _pace(Meter()).begin(8) == 8
+
+
+def test_a_saturated_cpu_halves_the_workers_down_to_two() -> None:
+    meter = Meter()
+    pace = _pace(meter)
+    pace.begin(8)
+    assert [meter.window(pace, wall=0.3, cpu=0.29) for _ in range(4)] == [4, 2, 2, 2]
+
+
+def test_waiting_on_the_network_adds_a_worker_per_window_up_to_the_cap() -> None:
+    meter = Meter()
+    pace = _pace(meter)
+    pace.begin(8)
+    meter.window(pace, wall=0.3, cpu=0.3)
+    meter.window(pace, wall=0.3, cpu=0.3)
+    assert pace.limit == 2
+    assert [meter.window(pace, wall=0.3, cpu=0.03) for _ in range(7)] == [3, 4, 5, 6, 7, 8, 8]
+
+
+def test_a_middling_share_holds_and_a_short_window_decides_nothing() -> None:
+    meter = Meter()
+    pace = _pace(meter)
+    pace.begin(6)
+    assert meter.window(pace, wall=0.3, cpu=0.2) == 6        # 0.67: between IDLE and BUSY
+    assert meter.window(pace, wall=0.1, cpu=0.1) == 6        # 0.1 s: too short to judge
+    assert meter.window(pace, wall=0.2, cpu=0.2) == 3        # with the next: 0.3 s, all CPU
+
+
+def test_what_was_learned_carries_to_the_next_run_within_a_new_cap() -> None:
+    meter = Meter()
+    pace = _pace(meter)
+    pace.begin(8)
+    meter.window(pace, wall=0.3, cpu=0.3)
+    assert pace.begin(8) == 4          # the next batch starts where the last one left off
+    assert pace.begin(3) == 3          # a lower max_in_flight (configuration reloaded) caps it
+    assert pace.begin(1) == 1          # one at a time: the floor of two does not apply
+
+
+def test_a_worker_beyond_the_limit_waits_for_a_slot() -> None:
+    meter = Meter()
+    pace = _pace(meter)
+    pace.begin(8)
+    meter.window(pace, wall=0.3, cpu=0.3)
+    meter.window(pace, wall=0.3, cpu=0.3)          # limit 2
+    pace.acquire()
+    pace.acquire()
+    third = threading.Event()
+    t = threading.Thread(target=lambda: (pace.acquire(), third.set()))
+    t.start()
+    assert not third.wait(0.2), "a third request ran with a limit of two"
+    pace.release()
+    assert third.wait(2)
+    t.join()
+
+
+class _Ctx(SimpleNamespace):
+    def in_flight(self, system: str) -> int:
+        return self.cap
+
+    def pace(self, system: str) -> Pace:
+        return self.paces.setdefault(system, Pace(system))
+
+
+def _peak_late(handler_work, rows: int, cap: int = 8) -> tuple[int, dict[int, object]]:
+    """Run ``rows`` contact creates through run_group; the most requests seen at once in the
+    second half of the run (after the pace had time to learn)."""
+    ctx = _Ctx(cap=cap, paces={}, stop=None)
+    Pace.WINDOW, saved = 0.03, Pace.WINDOW
+    lock = threading.Lock()
+    state = {"now": 0, "done": 0, "peak_late": 0}
+
+    def handler(c, part):
+        out = {}
+        for r in part:
+            with lock:
+                state["now"] += 1
+                if state["done"] >= rows // 2:
+                    state["peak_late"] = max(state["peak_late"], state["now"])
+            handler_work()
+            with lock:
+                state["now"] -= 1
+                state["done"] += 1
+            out[r.id] = "done"
+        return out
+
+    items = [SimpleNamespace(id=i, link_id=i, operation="contact_create", attempts=0) for i in range(rows)]
+    try:
+        with ThreadPoolExecutor(cap) as pool:
+            got = run_group(ctx, handler, items, target="okitoki", operation="contact_create", pool=pool)
+    finally:
+        Pace.WINDOW = saved
+    return state["peak_late"], got
+
+
+def _burn() -> None:
+    end = time.thread_time() + 0.002
+    while time.thread_time() < end:
+        pass
+
+
+def test_cpu_bound_requests_run_two_at_a_time_once_measured() -> None:
+    peak, got = _peak_late(_burn, 400)
+    assert len(got) == 400 and set(got.values()) == {"done"}
+    assert peak <= 2, peak
+
+
+def test_requests_waiting_on_the_network_keep_every_worker() -> None:
+    peak, got = _peak_late(lambda: time.sleep(0.01), 400)
+    assert len(got) == 400
+    assert peak == 8, peak
+
+
+@pytest.mark.parametrize("cap", [1, 2])
+def test_a_small_cap_is_never_exceeded(cap: int) -> None:
+    peak, got = _peak_late(lambda: time.sleep(0.002), 60, cap=cap)
+    assert len(got) == 60 and peak <= cap
