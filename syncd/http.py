@@ -17,6 +17,12 @@ timeouts, limits and a User-Agent, and wraps every request with, in order:
 
 Connectors receive a ``RemoteSystem`` (or build one with :func:`remote_system`) and may pass
 ``transport=`` (an ``httpx.MockTransport`` in unit tests, nothing for real loopback tests).
+
+A request goes straight to the client's transport (its connection pool) with a request
+built as the client would build it (:class:`_Direct`): the client's cookie jar, redirect and
+auth layers do nothing for these APIs (token auth, no redirects followed, no cookies) and cost
+a fifth of a loopback request's CPU. When an environment proxy applies, the whole client is
+used, so ``HTTPS_PROXY``/``NO_PROXY`` keep working.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import email.utils
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Callable, Protocol
@@ -199,6 +206,55 @@ def _default_check(response: httpx.Response, operation: str) -> None:
     return None
 
 
+class _Direct:
+    """Sends a request on the client's own transport, bypassing the client's per-request
+    layers (URL merging, cookie jar, auth and redirect handling, event hooks), none of which
+    these APIs use. The request is the one ``httpx.Client.build_request`` makes: the client's
+    base URL joined with the path, its default headers under the request's, its timeouts."""
+
+    DIRECT_KWARGS = frozenset({"params", "data", "json", "content", "files", "headers"})
+    MAX_URLS = 1024
+
+    def __init__(self, client: httpx.Client, transport: httpx.BaseTransport) -> None:
+        self.client = client
+        self.transport = transport
+        self.extensions = {"timeout": client.timeout.as_dict()}
+        self._urls: dict[str, httpx.URL] = {}
+
+    @staticmethod
+    def applies() -> bool:
+        """False when an environment proxy may apply (the client routes those itself)."""
+        return not any(k in urllib.request.getproxies() for k in ("http", "https", "all"))
+
+    def _url(self, path: str) -> httpx.URL:
+        url = self._urls.get(path)
+        if url is None:
+            if len(self._urls) >= self.MAX_URLS:
+                self._urls.clear()
+            url = self._urls[path] = self.client.build_request("GET", path).url
+        return url
+
+    def request(self, method: str, path: str, kwargs: dict[str, Any]) -> httpx.Response:
+        if not self.DIRECT_KWARGS.issuperset(kwargs):
+            return self.client.request(method, path, **kwargs)
+        headers: Any = self.client.headers
+        if kwargs.get("headers"):
+            headers = httpx.Headers(self.client.headers)
+            headers.update(kwargs["headers"])
+        request = httpx.Request(method, self._url(path), params=kwargs.get("params"),
+                                data=kwargs.get("data"), json=kwargs.get("json"),
+                                content=kwargs.get("content"), files=kwargs.get("files"),
+                                headers=headers, extensions=self.extensions)
+        response = self.transport.handle_request(request)
+        response.request = request
+        try:
+            response.read()
+        except BaseException:
+            response.close()
+            raise
+        return response
+
+
 @dataclass
 class RemoteSystem:
     """Every request to one remote system goes through here. Thread-safe."""
@@ -227,14 +283,17 @@ class RemoteSystem:
             register_secret(secret)
         if self.limiter is None:
             self.limiter = limiter_for(self.system, self.requests_per_minute, self.burst)
+        limits = httpx.Limits(max_connections=self.max_connections,
+                              max_keepalive_connections=self.max_connections)
+        transport = self.transport or httpx.HTTPTransport(limits=limits)
         self.client = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
-            limits=httpx.Limits(max_connections=self.max_connections,
-                                max_keepalive_connections=self.max_connections),
+            limits=limits,
             headers={"User-Agent": USER_AGENT, **self.headers},
-            transport=self.transport,
+            transport=transport,
         )
+        self._direct = _Direct(self.client, transport) if _Direct.applies() else None
 
     def close(self) -> None:
         self.client.close()
@@ -314,7 +373,10 @@ class RemoteSystem:
         error: RemoteError | None = None
         try:
             try:
-                response = self.client.request(method, path, **kwargs)
+                if self._direct is not None:
+                    response = self._direct.request(method, path, kwargs)
+                else:
+                    response = self.client.request(method, path, **kwargs)
             except httpx.TimeoutException as exc:
                 error = TransientError(f"timed out ({type(exc).__name__})", system=self.system,
                                        operation=operation)

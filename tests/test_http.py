@@ -405,3 +405,71 @@ def test_a_create_that_never_connected_is_retried() -> None:
                journal=journal.append).request("POST", "/create", operation="create",
                                                idempotent=False)
     assert [e.attempt for e in journal] == [1, 2, 3]
+
+
+# -- the direct request path (the client's transport, without its per-request layers) --------
+
+def _sent_both_ways(server, monkeypatch, **kwargs) -> tuple:
+    """The same request sent by the direct path and, with an environment proxy that does not
+    apply to loopback, by the whole client: what arrived each time."""
+    server.default = OK
+    direct = remote(f"{server.url}/api/v1", headers={"X-Default": "d", "X-Both": "default"})
+    assert direct._direct is not None
+    direct.request("POST", "contacts/add", operation="write", **kwargs)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    whole = remote(f"{server.url}/api/v1", headers={"X-Default": "d", "X-Both": "default"})
+    assert whole._direct is None, "an environment proxy must go through the client's routing"
+    whole.request("POST", "contacts/add", operation="write", **kwargs)
+    direct.close()
+    whole.close()
+    return server.arrivals[0], server.arrivals[1]
+
+
+@pytest.mark.parametrize("body", [{"data": {"name": "Ann", "api_token": "t"}},
+                                  {"json": {"name": "Ann", "phones": ["+380671234567"]}},
+                                  {"content": b"raw bytes"}])
+def test_the_direct_path_sends_what_the_client_would(server, monkeypatch, body) -> None:
+    a, b = _sent_both_ways(server, monkeypatch, params={"page": 2, "q": "x y"},
+                           headers={"X-Both": "request"}, **body)
+    for arrival in (a, b):
+        assert arrival.path == "/api/v1/contacts/add"
+        assert arrival.query == {"page": ["2"], "q": ["x y"]}
+        assert arrival.headers["X-Default"] == "d" and arrival.headers["X-Both"] == "request"
+        assert f"syncd/{__version__}" in arrival.headers["User-Agent"]
+    assert a.body == b.body and a.form == b.form
+    same = ("Content-Type", "Content-Length", "Accept", "Accept-Encoding", "Host")
+    assert {h: a.headers.get(h) for h in same} == {h: b.headers.get(h) for h in same}
+
+
+def test_the_direct_path_answers_like_the_client(server) -> None:
+    server.answer(Answer(200, {"id": 7}, {"Content-Type": "application/json; charset=utf-8"}))
+    r = remote(server.url)
+    response = r.request("GET", "/contacts/7", operation="read", params={"a": "1"})
+    assert response.json() == {"id": 7}
+    assert str(response.url) == f"{server.url}/contacts/7?a=1"
+    assert response.request.method == "GET"
+    assert response.is_closed and response.is_stream_consumed
+    r.close()
+
+
+def test_a_request_option_the_direct_path_does_not_know_goes_through_the_client(server) -> None:
+    server.default = OK
+    r = remote(server.url)
+    r.request("GET", "/slow", operation="read", timeout=2.0)
+    assert server.arrivals[0].path == "/slow"
+    r.close()
+
+
+def test_the_direct_path_keeps_the_clients_timeout() -> None:
+    with socket.socket() as silent:                 # accepts, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        r = RemoteSystem(system="test", base_url=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                         timeout=0.3, limiter=RateLimiter(None),
+                         retry=RetryPolicy(attempts=1))
+        started = time.monotonic()
+        with pytest.raises(TransientError, match="timed out"):
+            r.request("GET", "/x", operation="read")
+        assert time.monotonic() - started < 5
+        r.close()
