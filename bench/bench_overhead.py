@@ -1,12 +1,13 @@
 """The engine overhead alone: phases 2 and 3 of ``bench_sync.py`` (the initial sync of N
 contacts, then the same requests from the bare loop), repeated and interleaved.
 
-    python bench/bench_overhead.py 5000 [--rounds 3] [--json]
+    python bench/bench_overhead.py 5000 [--rounds 3] [--json] [--syncd-only]
 
 Each round runs the initial sync, then the bare loop right after it (the same load of the
 moment for both); the figure is the median of the rounds' ratios, with every round shown.
 On a shared machine a single pair can be off by half either way; the median of interleaved
-pairs is the one to compare. Imports ``bench_sync`` and ``syncd`` from the current directory,
+pairs is the one to compare. ``--syncd-only`` skips the bare loop (syncd's wall and CPU
+time per round, to compare two versions of syncd with each other). Imports ``bench_sync`` and ``syncd`` from the current directory,
 so ``cd COPY && python /path/to/bench_overhead.py N`` measures the copy's code.
 """
 
@@ -24,6 +25,12 @@ sys.path.insert(0, os.getcwd())
 
 import bench_sync as b  # noqa: E402
 from figures import print_figures  # noqa: E402
+
+
+def syncd_round(root: Path, n: int, r: int) -> dict[str, object]:
+    init = b.initial_sync(root, n, name=f"initial-{r}", show=False)
+    return {"wall": init["seconds"], "cpu": init["cpu_s"], "sandbox_cpu": init["sandbox_cpu_s"],
+            "load": round(os.getloadavg()[0], 2)}
 
 
 def one_round(root: Path, n: int, r: int) -> dict[str, object]:
@@ -45,8 +52,16 @@ def main() -> None:
     parser.add_argument("contacts", type=int, nargs="?", default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--syncd-only", action="store_true", help="no bare loop: syncd's own times")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="syncd-overhead-"))
+    if args.syncd_only:
+        runs = [syncd_round(root, args.contacts, r) for r in range(max(1, args.rounds))]
+        print_figures({"contacts": args.contacts,
+                       "syncd_wall_median": statistics.median(x["wall"] for x in runs),
+                       "syncd_cpu_median": statistics.median(x["cpu"] for x in runs),
+                       "rounds": runs}, as_json=args.json)
+        return
     rounds = []
     for r in range(max(1, args.rounds)):
         rounds.append(one_round(root, args.contacts, r))
