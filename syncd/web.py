@@ -130,6 +130,9 @@ class _SyncerCollector:
              "The daily request budget in force per remote system"),
             ("api_spend_today", "syncd_api_spend_today", "system",
              "What today's Oki-Toki requests cost (requests x [okitoki] price_per_request)"),
+            ("in_flight_limit", "syncd_in_flight_limit", "system",
+             "Requests the push lets run at once per remote system now (at most max_in_flight; "
+             "fewer while syncd's CPU is the bottleneck)"),
         ):
             values = stored.get(gauge)
             if values is None:

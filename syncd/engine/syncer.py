@@ -359,8 +359,11 @@ class Syncer:
 
     def gauges(self) -> dict[str, Any]:
         """What ``/metrics`` shows from the state database (see :func:`.status.metric_gauges`)."""
-        return metric_gauges(self.store, now=self.ctx.now(),
-                             price_per_request=self.ctx.config.okitoki.price_per_request)
+        gauges = metric_gauges(self.store, now=self.ctx.now(),
+                               price_per_request=self.ctx.config.okitoki.price_per_request)
+        gauges["in_flight_limit"] = {system: pace.limit for system, pace in self.ctx.paces.items()
+                                     if pace.limit > 0} or None
+        return gauges
 
     def cycle(self, dry_run: bool = False) -> CycleReport:
         """All pulls, then push. ``dry_run``: everything is planned against the real data, but

@@ -152,3 +152,27 @@ def test_requests_waiting_on_the_network_keep_every_worker() -> None:
 def test_a_small_cap_is_never_exceeded(cap: int) -> None:
     peak, got = _peak_late(lambda: time.sleep(0.002), 60, cap=cap)
     assert len(got) == 60 and peak <= cap
+
+
+def test_metrics_show_how_many_requests_run_at_once_per_system(tmp_path) -> None:
+    from syncd.engine.build import build_syncer
+    from syncd.store import open_store
+    from syncd.web import Metrics
+
+    from .conftest import make_config
+
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    open_store(state_url, create=True).close()
+    config = make_config(state_url, okitoki={"url": "http://127.0.0.1:9", "api_token": "tok-123456"},
+                         crm={"connector": "sql", "options": {"url": f"sqlite:///{tmp_path / 'crm.db'}"}})
+    syncer = build_syncer(config, state_dir=tmp_path / "s", instance_id="m")
+    try:
+        assert "syncd_in_flight_limit" not in Metrics(syncer).render().decode()   # no push yet
+        meter = Meter()
+        pace = syncer.ctx.paces["okitoki"] = _pace(meter)
+        pace.begin(8)
+        meter.window(pace, wall=0.3, cpu=0.3)
+        text = Metrics(syncer).render().decode()
+        assert 'syncd_in_flight_limit{system="okitoki"} 4.0' in text
+    finally:
+        syncer.close()
