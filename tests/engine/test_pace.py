@@ -147,22 +147,45 @@ def test_requests_waiting_on_the_network_keep_every_worker() -> None:
     assert peak == 8, peak
 
 
-def test_the_real_cpu_counter_sees_a_window_spent_waiting() -> None:
-    # The default meter is the process's CPU time. A window spent asleep (waiting on the
-    # network) reads as idle whatever else the machine runs: one worker more. (A window spent
-    # computing reads as busy only when the machine gives this process a whole core, so that
-    # direction is tested with the fake meters above.)
-    meter = Meter()
-    pace = _pace(meter)
+def test_the_real_counter_reads_computing_as_busy_and_sleeping_as_idle() -> None:
+    # cpu_demand counts time on a CPU and (Linux) time runnable in the run queue, so a
+    # process computing on a machine whose cores are busy with other work still reads busy
+    pace = Pace("okitoki")
     pace.begin(8)
-    meter.window(pace, wall=0.3, cpu=0.3)          # limit 4
-    pace._cpu, pace._clock = time.process_time, time.monotonic
     pace.WINDOW = 0.05
-    pace.begin(8)
+    pace.acquire()
+    end = time.process_time() + 0.1
+    while time.process_time() < end:
+        pass
+    pace.release()
+    assert pace.limit == 4
     pace.acquire()
     time.sleep(0.1)
     pace.release()
     assert pace.limit == 5
+
+
+def test_cpu_demand_counts_every_thread() -> None:
+    from syncd.engine.pace import cpu_demand
+
+    before = cpu_demand()
+    burnt, done = threading.Event(), threading.Event()
+
+    def burn() -> None:
+        end = time.thread_time() + 0.1
+        while time.thread_time() < end:
+            pass
+        burnt.set()
+        done.wait(5)                    # alive at the next reading, as a request worker is
+
+    t = threading.Thread(target=burn)
+    t.start()
+    assert burnt.wait(5)
+    after = cpu_demand()
+    done.set()
+    t.join()
+    assert after - before >= 0.09
+    assert cpu_demand() >= after       # a thread that ended takes nothing out of the total
 
 
 @pytest.mark.parametrize("cap", [1, 2])
