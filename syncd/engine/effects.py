@@ -27,13 +27,7 @@ log = structlog.get_logger()
 
 @dataclass(frozen=True)
 class Seen:
-    """``side`` now holds ``values`` for the link (we wrote them); ``new_id``: it was created.
-
-    ``remerge``: queue the link for the merge again. A write whose values the merge itself
-    chose (an Oki-Toki contact create or update) needs none: the merge already counted its
-    pending values as held (docs/architecture.md, "Deciding"), and a change that arrived
-    meanwhile queued the link when it was read. A write carrying news the merge has not seen
-    (a status from a call outcome, a record adopted after a retry) is merged again."""
+    """``side`` now holds ``values`` for the link (we wrote them); ``new_id``: it was created."""
 
     link_id: int
     side: str
@@ -41,7 +35,6 @@ class Seen:
     new_id: str | None = None
 
     written_at: Any = None   # local time of the write (marks earlier reads of the link stale)
-    remerge: bool = True
 
     @staticmethod
     def apply_all(conn: Connection, items: Sequence["Seen"], now: datetime) -> None:
@@ -68,7 +61,7 @@ class Seen:
             update_many(conn, BASE, "link_id", [{"link_id": k, side: v, f"{side}_written_at": at[k]}
                                                 for k, v in seen.items()])
             insert_ignore(conn, PHONE, phones, ["phone", "link_id", "side"])
-            mark_dirty(conn, sorted({s.link_id for s in group if s.remerge and s.link_id in seen}))
+            mark_dirty(conn, seen)
 
 
 def _make_room(conn: Connection, side: str, created: list[dict[str, Any]]) -> list[dict[str, Any]]:

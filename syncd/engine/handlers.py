@@ -90,8 +90,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 fields, phones = ctx.mapping.to_side("okitoki", values)
                 new_id = found or ctx.okitoki.upsert_contact(
                     ContactWrite(key=r.idem_key, id=None, fields=fields, phones=phones))
-                out[r.id] = Done(Seen(r.link_id, "okitoki", values, new_id=new_id, written_at=ctx.now(),
-                                      remerge=found is not None))
+                out[r.id] = Done(Seen(r.link_id, "okitoki", values, new_id=new_id, written_at=ctx.now()))
             else:
                 if not link.okitoki_id:
                     link = links[r.link_id] = _links(ctx, [r.link_id]).get(r.link_id, link)
@@ -102,7 +101,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
                 fields, phones = ctx.mapping.to_side("okitoki", values)
                 ctx.okitoki.upsert_contact(ContactWrite(key=r.idem_key, id=link.okitoki_id,
                                                         fields=fields, phones=phones))
-                out[r.id] = Done(Seen(r.link_id, "okitoki", values, written_at=ctx.now(), remerge=False))
+                out[r.id] = Done(Seen(r.link_id, "okitoki", values, written_at=ctx.now()))
         except (InvalidRecord, InvalidRequest) as exc:
             out[r.id] = exc            # this record's problem: dead letter, the rest goes on
         except Exception as exc:  # noqa: BLE001
