@@ -85,14 +85,21 @@ class Pace:
         self._cpu, self._clock = cpu, clock
         self._cond = threading.Condition()
         self._active = 0
-        self._window = (clock(), cpu())
+        self._window = (0.0, 0.0)              # (wall, CPU) when the window started
+        self._last_release = float("-inf")     # when a worker last finished a piece
 
     def begin(self, cap: int) -> int:
-        """A run of at most ``cap`` workers starts; returns how many may run now."""
+        """A run of at most ``cap`` workers starts; returns how many may run now.
+
+        The window goes on across runs that follow each other (a push's batches, each often
+        shorter than a window on a fast remote); after a pause longer than a window (the
+        daemon idle between pushes) it starts again, so idle time never reads as spare CPU."""
         with self._cond:
             self.cap = max(1, cap)
             self.limit = self.cap if self.limit <= 0 else max(self._floor(), min(self.limit, self.cap))
-            self._window = (self._clock(), self._cpu())
+            now = self._clock()
+            if now - self._last_release > self.WINDOW:
+                self._window = (now, self._cpu())
             return self.limit
 
     def _floor(self) -> int:
@@ -108,6 +115,7 @@ class Pace:
         with self._cond:
             self._active -= 1
             self._decide()
+            self._last_release = self._clock()
             self._cond.notify_all()
 
     def _decide(self) -> None:

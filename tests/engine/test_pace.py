@@ -64,6 +64,38 @@ def test_a_middling_share_holds_and_a_short_window_decides_nothing() -> None:
     assert meter.window(pace, wall=0.2, cpu=0.2) == 3        # with the next: 0.3 s, all CPU
 
 
+def test_runs_shorter_than_a_window_still_decide_the_window_spans_them() -> None:
+    """A fast remote: each batch's run lasts less than a window, with the claim and settle
+    between them. The window goes on across the runs (it used to restart at every run, so
+    on a fast machine the controller never decided and eight workers contended throughout)."""
+    meter = Meter()
+    pace = _pace(meter)
+    limits = []
+    for _ in range(8):
+        pace.begin(8)
+        meter.window(pace, wall=0.1, cpu=0.1)    # one run: 0.1 s, all CPU
+        meter.wall += 0.02                        # the settle and the next claim
+        meter.cpu += 0.02
+        limits.append(pace.limit)
+    assert limits[-1] == 2, limits
+    assert limits[0] == 8                         # 0.1 s alone is too short to judge
+
+
+def test_a_pause_longer_than_a_window_starts_a_new_window() -> None:
+    """Idle time between two pushes (the daemon waiting for its next job) is not spare CPU:
+    after a pause the window starts again instead of averaging the pause in."""
+    meter = Meter()
+    pace = _pace(meter)
+    pace.begin(8)
+    meter.window(pace, wall=0.3, cpu=0.3)
+    meter.window(pace, wall=0.3, cpu=0.3)
+    assert pace.limit == 2
+    meter.window(pace, wall=0.2, cpu=0.2)         # 0.2 s of a new window, all CPU
+    meter.wall += 60.0                            # idle until the next push
+    assert pace.begin(8) == 2
+    assert meter.window(pace, wall=0.3, cpu=0.3) == 2   # judged on the new run alone
+
+
 def test_what_was_learned_carries_to_the_next_run_within_a_new_cap() -> None:
     meter = Meter()
     pace = _pace(meter)
