@@ -97,10 +97,13 @@ def match_records(conn: Connection, side: Side, records: list[Observed], *,
     if to_create:
         rows = [{"entity": "contact", col.key: rec.id, "hold": hold, "tombstone": False,
                  "created_at": now} for rec, hold, _ in to_create]
-        new_ids = conn.execute(insert(LINK).returning(LINK.c.id, sort_by_parameter_order=True),
-                               rows).scalars().all()
-        for (rec, hold, others), lid in zip(to_create, new_ids):
-            result[rec.id] = Match(lid, created=True)
+        # Returned with the record id rather than in parameter order: SQLAlchemy keeps the
+        # order on SQLite only by inserting one row per statement (5,000 statements for an
+        # initial page of 5,000); the ids of one batch are distinct (a page's repeats collapse).
+        new_ids = dict((sid, lid) for lid, sid in conn.execute(
+            insert(LINK).returning(LINK.c.id, col), rows))
+        for rec, hold, others in to_create:
+            result[rec.id] = Match(new_ids[rec.id], created=True)
         merges = [{"side": side, "record_id": rec.id, "phone": (rec.values.get(PHONES) or [None])[0],
                    "candidates": others, "at": now} for rec, hold, others in to_create if hold]
         insert_ignore(conn, MERGE, merges, ["side", "record_id"])
