@@ -121,6 +121,7 @@ def _without_accounting_writes() -> None:
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     from syncd.config import validate_config_dict
     from syncd.engine import build_syncer
+    from syncd.heap import settle
     from syncd.logs import configure_logging
 
     if spec.get("no_accounting"):
@@ -130,6 +131,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     config = validate_config_dict(spec["config"], source="bench")
     out: dict[str, Any] = {"mode": spec["mode"]}
     syncer = build_syncer(config, state_dir=Path(spec["state_dir"]) / "crm-state")
+    settle()   # as `syncd run` does once its engine is built
     try:
         if spec["mode"] == "initial":
             started, cpu, cycles = time.perf_counter(), time.process_time(), []

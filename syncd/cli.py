@@ -77,6 +77,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_schema(config.daemon.state_url)
         syncer = build_syncer(config)
         daemon = Daemon(syncer, config, stop_event=stop)
+        from .heap import settle
+
+        settle()
         code = daemon.run()
     finally:
         restore()

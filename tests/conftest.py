@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +18,15 @@ def _no_records_bound() -> Iterator[None]:
     test thread's context, and they would otherwise carry into the next test."""
     with for_records(()):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _heap_unfrozen() -> Iterator[None]:
+    """``syncd run`` freezes its start-up heap (syncd.heap); a test running it in this
+    process must not leave the test runner's objects frozen for the tests after it."""
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import types
@@ -315,6 +316,7 @@ def test_run_wires_the_daemon_and_sigterm_stops_it_with_0(cfg_path, capsys, engi
     finally:
         timer.cancel()
     assert "push" in ran and ran[-1] == "closed"
+    assert gc.get_freeze_count() > 0    # the start-up heap was settled (syncd.heap)
 
 
 def test_check_online_reports_what_the_connected_crm_cannot_do(cfg_path, capsys, engine):
