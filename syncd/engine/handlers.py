@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from functools import partial
 from typing import Any, Mapping
 
 from sqlalchemy import and_, select
@@ -29,7 +30,7 @@ from .effects import Seen, TaskSettled
 from .journalids import rows_records
 from .mapping import PHONES, Side
 from .reconcile import add_key
-from .results import Done, Handlers, Later, write_error
+from .results import Done, Grouped, Handler, Handlers, Later, write_error
 
 __all__ = ["HANDLERS"]
 
@@ -61,13 +62,22 @@ def _create_values(ctx: Context, row: Any, base: Any, target: Side) -> dict[str,
     return ctx.mapping.writable(target, agreed) or dict((row.payload or {}).get("values") or {})
 
 
-def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
+def _retried_creates(rows: list[Any]) -> list[Any]:
+    """Creates an earlier try may have sent before its holder died (see outbox.claim)."""
+    return [r for r in rows if r.operation == "contact_create" and r.attempts > 1]
+
+
+def okitoki_contacts(ctx: Context, rows: list[Any], *,
+                     made: dict[str, list[str]] | None = None) -> dict[int, Any]:
+    """``made``: the look-up of the retried creates' group, done once for all its pieces
+    (:func:`_okitoki_group`); without it the retried creates among ``rows`` look up here."""
     out: dict[int, Any] = {}
     read_at = time.monotonic()
     links = _links(ctx, [r.link_id for r in rows])
     bases = _bases(ctx, [r.link_id for r in rows if r.operation == "contact_create"])
-    retried = [r for r in rows if r.operation == "contact_create" and r.attempts > 1]
-    made = _okitoki_made_since(ctx, retried) if retried else {}
+    if made is None:
+        retried = _retried_creates(rows)
+        made = _okitoki_made_since(ctx, retried) if retried else {}
     rids = rows_records(ctx, rows, links)
     linked_now = _LinkedNow(ctx, [r.link_id for r in rows if r.operation == "contact_create"],
                             seen=(links, read_at))
@@ -108,6 +118,16 @@ def okitoki_contacts(ctx: Context, rows: list[Any]) -> dict[int, Any]:
             out[r.id] = exc            # the system's problem: the rest of the group waits
             break
     return out
+
+
+def _okitoki_group(ctx: Context, rows: list[Any]) -> Handler:
+    """Before a group of Oki-Toki contact writes is split over the workers: one look-up export
+    for all its retried creates, so they go out in parallel like any others (a crash in the
+    middle of a batch leaves its whole batch retried) instead of one at a time in one piece."""
+    retried = _retried_creates(rows)
+    if not retried:
+        return okitoki_contacts
+    return partial(okitoki_contacts, made=_okitoki_made_since(ctx, retried))
 
 
 class _LinkedNow:
@@ -370,7 +390,7 @@ def dnc(ctx: Context, rows: list[Any]) -> dict[int, Any]:
 # -- the table the push is given (calls and statuses: callwrites.py) --------------------------
 
 HANDLERS: Handlers = {
-    ("okitoki", "contact_create"): okitoki_contacts,
+    ("okitoki", "contact_create"): Grouped(okitoki_contacts, _okitoki_group),
     ("okitoki", "contact_update"): okitoki_contacts,
     ("crm", "contact_create"): crm_contacts,
     ("crm", "contact_update"): crm_contacts,

@@ -6,8 +6,10 @@ must stay in order share a partition, in claim order: a link's rows (a task remo
 re-create generations, a contact's writes), the calls of one phone number (an unknown number
 gets one CRM contact), the tasks of one dialer (a bulk import goes out whole). Rows a handler
 sends together (CRM upserts, call logs) are split only in whole requests, so parallelism never
-costs an extra request. Retried creates (``attempts > 1``) stay together: their one look-up
-export serves them all.
+costs an extra request. Oki-Toki's retried creates (``attempts > 1``, after a crash in the
+middle of a batch) share one look-up export, made for the whole group before it is split
+(:class:`.results.Grouped`), and then go out in parallel like any others; the CRM's retried
+creates stay in one piece.
 
 Every request still goes through the system's one rate limiter and daily budget
 (:mod:`syncd.http`), so partitions fill the limit instead of waiting for each other's round
@@ -35,6 +37,7 @@ from typing import Any, Callable, Hashable
 
 from ..errors import InvalidRecord, InvalidRequest
 from .context import Context, StopSignal
+from .results import Grouped
 
 __all__ = ["SPLITS", "partition", "run_group"]
 
@@ -70,7 +73,7 @@ def _calls_batch(ctx: Context) -> int:
 # (target, operation) → (what must stay together, rows per request). Operations not listed
 # (list values, CRM deletes, call updates) run as one group, as before.
 SPLITS: dict[tuple[str, str], tuple[KeyOf, Callable[[Context], int]]] = {
-    ("okitoki", "contact_create"): (_create_link, lambda ctx: 1),
+    ("okitoki", "contact_create"): (_link, lambda ctx: 1),
     ("okitoki", "contact_update"): (_link, lambda ctx: 1),
     ("okitoki", "remove_task"): (_link, lambda ctx: 1),
     ("okitoki", "add_task"): (_dialer, lambda ctx: 1),   # a dialer's tasks: whole bulk imports
@@ -136,6 +139,8 @@ def run_group(ctx: Context, handler: Callable[[Context, Rows], dict[int, Any]], 
     pieces = partition(rows, ways=running * PIECES_PER_WORKER, unit=unit(ctx), key=key)
     if len(pieces) <= 1:
         return contextvars.copy_context().run(handler, ctx, rows)
+    if isinstance(handler, Grouped):   # the group's one look-up, before it is split
+        handler = contextvars.copy_context().run(handler.prepare, ctx, rows)
     halt = _Halt(ctx.stop)
     sub = copy.copy(ctx)
     sub.stop = halt

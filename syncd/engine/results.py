@@ -31,7 +31,7 @@ from .context import Context
 if TYPE_CHECKING:
     from .effects import Effect
 
-__all__ = ["Done", "Later", "RowResult", "Handler", "Handlers", "write_error"]
+__all__ = ["Done", "Later", "RowResult", "Handler", "Handlers", "Grouped", "write_error"]
 
 
 @dataclass
@@ -56,6 +56,22 @@ RowResult: TypeAlias = Done | Later | BaseException
 # leaves out (shutdown, an earlier row's system error) is released untouched.
 Handler: TypeAlias = Callable[[Context, list[Any]], dict[int, RowResult]]
 Handlers: TypeAlias = Mapping[tuple[str, str], Handler]
+
+
+class Grouped:
+    """A handler whose pieces share one look-up for their whole group.
+
+    When the push splits a group over several workers (:func:`.inflight.run_group`),
+    ``prepare(ctx, rows)`` runs once on the whole group first and returns the handler every
+    piece runs (one request for all of them, where each piece would otherwise make its own or
+    the group would have to stay in one piece). Called directly it is ``run``, which looks up
+    for itself."""
+
+    def __init__(self, run: Handler, prepare: Callable[[Context, list[Any]], Handler]) -> None:
+        self.run, self.prepare = run, prepare
+
+    def __call__(self, ctx: Context, rows: list[Any]) -> dict[int, RowResult]:
+        return self.run(ctx, rows)
 
 
 def write_error(result: WriteResult | None, *, system: str, operation: str, refused: str,

@@ -39,15 +39,20 @@ def _sustained_ratio(stamps: list[float], per_minute: int) -> float:
     return (len(stamps) - 1) / (stamps[-1] - stamps[0]) / (per_minute / 60)
 
 
+def _far_away(sb):
+    """The sandbox at LATENCY with a limit of RPM, its request log cleared."""
+    sb.set_rate_limit(RPM)
+    sb.set_faults([{"kind": "latency", "seconds": LATENCY, "rate": 1.0}])
+    sb.clear_requests()
+
+
 def _creates(sb, crm, tmp_path, state_url, n, *, in_flight, prefix):
     for i in range(n):
         crm.add((f"0675{prefix}{i:04d}",), name=f"Fast {prefix}{i}", status="won")
     syncer = _syncer(state_url, sb, crm, tmp_path, in_flight=in_flight)
     try:
         syncer.pull_crm_contacts()
-        sb.set_rate_limit(RPM)
-        sb.set_faults([{"kind": "latency", "seconds": LATENCY, "rate": 1.0}])
-        sb.clear_requests()
+        _far_away(sb)
         report = syncer.push()
     finally:
         syncer.close()
@@ -80,6 +85,46 @@ def test_one_request_at_a_time_cannot_reach_the_limit_at_300ms(state_url, sandbo
     assert report.counts.get("okitoki_contact_create") == n
     ratio = _sustained_ratio([r["at"] for r in _arrivals(sandbox, "contacts/add")], RPM)
     assert ratio < 0.3, ratio
+
+
+@pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
+def test_creates_retried_after_a_crash_go_out_in_parallel_after_one_look_up(state_url, sandbox, tmp_path):
+    """A holder killed in the middle of a batch leaves the whole batch claimed; every create
+    of it is retried (``attempts > 1``) and looks for a contact its earlier try made. The look-up
+    is one export for the group, made before the split; the creates then fill the rate limit
+    like any others (they used to stay in one piece: one at a time, a sixth of the limit at
+    300 ms), and what the dead holder did make is adopted, never made twice."""
+    from datetime import timedelta
+
+    from syncd.engine.outbox import Lane
+    from syncd.engine.reconcile import reconcile
+    from syncd.model import ContactWrite
+    from syncd.store import outbox as sql
+
+    crm, n, made = FakeCrm(), 40, 5
+    for i in range(n):
+        crm.add((f"067544{i:04d}",), name=f"Crash {i}", status="won")
+    syncer = _syncer(state_url, sandbox, crm, tmp_path, in_flight=8)
+    try:
+        syncer.pull_crm_contacts()
+        reconcile(syncer.ctx)
+        claimed = sql.claim(syncer.store, lanes=[int(Lane.CONTACTS)], limit=1000, holder="killed",
+                            now=syncer.ctx.now(), hold=timedelta(seconds=-1))   # its claim expired
+        assert len(claimed) == n
+        for i in range(made):                    # the requests the killed holder got out
+            syncer.okitoki.upsert_contact(ContactWrite(key=f"k{i}", id=None, fields={"name": f"Crash {i}"},
+                                                       phones=(f"+38067544{i:04d}",)))
+        _far_away(sandbox)
+        report = syncer.push()
+    finally:
+        syncer.close()
+    assert report.counts.get("okitoki_contact_create") == n, report.errors
+    assert len(_arrivals(sandbox, "contacts/export")) == 1          # one look-up for all of them
+    sent = _arrivals(sandbox, "contacts/add")
+    assert len(sent) == n - made                                    # the made ones adopted
+    ratio = _sustained_ratio([r["at"] for r in sent], RPM)
+    assert ratio >= 0.6, ratio
+    assert len(_phones_once(sandbox, "44")) == n
 
 
 @pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
