@@ -6,7 +6,8 @@ and there are hundreds of thousands of such objects. Every full pass of the coll
 them all again; a push of thousands of records allocates enough to trigger many passes
 (about 4 % of the CPU of an initial sync). :func:`settle` collects what start-up left over and
 moves the rest to the permanent generation (:func:`gc.freeze`). Objects made later are
-collected as before, and reference counting still frees frozen objects no longer used.
+collected as before, and reference counting still frees frozen objects no longer used; only a
+frozen reference cycle dropped later stays until exit, which the start-up heap's size bounds.
 """
 
 from __future__ import annotations

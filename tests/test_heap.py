@@ -22,7 +22,8 @@ def test_settle_freezes_what_exists_and_collects_start_up_garbage() -> None:
     try:
         frozen = settle()
         assert gone() is None                   # start-up garbage was collected first
-        assert frozen == gc.get_freeze_count() > 0
+        # (frozen objects freed by reference counting since, in other threads, leave the count)
+        assert frozen > 0 and 0 < gc.get_freeze_count() <= frozen
         assert not any(o is kept for o in gc.get_objects())   # in no generation: frozen
         later = Node()
         assert any(o is later for o in gc.get_objects())      # later objects: collected as before
