@@ -6,10 +6,10 @@ must stay in order share a partition, in claim order: a link's rows (a task remo
 re-create generations, a contact's writes), the calls of one phone number (an unknown number
 gets one CRM contact), the tasks of one dialer (a bulk import goes out whole). Rows a handler
 sends together (CRM upserts, call logs) are split only in whole requests, so parallelism never
-costs an extra request. Oki-Toki's retried creates (``attempts > 1``, after a crash in the
-middle of a batch) share one look-up export, made for the whole group before it is split
-(:class:`.results.Grouped`), and then go out in parallel like any others; the CRM's retried
-creates stay in one piece.
+costs an extra request. Creates retried after a crash in the middle of a batch
+(``attempts > 1``) go out in parallel like any others: Oki-Toki's share one look-up export,
+made for the whole group before it is split (:class:`.results.Grouped`); the CRM's each look
+their own number up.
 
 Every request still goes through the system's one rate limiter and daily budget
 (:mod:`syncd.http`), so partitions fill the limit instead of waiting for each other's round
@@ -49,10 +49,6 @@ def _link(r: Any) -> Hashable:
     return ("link", r.link_id) if r.link_id is not None else ("row", r.id)
 
 
-def _create_link(r: Any) -> Hashable:
-    return ("retried",) if r.operation == "contact_create" and r.attempts > 1 else _link(r)
-
-
 def _call_phone(r: Any) -> Hashable:
     phone = (r.payload or {}).get("phone")
     return ("phone", phone) if phone else _link(r)
@@ -77,7 +73,7 @@ SPLITS: dict[tuple[str, str], tuple[KeyOf, Callable[[Context], int]]] = {
     ("okitoki", "contact_update"): (_link, lambda ctx: 1),
     ("okitoki", "remove_task"): (_link, lambda ctx: 1),
     ("okitoki", "add_task"): (_dialer, lambda ctx: 1),   # a dialer's tasks: whole bulk imports
-    ("crm", "contact_create"): (_create_link, _crm_batch),
+    ("crm", "contact_create"): (_link, _crm_batch),
     ("crm", "contact_update"): (_link, _crm_batch),
     ("crm", "status"): (_link, _crm_batch),
     ("crm", "log_call"): (_call_phone, _calls_batch),

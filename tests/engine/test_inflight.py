@@ -5,6 +5,7 @@ record's operations keep their order, a Retry-After pauses every worker, nothing
 from __future__ import annotations
 
 import random
+import threading
 import time
 from types import SimpleNamespace
 
@@ -125,6 +126,62 @@ def test_creates_retried_after_a_crash_go_out_in_parallel_after_one_look_up(stat
     ratio = _sustained_ratio([r["at"] for r in sent], RPM)
     assert ratio >= 0.6, ratio
     assert len(_phones_once(sandbox, "44")) == n
+
+
+class _SlowLookups(FakeCrm):
+    """A CRM whose phone search takes a while, counting how many run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now_running = self.most_at_once = 0
+        self._count = threading.Lock()
+
+    def find_by_phone(self, phone_e164: str):
+        with self._count:
+            self.now_running += 1
+            self.most_at_once = max(self.most_at_once, self.now_running)
+        try:
+            time.sleep(0.05)
+            return super().find_by_phone(phone_e164)
+        finally:
+            with self._count:
+                self.now_running -= 1
+
+
+@pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
+def test_crm_creates_retried_after_a_crash_look_their_numbers_up_in_parallel(state_url, sandbox, tmp_path):
+    """The CRM side of the test above: each retried create searches the CRM for its number
+    (one request each) before it creates; those searches run in parallel, whole write batches
+    to a worker, and what the dead holder made is adopted, never made twice."""
+    from datetime import timedelta
+
+    from syncd.engine.outbox import Lane
+    from syncd.engine.reconcile import reconcile
+    from syncd.model import ContactWrite
+    from syncd.phones import normalize
+    from syncd.store import outbox as sql
+
+    crm, n, made = _SlowLookups(), 40, 4
+    syncer = _syncer(state_url, sandbox, crm, tmp_path, in_flight=8)
+    try:
+        for i in range(n):
+            syncer.okitoki.upsert_contact(ContactWrite(key=f"o{i}", id=None, fields={"name": f"Lead {i}"},
+                                                       phones=(f"+38067545{i:04d}",)))
+        syncer.pull_okitoki_contacts()
+        reconcile(syncer.ctx)
+        claimed = sql.claim(syncer.store, lanes=[int(Lane.CONTACTS)], limit=1000, holder="killed",
+                            now=syncer.ctx.now(), hold=timedelta(seconds=-1))
+        assert len(claimed) >= n and {r.target for r in claimed} == {"crm"}   # (+ the demo's)
+        for i in range(made):                    # the writes the killed holder got out
+            crm.add((f"067545{i:04d}",), name=f"Lead {i}")
+        report = syncer.push()
+    finally:
+        syncer.close()
+    assert report.counts.get("crm_contact_create") == len(claimed), report.errors
+    assert crm.most_at_once >= 2                 # one at a time before
+    phones = [normalize(p, "UA") for row in crm.rows.values() for p in row.phones]
+    assert len(phones) == len(set(phones))
+    assert sum(1 for p in phones if p.startswith("+38067545")) == n
 
 
 @pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
