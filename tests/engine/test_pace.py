@@ -45,13 +45,19 @@ def test_a_saturated_cpu_halves_the_workers_down_to_two() -> None:
     assert [meter.window(pace, wall=0.3, cpu=0.29) for _ in range(4)] == [4, 2, 2, 2]
 
 
-def test_waiting_on_the_network_adds_a_worker_per_window_up_to_the_cap() -> None:
-    meter = Meter()
+def _at_two(meter: Meter) -> Pace:
+    """A pace that two saturated windows brought down from eight to two workers."""
     pace = _pace(meter)
     pace.begin(8)
     meter.window(pace, wall=0.3, cpu=0.3)
     meter.window(pace, wall=0.3, cpu=0.3)
     assert pace.limit == 2
+    return pace
+
+
+def test_waiting_on_the_network_adds_a_worker_per_window_up_to_the_cap() -> None:
+    meter = Meter()
+    pace = _at_two(meter)
     assert [meter.window(pace, wall=0.3, cpu=0.03) for _ in range(7)] == [3, 4, 5, 6, 7, 8, 8]
 
 
@@ -85,11 +91,7 @@ def test_a_pause_longer_than_a_window_starts_a_new_window() -> None:
     """Idle time between two pushes (the daemon waiting for its next job) is not spare CPU:
     after a pause the window starts again instead of averaging the pause in."""
     meter = Meter()
-    pace = _pace(meter)
-    pace.begin(8)
-    meter.window(pace, wall=0.3, cpu=0.3)
-    meter.window(pace, wall=0.3, cpu=0.3)
-    assert pace.limit == 2
+    pace = _at_two(meter)
     meter.window(pace, wall=0.2, cpu=0.2)         # 0.2 s of a new window, all CPU
     meter.wall += 60.0                            # idle until the next push
     assert pace.begin(8) == 2
