@@ -62,11 +62,6 @@ def _create_values(ctx: Context, row: Any, base: Any, target: Side) -> dict[str,
     return ctx.mapping.writable(target, agreed) or dict((row.payload or {}).get("values") or {})
 
 
-def _retried_creates(rows: list[Any]) -> list[Any]:
-    """Creates an earlier try may have sent before its holder died (see outbox.claim)."""
-    return [r for r in rows if r.operation == "contact_create" and r.attempts > 1]
-
-
 def okitoki_contacts(ctx: Context, rows: list[Any], *,
                      made: dict[str, list[str]] | None = None) -> dict[int, Any]:
     """``made``: the look-up of the retried creates' group, done once for all its pieces
@@ -76,8 +71,7 @@ def okitoki_contacts(ctx: Context, rows: list[Any], *,
     links = _links(ctx, [r.link_id for r in rows])
     bases = _bases(ctx, [r.link_id for r in rows if r.operation == "contact_create"])
     if made is None:
-        retried = _retried_creates(rows)
-        made = _okitoki_made_since(ctx, retried) if retried else {}
+        made = _made_by_earlier_tries(ctx, rows)
     rids = rows_records(ctx, rows, links)
     linked_now = _LinkedNow(ctx, [r.link_id for r in rows if r.operation == "contact_create"],
                             seen=(links, read_at))
@@ -124,10 +118,14 @@ def _okitoki_group(ctx: Context, rows: list[Any]) -> Handler:
     """Before a group of Oki-Toki contact writes is split over the workers: one look-up export
     for all its retried creates, so they go out in parallel like any others (a crash in the
     middle of a batch leaves its whole batch retried) instead of one at a time in one piece."""
-    retried = _retried_creates(rows)
-    if not retried:
-        return okitoki_contacts
-    return partial(okitoki_contacts, made=_okitoki_made_since(ctx, retried))
+    return partial(okitoki_contacts, made=_made_by_earlier_tries(ctx, rows))
+
+
+def _made_by_earlier_tries(ctx: Context, rows: list[Any]) -> dict[str, list[str]]:
+    """For the creates among ``rows`` an earlier try may have sent before its holder died
+    (``attempts > 1``, see outbox.claim): what Oki-Toki made since (one export), else nothing."""
+    retried = [r for r in rows if r.operation == "contact_create" and r.attempts > 1]
+    return _okitoki_made_since(ctx, retried) if retried else {}
 
 
 class _LinkedNow:

@@ -100,8 +100,7 @@ def match_records(conn: Connection, side: Side, records: list[Observed], *,
         # Returned with the record id rather than in parameter order: SQLAlchemy keeps the
         # order on SQLite only by inserting one row per statement (5,000 statements for an
         # initial page of 5,000); the ids of one batch are distinct (a page's repeats collapse).
-        new_ids = dict((sid, lid) for lid, sid in conn.execute(
-            insert(LINK).returning(LINK.c.id, col), rows))
+        new_ids = {sid: lid for lid, sid in conn.execute(insert(LINK).returning(LINK.c.id, col), rows)}
         for rec, hold, others in to_create:
             result[rec.id] = Match(new_ids[rec.id], created=True)
         merges = [{"side": side, "record_id": rec.id, "phone": (rec.values.get(PHONES) or [None])[0],

@@ -67,8 +67,9 @@ class Pace:
     the interpreter lock (the remote answers in a millisecond, our own work is the bottleneck)
     adds contention and CPU, not throughput: on loopback 8 workers cost 30 % more CPU than 2 and
     finish later. After every piece of work, once per :attr:`WINDOW` of wall time, the share of
-    that window the process spent on CPU or waiting for one (:data:`cpu_demand`) decides: at or above :attr:`BUSY`, half the workers
-    (never under two, so our work still overlaps the remote's); below :attr:`IDLE`, one more.
+    that window the process spent on CPU or waiting for one (:data:`cpu_demand`) decides: at or
+    above :attr:`BUSY`, half the workers (never under two, so our work still overlaps the
+    remote's); below :attr:`IDLE`, one more.
     The rate limiter is unaffected: workers waiting for its tokens use no CPU, so a limited
     system keeps every worker. One per remote system, kept across pushes; thread-safe.
     """
@@ -114,15 +115,15 @@ class Pace:
     def release(self) -> None:
         with self._cond:
             self._active -= 1
-            self._decide()
-            self._last_release = self._clock()
+            self._last_release = self._decide()
             self._cond.notify_all()
 
-    def _decide(self) -> None:
+    def _decide(self) -> float:
+        """Judge the window if it is long enough; returns the time of the call."""
         started, cpu_then = self._window
         now = self._clock()
         if now - started < self.WINDOW:
-            return
+            return now
         cpu_now = self._cpu()
         share = max(0.0, cpu_now - cpu_then) / (now - started)
         before = self.limit
@@ -134,3 +135,4 @@ class Pace:
         if self.limit != before:
             log.debug("in_flight_changed", system=self.system, limit=self.limit,
                       cpu_share=round(share, 2))
+        return now
